@@ -181,3 +181,104 @@ impl Checkpoint {
         Ok(checkpoint)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::KeyId;
+    use crate::policy::{AuthorizedKey, Keyring};
+    use crate::signature::PublicKey;
+
+    fn chain(n: u64) -> Vec<AuditEntry> {
+        let mut prev = GENESIS;
+        (0..n)
+            .map(|seq| {
+                let entry = AuditEntry {
+                    seq,
+                    prev_sha256: prev,
+                    time_ms: 1_800_000_000_000 + seq,
+                    gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+                    client_ip: "127.0.0.2".parse().unwrap(),
+                    operation: "GET".into(),
+                    bucket: "patient-reports".into(),
+                    key: format!("org-1/{seq}\nsubject:forged"),
+                    subject: "user-42".into(),
+                    decision: if seq % 2 == 0 {
+                        Decision::Allow
+                    } else {
+                        Decision::Deny(ErrorCode::Expired)
+                    },
+                    bytes: seq * 10,
+                    latency_us: 120,
+                    request: vec![0xff, 0],
+                    signatures: "vendor:k:sig".into(),
+                };
+                prev = entry.hash();
+                entry
+            })
+            .collect()
+    }
+
+    #[test]
+    fn free_text_cannot_forge_fields() {
+        let bytes = chain(1)[0].encode();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("key:org-1/0%0Asubject:forged\n"));
+        assert_eq!(text.matches("\nsubject:").count(), 1);
+        assert_eq!(escape("a%b c"), "a%25b%20c");
+    }
+
+    #[test]
+    fn chain_detects_alteration_removal_and_reordering() {
+        let entries = chain(5);
+        let (head, count) = verify_chain(&entries, 0, GENESIS).unwrap();
+        assert_eq!((head, count), (entries[4].hash(), 5));
+
+        let mut altered = entries.clone();
+        altered[2].bytes += 1;
+        let err = verify_chain(&altered, 0, GENESIS).unwrap_err();
+        assert!(err.message().contains("entry 3"), "{err}");
+
+        let mut removed = entries.clone();
+        removed.remove(2);
+        assert!(verify_chain(&removed, 0, GENESIS).is_err());
+
+        let mut reordered = entries.clone();
+        reordered.swap(1, 2);
+        assert!(verify_chain(&reordered, 0, GENESIS).is_err());
+
+        // A suffix verifies from the hash of the entry before it.
+        assert!(verify_chain(&entries[2..], 2, entries[1].hash()).is_ok());
+        assert!(verify_chain(&entries[2..], 2, GENESIS).is_err());
+    }
+
+    #[test]
+    fn checkpoints_are_signed() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let id = KeyId::parse("gatekeeper-1").unwrap();
+        let keyring = Keyring::new([AuthorizedKey {
+            key_id: id.clone(),
+            role: Role::gatekeeper(),
+            public_key: PublicKey::from_bytes(&key.verifying_key().to_bytes()).unwrap(),
+            not_before: None,
+            not_after: None,
+        }])
+        .unwrap();
+        let policy = Policy::new(keyring, [(Role::gatekeeper(), 1)]).unwrap();
+        let entries = chain(3);
+        let cp = Checkpoint {
+            gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+            seq: 2,
+            head_sha256: entries[2].hash(),
+            created_at: 1_800_000_001,
+        };
+        let (bytes, sig) = cp.sign(&key, id);
+        assert_eq!(
+            Checkpoint::verify(&bytes, std::slice::from_ref(&sig), &policy).unwrap(),
+            cp
+        );
+        let mut forged = bytes.clone();
+        forged[40] ^= 1;
+        assert!(Checkpoint::verify(&forged, &[sig], &policy).is_err());
+    }
+}

@@ -12,25 +12,32 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 /// At most this many signatures travel with one document.
 pub const MAX_SIGNATURES: usize = 16;
 
-/// An Ed25519 public key that is a valid point of large order (not one of the eight
-/// small-order points a signature can be forged for).
+/// An Ed25519 public key that is a canonically encoded point of the prime-order
+/// subgroup: not one of the eight small-order points (for which signatures can be
+/// forged), and without a torsion component (which makes cofactored and cofactorless
+/// verifiers disagree). Honest keys (`A = a·B`) always qualify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
-    /// Parses 32 bytes; refuses encodings that are not points (`bad_signature` would be
-    /// misleading, so this is `weak_key`) and small-order points (`weak_key`).
+    /// Parses 32 bytes; refuses (`weak_key`) encodings that are not points or not
+    /// canonical, small-order points and points with a torsion component.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self> {
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| {
-            Error::new(
-                ErrorCode::WeakKey,
-                "the public key is not a valid Ed25519 point encoding",
-            )
-        })?;
+        let weak = |why: &str| Error::new(ErrorCode::WeakKey, format!("the public key {why}"));
+        let key = VerifyingKey::from_bytes(bytes)
+            .map_err(|_| weak("is not a valid Ed25519 point encoding"))?;
+        let point = key.to_edwards();
+        if point.compress().to_bytes() != *bytes {
+            return Err(weak("is not canonically encoded"));
+        }
         if key.is_weak() {
-            return Err(Error::new(
-                ErrorCode::WeakKey,
-                "the public key is a small-order point; signatures under it prove nothing",
+            return Err(weak(
+                "is a small-order point; signatures under it prove nothing",
+            ));
+        }
+        if !point.is_torsion_free() {
+            return Err(weak(
+                "has a small-order (torsion) component; no honest key has one",
             ));
         }
         Ok(Self(key))
@@ -188,13 +195,32 @@ mod tests {
         assert_eq!(code(&many), Some(ErrorCode::TooLarge));
     }
 
+    fn hex32(s: &str) -> [u8; 32] {
+        let v: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect();
+        v.try_into().unwrap()
+    }
+
     #[test]
     fn weak_keys_are_refused() {
+        let weak = |bytes: [u8; 32]| PublicKey::from_bytes(&bytes).err().map(|e| e.code());
         let mut identity = [0u8; 32];
         identity[0] = 1;
+        assert_eq!(weak(identity), Some(ErrorCode::WeakKey), "small order");
+        // The identity again, spelled y = p + 1 (non-canonical).
+        let non_canonical =
+            hex32("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
         assert_eq!(
-            PublicKey::from_bytes(&identity).err().map(|e| e.code()),
-            Some(ErrorCode::WeakKey)
+            weak(non_canonical),
+            Some(ErrorCode::WeakKey),
+            "non-canonical"
         );
+        // speccheck case 3's key: large order but with a torsion component.
+        let mixed = hex32("cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d");
+        assert_eq!(weak(mixed), Some(ErrorCode::WeakKey), "mixed order");
+        let honest = SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes();
+        assert!(PublicKey::from_bytes(&honest).is_ok());
     }
 }

@@ -63,6 +63,12 @@ impl<'a> Reader<'a> {
                 format!("the {kind} is not valid UTF-8"),
             )
         })?;
+        if text.contains('\r') {
+            return Err(Error::new(
+                ErrorCode::NonCanonical,
+                format!("the {kind} contains a CR; lines end with a single LF"),
+            ));
+        }
         let body = text.strip_suffix('\n').ok_or_else(|| {
             Error::new(
                 ErrorCode::NonCanonical,

@@ -1,0 +1,1527 @@
+//! Writes the conformance vectors `tests/vectors/*.json`, deterministically (fixed
+//! seeds, fixed nonces, fixed clock), so regenerating must reproduce every byte.
+//!
+//! Usage: `cargo run -p countersign-vectors --bin generate-vectors -- <output dir>`
+//!
+//! Every case states its expected result by hand; the generator replays each case
+//! before writing it and fails if the implementation disagrees.
+
+use countersign_core::ed25519_dalek::SigningKey;
+use countersign_core::signature::signing_message;
+use countersign_core::text::{b64, hex};
+use countersign_core::{
+    Decision, ErrorCode, GatekeeperId, KeyId, Keyring, Manifest, Policy, Receipt, RequestVerifier,
+    Role, SignatureEntry,
+};
+use countersign_vectors::{
+    Case, KeySpec, Kind, PolicySpec, RequestFields, SignatureSpec, Target, VectorFile, outcome,
+};
+use sha2_free::sha256_hex;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// SHA-256 through the core's types, so the generator needs no extra dependency.
+mod sha2_free {
+    pub fn sha256_hex(data: &[u8]) -> String {
+        countersign_core::text::hex(&countersign_core::BodyDigest::of(data).sha256)
+    }
+}
+
+const T: u64 = 1_800_000_000;
+const AUDIENCE: &str = "gk.acme";
+
+/// A key the generator signs with.
+struct Signer {
+    key: SigningKey,
+    key_id: &'static str,
+    role: &'static str,
+}
+
+impl Signer {
+    fn new(seed: u8, key_id: &'static str, role: &'static str) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&[seed; 32]),
+            key_id,
+            role,
+        }
+    }
+
+    fn public_hex(&self) -> String {
+        hex(&self.key.verifying_key().to_bytes())
+    }
+
+    fn spec(&self) -> KeySpec {
+        KeySpec {
+            key_id: self.key_id.into(),
+            role: self.role.into(),
+            public_key_hex: self.public_hex(),
+            not_before: None,
+            not_after: None,
+        }
+    }
+
+    /// Signs `doc` claiming `role`/`key_id` (normally its own).
+    fn sign_as(&self, role: &str, key_id: &str, doc: &[u8]) -> SignatureSpec {
+        let (role, key_id) = (
+            Role::parse(role).unwrap_or_else(|_| Role::vendor()),
+            kid(key_id),
+        );
+        let entry = SignatureEntry::sign(&self.key, role.clone(), key_id.clone(), doc);
+        SignatureSpec {
+            key_id: key_id.to_string(),
+            role: role.to_string(),
+            public_key_hex: self.public_hex(),
+            signature_hex: hex(&entry.signature),
+            message_hex: hex(&signing_message(&role, &key_id, doc)),
+        }
+    }
+
+    fn sign(&self, doc: &[u8]) -> SignatureSpec {
+        self.sign_as(self.role, self.key_id, doc)
+    }
+
+    fn entry(&self, doc: &[u8]) -> SignatureEntry {
+        SignatureEntry::sign(
+            &self.key,
+            Role::parse(self.role).unwrap_or_else(|_| Role::vendor()),
+            kid(self.key_id),
+            doc,
+        )
+    }
+}
+
+fn kid(s: &str) -> KeyId {
+    KeyId::parse(s).unwrap_or_else(|_| KeyId::parse("invalid").unwrap_or_else(|e| unreachable(e)))
+}
+
+fn unreachable(e: countersign_core::Error) -> KeyId {
+    eprintln!("generator bug: {e}");
+    std::process::exit(2)
+}
+
+struct World {
+    vendor1: Signer,
+    vendor2: Signer,
+    vendor3: Signer,
+    gatekeeper: Signer,
+    admin: Signer,
+    stranger: Signer,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            vendor1: Signer::new(1, "vendor-2026-01", "vendor"),
+            vendor2: Signer::new(2, "vendor-2026-02", "vendor"),
+            vendor3: Signer::new(3, "vendor-2026-03", "vendor"),
+            gatekeeper: Signer::new(10, "gatekeeper-1", "gatekeeper"),
+            admin: Signer::new(20, "admin-1", "customer-admin"),
+            stranger: Signer::new(99, "stranger-1", "vendor"),
+        }
+    }
+
+    /// vendor-1 and vendor-2, gatekeeper-1, admin-1; requires one vendor key.
+    fn policy(&self) -> PolicySpec {
+        PolicySpec {
+            audience: AUDIENCE.into(),
+            max_lifetime: 900,
+            clock_skew: 30,
+            keys: vec![
+                self.vendor1.spec(),
+                self.vendor2.spec(),
+                self.vendor3.spec(),
+                self.gatekeeper.spec(),
+                self.admin.spec(),
+            ],
+            require: BTreeMap::from([("vendor".to_owned(), 1)]),
+        }
+    }
+}
+
+fn base_get() -> RequestFields {
+    RequestFields {
+        audience: AUDIENCE.into(),
+        method: "GET".into(),
+        bucket: "patient-reports".into(),
+        key: "org-17/reports/2026/visit-0001.pdf".into(),
+        range: String::new(),
+        content_type: String::new(),
+        body_sha256: String::new(),
+        body_length: String::new(),
+        subject: "user-42".into(),
+        issued_at: T,
+        expires_at: T + 300,
+        nonce: "000102030405060708090a0b0c0d0e0f".into(),
+    }
+}
+
+const PUT_BODY: &[u8] = b"%PDF-1.7\n% Countersign demo report\n";
+
+fn base_put() -> RequestFields {
+    RequestFields {
+        method: "PUT".into(),
+        key: "org-17/reports/2026/visit-0002.pdf".into(),
+        content_type: "application/pdf".into(),
+        body_sha256: sha256_hex(PUT_BODY),
+        body_length: PUT_BODY.len().to_string(),
+        nonce: "101112131415161718191a1b1c1d1e1f".into(),
+        ..base_get()
+    }
+}
+
+/// The generator's own rendering of the text form, independent of the encoder.
+fn render(f: &RequestFields) -> Vec<u8> {
+    format!(
+        "countersign/v1/request\naudience:{}\nmethod:{}\nbucket:{}\nkey:{}\nrange:{}\ncontent-type:{}\nbody-sha256:{}\nbody-length:{}\nsubject:{}\nissued-at:{}\nexpires-at:{}\nnonce:{}\n",
+        f.audience, f.method, f.bucket, f.key, f.range, f.content_type, f.body_sha256,
+        f.body_length, f.subject, f.issued_at, f.expires_at, f.nonce
+    )
+    .into_bytes()
+}
+
+fn replace(doc: &[u8], from: &str, to: &str) -> Vec<u8> {
+    String::from_utf8_lossy(doc)
+        .replacen(from, to, 1)
+        .into_bytes()
+}
+
+struct Builder {
+    cases: Vec<Case>,
+    failures: Vec<String>,
+}
+
+impl Builder {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        name: &str,
+        description: &str,
+        kind: Kind,
+        request: RequestFields,
+        doc: Vec<u8>,
+        policy: PolicySpec,
+        signatures: Vec<SignatureSpec>,
+        now: u64,
+        expect: &str,
+        extra: impl FnOnce(&mut Case),
+    ) {
+        let mut case = Case {
+            name: name.into(),
+            description: description.into(),
+            kind,
+            request,
+            canonical_hex: hex(&doc),
+            message_hex: signatures
+                .first()
+                .map(|s| s.message_hex.clone())
+                .unwrap_or_default(),
+            request_hex: None,
+            target: None,
+            body_hex: None,
+            policy,
+            signatures,
+            now,
+            expect: expect.into(),
+        };
+        extra(&mut case);
+        match outcome(&case) {
+            Ok(got) if got == expect => {}
+            Ok(got) => self
+                .failures
+                .push(format!("{name}: expected {expect}, got {got}")),
+            Err(e) => self.failures.push(format!("{name}: broken case: {e}")),
+        }
+        if self.cases.iter().any(|c| c.name == name) {
+            self.failures.push(format!("{name}: duplicate name"));
+        }
+        self.cases.push(case);
+    }
+
+    /// A request case signed by `signers` over `doc`.
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        name: &str,
+        description: &str,
+        fields: RequestFields,
+        doc: Vec<u8>,
+        policy: PolicySpec,
+        signers: &[&Signer],
+        now: u64,
+        expect: &str,
+    ) {
+        let sigs = signers.iter().map(|s| s.sign(&doc)).collect();
+        self.push(
+            name,
+            description,
+            Kind::Request,
+            fields,
+            doc,
+            policy,
+            sigs,
+            now,
+            expect,
+            |_| {},
+        );
+    }
+
+    fn take(&mut self) -> Vec<Case> {
+        std::mem::take(&mut self.cases)
+    }
+}
+
+fn requests(w: &World, b: &mut Builder) {
+    let p = w.policy();
+    let now = T + 10;
+    let v1 = [&w.vendor1];
+    let simple = |b: &mut Builder, name: &str, desc: &str, f: RequestFields, expect: &str| {
+        let doc = render(&f);
+        b.request(name, desc, f, doc, p.clone(), &v1, now, expect);
+    };
+
+    simple(
+        b,
+        "get-basic",
+        "A plain GET signed by one vendor key.",
+        base_get(),
+        "ok",
+    );
+    simple(
+        b,
+        "get-range",
+        "A GET of bytes 0-1023.",
+        RequestFields {
+            range: "0-1023".into(),
+            ..base_get()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "get-range-single-byte",
+        "A range of one byte (first = last).",
+        RequestFields {
+            range: "5-5".into(),
+            ..base_get()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "get-range-inverted",
+        "A range whose first byte is after its last.",
+        RequestFields {
+            range: "9-5".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "head-basic",
+        "A HEAD (manifest only).",
+        RequestFields {
+            method: "HEAD".into(),
+            ..base_get()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "put-basic",
+        "A PUT binding content type, body SHA-256 and length.",
+        base_put(),
+        "ok",
+    );
+    simple(
+        b,
+        "put-empty-body",
+        "A PUT of an empty body (length 0).",
+        RequestFields {
+            body_sha256: sha256_hex(b""),
+            body_length: "0".into(),
+            ..base_put()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "put-missing-content-type",
+        "A PUT must name its content type.",
+        RequestFields {
+            content_type: String::new(),
+            ..base_put()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "put-content-type-parameters",
+        "Content types carry no parameters.",
+        RequestFields {
+            content_type: "text/plain;charset=utf-8".into(),
+            ..base_put()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "put-with-range",
+        "Only a GET may carry a range.",
+        RequestFields {
+            range: "0-1".into(),
+            ..base_put()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "get-with-body-hash",
+        "Only a PUT may carry a body hash.",
+        RequestFields {
+            body_sha256: sha256_hex(b"x"),
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "put-body-length-leading-zero",
+        "Decimals have no leading zeros.",
+        RequestFields {
+            body_length: format!("0{}", PUT_BODY.len()),
+            ..base_put()
+        },
+        ErrorCode::NonCanonical.as_str(),
+    );
+    simple(
+        b,
+        "put-body-hash-uppercase",
+        "Hex is lowercase.",
+        RequestFields {
+            body_sha256: sha256_hex(PUT_BODY).to_uppercase(),
+            ..base_put()
+        },
+        ErrorCode::NonCanonical.as_str(),
+    );
+    simple(
+        b,
+        "list-whole-bucket",
+        "A LIST with the empty prefix.",
+        RequestFields {
+            method: "LIST".into(),
+            key: String::new(),
+            ..base_get()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "list-prefix-trailing-slash",
+        "A LIST prefix may end with `/`.",
+        RequestFields {
+            method: "LIST".into(),
+            key: "org-17/reports/".into(),
+            ..base_get()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "list-prefix-traversal",
+        "A LIST prefix may not contain a `..` segment.",
+        RequestFields {
+            method: "LIST".into(),
+            key: "org-17/../org-18/".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "method-lowercase",
+        "Methods are uppercase.",
+        RequestFields {
+            method: "get".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "method-delete",
+        "There is no DELETE.",
+        RequestFields {
+            method: "DELETE".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+
+    let key = |k: &str| RequestFields {
+        key: k.into(),
+        ..base_get()
+    };
+    simple(
+        b,
+        "key-unicode-nfc",
+        "Keys are UTF-8 in NFC; signed raw, never percent-encoded.",
+        key("org-17/Berichte/größe-日本語.png"),
+        "ok",
+    );
+    simple(
+        b,
+        "key-not-nfc",
+        "`u` + U+0308 is NFD; only NFC is accepted.",
+        key("org-17/gro\u{308}sse.png"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-space",
+        "Space is signed as itself (the URL spells it %20).",
+        key("org-17/scan 1.png"),
+        "ok",
+    );
+    simple(
+        b,
+        "key-plus",
+        "`+` is a literal plus, never a space.",
+        key("org-17/a+b.png"),
+        "ok",
+    );
+    simple(
+        b,
+        "key-percent-literal",
+        "`%20` in a key is three literal characters; there is no decoding.",
+        key("org-17/scan%201.png"),
+        "ok",
+    );
+    simple(
+        b,
+        "key-dot-dot-segment",
+        "Path traversal is unrepresentable.",
+        key("org-17/../org-18/secret.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-dot-segment",
+        "`.` segments are refused, not normalised.",
+        key("org-17/./a.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-dots-in-name",
+        "Dots inside a segment are fine.",
+        key("org-17/..a/b../.c"),
+        "ok",
+    );
+    simple(
+        b,
+        "key-leading-slash",
+        "Keys do not start with `/`.",
+        key("/org-17/a.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-trailing-slash",
+        "Keys do not end with `/`.",
+        key("org-17/"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-double-slash",
+        "Empty segments are refused.",
+        key("org-17//a.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-backslash",
+        "Backslashes are refused (a separator on some systems).",
+        key("org-17\\..\\a.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-tab",
+        "Control characters are refused.",
+        key("org-17/a\tb.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-c1-control",
+        "C1 control U+0085 is refused.",
+        key("org-17/a\u{85}b.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-bidi-override",
+        "U+202E makes a key display reversed; refused.",
+        key("org-17/report\u{202e}fdp.exe"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-zero-width-space",
+        "Invisible U+200B is refused.",
+        key("org-17/a\u{200b}.pdf"),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-max-length",
+        "A key of exactly 1024 bytes.",
+        key(&format!("org-17/{}", "k".repeat(1017))),
+        "ok",
+    );
+    simple(
+        b,
+        "key-too-long",
+        "A key of 1025 bytes.",
+        key(&format!("org-17/{}", "k".repeat(1018))),
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+    simple(
+        b,
+        "key-max-length-multibyte",
+        "1024 bytes of 3-byte characters plus ASCII; limits count bytes.",
+        key(&format!("o/{}", "日".repeat(340) + "ab")),
+        "ok",
+    );
+    simple(
+        b,
+        "bucket-uppercase",
+        "Bucket names are lowercase.",
+        RequestFields {
+            bucket: "Patient-Reports".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidBucket.as_str(),
+    );
+    simple(
+        b,
+        "bucket-ip-address",
+        "Bucket names may not look like IP addresses.",
+        RequestFields {
+            bucket: "10.0.0.1".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidBucket.as_str(),
+    );
+    simple(
+        b,
+        "subject-max-length",
+        "A subject of 128 printable ASCII bytes.",
+        RequestFields {
+            subject: "u".repeat(128),
+            ..base_get()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "subject-too-long",
+        "A subject of 129 bytes.",
+        RequestFields {
+            subject: "u".repeat(129),
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "subject-space",
+        "Subjects contain no spaces.",
+        RequestFields {
+            subject: "user 42".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "nonce-uppercase",
+        "The nonce is lowercase hex.",
+        RequestFields {
+            nonce: "000102030405060708090A0B0C0D0E0F".into(),
+            ..base_get()
+        },
+        ErrorCode::NonCanonical.as_str(),
+    );
+    simple(
+        b,
+        "nonce-short",
+        "The nonce is exactly 16 bytes.",
+        RequestFields {
+            nonce: "0001020304050607".into(),
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    let doc = replace(
+        &render(&base_get()),
+        &format!("issued-at:{T}"),
+        &format!("issued-at:0{T}"),
+    );
+    b.request(
+        "issued-at-leading-zero",
+        "Timestamps have no leading zeros.",
+        base_get(),
+        doc,
+        p.clone(),
+        &v1,
+        now,
+        ErrorCode::NonCanonical.as_str(),
+    );
+    simple(
+        b,
+        "expires-before-issued",
+        "expires-at must be after issued-at.",
+        RequestFields {
+            expires_at: T,
+            ..base_get()
+        },
+        ErrorCode::InvalidField.as_str(),
+    );
+    simple(
+        b,
+        "lifetime-over-policy",
+        "The policy allows at most 900 s.",
+        RequestFields {
+            expires_at: T + 901,
+            ..base_get()
+        },
+        ErrorCode::LifetimeTooLong.as_str(),
+    );
+    simple(
+        b,
+        "lifetime-over-protocol",
+        "The protocol allows at most 86400 s.",
+        RequestFields {
+            expires_at: T + 86_401,
+            ..base_get()
+        },
+        ErrorCode::LifetimeTooLong.as_str(),
+    );
+    simple(
+        b,
+        "lifetime-at-policy-max",
+        "Exactly the policy's 900 s.",
+        RequestFields {
+            expires_at: T + 900,
+            ..base_get()
+        },
+        "ok",
+    );
+    simple(
+        b,
+        "wrong-audience",
+        "Addressed to another gatekeeper.",
+        RequestFields {
+            audience: "gk.other".into(),
+            ..base_get()
+        },
+        ErrorCode::WrongAudience.as_str(),
+    );
+
+    let g = render(&base_get());
+    let mutated = |b: &mut Builder, name: &str, desc: &str, doc: Vec<u8>, expect: &str| {
+        b.request(name, desc, base_get(), doc, p.clone(), &v1, now, expect);
+    };
+    mutated(
+        b,
+        "crlf-line-endings",
+        "Lines end with LF only.",
+        String::from_utf8_lossy(&g)
+            .replace('\n', "\r\n")
+            .into_bytes(),
+        ErrorCode::NonCanonical.as_str(),
+    );
+    mutated(
+        b,
+        "missing-final-newline",
+        "The last line ends with LF.",
+        g[..g.len() - 1].to_vec(),
+        ErrorCode::NonCanonical.as_str(),
+    );
+    mutated(
+        b,
+        "extra-field",
+        "No field may be added.",
+        [g.clone(), b"extra:1\n".to_vec()].concat(),
+        ErrorCode::NonCanonical.as_str(),
+    );
+    mutated(
+        b,
+        "fields-swapped",
+        "Fields appear in the fixed order.",
+        replace(
+            &replace(
+                &g,
+                "audience:gk.acme\nmethod:GET\n",
+                "method:GET\naudience:gk.acme\n",
+            ),
+            "",
+            "",
+        ),
+        ErrorCode::NonCanonical.as_str(),
+    );
+    mutated(
+        b,
+        "space-after-colon",
+        "No whitespace around values.",
+        replace(&g, "subject:user-42", "subject: user-42"),
+        ErrorCode::InvalidField.as_str(),
+    );
+    mutated(
+        b,
+        "version-2",
+        "An unknown protocol version.",
+        replace(&g, "countersign/v1/request", "countersign/v2/request"),
+        ErrorCode::UnsupportedVersion.as_str(),
+    );
+    mutated(
+        b,
+        "wrong-document-type",
+        "A receipt header on a request.",
+        replace(&g, "countersign/v1/request", "countersign/v1/receipt"),
+        ErrorCode::NonCanonical.as_str(),
+    );
+    mutated(
+        b,
+        "not-utf8",
+        "Canonical bytes are UTF-8.",
+        [&g[..g.len() - 1], &[0xff, b'\n'][..]].concat(),
+        ErrorCode::NonCanonical.as_str(),
+    );
+    mutated(
+        b,
+        "too-large",
+        "Canonical requests are at most 4096 bytes.",
+        replace(
+            &g,
+            "subject:user-42",
+            &format!("subject:{}", "u".repeat(4000)),
+        ),
+        ErrorCode::TooLarge.as_str(),
+    );
+
+    // Time window: issued T, expires T+300, skew 30.
+    let at = |b: &mut Builder, name: &str, desc: &str, now: u64, expect: &str| {
+        b.request(
+            name,
+            desc,
+            base_get(),
+            g.clone(),
+            p.clone(),
+            &v1,
+            now,
+            expect,
+        );
+    };
+    at(
+        b,
+        "time-first-valid-second",
+        "issued-at - skew is the first accepted second.",
+        T - 30,
+        "ok",
+    );
+    at(
+        b,
+        "time-not-yet-valid",
+        "One second before issued-at - skew.",
+        T - 31,
+        ErrorCode::NotYetValid.as_str(),
+    );
+    at(
+        b,
+        "time-last-valid-second",
+        "expires-at + skew - 1 is the last accepted second.",
+        T + 329,
+        "ok",
+    );
+    at(
+        b,
+        "time-expired",
+        "expires-at + skew is refused.",
+        T + 330,
+        ErrorCode::Expired.as_str(),
+    );
+    at(
+        b,
+        "time-expired-long-ago",
+        "A day after expiry.",
+        T + 86_400,
+        ErrorCode::Expired.as_str(),
+    );
+}
+
+fn signatures(w: &World, b: &mut Builder) {
+    let g = render(&base_get());
+    let now = T + 10;
+    let p = w.policy();
+    let two = PolicySpec {
+        require: BTreeMap::from([("vendor".to_owned(), 2)]),
+        ..w.policy()
+    };
+    let three = PolicySpec {
+        require: BTreeMap::from([("vendor".to_owned(), 3)]),
+        ..w.policy()
+    };
+    let req = |b: &mut Builder,
+               name: &str,
+               desc: &str,
+               policy: &PolicySpec,
+               sigs: Vec<SignatureSpec>,
+               expect: &str| {
+        b.push(
+            name,
+            desc,
+            Kind::Request,
+            base_get(),
+            g.clone(),
+            policy.clone(),
+            sigs,
+            now,
+            expect,
+            |_| {},
+        );
+    };
+    req(
+        b,
+        "two-of-two",
+        "Two distinct vendor keys meet a threshold of 2.",
+        &two,
+        vec![w.vendor1.sign(&g), w.vendor2.sign(&g)],
+        "ok",
+    );
+    req(
+        b,
+        "two-of-three-with-three",
+        "Extra valid signatures are fine.",
+        &two,
+        vec![w.vendor1.sign(&g), w.vendor2.sign(&g), w.vendor3.sign(&g)],
+        "ok",
+    );
+    req(
+        b,
+        "three-of-three",
+        "All three vendor keys.",
+        &three,
+        vec![w.vendor3.sign(&g), w.vendor1.sign(&g), w.vendor2.sign(&g)],
+        "ok",
+    );
+    req(
+        b,
+        "threshold-not-met",
+        "One signature for a threshold of 2.",
+        &two,
+        vec![w.vendor1.sign(&g)],
+        ErrorCode::ThresholdNotMet.as_str(),
+    );
+    req(
+        b,
+        "duplicate-signer",
+        "The same key twice counts once: 1 of 2.",
+        &two,
+        vec![w.vendor1.sign(&g), w.vendor1.sign(&g)],
+        ErrorCode::ThresholdNotMet.as_str(),
+    );
+    req(
+        b,
+        "duplicate-signer-threshold-one",
+        "The same key twice meets a threshold of 1.",
+        &p,
+        vec![w.vendor1.sign(&g), w.vendor1.sign(&g)],
+        "ok",
+    );
+    req(
+        b,
+        "no-signature-for-required-role",
+        "Only a gatekeeper signature; the vendor role is required.",
+        &p,
+        vec![w.gatekeeper.sign(&g)],
+        ErrorCode::ThresholdNotMet.as_str(),
+    );
+    req(
+        b,
+        "unknown-key",
+        "A key id the policy does not know.",
+        &p,
+        vec![w.stranger.sign(&g)],
+        ErrorCode::UnknownKey.as_str(),
+    );
+    req(
+        b,
+        "unknown-key-among-valid",
+        "Every presented signature must be valid, even when the threshold is met.",
+        &p,
+        vec![w.vendor1.sign(&g), w.stranger.sign(&g)],
+        ErrorCode::UnknownKey.as_str(),
+    );
+    req(
+        b,
+        "wrong-role",
+        "A vendor key claiming the gatekeeper role.",
+        &p,
+        vec![w.vendor1.sign_as("gatekeeper", w.vendor1.key_id, &g)],
+        ErrorCode::WrongRole.as_str(),
+    );
+    req(
+        b,
+        "admin-key-as-vendor",
+        "A customer-admin key cannot approve as vendor.",
+        &p,
+        vec![w.admin.sign_as("vendor", w.admin.key_id, &g)],
+        ErrorCode::WrongRole.as_str(),
+    );
+    req(
+        b,
+        "key-id-substitution",
+        "vendor-1 signs under vendor-2's id: the message binds the key id.",
+        &p,
+        vec![w.vendor1.sign_as("vendor", w.vendor2.key_id, &g)],
+        ErrorCode::BadSignature.as_str(),
+    );
+    req(
+        b,
+        "no-signatures",
+        "An empty signature list.",
+        &p,
+        vec![],
+        ErrorCode::Malformed.as_str(),
+    );
+
+    let flipped = replace(&g, "subject:user-42", "subject:user-43");
+    b.push(
+        "flipped-byte-in-canonical",
+        "The vendor signed user-42; the bytes say user-43.",
+        Kind::Request,
+        base_get(),
+        flipped,
+        p.clone(),
+        vec![w.vendor1.sign(&g)],
+        now,
+        ErrorCode::BadSignature.as_str(),
+        |_| {},
+    );
+    let mut bad = w.vendor1.sign(&g);
+    bad.signature_hex = flip_bit(&bad.signature_hex, 3);
+    req(
+        b,
+        "flipped-bit-in-signature-r",
+        "One bit of R flipped.",
+        &p,
+        vec![bad],
+        ErrorCode::BadSignature.as_str(),
+    );
+    let mut bad = w.vendor1.sign(&g);
+    bad.signature_hex = flip_bit(&bad.signature_hex, 40);
+    req(
+        b,
+        "flipped-bit-in-signature-s",
+        "One bit of S flipped.",
+        &p,
+        vec![bad],
+        ErrorCode::BadSignature.as_str(),
+    );
+    let mut bad = w.vendor1.sign(&g);
+    bad.signature_hex = add_l_to_s(&bad.signature_hex);
+    req(
+        b,
+        "malleable-s-plus-l",
+        "S replaced by S + L: equal mod L but not canonical (S >= L).",
+        &p,
+        vec![bad],
+        ErrorCode::BadSignature.as_str(),
+    );
+    let mut bad = w.vendor1.sign(&g);
+    bad.signature_hex.truncate(126);
+    req(
+        b,
+        "signature-63-bytes",
+        "A truncated signature.",
+        &p,
+        vec![bad],
+        ErrorCode::BadSignature.as_str(),
+    );
+
+    let mut windowed = w.policy();
+    if let Some(k) = windowed.keys.first_mut() {
+        k.not_before = Some(T);
+        k.not_after = Some(T + 100);
+    }
+    let win = |b: &mut Builder, name: &str, desc: &str, now: u64, expect: &str| {
+        b.push(
+            name,
+            desc,
+            Kind::Request,
+            base_get(),
+            g.clone(),
+            windowed.clone(),
+            vec![w.vendor1.sign(&g)],
+            now,
+            expect,
+            |_| {},
+        );
+    };
+    win(
+        b,
+        "key-window-first-second",
+        "not_before is the first valid second.",
+        T,
+        "ok",
+    );
+    win(
+        b,
+        "key-window-last-second",
+        "not_after - 1 is the last valid second.",
+        T + 99,
+        "ok",
+    );
+    win(
+        b,
+        "key-retired",
+        "At not_after the key is retired.",
+        T + 100,
+        ErrorCode::KeyOutsideWindow.as_str(),
+    );
+    win(
+        b,
+        "key-not-yet-active",
+        "Before not_before the key is not active yet.",
+        T - 1,
+        ErrorCode::KeyOutsideWindow.as_str(),
+    );
+
+    let mut weak = w.policy();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    weak.keys.push(KeySpec {
+        key_id: "weak-1".into(),
+        role: "vendor".into(),
+        public_key_hex: hex(&identity),
+        not_before: None,
+        not_after: None,
+    });
+    let sig = SignatureSpec {
+        key_id: "weak-1".into(),
+        role: "vendor".into(),
+        public_key_hex: hex(&identity),
+        signature_hex: hex(&[&[1u8][..], &[0u8; 63][..]].concat()),
+        message_hex: hex(&signing_message(&Role::vendor(), &kid("weak-1"), &g)),
+    };
+    req(
+        b,
+        "small-order-public-key",
+        "The identity point as a public key: any message 'verifies' under cofactored rules, so such keys are refused when the policy loads.",
+        &weak,
+        vec![sig],
+        ErrorCode::WeakKey.as_str(),
+    );
+
+    let mut dup = w.policy();
+    dup.keys.push(w.vendor1.spec());
+    req(
+        b,
+        "duplicate-key-id-in-policy",
+        "Key ids must be unique in a policy.",
+        &dup,
+        vec![w.vendor1.sign(&g)],
+        ErrorCode::InvalidField.as_str(),
+    );
+}
+
+fn flip_bit(hex_sig: &str, byte: usize) -> String {
+    let mut bytes = countersign_vectors::from_hex(hex_sig).unwrap_or_default();
+    if let Some(b) = bytes.get_mut(byte) {
+        *b ^= 0x01;
+    }
+    hex(&bytes)
+}
+
+/// Adds the group order L to the little-endian S half of a signature.
+fn add_l_to_s(hex_sig: &str) -> String {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut bytes = countersign_vectors::from_hex(hex_sig).unwrap_or_default();
+    let mut carry = 0u16;
+    for (b, l) in bytes.iter_mut().skip(32).zip(L) {
+        let sum = u16::from(*b) + u16::from(l) + carry;
+        *b = (sum & 0xff) as u8;
+        carry = sum >> 8;
+    }
+    hex(&bytes)
+}
+
+fn receipts(w: &World, b: &mut Builder) {
+    let request = render(&base_get());
+    let digest = countersign_core::BodyDigest::of(&request).sha256;
+    let receipt = |decision| Receipt {
+        gatekeeper: GatekeeperId::parse(AUDIENCE).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        }),
+        request_sha256: digest,
+        decision,
+        decided_at: T + 11,
+        audit_seq: 7,
+    };
+    let policy = PolicySpec {
+        require: BTreeMap::from([("gatekeeper".to_owned(), 1)]),
+        ..w.policy()
+    };
+    let rc = |b: &mut Builder,
+              name: &str,
+              desc: &str,
+              doc: Vec<u8>,
+              sigs: Vec<SignatureSpec>,
+              for_request: &[u8],
+              expect: &str| {
+        let for_request = hex(for_request);
+        b.push(
+            name,
+            desc,
+            Kind::Receipt,
+            base_get(),
+            doc,
+            policy.clone(),
+            sigs,
+            T + 11,
+            expect,
+            |c| c.request_hex = Some(for_request),
+        );
+    };
+    let allow = receipt(Decision::Allow).encode();
+    rc(
+        b,
+        "receipt-allow",
+        "The gatekeeper's countersignature on an allowed request.",
+        allow.clone(),
+        vec![w.gatekeeper.sign(&allow)],
+        &request,
+        "ok",
+    );
+    let deny = receipt(Decision::Deny(ErrorCode::AccessDenied)).encode();
+    rc(
+        b,
+        "receipt-deny",
+        "A signed denial verifies too; its decision says deny.",
+        deny.clone(),
+        vec![w.gatekeeper.sign(&deny)],
+        &request,
+        "ok",
+    );
+    let other = render(&RequestFields {
+        key: "org-17/other.pdf".into(),
+        ..base_get()
+    });
+    rc(
+        b,
+        "receipt-for-other-request",
+        "A receipt cannot be reused for another request.",
+        allow.clone(),
+        vec![w.gatekeeper.sign(&allow)],
+        &other,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    rc(
+        b,
+        "receipt-signed-by-vendor",
+        "The vendor key cannot sign receipts.",
+        allow.clone(),
+        vec![w.vendor1.sign_as("gatekeeper", w.vendor1.key_id, &allow)],
+        &request,
+        ErrorCode::WrongRole.as_str(),
+    );
+    let tampered = replace(&allow, "audit-seq:7", "audit-seq:8");
+    rc(
+        b,
+        "receipt-tampered",
+        "A receipt changed after signing.",
+        tampered,
+        vec![w.gatekeeper.sign(&allow)],
+        &request,
+        ErrorCode::BadSignature.as_str(),
+    );
+    let unknown = replace(&deny, "error:access_denied", "error:no_such_code");
+    rc(
+        b,
+        "receipt-unknown-error-code",
+        "Error codes come from the fixed list.",
+        unknown.clone(),
+        vec![w.gatekeeper.sign(&unknown)],
+        &request,
+        ErrorCode::InvalidField.as_str(),
+    );
+    let allow_with_error = replace(&allow, "error:\n", "error:expired\n");
+    rc(
+        b,
+        "receipt-allow-with-error",
+        "An allow carries no error code.",
+        allow_with_error.clone(),
+        vec![w.gatekeeper.sign(&allow_with_error)],
+        &request,
+        ErrorCode::InvalidField.as_str(),
+    );
+}
+
+fn manifests(w: &World, b: &mut Builder) {
+    let policy = PolicySpec {
+        require: BTreeMap::from([("gatekeeper".to_owned(), 1), ("vendor".to_owned(), 1)]),
+        ..w.policy()
+    };
+    let put_doc = render(&base_put());
+    let make = |audience: &str, signers: &[&Signer], doc: &[u8]| -> Vec<u8> {
+        let vendor_keys = [&w.vendor1, &w.vendor2, &w.vendor3]
+            .iter()
+            .filter_map(|s| {
+                Some(countersign_core::AuthorizedKey {
+                    key_id: kid(s.key_id),
+                    role: Role::vendor(),
+                    public_key: countersign_core::PublicKey::from_bytes(
+                        &s.key.verifying_key().to_bytes(),
+                    )
+                    .ok()?,
+                    not_before: None,
+                    not_after: None,
+                })
+            })
+            .collect::<Vec<_>>();
+        let built = (|| {
+            let policy = Policy::new(Keyring::new(vendor_keys)?, [(Role::vendor(), 1)])?;
+            let verifier = RequestVerifier::new(GatekeeperId::parse(audience)?, policy, 900, 30)?;
+            let sigs: Vec<SignatureEntry> = signers.iter().map(|s| s.entry(doc)).collect();
+            let verified = verifier.verify(doc, &sigs, T + 10)?;
+            Ok::<_, countersign_core::Error>(
+                Manifest::for_put(&verified, GatekeeperId::parse(AUDIENCE)?, T + 12, 8)?.encode(),
+            )
+        })();
+        built.unwrap_or_else(|e| {
+            eprintln!("generator bug: {e}");
+            std::process::exit(2)
+        })
+    };
+    let target = Target {
+        bucket: "patient-reports".into(),
+        key: base_put().key,
+    };
+    let mf = |b: &mut Builder,
+              name: &str,
+              desc: &str,
+              doc: Vec<u8>,
+              sigs: Vec<SignatureSpec>,
+              target: &Target,
+              body: &[u8],
+              expect: &str| {
+        let (target, body) = (target.clone(), hex(body));
+        b.push(
+            name,
+            desc,
+            Kind::Manifest,
+            base_put(),
+            doc,
+            policy.clone(),
+            sigs,
+            T + 12,
+            expect,
+            |c| {
+                c.target = Some(target);
+                c.body_hex = Some(body);
+            },
+        );
+    };
+    let m = make(AUDIENCE, &[&w.vendor1], &put_doc);
+    mf(
+        b,
+        "manifest-ok",
+        "Both signatures verify and the body matches.",
+        m.clone(),
+        vec![w.gatekeeper.sign(&m)],
+        &target,
+        PUT_BODY,
+        "ok",
+    );
+    let m2 = make(AUDIENCE, &[&w.vendor2, &w.vendor1], &put_doc);
+    mf(
+        b,
+        "manifest-two-uploader-signatures",
+        "Request signatures are stored sorted by role and key id.",
+        m2.clone(),
+        vec![w.gatekeeper.sign(&m2)],
+        &target,
+        PUT_BODY,
+        "ok",
+    );
+    let mut altered = PUT_BODY.to_vec();
+    if let Some(x) = altered.last_mut() {
+        *x ^= 1;
+    }
+    mf(
+        b,
+        "manifest-body-altered",
+        "One byte of the object changed in the bucket.",
+        m.clone(),
+        vec![w.gatekeeper.sign(&m)],
+        &target,
+        &altered,
+        ErrorCode::BodyMismatch.as_str(),
+    );
+    mf(
+        b,
+        "manifest-body-truncated",
+        "The object lost its last byte in the bucket.",
+        m.clone(),
+        vec![w.gatekeeper.sign(&m)],
+        &target,
+        &PUT_BODY[..PUT_BODY.len() - 1],
+        ErrorCode::BodyMismatch.as_str(),
+    );
+    let other = Target {
+        key: "org-17/reports/2026/visit-0001.pdf".into(),
+        ..target.clone()
+    };
+    mf(
+        b,
+        "manifest-other-object",
+        "A valid manifest served for a different key.",
+        m.clone(),
+        vec![w.gatekeeper.sign(&m)],
+        &other,
+        PUT_BODY,
+        ErrorCode::ManifestMismatch.as_str(),
+    );
+    let tampered = replace(&m, "stored-at:", "stored-at:1");
+    mf(
+        b,
+        "manifest-tampered",
+        "A manifest changed after the gatekeeper signed it.",
+        tampered,
+        vec![w.gatekeeper.sign(&m)],
+        &target,
+        PUT_BODY,
+        ErrorCode::BadSignature.as_str(),
+    );
+    mf(
+        b,
+        "manifest-signed-by-vendor",
+        "Only the gatekeeper role signs manifests.",
+        m.clone(),
+        vec![w.vendor1.sign(&m)],
+        &target,
+        PUT_BODY,
+        ErrorCode::ThresholdNotMet.as_str(),
+    );
+    let away = make(
+        "gk.other",
+        &[&w.vendor1],
+        &replace(&put_doc, "audience:gk.acme", "audience:gk.other"),
+    );
+    mf(
+        b,
+        "manifest-audience-mismatch",
+        "The PUT was addressed to another gatekeeper.",
+        away.clone(),
+        vec![w.gatekeeper.sign(&away)],
+        &target,
+        PUT_BODY,
+        ErrorCode::ManifestMismatch.as_str(),
+    );
+    // Hand-written manifest with the request signatures out of order.
+    let s1 = w.vendor1.entry(&put_doc).encode();
+    let s2 = w.vendor2.entry(&put_doc).encode();
+    let unsorted = format!(
+        "countersign/v1/manifest\ngatekeeper:{AUDIENCE}\nstored-at:{}\naudit-seq:8\nrequest:{}\nrequest-signatures:{s2},{s1}\n",
+        T + 12,
+        b64(&put_doc)
+    )
+    .into_bytes();
+    mf(
+        b,
+        "manifest-unsorted-signatures",
+        "One encoding: request signatures sorted by role, key id.",
+        unsorted.clone(),
+        vec![w.gatekeeper.sign(&unsorted)],
+        &target,
+        PUT_BODY,
+        ErrorCode::NonCanonical.as_str(),
+    );
+    let forged = replace(
+        &m,
+        &b64(&put_doc),
+        &b64(&replace(&put_doc, "subject:user-42", "subject:user-66")),
+    );
+    mf(
+        b,
+        "manifest-uploader-forged",
+        "The gatekeeper signed a manifest whose PUT the vendor never signed.",
+        forged.clone(),
+        vec![w.gatekeeper.sign(&forged)],
+        &target,
+        PUT_BODY,
+        ErrorCode::BadSignature.as_str(),
+    );
+}
+
+fn main() -> ExitCode {
+    let Some(dir) = std::env::args().nth(1) else {
+        eprintln!("usage: generate-vectors <output dir>");
+        return ExitCode::from(2);
+    };
+    let w = World::new();
+    let mut b = Builder {
+        cases: Vec::new(),
+        failures: Vec::new(),
+    };
+    let mut files = Vec::new();
+    requests(&w, &mut b);
+    files.push(("requests", "Canonical request encoding: every field's edges, non-canonical forms, the time window and the audience.", b.take()));
+    signatures(&w, &mut b);
+    files.push(("signatures", "Signatures and policies: thresholds, duplicate signers, unknown keys, roles, key windows, Ed25519 edge cases.", b.take()));
+    receipts(&w, &mut b);
+    files.push((
+        "receipts",
+        "The gatekeeper's receipts (countersignatures).",
+        b.take(),
+    ));
+    manifests(&w, &mut b);
+    files.push((
+        "manifests",
+        "Signed object manifests and the bodies they vouch for.",
+        b.take(),
+    ));
+    if !b.failures.is_empty() {
+        for f in &b.failures {
+            eprintln!("{f}");
+        }
+        return ExitCode::FAILURE;
+    }
+    for (name, description, cases) in files {
+        let file = VectorFile {
+            description: description.into(),
+            cases,
+        };
+        let json = match serde_json::to_string_pretty(&file) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let path = std::path::Path::new(&dir).join(format!("{name}.json"));
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

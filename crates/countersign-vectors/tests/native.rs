@@ -1,0 +1,55 @@
+//! Replays every conformance vector and the third-party Ed25519 vectors natively.
+//! `tests/browser.rs` replays the same files in headless Chromium and must agree.
+#![cfg(not(target_arch = "wasm32"))]
+
+use countersign_vectors::{SPECCHECK_DECISIONS, replay_file, replay_speccheck, replay_wycheproof};
+
+const FILES: [(&str, &str); 4] = [
+    (
+        "requests",
+        include_str!("../../../tests/vectors/requests.json"),
+    ),
+    (
+        "signatures",
+        include_str!("../../../tests/vectors/signatures.json"),
+    ),
+    (
+        "receipts",
+        include_str!("../../../tests/vectors/receipts.json"),
+    ),
+    (
+        "manifests",
+        include_str!("../../../tests/vectors/manifests.json"),
+    ),
+];
+
+#[test]
+fn every_vector_gives_its_expected_result() {
+    let mut total = 0;
+    let mut codes = std::collections::BTreeSet::new();
+    for (name, json) in FILES {
+        for (case, expected, got) in replay_file(json).unwrap() {
+            assert_eq!(got, expected, "{name}.json case {case}");
+            codes.insert(expected);
+            total += 1;
+        }
+    }
+    assert!(total >= 40, "only {total} cases");
+    assert!(codes.len() > 10, "only {} distinct results", codes.len());
+}
+
+#[test]
+fn wycheproof_cases_give_their_labelled_result() {
+    let json = include_str!("../../../tests/vectors/third_party/wycheproof/ed25519_test.json");
+    let results = replay_wycheproof(json).unwrap();
+    assert_eq!(results.len(), 151);
+    for (id, valid, accepted) in results {
+        assert_eq!(accepted, valid, "Wycheproof tcId {id}");
+    }
+}
+
+#[test]
+fn speccheck_decisions_are_pinned() {
+    let json = include_str!("../../../tests/vectors/third_party/ed25519-speccheck/cases.json");
+    assert_eq!(replay_speccheck(json).unwrap(), SPECCHECK_DECISIONS);
+}

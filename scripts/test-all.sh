@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The one test command (README.md, "Run all tests"). On a fresh Debian machine that
+# has only the Rust toolchain it first installs what is missing (the wasm32 target,
+# wasm-bindgen-cli at exactly Cargo.lock's wasm-bindgen version, Chromium and
+# ChromeDriver, Node.js and the node packages), then runs every check: formatting,
+# clippy (native and wasm32), docs, vector regeneration, the independent vector check,
+# the native tests and the browser tests in headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "Rust components: wasm32 target, rustfmt, clippy"
+rustup target add wasm32-unknown-unknown
+rustup component add rustfmt clippy
+
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt: ${missing[*]}"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+
+wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
+  step "wasm-bindgen-cli $wasm_bindgen_version (matches Cargo.lock)"
+  # No --locked: the CLI's own lockfile pins a crate version the registry lacks.
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+fi
+
+step "node packages"
+npm ci --no-audit --no-fund
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "clippy (native, then wasm32)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p countersign-core -p countersign-vectors --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "test vectors: regenerating must not change a byte"
+regenerated=$(mktemp -d)
+trap 'rm -rf "$regenerated"' EXIT
+cargo run --quiet -p countersign-vectors --bin generate-vectors -- "$regenerated"
+for f in "$regenerated"/*.json; do
+  cmp "$f" "tests/vectors/$(basename "$f")" || { echo "tests/vectors/$(basename "$f") is stale: run the generator (README)"; exit 1; }
+done
+
+step "test vectors: independent implementation (Node's Ed25519)"
+node tests/vectors/check-independent.mjs
+
+step "native tests"
+cargo test --workspace
+
+step "browser tests (wasm32 in headless Chromium)"
+CHROMEDRIVER=/usr/bin/chromedriver \
+WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/webdriver.json" \
+  cargo test -p countersign-vectors --target wasm32-unknown-unknown
+
+step "all checks passed"
