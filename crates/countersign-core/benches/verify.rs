@@ -6,7 +6,12 @@
 //! Rounds alternate between the two so that machine noise hits both alike; the
 //! medians and their ratio are printed. Nothing is asserted: numbers go to
 //! BENCHMARKS.md.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)] // a benchmark binary
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)] // a benchmark binary over its own fixed data
 
 use countersign_core::ed25519_dalek::{Signature, SigningKey};
 use countersign_core::signature::signing_message;

@@ -1,4 +1,6 @@
 //! Property tests of the canonical form and of verification.
+// Test helpers unwrap and index freely: a panic here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::{

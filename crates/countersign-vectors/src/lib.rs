@@ -163,7 +163,7 @@ pub struct SignatureSpec {
 
 /// Decodes hex of any length (vectors may hold deliberately odd data).
 pub fn from_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("odd-length hex `{s}`"));
     }
     (0..s.len())

@@ -1,6 +1,8 @@
 //! The same replays as `tests/native.rs`, compiled to wasm32 and run in headless
 //! Chromium: native and browser must give identical answers on every case.
 #![cfg(target_arch = "wasm32")]
+// Test helpers unwrap and index freely: a panic here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use countersign_vectors::{SPECCHECK_DECISIONS, replay_file, replay_speccheck, replay_wycheproof};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};

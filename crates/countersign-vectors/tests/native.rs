@@ -1,6 +1,8 @@
 //! Replays every conformance vector and the third-party Ed25519 vectors natively.
 //! `tests/browser.rs` replays the same files in headless Chromium and must agree.
 #![cfg(not(target_arch = "wasm32"))]
+// Test helpers unwrap and index freely: a panic here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use countersign_vectors::{SPECCHECK_DECISIONS, replay_file, replay_speccheck, replay_wycheproof};
 
