@@ -41,7 +41,8 @@ cargo fmt --all --check
 
 step "clippy (native, then wasm32)"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p countersign-core -p countersign-vectors --target wasm32-unknown-unknown --all-targets -- -D warnings
+cargo clippy -p countersign-core --lib --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p countersign-vectors --all-targets --target wasm32-unknown-unknown -- -D warnings
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
