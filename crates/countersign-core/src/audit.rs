@@ -105,7 +105,7 @@ pub fn verify_chain<'a>(
     for (expected_seq, entry) in (first_seq..).zip(entries) {
         if entry.seq != expected_seq {
             return Err(Error::new(
-                ErrorCode::NonCanonical,
+                ErrorCode::AuditChainBroken,
                 format!(
                     "audit entry {expected_seq} is missing or out of order (found {})",
                     entry.seq
@@ -114,7 +114,7 @@ pub fn verify_chain<'a>(
         }
         if entry.prev_sha256 != prev {
             return Err(Error::new(
-                ErrorCode::BadSignature,
+                ErrorCode::AuditChainBroken,
                 format!(
                     "audit entry {} does not chain to the entry before it: an entry was altered, removed or reordered",
                     entry.seq

@@ -13,6 +13,10 @@ use std::fmt;
 /// Largest canonical request in bytes.
 pub const MAX_REQUEST_BYTES: usize = 4096;
 
+/// Largest clock skew a verifier may allow, and the tolerance used when checking that
+/// a receipt or manifest was made while its request was valid.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
+
 /// Longest lifetime (`expires-at - issued-at`, seconds) the protocol allows; policies
 /// usually allow much less.
 pub const MAX_LIFETIME_SECS: u64 = 86_400;
@@ -332,6 +336,13 @@ impl Request {
         Self::from_parts(
             audience, bucket, operation, subject, issued_at, expires_at, nonce,
         )
+    }
+
+    /// Whether `t` lies in `[issued-at - 600, expires-at + 600)`: the window in which a
+    /// gatekeeper with the largest allowed clock skew could have accepted the request.
+    pub fn in_window(&self, t: u64) -> bool {
+        t.saturating_add(MAX_CLOCK_SKEW_SECS) >= self.issued_at
+            && t < self.expires_at.saturating_add(MAX_CLOCK_SKEW_SECS)
     }
 
     /// SHA-256 of the canonical bytes: the request's identity in receipts, manifests

@@ -52,6 +52,9 @@ pub enum ErrorCode {
     BodyMismatch,
     /// The HTTP request does not match the signed request (method, bucket, key).
     RequestMismatch,
+    /// The audit log's hash chain is broken: an entry was altered, removed, inserted
+    /// or reordered, or a checkpoint does not match the log.
+    AuditChainBroken,
     /// The client address is denied by the customer's IP rules.
     IpDenied,
     /// The customer's ACL does not allow this subject this operation.
@@ -93,6 +96,7 @@ impl ErrorCode {
         Self::ManifestMismatch,
         Self::BodyMismatch,
         Self::RequestMismatch,
+        Self::AuditChainBroken,
         Self::IpDenied,
         Self::AccessDenied,
         Self::AlreadyExists,
@@ -127,6 +131,7 @@ impl ErrorCode {
             Self::ManifestMismatch => "manifest_mismatch",
             Self::BodyMismatch => "body_mismatch",
             Self::RequestMismatch => "request_mismatch",
+            Self::AuditChainBroken => "audit_chain_broken",
             Self::IpDenied => "ip_denied",
             Self::AccessDenied => "access_denied",
             Self::AlreadyExists => "already_exists",

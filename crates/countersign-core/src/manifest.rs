@@ -114,7 +114,9 @@ impl Manifest {
 
     /// Verifies a manifest: the `gatekeeper` policy must approve its bytes at
     /// `stored-at`, the `uploader` policy must approve the embedded PUT request at its
-    /// `issued-at`, and the request must be addressed to the gatekeeper that stored it.
+    /// `issued-at` (the key may have been retired since; the upload was authorized
+    /// then), the request must be addressed to the gatekeeper that stored it, and
+    /// `stored-at` must lie in the request's window (see [`Request::in_window`]).
     pub fn verify(
         bytes: &[u8],
         signatures: &[SignatureEntry],
@@ -132,6 +134,12 @@ impl Manifest {
             return Err(Error::new(
                 ErrorCode::ManifestMismatch,
                 "the manifest's PUT was addressed to another gatekeeper",
+            ));
+        }
+        if !manifest.request.in_window(manifest.stored_at) {
+            return Err(Error::new(
+                ErrorCode::ManifestMismatch,
+                "the manifest's stored-at lies outside its PUT request's validity window",
             ));
         }
         Ok(VerifiedManifest {

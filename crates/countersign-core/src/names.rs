@@ -172,8 +172,8 @@ impl Subject {
 }
 
 string_newtype!(
-    /// A media type `type/subtype`, lowercase RFC 9110 token characters, at most 127
-    /// bytes, without parameters.
+    /// A media type `type/subtype`: each part 1 or more of `a-z 0-9 ! # $ & - ^ _ . +`,
+    /// at most 127 bytes in all, without parameters.
     ContentType
 );
 
@@ -215,7 +215,7 @@ impl Bucket {
             && edge(b.first())
             && edge(b.last())
             && !s.contains("..")
-            && s.parse::<std::net::Ipv4Addr>().is_err();
+            && !looks_like_ipv4(s);
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -229,6 +229,15 @@ impl Bucket {
     }
 }
 
+/// Four dot-separated all-digit labels (`192.168.01.1` included).
+fn looks_like_ipv4(s: &str) -> bool {
+    let labels: Vec<&str> = s.split('.').collect();
+    labels.len() == 4
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Maximum length of an object key or list prefix in UTF-8 bytes (as in S3).
 pub const MAX_KEY_BYTES: usize = 1024;
 
@@ -236,9 +245,10 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// invisible or direction-changing format characters that make two keys look alike.
 fn forbidden_key_char(c: char) -> bool {
     matches!(c,
-        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\\'
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\\' | '\u{ad}' | '\u{61c}' | '\u{180e}'
         | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}')
 }
 
 /// Shared checks of keys and prefixes: length, characters, NFC.
@@ -448,6 +458,8 @@ mod tests {
             "a\u{7f}",
             "a\u{85}",
             "a\u{202e}b",
+            "a\u{61c}b",
+            "a\u{e0041}",
             "a\u{200b}",
             "u\u{308}",
             &"k".repeat(1025),
@@ -492,6 +504,7 @@ mod tests {
             "abc-",
             "a..b",
             "192.168.1.1",
+            "192.168.01.1",
             &"a".repeat(64),
             "a_b",
         ] {

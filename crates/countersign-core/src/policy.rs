@@ -237,10 +237,13 @@ impl RequestVerifier {
                 format!("max lifetime must be 1 to {MAX_LIFETIME_SECS} seconds"),
             ));
         }
-        if clock_skew_secs > 600 {
+        if clock_skew_secs > crate::canonical::MAX_CLOCK_SKEW_SECS {
             return Err(Error::new(
                 ErrorCode::InvalidField,
-                "clock skew must be at most 600 seconds",
+                format!(
+                    "clock skew must be at most {} seconds",
+                    crate::canonical::MAX_CLOCK_SKEW_SECS
+                ),
             ));
         }
         Ok(Self {

@@ -1,6 +1,7 @@
 //! The gatekeeper's receipt (`countersign/v1/receipt`): its countersignature on one
 //! request, with the decision it took and where the audit log recorded it.
 
+use crate::canonical::Request;
 use crate::error::{Error, ErrorCode, Result};
 use crate::names::{GatekeeperId, KeyId, Role};
 use crate::policy::{Approvals, Policy};
@@ -113,8 +114,9 @@ impl Receipt {
     }
 
     /// Verifies a receipt for the request whose canonical bytes are `request`:
-    /// the gatekeeper `policy` must approve at `decided-at`, and the receipt must name
-    /// this request's SHA-256.
+    /// the gatekeeper `policy` must approve at `decided-at`; the receipt must name this
+    /// request's SHA-256, come from the request's audience, and be decided within the
+    /// request's validity window widened by [`crate::canonical::MAX_CLOCK_SKEW_SECS`].
     pub fn verify(
         bytes: &[u8],
         signatures: &[SignatureEntry],
@@ -128,6 +130,19 @@ impl Receipt {
             return Err(Error::new(
                 ErrorCode::ReceiptMismatch,
                 "the receipt is for another request",
+            ));
+        }
+        let request = Request::parse(request)?;
+        if request.audience() != &receipt.gatekeeper {
+            return Err(Error::new(
+                ErrorCode::ReceiptMismatch,
+                "the receipt comes from another gatekeeper than the request's audience",
+            ));
+        }
+        if !request.in_window(receipt.decided_at) {
+            return Err(Error::new(
+                ErrorCode::ReceiptMismatch,
+                "the receipt's decided-at lies outside the request's validity window",
             ));
         }
         Ok(VerifiedReceipt { receipt, approvals })

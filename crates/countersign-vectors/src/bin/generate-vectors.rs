@@ -1269,6 +1269,34 @@ fn receipts(w: &World, b: &mut Builder) {
         &request,
         ErrorCode::InvalidField.as_str(),
     );
+    let foreign = Receipt {
+        gatekeeper: GatekeeperId::parse("gk.other").unwrap(),
+        ..receipt(Decision::Allow)
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-from-other-gatekeeper",
+        "A receipt must come from the gatekeeper the request was addressed to.",
+        foreign.clone(),
+        vec![w.gatekeeper.sign(&foreign)],
+        &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    let late = Receipt {
+        decided_at: T + 300 + 600,
+        ..receipt(Decision::Allow)
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-decided-after-window",
+        "decided-at must lie before expires-at + 600 s (the largest clock skew).",
+        late.clone(),
+        vec![w.gatekeeper.sign(&late)],
+        &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
 }
 
 fn manifests(w: &World, b: &mut Builder) {
@@ -1277,7 +1305,7 @@ fn manifests(w: &World, b: &mut Builder) {
         ..w.policy()
     };
     let put_doc = render(&base_put());
-    let make = |audience: &str, signers: &[&Signer], doc: &[u8]| -> Vec<u8> {
+    let make_at = |audience: &str, signers: &[&Signer], doc: &[u8], stored_at: u64| -> Vec<u8> {
         let vendor_keys = [&w.vendor1, &w.vendor2, &w.vendor3]
             .iter()
             .filter_map(|s| {
@@ -1299,11 +1327,14 @@ fn manifests(w: &World, b: &mut Builder) {
             let sigs: Vec<SignatureEntry> = signers.iter().map(|s| s.entry(doc)).collect();
             let verified = verifier.verify(doc, &sigs, T + 10)?;
             Ok::<_, countersign_core::Error>(
-                Manifest::for_put(&verified, GatekeeperId::parse(AUDIENCE)?, T + 12, 8)?.encode(),
+                Manifest::for_put(&verified, GatekeeperId::parse(AUDIENCE)?, stored_at, 8)?
+                    .encode(),
             )
         })();
         built.expect("the generator builds a valid manifest")
     };
+    let make =
+        |audience: &str, signers: &[&Signer], doc: &[u8]| make_at(audience, signers, doc, T + 12);
     let target = Target {
         bucket: "patient-reports".into(),
         key: base_put().key,
@@ -1462,6 +1493,17 @@ fn manifests(w: &World, b: &mut Builder) {
         &target,
         PUT_BODY,
         ErrorCode::BadSignature.as_str(),
+    );
+    let late = make_at(AUDIENCE, &[&w.vendor1], &put_doc, T + 300 + 600);
+    mf(
+        b,
+        "manifest-stored-after-window",
+        "stored-at must lie before the PUT's expires-at + 600 s.",
+        late.clone(),
+        vec![w.gatekeeper.sign(&late)],
+        &target,
+        PUT_BODY,
+        ErrorCode::ManifestMismatch.as_str(),
     );
 }
 
