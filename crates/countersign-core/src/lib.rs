@@ -59,6 +59,7 @@
 
 pub mod audit;
 pub mod canonical;
+pub mod download;
 pub mod error;
 pub mod manifest;
 pub mod names;
@@ -68,6 +69,7 @@ pub mod signature;
 pub mod text;
 
 pub use canonical::{BodyDigest, Method, Operation, Request};
+pub use download::{Download, VerifiedDownload, verify_download};
 pub use error::{Error, ErrorCode, Result};
 pub use manifest::{Manifest, VerifiedManifest};
 pub use names::{
