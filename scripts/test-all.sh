@@ -2,9 +2,10 @@
 # The one test command (README.md, "Run all tests"). On a fresh Debian machine that
 # has only the Rust toolchain it first installs what is missing (the wasm32 target,
 # wasm-bindgen-cli at exactly Cargo.lock's wasm-bindgen version, Chromium and
-# ChromeDriver, Node.js and the node packages), then runs every check: formatting,
-# clippy (native and wasm32), docs, vector regeneration, the independent vector check,
-# the native tests and the browser tests in headless Chromium.
+# ChromeDriver, Node.js and the node packages; scripts/services.sh installs moto and
+# PostgreSQL), then runs every check: formatting, clippy (native and wasm32), docs,
+# vector regeneration, the independent vector check, the native tests against real
+# S3 and PostgreSQL servers, and the browser tests in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,8 +59,8 @@ done
 step "test vectors: independent implementation (Node's Ed25519)"
 node tests/vectors/check-independent.mjs
 
-step "native tests"
-cargo test --workspace
+step "native tests (with moto and a throw-away PostgreSQL, see scripts/services.sh)"
+scripts/services.sh cargo test --workspace
 
 step "browser tests (wasm32 in headless Chromium)"
 CHROMEDRIVER=/usr/bin/chromedriver \

@@ -1,0 +1,333 @@
+//! `countersign-gatekeeper`: run the gatekeeper, and verify, search and export its
+//! audit log.
+
+use clap::{Args, Parser, Subcommand};
+use countersign_core::KeyId;
+use countersign_gatekeeper::audit::{AuditLine, AuditRecord, parse_jsonl, verify_lines};
+use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_key_flag};
+use countersign_gatekeeper::http::{export_jsonl, gatekeeper_policy, parse_filter};
+use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
+use countersign_gatekeeper::server;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "countersign-gatekeeper",
+    version,
+    about = "The Countersign gatekeeper"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (overrides the config file's `listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        source: Source,
+        /// Zero-config only: a vendor key as KEY-ID=BASE64URL-PUBLIC-KEY (repeatable).
+        #[arg(long = "vendor-key")]
+        vendor_keys: Vec<String>,
+    },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Source {
+    /// Directory for the key, the SQLite database and local buckets.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file (see gatekeeper.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and check the signed checkpoints; exits non-zero on
+    /// any altered, removed or reordered entry.
+    Verify {
+        #[command(flatten)]
+        source: Source,
+        /// Verify this exported JSONL file instead of the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The gatekeeper's public key (base64url); default: the key in the data dir.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// The gatekeeper key's id; default: from the configuration.
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+    /// Print matching entries as JSONL.
+    Search {
+        #[command(flatten)]
+        source: Source,
+        /// Entries from this Unix millisecond.
+        #[arg(long)]
+        from_ms: Option<u64>,
+        /// Entries before this Unix millisecond.
+        #[arg(long)]
+        to_ms: Option<u64>,
+        /// Exact subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Exact client IP.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Key or prefix starting with this.
+        #[arg(long)]
+        key_prefix: Option<String>,
+        /// allow or deny.
+        #[arg(long)]
+        decision: Option<String>,
+        /// Error code.
+        #[arg(long)]
+        error: Option<String>,
+        /// Most entries.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Write the whole log, with signed checkpoints, as JSONL.
+    Export {
+        #[command(flatten)]
+        source: Source,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn load_config(source: &Source, vendor_keys: &[String]) -> Result<Config, String> {
+    match (&source.config, &source.data_dir) {
+        (Some(path), dir) => {
+            if !vendor_keys.is_empty() {
+                return Err(
+                    "--vendor-key is for the zero-config start; put keys in the config file".into(),
+                );
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Config::from_toml(&text, dir.as_deref()).map_err(|e| e.to_string())
+        }
+        (None, Some(dir)) => {
+            let keys = vendor_keys
+                .iter()
+                .map(|k| parse_vendor_key_flag(k))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            Config::embedded(dir, keys).map_err(|e| e.to_string())
+        }
+        (None, None) => Err("pass --data-dir DIR (zero-config) or --config FILE".into()),
+    }
+}
+
+async fn open_ledger(config: &Config) -> Result<Ledger, String> {
+    let (key, _) = load_or_create_key(&config.key_path).map_err(|e| e.to_string())?;
+    let signer = CheckpointSigner {
+        gatekeeper: config.gatekeeper_id.clone(),
+        key,
+        key_id: config.key_id.clone(),
+    };
+    Ledger::connect(&config.database_url, signer, config.checkpoint_every)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            source,
+            vendor_keys,
+        } => {
+            let config = load_config(&source, &vendor_keys)?;
+            let addr = listen
+                .or(config.listen)
+                .ok_or("pass --listen ADDR or set `listen` in the config file")?;
+            let (state, created) = server::build_state(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let pk = countersign_core::text::b64(&state.public_key());
+            eprintln!(
+                "gatekeeper `{}` key `{}` public key {pk}{}",
+                state.config.gatekeeper_id,
+                state.key_id(),
+                if created { " (generated now)" } else { "" }
+            );
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let scheme = if state.config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            eprintln!(
+                "listening on {scheme}://{}",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
+            server::serve(state, listener)
+                .await
+                .map_err(|e| format!("server stopped: {e}"))
+        }
+        Command::Audit { command } => audit(command).await,
+    }
+}
+
+async fn audit(command: AuditCommand) -> Result<(), String> {
+    match command {
+        AuditCommand::Verify {
+            source,
+            file,
+            public_key,
+            key_id,
+        } => {
+            let (lines, default_key) = match file {
+                Some(f) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                    let config = load_config(&source, &[]).ok();
+                    (parse_jsonl(&text)?, config)
+                }
+                None => {
+                    let config = load_config(&source, &[])?;
+                    let ledger = open_ledger(&config).await?;
+                    let text = export_jsonl(&ledger, now_secs(), false)
+                        .await
+                        .map_err(|e| format!("cannot read the log: {e}"))?;
+                    (parse_jsonl(&text)?, Some(config))
+                }
+            };
+            let pk: [u8; 32] = match (public_key, &default_key) {
+                (Some(b), _) => countersign_gatekeeper::config::base64_decode(&b)
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or("--public-key must be 32 bytes in base64url")?,
+                (None, Some(c)) => {
+                    let (key, _) = load_or_create_key(&c.key_path).map_err(|e| e.to_string())?;
+                    key.verifying_key().to_bytes()
+                }
+                (None, None) => {
+                    return Err(
+                        "pass --public-key, or --data-dir/--config to read the gatekeeper key"
+                            .into(),
+                    );
+                }
+            };
+            let key_id = match (key_id, &default_key) {
+                (Some(k), _) => KeyId::parse(&k).map_err(|e| e.to_string())?,
+                (None, Some(c)) => c.key_id.clone(),
+                (None, None) => KeyId::parse("gatekeeper-1").map_err(|e| e.to_string())?,
+            };
+            let policy = gatekeeper_policy(&key_id, &pk).map_err(|e| e.to_string())?;
+            let report =
+                verify_lines(&lines, &policy).map_err(|e| format!("audit log INVALID: {e}"))?;
+            println!(
+                "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                report.entries, report.checkpoints, report.head
+            );
+            Ok(())
+        }
+        AuditCommand::Search {
+            source,
+            from_ms,
+            to_ms,
+            subject,
+            ip,
+            key_prefix,
+            decision,
+            error,
+            limit,
+        } => {
+            let config = load_config(&source, &[])?;
+            let ledger = open_ledger(&config).await?;
+            let mut query = Vec::new();
+            let enc = countersign_core::names::percent_encode;
+            if let Some(v) = from_ms {
+                query.push(format!("from_ms={v}"));
+            }
+            if let Some(v) = to_ms {
+                query.push(format!("to_ms={v}"));
+            }
+            for (k, v) in [
+                ("subject", subject),
+                ("ip", ip),
+                ("key_prefix", key_prefix),
+                ("decision", decision),
+                ("error", error),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", enc(&v)));
+                }
+            }
+            query.push(format!("limit={limit}"));
+            let filter = parse_filter(&query.join("&")).map_err(|e| e.message)?;
+            let entries = ledger
+                .search(&filter)
+                .await
+                .map_err(|e| format!("search failed: {e}"))?;
+            let mut out = std::io::stdout().lock();
+            for e in &entries {
+                let line =
+                    serde_json::to_string(&AuditLine::Entry(Box::new(AuditRecord::from_entry(e))))
+                        .map_err(|e| e.to_string())?;
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        AuditCommand::Export { source, out } => {
+            let config = load_config(&source, &[])?;
+            let ledger = open_ledger(&config).await?;
+            let text = export_jsonl(&ledger, now_secs(), true)
+                .await
+                .map_err(|e| format!("export failed: {e}"))?;
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => std::io::stdout()
+                    .lock()
+                    .write_all(text.as_bytes())
+                    .map_err(|e| e.to_string()),
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

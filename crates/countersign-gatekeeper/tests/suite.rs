@@ -1,0 +1,936 @@
+//! The shared suite: every scenario runs once against SQLite + a local directory and
+//! once against PostgreSQL + an S3 server (moto, started by scripts/services.sh).
+//! Rejections are checked three ways: the error code, the audit entry, and the
+//! bucket's contents read from the store directly.
+
+// Tests may unwrap and index: a panic here is a failed test, not a denial of service.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use countersign_core::signature::encode_list;
+use countersign_core::text::b64;
+use countersign_core::{
+    BodyDigest, ByteRange, Decision, ErrorCode, Manifest, ObjectKey, Operation, Receipt, Role,
+};
+use countersign_gatekeeper::http::gatekeeper_policy;
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Backend::SqliteLocal).await;
+                }
+            )*
+        }
+        mod postgres_s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(b) = super::Backend::from_env() {
+                        super::$name(&b).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    put_get_head_list_round_trip,
+    range_get,
+    never_overwrites,
+    body_hash_mismatch_leaves_nothing,
+    body_length_mismatch_leaves_nothing,
+    large_body_mismatch_aborts_multipart,
+    oversize_body_refused,
+    transport_rejections,
+    signature_and_policy_rejections,
+    time_rejections,
+    replay_rejected_across_instances,
+    ip_and_acl_rejections,
+    forwarded_for,
+    key_rejections,
+    request_mismatch,
+    audit_unavailable_fails_closed,
+    audit_api_and_chain,
+    list_pagination,
+);
+
+fn gk_policy(h: &Harness) -> countersign_core::Policy {
+    gatekeeper_policy(h.state.key_id(), &h.state.public_key()).unwrap()
+}
+
+fn uploader_policy() -> countersign_core::Policy {
+    let k = keys();
+    let ring =
+        countersign_core::Keyring::new(["v1", "v2"].iter().zip([&k.v1, &k.v2]).map(|(id, key)| {
+            countersign_core::AuthorizedKey {
+                key_id: countersign_core::KeyId::parse(id).unwrap(),
+                role: Role::vendor(),
+                public_key: countersign_core::PublicKey::from_bytes(
+                    &key.verifying_key().to_bytes(),
+                )
+                .unwrap(),
+                not_before: None,
+                not_after: None,
+            }
+        }))
+        .unwrap();
+    countersign_core::Policy::new(ring, [(Role::vendor(), 2)]).unwrap()
+}
+
+/// Asserts a rejection: status, code, a signed deny receipt when the request parsed,
+/// one new audit entry with the code, and an unchanged bucket.
+async fn expect_denied(
+    h: &Harness,
+    req: axum::http::Request<axum::body::Body>,
+    ip: &str,
+    code: ErrorCode,
+    receipt: bool,
+) {
+    let before_bucket = h.bucket_contents().await;
+    let before = h.all_entries().await.len();
+    let is_head = req.method() == axum::http::Method::HEAD;
+    let r = h.send_from(req, ip).await;
+    assert_eq!(
+        r.status(),
+        countersign_gatekeeper::error::status_of(code),
+        "status for {code}"
+    );
+    assert_eq!(
+        header(&r, "countersign-receipt").is_some(),
+        receipt,
+        "receipt presence for {code}"
+    );
+    if receipt {
+        let bytes = decode_header(&r, "countersign-receipt");
+        let parsed = Receipt::parse(&bytes).unwrap();
+        assert_eq!(parsed.decision, Decision::Deny(code));
+        gk_policy(h)
+            .approve(
+                &bytes,
+                &header_sigs(&r, "countersign-receipt-signature"),
+                parsed.decided_at,
+            )
+            .unwrap();
+    }
+    if !is_head {
+        // A HEAD response carries no body on the wire; the audit entry has the code.
+        assert_eq!(error_code(r).await, code.as_str());
+    }
+    let entries = h.all_entries().await;
+    assert_eq!(entries.len(), before + 1, "one audit entry per request");
+    assert_eq!(entries.last().unwrap().decision, Decision::Deny(code));
+    assert_eq!(
+        h.bucket_contents().await,
+        before_bucket,
+        "the bucket changed on {code}"
+    );
+}
+
+async fn store(h: &Harness, key: &str, body: &[u8]) {
+    let r = h
+        .send(signed(&put(key, body).request(), body.to_vec()))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        String::from_utf8_lossy(&body_bytes(r).await)
+    );
+}
+
+async fn put_get_head_list_round_trip(b: &Backend) {
+    let h = Harness::new(b).await;
+    let body = b"%PDF-1.7 a report".to_vec();
+    let put_req = put("org-1/report 7.pdf", &body).request();
+    let r = h.send(signed(&put_req, body.clone())).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The receipt and manifest verify under the gatekeeper's public key.
+    let receipt = decode_header(&r, "countersign-receipt");
+    let v = Receipt::verify(
+        &receipt,
+        &header_sigs(&r, "countersign-receipt-signature"),
+        &gk_policy(&h),
+        &put_req.encode(),
+    )
+    .unwrap();
+    assert_eq!(v.receipt().decision, Decision::Allow);
+    let contents = h.bucket_contents().await;
+    assert_eq!(contents.len(), 2, "object and manifest: {contents:?}");
+
+    let get_req = get("org-1/report 7.pdf").request();
+    let r = h.send(signed(&get_req, vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-type").unwrap(), "application/pdf");
+    let manifest = decode_header(&r, "countersign-manifest");
+    let m = Manifest::verify(
+        &manifest,
+        &header_sigs(&r, "countersign-manifest-signature"),
+        &gk_policy(&h),
+        &uploader_policy(),
+    )
+    .unwrap();
+    let receipt = decode_header(&r, "countersign-receipt");
+    Receipt::verify(
+        &receipt,
+        &header_sigs(&r, "countersign-receipt-signature"),
+        &gk_policy(&h),
+        &get_req.encode(),
+    )
+    .unwrap();
+    let got = body_bytes(r).await;
+    assert_eq!(got, body);
+    m.check_object(
+        &countersign_core::Bucket::parse(BUCKET).unwrap(),
+        &ObjectKey::parse("org-1/report 7.pdf").unwrap(),
+    )
+    .unwrap();
+    m.check_body(&BodyDigest::of(&got)).unwrap();
+
+    let r = h
+        .send(signed(&head("org-1/report 7.pdf").request(), vec![]))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "content-length").unwrap(),
+        body.len().to_string()
+    );
+    assert!(header(&r, "countersign-manifest").is_some());
+
+    let r = h.send(signed(&list("org-1/").request(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(header(&r, "countersign-receipt").is_some());
+    let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    assert_eq!(v["objects"][0]["key"], "org-1/report 7.pdf");
+    assert_eq!(v["objects"][0]["size"], body.len());
+
+    let r = h
+        .send(signed(&get("org-1/missing").request(), vec![]))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(header(&r, "countersign-receipt").is_some());
+    assert_eq!(error_code(r).await, "not_found");
+
+    // Every request above is in the audit log, allowed and denied.
+    let entries = h.all_entries().await;
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0].operation, "PUT");
+    assert_eq!(entries[0].bytes, body.len() as u64);
+    assert_eq!(entries[0].subject, "user-1");
+    assert_eq!(entries[4].decision, Decision::Deny(ErrorCode::NotFound));
+
+    // Metrics count them.
+    let r = h
+        .send(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let text = String::from_utf8(body_bytes(r).await).unwrap();
+    assert!(
+        text.contains(
+            "countersign_requests_total{operation=\"PUT\",decision=\"allow\",code=\"\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+async fn range_get(b: &Backend) {
+    let h = Harness::new(b).await;
+    let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    store(&h, "r/bin", &body).await;
+    let mut g = get("r/bin");
+    g.op = Operation::Get {
+        key: ObjectKey::parse("r/bin").unwrap(),
+        range: Some(ByteRange::new(100, 199).unwrap()),
+    };
+    let mut req = signed(&g.request(), vec![]);
+    req.headers_mut()
+        .insert("range", "bytes=100-199".parse().unwrap());
+    let r = h.send(req).await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&r, "content-range").unwrap(), "bytes 100-199/5000");
+    assert_eq!(body_bytes(r).await, body[100..200].to_vec());
+    // A Range header that differs from the signed one is refused.
+    let mut req = signed(&g.request(), vec![]);
+    req.headers_mut()
+        .insert("range", "bytes=0-4999".parse().unwrap());
+    expect_denied(&h, req, "127.0.0.1", ErrorCode::RequestMismatch, true).await;
+}
+
+async fn never_overwrites(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/one", b"first").await;
+    let before = h.bucket_contents().await;
+    expect_denied(
+        &h,
+        signed(&put("a/one", b"second").request(), b"second".to_vec()),
+        "127.0.0.1",
+        ErrorCode::AlreadyExists,
+        true,
+    )
+    .await;
+    assert_eq!(h.bucket_contents().await, before);
+    let r = h.send(signed(&get("a/one").request(), vec![])).await;
+    assert_eq!(body_bytes(r).await, b"first");
+}
+
+async fn body_hash_mismatch_leaves_nothing(b: &Backend) {
+    let h = Harness::new(b).await;
+    let req = put("x/y", b"signed body").request();
+    expect_denied(
+        &h,
+        signed(&req, b"other body!".to_vec()),
+        "127.0.0.1",
+        ErrorCode::BodyMismatch,
+        true,
+    )
+    .await;
+    assert!(h.bucket_contents().await.is_empty());
+    // The key is free again: the refused upload reserved nothing.
+    store(&h, "x/y", b"signed body").await;
+}
+
+async fn body_length_mismatch_leaves_nothing(b: &Backend) {
+    let h = Harness::new(b).await;
+    // Longer and shorter streamed bodies, without Content-Length.
+    for body in [b"signed body plus".to_vec(), b"signed".to_vec()] {
+        let req = put("x/len", b"signed body").request();
+        let canonical = req.encode();
+        let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(body))]);
+        let http = axum::http::Request::put(url_of(&req))
+            .header("countersign-request", b64(&canonical))
+            .header("countersign-signature", vendor_sigs(&canonical, true))
+            .body(axum::body::Body::from_stream(stream))
+            .unwrap();
+        expect_denied(&h, http, "127.0.0.1", ErrorCode::BodyMismatch, true).await;
+    }
+    // A Content-Length that differs from the signed length is refused before reading.
+    let req = put("x/len", b"signed body").request();
+    let mut http = signed(&req, b"signed body".to_vec());
+    http.headers_mut()
+        .insert("content-length", "3".parse().unwrap());
+    expect_denied(&h, http, "127.0.0.1", ErrorCode::BodyMismatch, true).await;
+    assert!(h.bucket_contents().await.is_empty());
+}
+
+async fn large_body_mismatch_aborts_multipart(b: &Backend) {
+    let h = Harness::new(b).await;
+    let body = vec![7u8; 12 * 1024 * 1024];
+    let mut wrong = body.clone();
+    *wrong.last_mut().unwrap() = 8;
+    let req = put("big/file", &body).request();
+    expect_denied(
+        &h,
+        signed(&req, wrong),
+        "127.0.0.1",
+        ErrorCode::BodyMismatch,
+        true,
+    )
+    .await;
+    assert!(h.bucket_contents().await.is_empty());
+    // And the same size stores and reads back when it matches.
+    store(&h, "big/file", &body).await;
+    let r = h.send(signed(&get("big/file").request(), vec![])).await;
+    assert_eq!(body_bytes(r).await.len(), body.len());
+}
+
+async fn oversize_body_refused(b: &Backend) {
+    let h = Harness::new(b).await;
+    let mut p = put("x/huge", b"");
+    p.op = Operation::Put {
+        key: ObjectKey::parse("x/huge").unwrap(),
+        content_type: countersign_core::ContentType::parse("application/pdf").unwrap(),
+        body: BodyDigest {
+            sha256: [0; 32],
+            length: 30_000_000,
+        },
+    };
+    expect_denied(
+        &h,
+        signed(&p.request(), b"tiny".to_vec()),
+        "127.0.0.1",
+        ErrorCode::TooLarge,
+        true,
+    )
+    .await;
+}
+
+async fn transport_rejections(b: &Backend) {
+    let h = Harness::new(b).await;
+    let req = get("a/b").request();
+    let canonical = req.encode();
+    let sigs = vendor_sigs(&canonical, false);
+    // Missing headers.
+    let no_headers = axum::http::Request::get("/v1/objects/reports/a/b")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    expect_denied(&h, no_headers, "127.0.0.1", ErrorCode::Malformed, false).await;
+    let no_sig = axum::http::Request::get("/v1/objects/reports/a/b")
+        .header("countersign-request", b64(&canonical))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    expect_denied(&h, no_sig, "127.0.0.1", ErrorCode::Malformed, false).await;
+    // Garbled base64, garbled canonical form, garbled signature list.
+    expect_denied(
+        &h,
+        raw("GET", "/v1/objects/reports/a/b", "!!!", &sigs, vec![]),
+        "127.0.0.1",
+        ErrorCode::Malformed,
+        false,
+    )
+    .await;
+    let mut bad = canonical.clone();
+    bad.extend_from_slice(b"extra:1\n");
+    expect_denied(
+        &h,
+        raw("GET", "/v1/objects/reports/a/b", &b64(&bad), &sigs, vec![]),
+        "127.0.0.1",
+        ErrorCode::NonCanonical,
+        false,
+    )
+    .await;
+    let garbled = raw(
+        "GET",
+        "/v1/objects/reports/a/b",
+        &b64(&canonical),
+        "vendor:v1",
+        vec![],
+    );
+    expect_denied(&h, garbled, "127.0.0.1", ErrorCode::Malformed, true).await;
+    // Oversize header.
+    let big = "A".repeat(9000);
+    expect_denied(
+        &h,
+        raw("GET", "/v1/objects/reports/a/b", &big, &sigs, vec![]),
+        "127.0.0.1",
+        ErrorCode::TooLarge,
+        false,
+    )
+    .await;
+    // DELETE does not exist, and is audited like everything else.
+    expect_denied(
+        &h,
+        raw(
+            "DELETE",
+            "/v1/objects/reports/a/b",
+            &b64(&canonical),
+            &sigs,
+            vec![],
+        ),
+        "127.0.0.1",
+        ErrorCode::Malformed,
+        false,
+    )
+    .await;
+}
+
+async fn signature_and_policy_rejections(b: &Backend) {
+    let h = Harness::new(b).await;
+    let k = keys();
+    let req = get("a/b").request();
+    let canonical = req.encode();
+    // A signature over other bytes.
+    let wrong = encode_list(&[sign(&k.v1, Role::vendor(), "v1", b"other document")]);
+    expect_denied(
+        &h,
+        raw("GET", &url_of(&req), &b64(&canonical), &wrong, vec![]),
+        "127.0.0.1",
+        ErrorCode::BadSignature,
+        true,
+    )
+    .await;
+    // A key id the policy does not know.
+    let unknown = encode_list(&[sign(&k.stranger, Role::vendor(), "stranger", &canonical)]);
+    expect_denied(
+        &h,
+        raw("GET", &url_of(&req), &b64(&canonical), &unknown, vec![]),
+        "127.0.0.1",
+        ErrorCode::UnknownKey,
+        true,
+    )
+    .await;
+    // PUT needs two distinct vendor keys; one key twice counts once.
+    let body = b"doc".to_vec();
+    let p = put("a/c", &body).request();
+    let pc = p.encode();
+    let one = encode_list(&[
+        sign(&k.v1, Role::vendor(), "v1", &pc),
+        sign(&k.v1, Role::vendor(), "v1", &pc),
+    ]);
+    expect_denied(
+        &h,
+        raw("PUT", &url_of(&p), &b64(&pc), &one, body),
+        "127.0.0.1",
+        ErrorCode::ThresholdNotMet,
+        true,
+    )
+    .await;
+    // A customer-admin key cannot stand in for the vendor.
+    let g = get("a/b").request();
+    let gc = g.encode();
+    let admin = encode_list(&[sign(&k.admin, Role::customer_admin(), "admin1", &gc)]);
+    expect_denied(
+        &h,
+        raw("GET", &url_of(&g), &b64(&gc), &admin, vec![]),
+        "127.0.0.1",
+        ErrorCode::ThresholdNotMet,
+        true,
+    )
+    .await;
+    // Addressed to another gatekeeper.
+    let mut other = get("a/b");
+    other.audience = "gk.elsewhere".into();
+    expect_denied(
+        &h,
+        signed(&other.request(), vec![]),
+        "127.0.0.1",
+        ErrorCode::WrongAudience,
+        true,
+    )
+    .await;
+}
+
+async fn time_rejections(b: &Backend) {
+    let h = Harness::new(b).await;
+    let t = now();
+    let mut expired = get("a/b");
+    expired.issued_at = t - 600;
+    expired.expires_at = t - 300;
+    expect_denied(
+        &h,
+        signed(&expired.request(), vec![]),
+        "127.0.0.1",
+        ErrorCode::Expired,
+        true,
+    )
+    .await;
+    let mut future = get("a/b");
+    future.issued_at = t + 300;
+    future.expires_at = t + 600;
+    expect_denied(
+        &h,
+        signed(&future.request(), vec![]),
+        "127.0.0.1",
+        ErrorCode::NotYetValid,
+        true,
+    )
+    .await;
+    let mut long = get("a/b");
+    long.expires_at = t + 3600;
+    expect_denied(
+        &h,
+        signed(&long.request(), vec![]),
+        "127.0.0.1",
+        ErrorCode::LifetimeTooLong,
+        true,
+    )
+    .await;
+}
+
+async fn key_rejections(b: &Backend) {
+    let h = Harness::new(b).await;
+    let k = keys();
+    // Key outside its validity window.
+    let req = get("a/b").request();
+    let c = req.encode();
+    let old = encode_list(&[sign(&k.old, Role::vendor(), "old", &c)]);
+    expect_denied(
+        &h,
+        raw("GET", &url_of(&req), &b64(&c), &old, vec![]),
+        "127.0.0.1",
+        ErrorCode::KeyOutsideWindow,
+        true,
+    )
+    .await;
+    // Traversal and malformed keys in the signed request: they cannot even be built
+    // with the core's types, so the canonical bytes are edited by hand.
+    for evil in [
+        "a/../b",
+        "/etc/passwd",
+        "a//b",
+        "a/\u{202e}b",
+        ".countersign/manifests/x",
+    ] {
+        let template = get("a/placeholder").request().encode();
+        let text = String::from_utf8(template)
+            .unwrap()
+            .replace("key:a/placeholder", &format!("key:{evil}"));
+        let sigs = vendor_sigs(text.as_bytes(), false);
+        let url = format!(
+            "/v1/objects/reports/{}",
+            countersign_core::names::percent_encode(evil)
+        );
+        // Only the reserved prefix parses (and so gets a receipt); the others are not
+        // valid keys at all.
+        let parsed = evil.starts_with(".countersign");
+        expect_denied(
+            &h,
+            raw("GET", &url, &b64(text.as_bytes()), &sigs, vec![]),
+            "127.0.0.1",
+            ErrorCode::InvalidKeyPath,
+            parsed,
+        )
+        .await;
+    }
+}
+
+async fn replay_rejected_across_instances(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/b", b"x").await;
+    let req = signed(&get("a/b").request(), vec![]);
+    let (parts, _) = req.into_parts();
+    let again = || {
+        let mut r = axum::http::Request::get(parts.uri.clone())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        *r.headers_mut() = parts.headers.clone();
+        r
+    };
+    assert_eq!(h.send(again()).await.status(), StatusCode::OK);
+    expect_denied(&h, again(), "127.0.0.1", ErrorCode::Replayed, true).await;
+    // A second instance sharing the database refuses it too.
+    let other = h.second_instance().await;
+    let r = send_to(&other, again(), "127.0.0.1").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(r).await, "replayed");
+}
+
+async fn ip_and_acl_rejections(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "public/a", b"x").await;
+    // Global deny list, then the bucket's own deny list.
+    expect_denied(
+        &h,
+        signed(&get("public/a").request(), vec![]),
+        "127.0.0.2",
+        ErrorCode::IpDenied,
+        true,
+    )
+    .await;
+    expect_denied(
+        &h,
+        signed(&get("public/a").request(), vec![]),
+        "127.0.0.3",
+        ErrorCode::IpDenied,
+        true,
+    )
+    .await;
+    // Uploads go through the IP rules too.
+    expect_denied(
+        &h,
+        signed(&put("public/b", b"y").request(), b"y".to_vec()),
+        "127.0.0.2",
+        ErrorCode::IpDenied,
+        true,
+    )
+    .await;
+    // Group members may GET/LIST under public/ only.
+    let mut staff = get("public/a");
+    staff.subject = "user-staff".into();
+    assert_eq!(
+        h.send(signed(&staff.request(), vec![])).await.status(),
+        StatusCode::OK
+    );
+    let mut staff_put = put("public/c", b"z");
+    staff_put.subject = "user-staff".into();
+    expect_denied(
+        &h,
+        signed(&staff_put.request(), b"z".to_vec()),
+        "127.0.0.1",
+        ErrorCode::AccessDenied,
+        true,
+    )
+    .await;
+    let mut staff_other = get("private/a");
+    staff_other.subject = "user-staff".into();
+    expect_denied(
+        &h,
+        signed(&staff_other.request(), vec![]),
+        "127.0.0.1",
+        ErrorCode::AccessDenied,
+        true,
+    )
+    .await;
+    let mut nobody = get("public/a");
+    nobody.subject = "user-unknown".into();
+    expect_denied(
+        &h,
+        signed(&nobody.request(), vec![]),
+        "127.0.0.1",
+        ErrorCode::AccessDenied,
+        true,
+    )
+    .await;
+    // Deny wins over allow, and a LIST that would reveal denied keys is denied.
+    expect_denied(
+        &h,
+        signed(&put("secret/a", b"s").request(), b"s".to_vec()),
+        "127.0.0.1",
+        ErrorCode::AccessDenied,
+        true,
+    )
+    .await;
+    expect_denied(
+        &h,
+        signed(&list("").request(), vec![]),
+        "127.0.0.1",
+        ErrorCode::AccessDenied,
+        true,
+    )
+    .await;
+    let r = h.send(signed(&list("public/").request(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn forwarded_for(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/b", b"x").await;
+    // From an untrusted peer, X-Forwarded-For is refused.
+    let mut req = signed(&get("a/b").request(), vec![]);
+    req.headers_mut()
+        .insert("x-forwarded-for", "127.0.0.1".parse().unwrap());
+    expect_denied(&h, req, "127.0.0.5", ErrorCode::IpDenied, true).await;
+    assert_eq!(h.last_entry().await.client_ip.to_string(), "127.0.0.5");
+    // From the trusted proxy it names the client, whose IP rules then apply.
+    let mut req = signed(&get("a/b").request(), vec![]);
+    req.headers_mut()
+        .insert("x-forwarded-for", "127.0.0.2".parse().unwrap());
+    expect_denied(&h, req, "127.0.0.9", ErrorCode::IpDenied, true).await;
+    assert_eq!(h.last_entry().await.client_ip.to_string(), "127.0.0.2");
+    let mut req = signed(&get("a/b").request(), vec![]);
+    req.headers_mut()
+        .insert("x-forwarded-for", "127.0.0.7".parse().unwrap());
+    assert_eq!(h.send_from(req, "127.0.0.9").await.status(), StatusCode::OK);
+    assert_eq!(h.last_entry().await.client_ip.to_string(), "127.0.0.7");
+}
+
+async fn request_mismatch(b: &Backend) {
+    let h = Harness::new(b).await;
+    let req = get("a/b").request();
+    let c = req.encode();
+    let s = vendor_sigs(&c, false);
+    for (method, url) in [
+        ("GET", "/v1/objects/reports/a/c"),
+        ("GET", "/v1/objects/reports/a%2Fb"),
+        ("GET", "/v1/objects/other-bucket/a/b"),
+        ("HEAD", "/v1/objects/reports/a/b"),
+        ("PUT", "/v1/objects/reports/a/b"),
+    ] {
+        expect_denied(
+            &h,
+            raw(method, url, &b64(&c), &s, vec![]),
+            "127.0.0.1",
+            ErrorCode::RequestMismatch,
+            true,
+        )
+        .await;
+    }
+    // A key must be spelled exactly as to_url_path: an unescaped space is refused.
+    let sp = get("a/b c").request();
+    let spc = sp.encode();
+    let raw_req = axum::http::Request::get("/v1/objects/reports/a/b%20c")
+        .header("countersign-request", b64(&spc))
+        .header("countersign-signature", vendor_sigs(&spc, false))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    // "%20" is the one spelling of a space, so this reaches the index (not found).
+    expect_denied(&h, raw_req, "127.0.0.1", ErrorCode::NotFound, true).await;
+    let lower = axum::http::Request::get("/v1/objects/reports/a/b%2fc")
+        .header("countersign-request", b64(&spc))
+        .header("countersign-signature", vendor_sigs(&spc, false))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    expect_denied(&h, lower, "127.0.0.1", ErrorCode::RequestMismatch, true).await;
+}
+
+async fn audit_unavailable_fails_closed(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/b", b"x").await;
+    let before_entries = h.all_entries().await.len();
+    let before_bucket = h.bucket_contents().await;
+    h.state.ledger.close().await;
+    for req in [
+        signed(&get("a/b").request(), vec![]),
+        signed(&put("a/new", b"n").request(), b"n".to_vec()),
+        raw("GET", "/v1/objects/reports/a/b", "!!", "x", vec![]),
+    ] {
+        let r = h.send(req).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(header(&r, "countersign-receipt").is_none());
+        assert_eq!(error_code(r).await, "audit_unavailable");
+    }
+    let r = h
+        .send(
+            axum::http::Request::get("/healthz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.all_entries().await.len(), before_entries);
+    assert_eq!(h.bucket_contents().await, before_bucket);
+}
+
+fn admin_request(h: &Harness, path: &str, signer: &str) -> axum::http::Request<axum::body::Body> {
+    let mut r = list("");
+    r.bucket = "countersign-audit".into();
+    r.subject = "admin-1".into();
+    let req = r.request();
+    let c = req.encode();
+    let sigs = match signer {
+        "admin" => encode_list(&[sign(&h.keys.admin, Role::customer_admin(), "admin1", &c)]),
+        _ => vendor_sigs(&c, false),
+    };
+    raw("GET", path, &b64(&c), &sigs, vec![])
+}
+
+async fn audit_api_and_chain(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/b", b"x").await;
+    let _ = h
+        .send_from(signed(&get("a/b").request(), vec![]), "127.0.0.2")
+        .await;
+    // Vendor keys cannot read the audit log.
+    expect_denied(
+        &h,
+        admin_request(&h, "/v1/audit/search", "vendor"),
+        "127.0.0.1",
+        ErrorCode::ThresholdNotMet,
+        true,
+    )
+    .await;
+    // Customer-admin search with filters.
+    let r = h
+        .send(admin_request(
+            &h,
+            "/v1/audit/search?decision=deny&error=ip_denied&ip=127.0.0.2&key_prefix=a%2F",
+            "admin",
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(header(&r, "countersign-receipt").is_some());
+    let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    let found = v["entries"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{v}");
+    assert_eq!(found[0]["error"], "ip_denied");
+    let r = h
+        .send(admin_request(
+            &h,
+            "/v1/audit/search?subject=user-1&decision=allow",
+            "admin",
+        ))
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    let r = h
+        .send(admin_request(
+            &h,
+            "/v1/audit/search?from_ms=1&to_ms=2",
+            "admin",
+        ))
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    assert!(v["entries"].as_array().unwrap().is_empty());
+    expect_denied(
+        &h,
+        admin_request(&h, "/v1/audit/search?decision=maybe", "admin"),
+        "127.0.0.1",
+        ErrorCode::InvalidField,
+        true,
+    )
+    .await;
+
+    // Export verifies; any edit, removal or reordering is caught.
+    let r = h.send(admin_request(&h, "/v1/audit/export", "admin")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = String::from_utf8(body_bytes(r).await).unwrap();
+    let lines = countersign_gatekeeper::audit::parse_jsonl(&text).unwrap();
+    let policy = gk_policy(&h);
+    let report = countersign_gatekeeper::audit::verify_lines(&lines, &policy).unwrap();
+    assert!(report.entries >= 7 && report.checkpoints >= 2, "{report:?}");
+    let raw_lines: Vec<&str> = text.lines().collect();
+    let check = |ls: Vec<String>| {
+        let parsed = countersign_gatekeeper::audit::parse_jsonl(&ls.join("\n")).unwrap();
+        countersign_gatekeeper::audit::verify_lines(&parsed, &policy)
+    };
+    let altered: Vec<String> = raw_lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                l.replace("\"bytes\":1,", "\"bytes\":9,")
+            } else {
+                (*l).to_owned()
+            }
+        })
+        .collect();
+    assert!(altered[0].contains("\"bytes\":9,"));
+    assert!(check(altered).is_err());
+    let removed: Vec<String> = raw_lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| (*l).to_owned())
+        .collect();
+    assert!(check(removed).is_err());
+    let mut reordered: Vec<String> = raw_lines.iter().map(|l| (*l).to_owned()).collect();
+    reordered.swap(1, 2);
+    assert!(check(reordered).is_err());
+    let truncated: Vec<String> = raw_lines
+        .iter()
+        .filter(|l| !l.contains(&format!("\"seq\":{},", report.entries - 1)))
+        .map(|l| (*l).to_owned())
+        .collect();
+    assert!(
+        check(truncated).is_err(),
+        "removing the last entry is caught by the final checkpoint"
+    );
+}
+
+async fn list_pagination(b: &Backend) {
+    let h = Harness::new(b).await;
+    for i in 0..5 {
+        store(&h, &format!("p/{i}"), b"x").await;
+    }
+    store(&h, "q/0", b"x").await;
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let req = list("p/").request();
+        let mut url = url_of(&req);
+        url.push_str("&limit=2");
+        if !after.is_empty() {
+            url.push_str(&format!("&after={after}"));
+        }
+        let mut http = signed(&req, vec![]);
+        *http.uri_mut() = url.parse().unwrap();
+        let r = h.send(http).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+        for o in v["objects"].as_array().unwrap() {
+            seen.push(o["key"].as_str().unwrap().to_owned());
+        }
+        match v["next_after"].as_str() {
+            Some(n) => after = n.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["p/0", "p/1", "p/2", "p/3", "p/4"]);
+    let req = list("p/").request();
+    let mut http = signed(&req, vec![]);
+    *http.uri_mut() = format!("{}&limit=0", url_of(&req)).parse().unwrap();
+    expect_denied(&h, http, "127.0.0.1", ErrorCode::InvalidField, true).await;
+}
