@@ -1,0 +1,592 @@
+//! `GatekeeperClient`: the page-facing class.
+
+use crate::error::{CountersignError, describe};
+use crate::options::Config;
+use countersign_core::names::percent_encode;
+use countersign_core::signature::{encode_list, parse_list};
+use countersign_core::text::{b64, hex, parse_b64};
+use countersign_core::{
+    BodyDigest, ContentType, Download, ListPrefix, ObjectKey, Operation, Receipt, Request,
+    SignatureEntry, VerifiedDownload, verify_download,
+};
+use gloo_net::http::{Request as HttpRequest, Response};
+use js_sys::{Array, Promise, Uint8Array};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, future_to_promise};
+
+type Result<T> = std::result::Result<T, CountersignError>;
+
+#[wasm_bindgen(typescript_custom_section)]
+const CLIENT_OPTIONS: &str = r#"
+/** A public key the client trusts, from the page's configuration. */
+export interface TrustedKey {
+  keyId: string;
+  /** `gatekeeper` for the gatekeeper's keys, `vendor` for the uploaders'. */
+  role: string;
+  /** The 32-byte Ed25519 public key, unpadded base64url (as in the gatekeeper's config). */
+  publicKey: string;
+  notBefore?: number;
+  notAfter?: number;
+}
+
+/** Options of `new GatekeeperClient(options)`. */
+export interface ClientOptions {
+  gatekeeperUrl: string;
+  gatekeeperId: string;
+  bucket: string;
+  /** The signed-in vendor user. */
+  subject: string;
+  /** Request lifetime in seconds (default 120). */
+  lifetimeSecs?: number;
+  keys: TrustedKey[];
+  vendorThreshold?: number;
+  gatekeeperThreshold?: number;
+  /** Has the vendor sign base64url canonical requests; one signature list each. */
+  sign: (requests: string[]) => Promise<string[]> | string[];
+}
+"#;
+
+/// A client for one gatekeeper, bucket and signed-in user.
+#[wasm_bindgen]
+pub struct GatekeeperClient {
+    config: Rc<Config>,
+}
+
+/// An object whose receipt, manifest and bytes verified.
+#[wasm_bindgen]
+pub struct VerifiedObject {
+    key: String,
+    bytes: Vec<u8>,
+    download: VerifiedDownload,
+}
+
+/// The outcome of a verified PUT.
+#[wasm_bindgen]
+pub struct PutResult {
+    key: String,
+    sha256: String,
+    size: u64,
+    audit_seq: u64,
+}
+
+/// One page of a listing, answered from the gatekeeper's index.
+#[wasm_bindgen]
+pub struct ListPage {
+    objects: JsValue,
+    next_after: Option<String>,
+    audit_seq: u64,
+}
+
+fn now() -> u64 {
+    // Whole seconds since the epoch; the clock is the browser's.
+    (js_sys::Date::now() / 1000.0).floor() as u64
+}
+
+fn network(what: &str, e: impl std::fmt::Display) -> CountersignError {
+    CountersignError::other("network", format!("{what}: {e}"))
+}
+
+fn promise<T: Into<JsValue>>(f: impl std::future::Future<Output = Result<T>> + 'static) -> Promise {
+    future_to_promise(async move { f.await.map(Into::into).map_err(Into::into) })
+}
+
+#[wasm_bindgen]
+impl GatekeeperClient {
+    /// Creates a client. `options`: `gatekeeperUrl`, `gatekeeperId`, `bucket`,
+    /// `subject`, optional `lifetimeSecs` (default 120), `keys` (the gatekeeper's and
+    /// the vendor's public keys: `{keyId, role, publicKey, notBefore?, notAfter?}`,
+    /// obtained from the page's configuration, never from the gatekeeper's response),
+    /// optional `vendorThreshold`/`gatekeeperThreshold` (default 1), and
+    /// `sign: async (requests: string[]) => string[]`, which asks the vendor backend to
+    /// sign base64url canonical requests and returns one signature list per request.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
+    ) -> Result<GatekeeperClient> {
+        Ok(Self {
+            config: Rc::new(Config::from_js(&options)?),
+        })
+    }
+
+    /// Fetches and verifies one object. Rejects with a `CountersignError`.
+    #[wasm_bindgen(js_name = getObject, unchecked_return_type = "Promise<VerifiedObject>")]
+    pub fn get_object(&self, key: String) -> Promise {
+        let config = self.config.clone();
+        promise(async move {
+            let key = ObjectKey::parse(&key)?;
+            let request = build(
+                &config,
+                Operation::Get {
+                    key: key.clone(),
+                    range: None,
+                },
+            )?;
+            let sigs = sign_one(&config, &request).await?;
+            fetch_verified(&config, &request, &sigs, &key).await
+        })
+    }
+
+    /// Fetches and verifies several objects with one signing call (a report page
+    /// needs many). Resolves to an array holding, per key, a `VerifiedObject` or the
+    /// `CountersignError` for that key.
+    #[wasm_bindgen(
+        js_name = getObjects,
+        unchecked_return_type = "Promise<Array<VerifiedObject | CountersignError>>"
+    )]
+    pub fn get_objects(&self, keys: Vec<String>) -> Promise {
+        let config = self.config.clone();
+        future_to_promise(async move {
+            let out = Array::new();
+            let mut pending = Vec::new();
+            let mut requests = Vec::new();
+            for key in keys {
+                let built = ObjectKey::parse(&key)
+                    .map_err(CountersignError::from)
+                    .and_then(|k| {
+                        let r = build(
+                            &config,
+                            Operation::Get {
+                                key: k.clone(),
+                                range: None,
+                            },
+                        )?;
+                        Ok((k, r))
+                    });
+                match built {
+                    Ok((k, r)) => {
+                        pending.push(Ok(k));
+                        requests.push(r);
+                    }
+                    Err(e) => pending.push(Err(e)),
+                }
+            }
+            let mut signatures = sign_all(&config, &requests)
+                .await
+                .map_err(JsValue::from)?
+                .into_iter();
+            let mut requests = requests.into_iter();
+            for item in pending {
+                let result = match item {
+                    Ok(key) => match (requests.next(), signatures.next()) {
+                        (Some(r), Some(Ok(s))) => fetch_verified(&config, &r, &s, &key)
+                            .await
+                            .map(JsValue::from),
+                        (_, Some(Err(e))) => Err(e),
+                        _ => Err(CountersignError::other(
+                            "bad_options",
+                            "signing returned too few results",
+                        )),
+                    },
+                    Err(e) => Err(e),
+                };
+                out.push(&result.unwrap_or_else(JsValue::from));
+            }
+            Ok(out.into())
+        })
+    }
+
+    /// Hashes `body` (in wasm), has the PUT signed, uploads it straight to the
+    /// gatekeeper and verifies its receipt.
+    #[wasm_bindgen(js_name = putObject, unchecked_return_type = "Promise<PutResult>")]
+    pub fn put_object(&self, key: String, body: Vec<u8>, content_type: String) -> Promise {
+        let config = self.config.clone();
+        promise(async move {
+            let key = ObjectKey::parse(&key)?;
+            let digest = BodyDigest::of(&body);
+            let op = Operation::Put {
+                key: key.clone(),
+                content_type: ContentType::parse(&content_type)?,
+                body: digest,
+            };
+            let request = build(&config, op)?;
+            let sigs = sign_one(&config, &request).await?;
+            let url = object_url(&config, &key);
+            let http = HttpRequest::put(&url)
+                .header("Countersign-Request", &b64(&request))
+                .header("Countersign-Signature", &encode_list(&sigs))
+                .header("Content-Type", content_type.as_str())
+                .body(Uint8Array::from(body.as_slice()))
+                .map_err(|e| network("building the upload", e))?;
+            let response = http.send().await.map_err(|e| network("uploading", e))?;
+            let seq = check_response(&config, &request, &response).await?;
+            Ok(PutResult {
+                key: key.to_string(),
+                sha256: hex(&digest.sha256),
+                size: digest.length,
+                audit_seq: seq,
+            })
+        })
+    }
+
+    /// Lists keys under `prefix` from the gatekeeper's index. Pass the previous page's
+    /// `nextAfter` to continue.
+    #[wasm_bindgen(js_name = listObjects, unchecked_return_type = "Promise<ListPage>")]
+    pub fn list_objects(&self, prefix: String, after: Option<String>) -> Promise {
+        let config = self.config.clone();
+        promise(async move {
+            let prefix = ListPrefix::parse(&prefix)?;
+            let request = build(
+                &config,
+                Operation::List {
+                    prefix: prefix.clone(),
+                },
+            )?;
+            let sigs = sign_one(&config, &request).await?;
+            let mut url = format!(
+                "{}/v1/objects/{}?prefix={}",
+                config.base_url,
+                config.bucket,
+                percent_encode(prefix.as_str())
+            );
+            if let Some(after) = after {
+                url.push_str("&after=");
+                url.push_str(&after);
+            }
+            let response = HttpRequest::get(&url)
+                .header("Countersign-Request", &b64(&request))
+                .header("Countersign-Signature", &encode_list(&sigs))
+                .send()
+                .await
+                .map_err(|e| network("listing", e))?;
+            let audit_seq = check_response(&config, &request, &response).await?;
+            let text = response
+                .text()
+                .await
+                .map_err(|e| network("reading the listing", e))?;
+            let page = js_sys::JSON::parse(&text)
+                .map_err(|_| CountersignError::protocol("malformed", "the listing is not JSON"))?;
+            let get = |name: &str| {
+                js_sys::Reflect::get(&page, &JsValue::from_str(name)).unwrap_or(JsValue::NULL)
+            };
+            Ok(ListPage {
+                objects: get("objects"),
+                next_after: get("next_after").as_string(),
+                audit_seq,
+            })
+        })
+    }
+}
+
+/// Builds a request for the configured audience, bucket and subject, valid from now.
+fn build(config: &Config, operation: Operation) -> Result<Vec<u8>> {
+    let request = Request::new(
+        config.audience.clone(),
+        config.bucket.clone(),
+        operation,
+        config.subject.clone(),
+        now(),
+        config.lifetime_secs,
+        &mut rand_core::OsRng,
+    )?;
+    Ok(request.encode())
+}
+
+/// Calls the page's signing function once for all requests. Per request it may
+/// return a signature list, or `{code, message}` when the vendor refused that request.
+async fn sign_all(
+    config: &Config,
+    requests: &[Vec<u8>],
+) -> Result<Vec<Result<Vec<SignatureEntry>>>> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batch: Array = requests
+        .iter()
+        .map(|r| JsValue::from_str(&b64(r)))
+        .collect();
+    let returned = config
+        .sign
+        .call1(&JsValue::NULL, &batch)
+        .map_err(|e| network("the signing function threw", describe(&e)))?;
+    let resolved = JsFuture::from(Promise::resolve(&returned))
+        .await
+        .map_err(|e| refusal(&e).unwrap_or_else(|| network("signing failed", describe(&e))))?;
+    let lists = resolved.dyn_into::<Array>().map_err(|_| {
+        CountersignError::other(
+            "bad_options",
+            "the signing function must resolve to an array with one entry per request",
+        )
+    })?;
+    if lists.length() as usize != requests.len() {
+        return Err(CountersignError::other(
+            "bad_options",
+            format!(
+                "signed {} requests, got {} results",
+                requests.len(),
+                lists.length()
+            ),
+        ));
+    }
+    Ok(lists
+        .iter()
+        .map(|entry| match entry.as_string() {
+            Some(list) => parse_list(&list).map_err(Into::into),
+            None => Err(refusal(&entry).unwrap_or_else(|| {
+                CountersignError::other(
+                    "bad_options",
+                    "a signing result must be a signature list or {code, message}",
+                )
+            })),
+        })
+        .collect())
+}
+
+/// Reads `{code, message}` (a refusal by the vendor, or a thrown CountersignError).
+fn refusal(value: &JsValue) -> Option<CountersignError> {
+    let code = js_sys::Reflect::get(value, &JsValue::from_str("code"))
+        .ok()?
+        .as_string()?;
+    let message = js_sys::Reflect::get(value, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    Some(CountersignError::protocol(&code, message))
+}
+
+/// Signs one request; its refusal becomes the error.
+async fn sign_one(config: &Config, request: &[u8]) -> Result<Vec<SignatureEntry>> {
+    sign_all(config, std::slice::from_ref(&request.to_vec()))
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(CountersignError::other("bad_options", "no signing result")))
+}
+
+fn object_url(config: &Config, key: &ObjectKey) -> String {
+    format!(
+        "{}/v1/objects/{}/{}",
+        config.base_url,
+        config.bucket,
+        key.to_url_path()
+    )
+}
+
+fn header(response: &Response, name: &str) -> Result<String> {
+    response.headers().get(name).ok_or_else(|| {
+        CountersignError::protocol(
+            "malformed",
+            format!("the gatekeeper's answer lacks the {name} header"),
+        )
+    })
+}
+
+/// Turns a refusal into its error; for success, verifies the receipt and returns its
+/// audit sequence number.
+async fn check_response(config: &Config, request: &[u8], response: &Response) -> Result<u64> {
+    if !response.ok() {
+        let text = response.text().await.unwrap_or_default();
+        let parsed = js_sys::JSON::parse(&text).ok().and_then(|v| {
+            let error = js_sys::Reflect::get(&v, &JsValue::from_str("error")).ok()?;
+            let code = js_sys::Reflect::get(&error, &JsValue::from_str("code"))
+                .ok()?
+                .as_string()?;
+            let message = js_sys::Reflect::get(&error, &JsValue::from_str("message"))
+                .ok()?
+                .as_string()?;
+            Some(CountersignError::protocol(&code, message))
+        });
+        return Err(parsed.unwrap_or_else(|| {
+            network(
+                "the gatekeeper answered",
+                format!("HTTP {} {}", response.status(), response.status_text()),
+            )
+        }));
+    }
+    let receipt = parse_b64(&header(response, "Countersign-Receipt")?, "the receipt")?;
+    let sigs = parse_list(&header(response, "Countersign-Receipt-Signature")?)?;
+    let verified = Receipt::verify(&receipt, &sigs, &config.gatekeeper, request)?;
+    match verified.receipt().decision.error() {
+        None => Ok(verified.receipt().audit_seq),
+        Some(code) => Err(countersign_core::Error::new(
+            code,
+            "the gatekeeper's receipt says it refused the request",
+        )
+        .into()),
+    }
+}
+
+async fn fetch_verified(
+    config: &Config,
+    request: &[u8],
+    sigs: &[SignatureEntry],
+    key: &ObjectKey,
+) -> Result<VerifiedObject> {
+    let response = HttpRequest::get(&object_url(config, key))
+        .header("Countersign-Request", &b64(request))
+        .header("Countersign-Signature", &encode_list(sigs))
+        .send()
+        .await
+        .map_err(|e| network("fetching from the gatekeeper", e))?;
+    check_response(config, request, &response).await?;
+    let receipt = parse_b64(&header(&response, "Countersign-Receipt")?, "the receipt")?;
+    let receipt_signatures = parse_list(&header(&response, "Countersign-Receipt-Signature")?)?;
+    let manifest = parse_b64(&header(&response, "Countersign-Manifest")?, "the manifest")?;
+    let manifest_signatures = parse_list(&header(&response, "Countersign-Manifest-Signature")?)?;
+    let bytes = response
+        .binary()
+        .await
+        .map_err(|e| network("reading the object", e))?;
+    let download = verify_download(
+        &Download {
+            request,
+            receipt: &receipt,
+            receipt_signatures: &receipt_signatures,
+            manifest: &manifest,
+            manifest_signatures: &manifest_signatures,
+        },
+        Some(&BodyDigest::of(&bytes)),
+        &config.gatekeeper,
+        &config.uploader,
+    )?;
+    Ok(VerifiedObject {
+        key: key.to_string(),
+        bytes,
+        download,
+    })
+}
+
+#[wasm_bindgen]
+impl VerifiedObject {
+    /// The object key.
+    #[wasm_bindgen(getter)]
+    pub fn key(&self) -> String {
+        self.key.clone()
+    }
+
+    /// The verified bytes (a copy).
+    #[wasm_bindgen(getter)]
+    pub fn bytes(&self) -> Uint8Array {
+        Uint8Array::from(self.bytes.as_slice())
+    }
+
+    /// The bytes decoded as UTF-8 (invalid sequences replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// The content type the uploader's signature bound.
+    #[wasm_bindgen(getter, js_name = contentType)]
+    pub fn content_type(&self) -> String {
+        self.download
+            .manifest
+            .content_type()
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The vendor user who uploaded the object.
+    #[wasm_bindgen(getter)]
+    pub fn uploader(&self) -> String {
+        self.download.manifest.uploader().to_string()
+    }
+
+    /// Unix seconds at which the gatekeeper stored the object.
+    #[wasm_bindgen(getter, js_name = storedAt)]
+    pub fn stored_at(&self) -> f64 {
+        self.download.manifest.manifest().stored_at() as f64
+    }
+
+    /// SHA-256 of the bytes, lowercase hex.
+    #[wasm_bindgen(getter)]
+    pub fn sha256(&self) -> String {
+        self.download
+            .manifest
+            .body()
+            .map(|b| hex(&b.sha256))
+            .unwrap_or_default()
+    }
+
+    /// Size in bytes.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> f64 {
+        self.bytes.len() as f64
+    }
+
+    /// The audit-log sequence number of this read.
+    #[wasm_bindgen(getter, js_name = auditSeq)]
+    pub fn audit_seq(&self) -> f64 {
+        self.download.receipt.receipt().audit_seq as f64
+    }
+
+    /// Key ids that signed: `{uploader: [...], gatekeeper: [...]}`.
+    #[wasm_bindgen(
+        getter,
+        unchecked_return_type = "{ uploader: string[]; gatekeeper: string[] }"
+    )]
+    pub fn signers(&self) -> JsValue {
+        let ids = |a: &countersign_core::Approvals| -> Array {
+            a.iter()
+                .flat_map(|(_, ids)| ids.iter().map(|id| JsValue::from_str(id.as_str())))
+                .collect()
+        };
+        let out = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(
+            &out,
+            &"uploader".into(),
+            &ids(self.download.manifest.uploader_approvals()),
+        );
+        let _ = js_sys::Reflect::set(
+            &out,
+            &"gatekeeper".into(),
+            &ids(self.download.manifest.gatekeeper_approvals()),
+        );
+        out.into()
+    }
+
+    /// A `blob:` URL of the verified bytes with their signed content type, for `<img>`
+    /// or `<iframe>`; release it with `URL.revokeObjectURL`.
+    #[wasm_bindgen(js_name = objectUrl)]
+    pub fn object_url(&self) -> Result<String> {
+        let parts = Array::of1(&Uint8Array::from(self.bytes.as_slice()));
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type(&self.content_type());
+        let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
+            .map_err(|e| CountersignError::other("internal", describe(&e)))?;
+        web_sys::Url::create_object_url_with_blob(&blob)
+            .map_err(|e| CountersignError::other("internal", describe(&e)))
+    }
+}
+
+#[wasm_bindgen]
+impl PutResult {
+    /// The object key.
+    #[wasm_bindgen(getter)]
+    pub fn key(&self) -> String {
+        self.key.clone()
+    }
+    /// SHA-256 of the uploaded bytes, lowercase hex.
+    #[wasm_bindgen(getter)]
+    pub fn sha256(&self) -> String {
+        self.sha256.clone()
+    }
+    /// Size in bytes.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> f64 {
+        self.size as f64
+    }
+    /// The audit-log sequence number of the upload.
+    #[wasm_bindgen(getter, js_name = auditSeq)]
+    pub fn audit_seq(&self) -> f64 {
+        self.audit_seq as f64
+    }
+}
+
+#[wasm_bindgen]
+impl ListPage {
+    /// `[{key, size, sha256, content_type, stored_at}]`.
+    #[wasm_bindgen(getter)]
+    pub fn objects(&self) -> JsValue {
+        self.objects.clone()
+    }
+    /// Pass to `listObjects(prefix, nextAfter)` for the next page; `undefined` at the end.
+    #[wasm_bindgen(getter, js_name = nextAfter)]
+    pub fn next_after(&self) -> Option<String> {
+        self.next_after.clone()
+    }
+    /// The audit-log sequence number of the listing.
+    #[wasm_bindgen(getter, js_name = auditSeq)]
+    pub fn audit_seq(&self) -> f64 {
+        self.audit_seq as f64
+    }
+}

@@ -1,0 +1,38 @@
+//! # countersign-wasm
+//!
+//! The browser client of Countersign, published as an npm package. A report page
+//! creates one [`GatekeeperClient`] and asks it for objects; the client
+//!
+//! 1. builds each canonical request with a fresh random nonce (the browser's
+//!    `crypto.getRandomValues`),
+//! 2. has the vendor sign it through a caller-provided async function (so the vendor
+//!    sees request metadata, never object bytes),
+//! 3. fetches straight from the gatekeeper, and
+//! 4. verifies the gatekeeper's receipt, the object's manifest (gatekeeper and
+//!    uploader signatures) and the body's SHA-256 **before** handing bytes back.
+//!
+//! All protocol logic lives in `countersign-core`; this crate converts between
+//! JavaScript and Rust and does the HTTP calls. Errors are [`CountersignError`]s whose
+//! `code` is the protocol's stable error code.
+//!
+//! ```js
+//! import init, { GatekeeperClient } from "countersign";
+//! await init();
+//! const client = new GatekeeperClient({
+//!   gatekeeperUrl: "https://gk.acme.example", gatekeeperId: "gk.acme",
+//!   bucket: "patient-reports", subject: "user-42",
+//!   keys: [{ keyId: "gatekeeper-1", role: "gatekeeper", publicKey: "…hex…" },
+//!          { keyId: "vendor-2026-01", role: "vendor", publicKey: "…hex…" }],
+//!   sign: async (requests) => (await fetch("/api/sign", …)).json(),
+//! });
+//! const object = await client.getObject("org-17/reports/visit-0001.pdf");
+//! ```
+
+mod client;
+mod error;
+mod options;
+mod primitives;
+
+pub use client::{GatekeeperClient, ListPage, PutResult, VerifiedObject};
+pub use error::CountersignError;
+pub use primitives::{Ed25519PublicKey, sha256, verify_ed25519_strict};

@@ -1,0 +1,231 @@
+//! The client in headless Chromium: option errors, and, when the test command has
+//! started a real gatekeeper (`COUNTERSIGN_TEST_GATEKEEPER_URL` etc. at compile
+//! time), PUT / GET / LIST / batch GET through it with every verification on.
+#![cfg(target_arch = "wasm32")]
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use countersign_core::ed25519_dalek::SigningKey;
+use countersign_core::signature::encode_list;
+use countersign_core::text::{b64, parse_b64};
+use countersign_core::{KeyId, Role, SignatureEntry};
+use countersign_wasm::GatekeeperClient;
+use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Seed of the vendor key the test command lists in the gatekeeper's config.
+const VENDOR_SEED: [u8; 32] = [11; 32];
+const VENDOR_KEY_ID: &str = "test-vendor";
+
+fn gatekeeper() -> Option<(&'static str, &'static str, &'static str)> {
+    Some((
+        option_env!("COUNTERSIGN_TEST_GATEKEEPER_URL")?,
+        option_env!("COUNTERSIGN_TEST_GATEKEEPER_ID")?,
+        // `key_id:base64url public key` of the gatekeeper.
+        option_env!("COUNTERSIGN_TEST_GATEKEEPER_KEY")?,
+    ))
+}
+
+fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
+    Reflect::set(o, &k.into(), &v.into()).unwrap();
+}
+
+fn get(v: &JsValue, k: &str) -> JsValue {
+    Reflect::get(v, &k.into()).unwrap()
+}
+
+fn key_entry(key_id: &str, role: &str, public_key: &str) -> Object {
+    let k = Object::new();
+    set(&k, "keyId", key_id);
+    set(&k, "role", role);
+    set(&k, "publicKey", public_key);
+    k
+}
+
+/// A `sign` function that signs every request with `seed` as `key_id`.
+fn signer(seed: [u8; 32], key_id: &'static str) -> JsValue {
+    let key = SigningKey::from_bytes(&seed);
+    Closure::<dyn FnMut(Array) -> JsValue>::new(move |requests: Array| {
+        let lists: Array = requests
+            .iter()
+            .map(|r| {
+                let bytes = parse_b64(&r.as_string().unwrap(), "request").unwrap();
+                let sig = SignatureEntry::sign(
+                    &key,
+                    Role::vendor(),
+                    KeyId::parse(key_id).unwrap(),
+                    &bytes,
+                );
+                JsValue::from_str(&encode_list(&[sig]))
+            })
+            .collect();
+        // Resolve asynchronously, as a real vendor endpoint would.
+        Promise::resolve(&lists).into()
+    })
+    .into_js_value()
+}
+
+fn options(url: &str, id: &str, gk_key: &str, sign: JsValue, subject: &str) -> Object {
+    let (gk_key_id, gk_public) = gk_key.split_once(':').unwrap();
+    let vendor_public = b64(&SigningKey::from_bytes(&VENDOR_SEED)
+        .verifying_key()
+        .to_bytes());
+    let o = Object::new();
+    set(&o, "gatekeeperUrl", url);
+    set(&o, "gatekeeperId", id);
+    set(&o, "bucket", "reports");
+    set(&o, "subject", subject);
+    let keys = Array::new();
+    keys.push(&key_entry(gk_key_id, "gatekeeper", gk_public));
+    keys.push(&key_entry(VENDOR_KEY_ID, "vendor", &vendor_public));
+    set(&o, "keys", keys);
+    set(&o, "sign", sign);
+    o
+}
+
+fn error_code(result: Result<GatekeeperClient, countersign_wasm::CountersignError>) -> String {
+    result.err().map(|e| e.code()).unwrap_or_default()
+}
+
+async fn settle(p: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+#[wasm_bindgen_test]
+fn options_are_validated_with_codes() {
+    let vendor_public = b64(&SigningKey::from_bytes(&VENDOR_SEED)
+        .verifying_key()
+        .to_bytes());
+    let good = || {
+        options(
+            "http://127.0.0.1:9",
+            "gk.test",
+            &format!("gk-1:{vendor_public}"),
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-1",
+        )
+    };
+    assert!(GatekeeperClient::new(good().into()).is_ok());
+
+    let o = good();
+    Reflect::delete_property(&o, &"sign".into()).unwrap();
+    assert_eq!(error_code(GatekeeperClient::new(o.into())), "bad_options");
+
+    let o = good();
+    set(&o, "bucket", "Not A Bucket");
+    assert_eq!(
+        error_code(GatekeeperClient::new(o.into())),
+        "invalid_bucket"
+    );
+
+    let o = good();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let keys = Array::of1(&key_entry("weak", "gatekeeper", &b64(&identity)));
+    set(&o, "keys", keys);
+    assert_eq!(error_code(GatekeeperClient::new(o.into())), "weak_key");
+
+    let o = good();
+    set(&o, "subject", "has space");
+    assert_eq!(error_code(GatekeeperClient::new(o.into())), "invalid_field");
+}
+
+#[wasm_bindgen_test]
+async fn bad_keys_and_unreachable_gatekeepers_reject_with_codes() {
+    let vendor_public = b64(&SigningKey::from_bytes(&VENDOR_SEED)
+        .verifying_key()
+        .to_bytes());
+    let client = GatekeeperClient::new(
+        options(
+            "http://127.0.0.1:9",
+            "gk.test",
+            &format!("gk-1:{vendor_public}"),
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-1",
+        )
+        .into(),
+    )
+    .unwrap();
+    let err = settle(client.get_object("../etc/passwd".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(get(&err, "code").as_string().unwrap(), "invalid_key_path");
+    // Port 9 (discard) is closed on 127.0.0.1: the fetch itself fails.
+    let err = settle(client.get_object("org-1/a.txt".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(get(&err, "code").as_string().unwrap(), "network");
+}
+
+#[wasm_bindgen_test]
+async fn put_get_list_through_a_real_gatekeeper() {
+    let Some((url, id, gk_key)) = gatekeeper() else {
+        assert!(
+            option_env!("CI").is_none(),
+            "CI must run the browser tests against a gatekeeper"
+        );
+        return;
+    };
+    wasm_bindgen_test::console_log!("testing against the gatekeeper at {url}");
+    let run = format!("{:x}", js_sys::Date::now() as u64);
+    let client = GatekeeperClient::new(
+        options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-42",
+        )
+        .into(),
+    )
+    .unwrap();
+
+    let body = format!("screenshot bytes {run}").into_bytes();
+    let key = format!("org-1/{run}/scan 1+ü.png");
+    let put = settle(client.put_object(key.clone(), body.clone(), "image/png".into()))
+        .await
+        .unwrap();
+    assert_eq!(get(&put, "size").as_f64().unwrap() as usize, body.len());
+
+    let object = settle(client.get_object(key.clone())).await.unwrap();
+    assert_eq!(Uint8Array::new(&get(&object, "bytes")).to_vec(), body);
+    assert_eq!(
+        get(&object, "contentType").as_string().unwrap(),
+        "image/png"
+    );
+    assert_eq!(get(&object, "uploader").as_string().unwrap(), "user-42");
+
+    // Objects are never overwritten.
+    let err = settle(client.put_object(key.clone(), b"other".to_vec(), "image/png".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(get(&err, "code").as_string().unwrap(), "already_exists");
+
+    // A batch: one signing call, one result per key, errors in place.
+    let missing = format!("org-1/{run}/missing.png");
+    let both = settle(client.get_objects(vec![key.clone(), missing]))
+        .await
+        .unwrap();
+    let both = Array::from(&both);
+    assert_eq!(Uint8Array::new(&get(&both.get(0), "bytes")).to_vec(), body);
+    assert_eq!(get(&both.get(1), "code").as_string().unwrap(), "not_found");
+
+    let page = settle(client.list_objects(format!("org-1/{run}/"), None))
+        .await
+        .unwrap();
+    let objects = Array::from(&get(&page, "objects"));
+    assert_eq!(objects.length(), 1);
+    assert_eq!(get(&objects.get(0), "key").as_string().unwrap(), key);
+
+    // A signature by a key the gatekeeper does not know is refused with its code.
+    let stranger = GatekeeperClient::new(
+        options(url, id, gk_key, signer([99; 32], "stranger"), "user-42").into(),
+    )
+    .unwrap();
+    let err = settle(stranger.get_object(key.clone())).await.unwrap_err();
+    assert_eq!(get(&err, "code").as_string().unwrap(), "unknown_key");
+}

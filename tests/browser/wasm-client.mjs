@@ -1,0 +1,58 @@
+// Runs the wasm client's browser tests (crates/countersign-wasm/tests/browser.rs) in
+// headless Chromium against a real gatekeeper started here:
+//
+//   node tests/browser/wasm-client.mjs
+//
+// The test page is served on a fixed free port so that the gatekeeper's CORS
+// configuration can name its origin.
+import { spawnSync } from "node:child_process";
+import { freePort, publicKeyOfSeed, repo, startGatekeeper } from "../support/servers.mjs";
+
+const build = spawnSync("cargo", ["build", "-p", "countersign-gatekeeper"], { cwd: repo, stdio: "inherit" });
+if (build.status !== 0) process.exit(build.status ?? 1);
+
+const pagePort = await freePort();
+const vendor = publicKeyOfSeed(new Uint8Array(32).fill(11));
+const gk = await startGatekeeper({
+  config: `
+[[keys]]
+key_id = "test-vendor"
+role = "vendor"
+public_key = "${vendor}"
+
+[buckets.reports]
+store = "local"
+path = "buckets/reports"
+
+[[acl]]
+effect = "allow"
+subjects = ["*"]
+buckets = ["reports"]
+prefix = "org-1/"
+operations = ["GET", "HEAD", "PUT", "LIST"]
+
+[cors]
+origins = ["http://127.0.0.1:${pagePort}"]
+`,
+});
+let status = 1;
+try {
+  const run = spawnSync("cargo", ["test", "-p", "countersign-wasm", "--target", "wasm32-unknown-unknown"], {
+    cwd: repo,
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      CHROMEDRIVER: process.env.CHROMEDRIVER ?? "/usr/bin/chromedriver",
+      WASM_BINDGEN_TEST_WEBDRIVER_JSON: `${repo}tests/webdriver.json`,
+      WASM_BINDGEN_TEST_ADDRESS: `127.0.0.1:${pagePort}`,
+      COUNTERSIGN_TEST_GATEKEEPER_URL: gk.url,
+      COUNTERSIGN_TEST_GATEKEEPER_ID: gk.id,
+      COUNTERSIGN_TEST_GATEKEEPER_KEY: `${gk.key.keyId}:${gk.key.publicKey}`,
+    },
+  });
+  status = run.status ?? 1;
+} finally {
+  if (status !== 0) console.error(gk.log());
+  await gk.stop();
+}
+process.exit(status);
