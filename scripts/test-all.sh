@@ -43,7 +43,7 @@ cargo fmt --all --check
 step "clippy (native, then wasm32)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p countersign-core --lib --target wasm32-unknown-unknown -- -D warnings
-cargo clippy -p countersign-vectors --all-targets --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p countersign-vectors -p countersign-wasm --all-targets --target wasm32-unknown-unknown -- -D warnings
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -62,9 +62,18 @@ node tests/vectors/check-independent.mjs
 step "native tests (with moto and a throw-away PostgreSQL, see scripts/services.sh)"
 scripts/services.sh cargo test --workspace
 
-step "browser tests (wasm32 in headless Chromium)"
-CHROMEDRIVER=/usr/bin/chromedriver \
-WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/webdriver.json" \
-  cargo test -p countersign-vectors --target wasm32-unknown-unknown
+export CHROMEDRIVER=/usr/bin/chromedriver
+export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/webdriver.json"
+
+step "browser tests: the vectors in wasm32 in headless Chromium"
+cargo test -p countersign-vectors --target wasm32-unknown-unknown
+
+step "browser tests: the wasm client against a real gatekeeper"
+node tests/browser/wasm-client.mjs
+
+step "npm package: build, TypeScript declarations, packaging (plain page and Vite)"
+scripts/build-npm.sh
+npx tsc --noEmit -p tests/packaging/tsconfig.json
+node tests/packaging/run.mjs
 
 step "all checks passed"

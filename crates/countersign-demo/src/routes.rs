@@ -1,0 +1,532 @@
+//! The HTTP handlers.
+
+use crate::AppState;
+use crate::config::User;
+use crate::error::{ApiError, codes};
+use crate::totp;
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use countersign_core::signature::encode_list;
+use countersign_core::text::{b64, parse_decimal, parse_hex};
+use countersign_core::{
+    BodyDigest, Bucket, ByteRange, ContentType, ErrorCode, GatekeeperId, ListPrefix, Method, Nonce,
+    ObjectKey, Operation, Request as CsRequest, Subject,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Most requests one `POST /api/sign` call may carry.
+pub const MAX_SIGN_BATCH: usize = 100;
+/// Longest password accepted (argon2 work is bounded by it).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// `Json` whose rejections are [`ApiError`]s with stable codes.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ErrorCode::TooLarge
+                } else {
+                    ErrorCode::Malformed
+                };
+                Err(ApiError::new(status, code.as_str(), rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// The logged-in user, from a signed, live session cookie.
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<Arc<AppState>> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let now = state.now();
+        parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|h| state.sessions.user(h, now))
+            .and_then(|name| state.directory.users.get(&name).cloned())
+            .map(Self)
+            .ok_or_else(ApiError::unauthenticated)
+    }
+}
+
+/// `GET /`: the report page, with a Content-Security-Policy that lets it talk only to
+/// this app and the configured gatekeeper.
+pub async fn index(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let csp = format!(
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' blob:; connect-src 'self' {}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        state.directory.gatekeeper_origin
+    );
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        Html(include_str!("../static/index.html")),
+    )
+}
+
+/// `GET /app.js`: the report page's script.
+pub async fn app_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../static/app.js"),
+    )
+}
+
+/// The JSON of `GET /api/me` and of a successful login.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Me {
+    /// Login name.
+    pub username: String,
+    /// Subject to put into requests.
+    pub subject: String,
+    /// Organisation id.
+    pub organisation: String,
+    /// Organisation name.
+    pub organisation_name: String,
+    /// What the organisation may do.
+    pub grants: Vec<GrantView>,
+}
+
+/// One grant as the page sees it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrantView {
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// Methods.
+    pub methods: Vec<String>,
+}
+
+fn me(state: &AppState, user: &User) -> Me {
+    let org = state.directory.organisations.get(&user.organisation);
+    Me {
+        username: user.username.clone(),
+        subject: user.subject.to_string(),
+        organisation: user.organisation.clone(),
+        organisation_name: org.map(|o| o.name.clone()).unwrap_or_default(),
+        grants: org
+            .map(|o| {
+                o.grants
+                    .iter()
+                    .map(|g| GrantView {
+                        bucket: g.bucket().to_string(),
+                        prefix: g.prefix().to_string(),
+                        methods: g.methods().map(|m| m.as_str().to_owned()).collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// `GET /api/config`: what the page needs to build requests.
+pub async fn config(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let keys: Vec<serde_json::Value> = state
+        .signer
+        .authorized_keys()
+        .iter()
+        .filter_map(|k| serde_json::from_str(&countersign_vendor::keys::public_key_json(k)).ok())
+        .collect();
+    Json(serde_json::json!({
+        "gatekeeper": state.directory.gatekeeper.as_str(),
+        "gatekeeper_url": state.directory.gatekeeper_url,
+        "max_lifetime_secs": state.directory.max_lifetime_secs,
+        "vendor_public_keys": keys,
+    }))
+}
+
+/// Body of `POST /api/login`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// Login name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Current TOTP code (6 digits).
+    pub totp: String,
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::PasswordVerifier as _;
+    argon2::PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// `POST /api/login`: password (argon2) and TOTP code; sets the session cookie.
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let now = state.now();
+    state
+        .login_limiter
+        .take(&format!("login:{}", body.username), now)
+        .map_err(ApiError::rate_limited)?;
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad_credentials());
+    }
+    let user = state.directory.users.get(&body.username).cloned();
+    // An unknown user still costs one argon2 verification, so timing does not tell
+    // which usernames exist.
+    let hash = user
+        .as_ref()
+        .map_or_else(|| state.timing_hash.clone(), |u| u.password_hash.clone());
+    let password = body.password;
+    let password_ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::internal(&format!("password check task: {e}")))?;
+    let Some(user) = user.filter(|_| password_ok) else {
+        return Err(ApiError::bad_credentials());
+    };
+    {
+        let mut used = state
+            .totp_used
+            .lock()
+            .map_err(|_| ApiError::internal("TOTP lock poisoned"))?;
+        let last = used.get(&user.username).copied();
+        let step = totp::verify(&user.totp_secret, body.totp.trim(), now, last)
+            .ok_or_else(ApiError::bad_credentials)?;
+        used.insert(user.username.clone(), step);
+    }
+    let cookie = state.sessions.start(&user.username, now);
+    Ok(([(SET_COOKIE, cookie)], Json(me(&state, &user))))
+}
+
+/// `POST /api/logout`: ends the session and clears the cookie.
+pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
+    for h in headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        state.sessions.end(h);
+    }
+    (
+        [(SET_COOKIE, state.sessions.clear_cookie())],
+        Json(serde_json::json!({ "ok": true })),
+    )
+}
+
+/// `GET /api/me`.
+pub async fn whoami(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+) -> Json<Me> {
+    Json(me(&state, &user))
+}
+
+/// `GET /api/reports`: the reports of the user's organisation.
+pub async fn reports(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+) -> Json<serde_json::Value> {
+    let list: Vec<&crate::config::ReportFile> = state
+        .directory
+        .reports
+        .values()
+        .filter(|r| r.organisation == user.organisation)
+        .collect();
+    Json(serde_json::json!({ "reports": list }))
+}
+
+/// One request's fields, as the browser built them (see the crate docs).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFields {
+    /// Gatekeeper id.
+    pub audience: String,
+    /// `GET`, `HEAD`, `PUT` or `LIST`.
+    pub method: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Object key, or the prefix for LIST.
+    pub key: String,
+    /// GET only: `first-last`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    /// PUT only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// PUT only: 64 lowercase hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
+    /// PUT only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_length: Option<u64>,
+    /// The logged-in user's subject.
+    pub subject: String,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// 32 lowercase hex digits from the browser's CSPRNG.
+    pub nonce: String,
+}
+
+fn only_for(
+    name: &str,
+    present: bool,
+    allowed: bool,
+    method: Method,
+) -> countersign_core::Result<()> {
+    if present && !allowed {
+        Err(countersign_core::Error::new(
+            ErrorCode::InvalidField,
+            format!("`{name}` must be absent for a {method} request"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn required<T>(value: Option<T>, name: &str) -> countersign_core::Result<T> {
+    value.ok_or_else(|| {
+        countersign_core::Error::new(
+            ErrorCode::InvalidField,
+            format!("a PUT request needs `{name}`"),
+        )
+    })
+}
+
+impl RequestFields {
+    /// Builds the canonical request these fields describe.
+    pub fn to_request(&self) -> countersign_core::Result<CsRequest> {
+        let method = Method::parse(&self.method)?;
+        only_for("range", self.range.is_some(), method == Method::Get, method)?;
+        only_for(
+            "content_type",
+            self.content_type.is_some(),
+            method == Method::Put,
+            method,
+        )?;
+        only_for(
+            "body_sha256",
+            self.body_sha256.is_some(),
+            method == Method::Put,
+            method,
+        )?;
+        only_for(
+            "body_length",
+            self.body_length.is_some(),
+            method == Method::Put,
+            method,
+        )?;
+        let operation = match method {
+            Method::Get => Operation::Get {
+                key: ObjectKey::parse(&self.key)?,
+                range: match self.range.as_deref() {
+                    None => None,
+                    Some(r) => {
+                        let (first, last) = r.split_once('-').ok_or_else(|| {
+                            countersign_core::Error::new(
+                                ErrorCode::InvalidField,
+                                "`range` must be `first-last`",
+                            )
+                        })?;
+                        Some(ByteRange::new(
+                            parse_decimal(first, "range")?,
+                            parse_decimal(last, "range")?,
+                        )?)
+                    }
+                },
+            },
+            Method::Head => Operation::Head {
+                key: ObjectKey::parse(&self.key)?,
+            },
+            Method::Put => Operation::Put {
+                key: ObjectKey::parse(&self.key)?,
+                content_type: ContentType::parse(required(
+                    self.content_type.as_deref(),
+                    "content_type",
+                )?)?,
+                body: BodyDigest {
+                    sha256: parse_hex::<32>(
+                        required(self.body_sha256.as_deref(), "body_sha256")?,
+                        "body_sha256",
+                    )?,
+                    length: required(self.body_length, "body_length")?,
+                },
+            },
+            Method::List => Operation::List {
+                prefix: ListPrefix::parse(&self.key)?,
+            },
+        };
+        CsRequest::from_parts(
+            GatekeeperId::parse(&self.audience)?,
+            Bucket::parse(&self.bucket)?,
+            operation,
+            Subject::parse(&self.subject)?,
+            self.issued_at,
+            self.expires_at,
+            Nonce(parse_hex::<16>(&self.nonce, "nonce")?),
+        )
+    }
+}
+
+/// Body of `POST /api/sign`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignBody {
+    /// The requests, 1 to [`MAX_SIGN_BATCH`].
+    pub requests: Vec<RequestFields>,
+}
+
+/// One result of `POST /api/sign`: a signed request or an error.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SignResult {
+    /// Signed.
+    Signed {
+        /// `Countersign-Request` header value (base64url of the canonical request).
+        request: String,
+        /// `Countersign-Signature` header value.
+        signature: String,
+    },
+    /// Refused.
+    Refused {
+        /// `{"code": ..., "message": ...}`.
+        error: ErrorBody,
+    },
+}
+
+/// An error's code and sentence.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Stable code.
+    pub code: String,
+    /// One sentence.
+    pub message: String,
+}
+
+fn access_denied(message: String) -> countersign_core::Error {
+    countersign_core::Error::new(ErrorCode::AccessDenied, message)
+}
+
+fn sign_one(
+    state: &AppState,
+    user: &User,
+    fields: &RequestFields,
+    now: u64,
+) -> Result<(String, String), ApiError> {
+    let request = fields.to_request()?;
+    if request.subject() != &user.subject {
+        return Err(access_denied(format!(
+            "requests are signed only for the logged-in user `{}`, not `{}`",
+            user.subject,
+            request.subject()
+        ))
+        .into());
+    }
+    let entitled = state
+        .directory
+        .organisations
+        .get(&user.organisation)
+        .is_some_and(|org| {
+            org.grants
+                .iter()
+                .any(|g| g.allows(request.bucket(), request.operation()))
+        });
+    if !entitled {
+        return Err(access_denied(format!(
+            "organisation `{}` may not {} `{}` in bucket `{}`",
+            user.organisation,
+            request.method(),
+            request.operation().key_text(),
+            request.bucket()
+        ))
+        .into());
+    }
+    let signature = state.signer.sign_request(&request, now)?;
+    Ok((
+        b64(&request.encode()),
+        encode_list(std::slice::from_ref(&signature)),
+    ))
+}
+
+/// `POST /api/sign`: signs request metadata (never bodies) for the logged-in user,
+/// only inside the organisation's grants; rate limited per user.
+pub async fn sign(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<SignBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = state.now();
+    state
+        .sign_limiter
+        .take(user.subject.as_str(), now)
+        .map_err(ApiError::rate_limited)?;
+    if body.requests.is_empty() {
+        return Err(
+            countersign_core::Error::new(ErrorCode::InvalidField, "`requests` is empty").into(),
+        );
+    }
+    if body.requests.len() > MAX_SIGN_BATCH {
+        return Err(countersign_core::Error::new(
+            ErrorCode::TooLarge,
+            format!(
+                "at most {MAX_SIGN_BATCH} requests per call, got {}",
+                body.requests.len()
+            ),
+        )
+        .into());
+    }
+    let results: Vec<SignResult> = body
+        .requests
+        .iter()
+        .map(|fields| match sign_one(&state, &user, fields, now) {
+            Ok((request, signature)) => SignResult::Signed { request, signature },
+            Err(e) => SignResult::Refused {
+                error: ErrorBody {
+                    code: e.code.to_owned(),
+                    message: e.message,
+                },
+            },
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "results": results })))
+}
+
+/// `GET /api/stats`: body bytes received and sent since start.
+pub async fn stats(State(state): State<Arc<AppState>>) -> Json<crate::traffic::TrafficStats> {
+    Json(state.traffic.snapshot())
+}
+
+/// Anything else.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such page")
+}

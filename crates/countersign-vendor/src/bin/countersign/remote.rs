@@ -1,0 +1,595 @@
+//! `put` and `get` against a gatekeeper: sign the request, stream the body, verify the
+//! gatekeeper's receipt and the object's manifest. `get` writes its output only after
+//! the bytes matched the signed manifest.
+
+use crate::Failure;
+use crate::cli::hash_file;
+use bytes::Bytes;
+use clap::Args;
+use countersign_core::text::hex;
+use countersign_core::{
+    AuthorizedKey, BodyDigest, Bucket, ContentType, Decision, ErrorCode, GatekeeperId, ObjectKey,
+    Operation, Policy, Request, Role, Subject, VerifiedManifest,
+};
+use countersign_vendor::keys::load_public_keys;
+use countersign_vendor::transport::{
+    DownloadHeaders, MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER, RECEIPT_HEADER,
+    RECEIPT_SIGNATURE_HEADER, REQUEST_HEADER, SIGNATURE_HEADER, request_headers, role_policy,
+    verify_download_headers, verify_manifest, verify_receipt,
+};
+use countersign_vendor::{Signer, SigningLimits, unix_now};
+use sha2::{Digest as _, Sha256};
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt as _;
+
+/// Where and as whom to talk to a gatekeeper (shared by `put` and `get`).
+#[derive(Args, Debug)]
+pub struct RemoteArgs {
+    /// Gatekeeper base URL, such as `https://gk.example.com`
+    #[arg(long, env = "COUNTERSIGN_GATEKEEPER_URL")]
+    gatekeeper: String,
+    /// Gatekeeper public key file(s): receipts and manifests must verify under them.
+    #[arg(long = "gatekeeper-key", required = true)]
+    gatekeeper_keys: Vec<PathBuf>,
+    /// Secret key file (repeatable). Without it, keys come from $COUNTERSIGN_VENDOR_KEYS.
+    #[arg(long = "signing-key")]
+    signing_keys: Vec<PathBuf>,
+    /// Public key files of vendor keys whose uploads are trusted [default: the signing keys].
+    #[arg(long = "vendor-key")]
+    vendor_keys: Vec<PathBuf>,
+    /// Gatekeeper id the request is addressed to.
+    #[arg(long)]
+    audience: String,
+    /// Bucket.
+    #[arg(long)]
+    bucket: String,
+    /// Object key.
+    #[arg(long)]
+    object: String,
+    /// The vendor user id the request is made for.
+    #[arg(long)]
+    subject: String,
+    /// Request lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    lifetime: u64,
+    /// No progress bar (it is shown only on a terminal anyway).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Arguments of `put`.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Media type stored with the object.
+    #[arg(long)]
+    content_type: String,
+    /// The file to upload.
+    file: PathBuf,
+}
+
+/// Arguments of `get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Output file (`-` for stdout, buffered in memory until verified).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+fn unreachable(e: &reqwest::Error) -> Failure {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    Failure {
+        exit: 4,
+        code: "unreachable".to_owned(),
+        message: format!("the gatekeeper could not be reached: {message}"),
+    }
+}
+
+fn bad_response(message: impl Into<String>) -> Failure {
+    Failure {
+        exit: 4,
+        code: "bad_response".to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Shows `label [#####.....] 42% 12.0/28.5 MiB` on stderr, only on a terminal, at
+/// most ten times a second.
+struct Progress {
+    label: String,
+    total: u64,
+    done: u64,
+    shown: Option<Instant>,
+    enabled: bool,
+}
+
+impl Progress {
+    fn new(label: &str, total: u64, disabled: bool) -> Self {
+        Self {
+            label: label.to_owned(),
+            total,
+            done: 0,
+            shown: None,
+            enabled: !disabled && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn add(&mut self, n: u64) {
+        self.done += n;
+        if self.enabled
+            && self
+                .shown
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+        {
+            self.draw();
+        }
+    }
+
+    fn draw(&mut self) {
+        self.shown = Some(Instant::now());
+        let fraction = if self.total == 0 {
+            1.0
+        } else {
+            self.done as f64 / self.total as f64
+        };
+        let filled = ((fraction * 30.0) as usize).min(30);
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        eprint!(
+            "\r{} [{}{}] {:>3.0}% {:.1}/{:.1} MiB",
+            self.label,
+            "#".repeat(filled),
+            ".".repeat(30 - filled),
+            fraction * 100.0,
+            mib(self.done),
+            mib(self.total)
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn finish(&mut self) {
+        if self.enabled {
+            self.draw();
+            eprintln!();
+        }
+    }
+}
+
+struct Prepared {
+    signer: Signer,
+    gatekeeper: Policy,
+    uploader: Policy,
+    base: String,
+    bucket: Bucket,
+    key: ObjectKey,
+}
+
+fn prepare(r: &RemoteArgs) -> Result<Prepared, Failure> {
+    let signer = if r.signing_keys.is_empty() {
+        Signer::from_env(crate::cli::KEYS_ENV)?
+    } else {
+        Signer::from_key_files(&r.signing_keys)?
+    };
+    let signer = signer.with_limits(SigningLimits {
+        max_lifetime_secs: r.lifetime.max(1),
+        ..SigningLimits::default()
+    })?;
+    let mut gk_keys: Vec<AuthorizedKey> = Vec::new();
+    for p in &r.gatekeeper_keys {
+        gk_keys.extend(load_public_keys(p)?);
+    }
+    let gatekeeper = role_policy(gk_keys, &Role::gatekeeper(), 1)?;
+    let vendor_keys: Vec<AuthorizedKey> = if r.vendor_keys.is_empty() {
+        signer.authorized_keys()
+    } else {
+        let mut keys = Vec::new();
+        for p in &r.vendor_keys {
+            keys.extend(load_public_keys(p)?);
+        }
+        keys
+    };
+    let uploader = role_policy(vendor_keys, signer.role(), 1)?;
+    let base = r.gatekeeper.trim_end_matches('/').to_owned();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(Failure::usage(format!(
+            "--gatekeeper `{base}` must start with http:// or https://"
+        )));
+    }
+    Ok(Prepared {
+        signer,
+        gatekeeper,
+        uploader,
+        base,
+        bucket: Bucket::parse(&r.bucket)?,
+        key: ObjectKey::parse(&r.object)?,
+    })
+}
+
+impl Prepared {
+    fn url(&self) -> String {
+        format!(
+            "{}/v1/objects/{}/{}",
+            self.base,
+            self.bucket,
+            self.key.to_url_path()
+        )
+    }
+
+    fn sign(
+        &self,
+        r: &RemoteArgs,
+        operation: Operation,
+    ) -> Result<(Vec<u8>, String, String), Failure> {
+        let now = unix_now();
+        let request = Request::new(
+            GatekeeperId::parse(&r.audience)?,
+            self.bucket.clone(),
+            operation,
+            Subject::parse(&r.subject)?,
+            now,
+            r.lifetime,
+            &mut rand_core::OsRng,
+        )?;
+        let signature = self.signer.sign_request(&request, now)?;
+        let canonical = request.encode();
+        let (request_header, signature_header) =
+            request_headers(&canonical, std::slice::from_ref(&signature));
+        Ok((canonical, request_header, signature_header))
+    }
+
+    /// Verifies the receipt (it must allow) and the manifest of a success response.
+    fn verify(
+        &self,
+        response: &reqwest::Response,
+        canonical: &[u8],
+    ) -> Result<(VerifiedManifest, u64), Failure> {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    countersign_core::Error::new(
+                        ErrorCode::Malformed,
+                        format!("the gatekeeper's answer has no {name} header"),
+                    )
+                })
+        };
+        let receipt = verify_receipt(
+            header(RECEIPT_HEADER)?,
+            header(RECEIPT_SIGNATURE_HEADER)?,
+            &self.gatekeeper,
+            canonical,
+        )?;
+        if receipt.receipt().decision != Decision::Allow {
+            return Err(countersign_core::Error::new(
+                ErrorCode::ReceiptMismatch,
+                "the gatekeeper answered with success but its receipt records a denial",
+            )
+            .into());
+        }
+        let manifest = verify_manifest(
+            header(MANIFEST_HEADER)?,
+            header(MANIFEST_SIGNATURE_HEADER)?,
+            &self.gatekeeper,
+            &self.uploader,
+        )?;
+        manifest.check_object(&self.bucket, &self.key)?;
+        Ok((manifest, receipt.receipt().audit_seq))
+    }
+}
+
+/// Turns a gatekeeper error answer into a failure with its code, saying whether the
+/// signed denial receipt verified.
+async fn refusal(response: reqwest::Response, p: &Prepared, canonical: &[u8]) -> Failure {
+    let status = response.status();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let receipt = match (header(RECEIPT_HEADER), header(RECEIPT_SIGNATURE_HEADER)) {
+        (Some(r), Some(s)) => match verify_receipt(r, s, &p.gatekeeper, canonical) {
+            Ok(v) if v.receipt().decision != Decision::Allow => {
+                "; its signed denial receipt verifies".to_owned()
+            }
+            Ok(_) => "; but its receipt says allow".to_owned(),
+            Err(e) => format!("; its denial receipt does not verify ({})", e.code()),
+        },
+        _ => "; it sent no receipt".to_owned(),
+    };
+    let body = response.bytes().await.unwrap_or_default();
+    let parsed: Option<(String, String)> = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error")?;
+            Some((
+                e.get("code")?.as_str()?.to_owned(),
+                e.get("message")?.as_str()?.to_owned(),
+            ))
+        });
+    match parsed {
+        Some((code, message)) => Failure {
+            exit: 1,
+            code,
+            message: format!("the gatekeeper refused ({status}): {message}{receipt}"),
+        },
+        None => bad_response(format!(
+            "the gatekeeper answered {status} without a JSON error"
+        )),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::io("tokio runtime", &e))
+}
+
+fn client() -> Result<reqwest::Client, Failure> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| unreachable(&e))
+}
+
+/// Runs `put`.
+pub fn put(a: PutArgs) -> Result<u8, Failure> {
+    let p = prepare(&a.remote)?;
+    let digest = hash_file(&a.file)?;
+    let operation = Operation::Put {
+        key: p.key.clone(),
+        content_type: ContentType::parse(&a.content_type)?,
+        body: digest,
+    };
+    let (canonical, request_header, signature_header) = p.sign(&a.remote, operation)?;
+    let what = a.file.display().to_string();
+    let file = std::fs::File::open(&a.file).map_err(|e| Failure::io(&what, &e))?;
+    runtime()?.block_on(async {
+        let mut progress = Progress::new("put", digest.length, a.remote.no_progress);
+        let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        // Read the file in its own task so the upload streams with bounded memory.
+        let reader = tokio::spawn(async move {
+            let mut file = tokio::fs::File::from_std(file);
+            let mut tx = tx;
+            loop {
+                let mut buf = vec![0u8; 256 * 1024];
+                let item = match file.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(Bytes::from(buf))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if futures::SinkExt::send(&mut tx, item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let counted = futures::StreamExt::map(rx, move |item| {
+            if let Ok(chunk) = &item {
+                progress.add(chunk.len() as u64);
+                if progress.done == progress.total {
+                    progress.finish();
+                }
+            }
+            item
+        });
+        let response = client()?
+            .put(p.url())
+            .header(REQUEST_HEADER, request_header)
+            .header(SIGNATURE_HEADER, signature_header)
+            .header(reqwest::header::CONTENT_LENGTH, digest.length)
+            .header(reqwest::header::CONTENT_TYPE, a.content_type.as_str())
+            .body(reqwest::Body::wrap_stream(counted))
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        reader.abort();
+        if !response.status().is_success() {
+            return Err(refusal(response, &p, &canonical).await);
+        }
+        let (manifest, seq) = p.verify(&response, &canonical)?;
+        manifest.check_body(&digest)?;
+        println!(
+            "stored {}/{}: {} bytes, sha256 {}, audit-seq {seq}; receipt and manifest verified",
+            p.bucket,
+            p.key,
+            digest.length,
+            hex(&digest.sha256)
+        );
+        Ok(0)
+    })
+}
+
+/// Where a verified download goes.
+enum Sink {
+    Memory(Vec<u8>),
+    File { temp: PathBuf, file: std::fs::File },
+}
+
+impl Sink {
+    fn open(out: &Path, force: bool) -> Result<Self, Failure> {
+        if out == Path::new("-") {
+            return Ok(Self::Memory(Vec::new()));
+        }
+        let what = out.display().to_string();
+        if out.exists() && !force {
+            return Err(Failure::io(
+                &what,
+                &std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists (use --force to replace it)",
+                ),
+            ));
+        }
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut nonce = [0u8; 6];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let temp = out.with_file_name(format!(".{name}.countersign-{}", hex(&nonce)));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| Failure::io(&temp.display().to_string(), &e))?;
+        Ok(Self::File { temp, file })
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), Failure> {
+        match self {
+            Self::Memory(v) => {
+                v.extend_from_slice(chunk);
+                Ok(())
+            }
+            Self::File { temp, file } => file
+                .write_all(chunk)
+                .map_err(|e| Failure::io(&temp.display().to_string(), &e)),
+        }
+    }
+
+    fn discard(self) {
+        if let Self::File { temp, file } = self {
+            drop(file);
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+
+    fn commit(self, out: &Path) -> Result<(), Failure> {
+        match self {
+            Self::Memory(v) => {
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(&v)
+                    .and_then(|()| stdout.flush())
+                    .map_err(|e| Failure::io("stdout", &e))
+            }
+            Self::File { temp, file } => {
+                let synced = file.sync_all();
+                drop(file);
+                let result = synced.and_then(|()| std::fs::rename(&temp, out));
+                if result.is_err() {
+                    let _ = std::fs::remove_file(&temp);
+                }
+                result.map_err(|e| Failure::io(&out.display().to_string(), &e))
+            }
+        }
+    }
+}
+
+/// Runs `get`.
+pub fn get(a: GetArgs) -> Result<u8, Failure> {
+    let p = prepare(&a.remote)?;
+    let operation = Operation::Get {
+        key: p.key.clone(),
+        range: None,
+    };
+    let (canonical, request_header, signature_header) = p.sign(&a.remote, operation)?;
+    runtime()?.block_on(async {
+        let mut response = client()?
+            .get(p.url())
+            .header(REQUEST_HEADER, request_header)
+            .header(SIGNATURE_HEADER, signature_header)
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if !response.status().is_success() {
+            return Err(refusal(response, &p, &canonical).await);
+        }
+        // Checked now so a bad answer is refused before any byte is downloaded; the
+        // authoritative check is `verify_download_headers` once the bytes are in.
+        let (manifest, _) = p.verify(&response, &canonical)?;
+        let expected = manifest.body().copied().ok_or_else(|| {
+            Failure::from(countersign_core::Error::new(
+                ErrorCode::ManifestMismatch,
+                "the manifest describes no body",
+            ))
+        })?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (receipt, receipt_signature, manifest_header, manifest_signature) = (
+            header(RECEIPT_HEADER),
+            header(RECEIPT_SIGNATURE_HEADER),
+            header(MANIFEST_HEADER),
+            header(MANIFEST_SIGNATURE_HEADER),
+        );
+        let mut sink = Sink::open(&a.out, a.force)?;
+        let mut progress = Progress::new("get", expected.length, a.remote.no_progress);
+        let mut hasher = Sha256::new();
+        let mut length = 0u64;
+        let streamed: Result<countersign_core::download::VerifiedDownload, Failure> = async {
+            while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
+                length += chunk.len() as u64;
+                if length > expected.length {
+                    return Err(countersign_core::Error::new(
+                        ErrorCode::BodyMismatch,
+                        format!(
+                            "the body is longer than the signed {} bytes",
+                            expected.length
+                        ),
+                    )
+                    .into());
+                }
+                hasher.update(&chunk);
+                sink.write(&chunk)?;
+                progress.add(chunk.len() as u64);
+            }
+            progress.finish();
+            let got = BodyDigest {
+                sha256: hasher.finalize().into(),
+                length,
+            };
+            let headers = DownloadHeaders {
+                receipt: &receipt,
+                receipt_signature: &receipt_signature,
+                manifest: &manifest_header,
+                manifest_signature: &manifest_signature,
+            };
+            Ok(verify_download_headers(
+                &canonical,
+                &headers,
+                Some(&got),
+                &p.gatekeeper,
+                &p.uploader,
+            )?)
+        }
+        .await;
+        let verified = match streamed {
+            Ok(v) => v,
+            Err(f) => {
+                sink.discard();
+                return Err(f);
+            }
+        };
+        let seq = verified.receipt.receipt().audit_seq;
+        let manifest = verified.manifest;
+        sink.commit(&a.out)?;
+        eprintln!(
+            "countersign: {}/{}: {} bytes verified (uploaded by {}, audit-seq {seq})",
+            p.bucket,
+            p.key,
+            expected.length,
+            manifest.uploader()
+        );
+        Ok(0)
+    })
+}

@@ -1,0 +1,521 @@
+//! The `countersign` binary: keygen → sign → verify → inspect, error lines and exit
+//! codes.
+// Tests panic on failure by design; unwrap/expect/indexing are how they assert.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use countersign_core::text::{b64, parse_b64};
+use countersign_core::{Decision, GatekeeperId, KeyId, Receipt, Request, Role};
+use countersign_vendor::VendorKey;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const NOW: &str = "1800000000";
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .current_dir(dir)
+        .env_remove("COUNTERSIGN_VENDOR_KEYS")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Exit code, and the one stderr line's code if it failed.
+fn outcome(o: &Output) -> (i32, String) {
+    let err = stderr(o);
+    let code = err
+        .strip_prefix("countersign: error[")
+        .and_then(|r| r.split(']').next())
+        .unwrap_or("")
+        .to_owned();
+    if !err.is_empty() && o.status.code() != Some(2) {
+        assert_eq!(err.lines().count(), 1, "errors are one line: {err}");
+    }
+    (o.status.code().unwrap(), code)
+}
+
+fn header(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap()
+        .to_owned()
+}
+
+fn sign_get(dir: &Path, key: &str, object: &str) -> (String, String) {
+    let o = run(
+        dir,
+        &[
+            "sign",
+            "--signing-key",
+            key,
+            "--audience",
+            "gk.acme",
+            "--method",
+            "get",
+            "--bucket",
+            "reports",
+            "--object",
+            object,
+            "--subject",
+            "user-42",
+            "--now",
+            NOW,
+        ],
+    );
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    let out = stdout(&o);
+    (
+        header(&out, "Countersign-Request"),
+        header(&out, "Countersign-Signature"),
+    )
+}
+
+#[test]
+fn keygen_sign_verify_inspect_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run(d, &["keygen", "--key-id", "vendor-2026", "--out", "v.key"]);
+    assert_eq!(outcome(&o).0, 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("v.key.pub"));
+    // keygen never overwrites.
+    assert_eq!(
+        outcome(&run(d, &["keygen", "--key-id", "x", "--out", "v.key"])),
+        (3, "io".into())
+    );
+
+    let (request, signature) = sign_get(d, "v.key", "org-1/report 7.pdf");
+    let canonical = parse_b64(&request, "r").unwrap();
+    let parsed = Request::parse(&canonical).unwrap();
+    assert_eq!(parsed.operation().key_text(), "org-1/report 7.pdf");
+    assert_eq!(parsed.issued_at(), 1_800_000_000);
+    assert_eq!(parsed.expires_at(), 1_800_000_300);
+    assert!(signature.starts_with("vendor:vendor-2026:"));
+
+    let verify = |req: &str, sig: &str, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--request",
+            req,
+            "--signature",
+            sig,
+            "--public-key",
+            "v.key.pub",
+            "--now",
+            "1800000010",
+        ];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+    let ok = verify(&request, &signature, &[]);
+    assert_eq!(outcome(&ok), (0, String::new()));
+    assert!(stdout(&ok).contains("approved by vendor:vendor-2026"));
+    assert_eq!(
+        outcome(&verify(&request, &signature, &["--audience", "gk.other"])),
+        (1, "wrong_audience".into())
+    );
+    assert_eq!(
+        outcome(&verify(&request, &signature, &["--max-lifetime", "60"])),
+        (1, "lifetime_too_long".into())
+    );
+    // A different request under the same signature.
+    let (other, _) = sign_get(d, "v.key", "org-1/other.pdf");
+    assert_eq!(
+        outcome(&verify(&other, &signature, &[])),
+        (1, "bad_signature".into())
+    );
+    // Expired by the time it is checked.
+    let late = run(
+        d,
+        &[
+            "verify",
+            "--request",
+            &request,
+            "--signature",
+            &signature,
+            "--public-key",
+            "v.key.pub",
+            "--now",
+            "1800000400",
+        ],
+    );
+    assert_eq!(outcome(&late), (1, "expired".into()));
+    // Another vendor key does not know this key id.
+    run(d, &["keygen", "--key-id", "stranger", "--out", "s.key"]);
+    let o = run(
+        d,
+        &[
+            "verify",
+            "--request",
+            &request,
+            "--signature",
+            &signature,
+            "--public-key",
+            "s.key.pub",
+            "--now",
+            "1800000010",
+        ],
+    );
+    assert_eq!(outcome(&o), (1, "unknown_key".into()));
+
+    // inspect: raw canonical text from a file, base64url from stdin-like file.
+    std::fs::write(d.join("req.txt"), &canonical).unwrap();
+    std::fs::write(d.join("req.b64"), format!("{request}\n")).unwrap();
+    std::fs::write(d.join("sig.txt"), &signature).unwrap();
+    for input in ["req.txt", "req.b64"] {
+        let o = run(
+            d,
+            &[
+                "inspect",
+                input,
+                "--signature",
+                "@sig.txt",
+                "--public-key",
+                "v.key.pub",
+                "--now",
+                "1800000010",
+            ],
+        );
+        assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.starts_with("countersign/v1/request\n"), "{out}");
+        assert!(
+            out.contains("key                org-1/report 7.pdf"),
+            "{out}"
+        );
+        assert!(out.contains("valid for 290 more s"), "{out}");
+        assert!(out.contains("verifies: yes"), "{out}");
+    }
+    let o = run(d, &["inspect", "req.txt"]);
+    assert_eq!(outcome(&o).0, 0);
+    assert!(stdout(&o).contains("verifies: not checked"));
+    let o = run(
+        d,
+        &[
+            "inspect",
+            "req.txt",
+            "--signature",
+            &signature,
+            "--public-key",
+            "s.key.pub",
+            "--now",
+            "1800000010",
+        ],
+    );
+    assert_eq!(outcome(&o), (1, "unknown_key".into()));
+    assert!(stdout(&o).contains("verifies: no (unknown_key)"));
+    // Re-signing an existing canonical request gives a signature over the same bytes.
+    let o = run(
+        d,
+        &[
+            "sign",
+            "--signing-key",
+            "v.key",
+            "--request",
+            "@req.txt",
+            "--now",
+            NOW,
+            "--json",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["request"], request.as_str());
+    assert_eq!(json["key_id"], "vendor-2026");
+}
+
+#[test]
+fn inspect_receipts_and_refuse_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gk = VendorKey::generate(
+        KeyId::parse("gk-1").unwrap(),
+        Role::gatekeeper(),
+        None,
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    std::fs::write(d.join("gk.pub"), gk.to_public_json()).unwrap();
+    run(d, &["keygen", "--key-id", "v1", "--out", "v.key"]);
+    let (request, _) = sign_get(d, "v.key", "a/b");
+    let canonical = parse_b64(&request, "r").unwrap();
+    let receipt = Receipt {
+        gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+        request_sha256: Request::parse(&canonical).unwrap().digest(),
+        decision: Decision::Allow,
+        decided_at: 1_800_000_001,
+        audit_seq: 3,
+    };
+    let bytes = receipt.encode();
+    std::fs::write(d.join("receipt.b64"), b64(&bytes)).unwrap();
+    let sig = countersign_core::signature::encode_list(&[gk.sign_document(&bytes)]);
+    let o = run(
+        d,
+        &[
+            "inspect",
+            "receipt.b64",
+            "--signature",
+            &sig,
+            "--public-key",
+            "gk.pub",
+            "--for-request",
+            &request,
+        ],
+    );
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    assert!(stdout(&o).contains("audit-seq          3"));
+    assert!(stdout(&o).contains("verifies: yes, for this request"));
+    let (other, _) = sign_get(d, "v.key", "a/c");
+    let o = run(
+        d,
+        &[
+            "inspect",
+            "receipt.b64",
+            "--signature",
+            &sig,
+            "--public-key",
+            "gk.pub",
+            "--for-request",
+            &other,
+        ],
+    );
+    assert_eq!(outcome(&o), (1, "receipt_mismatch".into()));
+
+    // A manifest: the gatekeeper's signature outside, the vendor's PUT inside.
+    let vendor = VendorKey::load(d.join("v.key")).unwrap().remove(0);
+    let put = Request::new(
+        GatekeeperId::parse("gk.acme").unwrap(),
+        countersign_core::Bucket::parse("reports").unwrap(),
+        countersign_core::Operation::Put {
+            key: countersign_core::ObjectKey::parse("a/new.txt").unwrap(),
+            content_type: countersign_core::ContentType::parse("text/plain").unwrap(),
+            body: countersign_core::BodyDigest::of(b"hi"),
+        },
+        countersign_core::Subject::parse("user-42").unwrap(),
+        1_800_000_000,
+        60,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let put_sig = vendor.sign_document(&put.encode());
+    let policy = countersign_core::Policy::new(
+        countersign_core::Keyring::new([vendor.authorized_key()]).unwrap(),
+        [(Role::vendor(), 1)],
+    )
+    .unwrap();
+    let verifier = countersign_core::RequestVerifier::new(
+        GatekeeperId::parse("gk.acme").unwrap(),
+        policy,
+        300,
+        30,
+    )
+    .unwrap();
+    let verified = verifier
+        .verify(&put.encode(), &[put_sig], 1_800_000_001)
+        .unwrap();
+    let manifest = countersign_core::Manifest::for_put(
+        &verified,
+        GatekeeperId::parse("gk.acme").unwrap(),
+        1_800_000_002,
+        4,
+    )
+    .unwrap();
+    let (m_bytes, m_sig) = manifest.sign(
+        &countersign_core::ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        KeyId::parse("gk-9").unwrap(),
+    );
+    std::fs::write(d.join("manifest.txt"), &m_bytes).unwrap();
+    let m_sig = countersign_core::signature::encode_list(&[m_sig]);
+    let gk9 = VendorKey::from_signing_key(
+        countersign_core::ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        KeyId::parse("gk-9").unwrap(),
+        Role::gatekeeper(),
+        None,
+        None,
+    )
+    .unwrap();
+    std::fs::write(d.join("gk9.pub"), gk9.to_public_json()).unwrap();
+    let o = run(
+        d,
+        &[
+            "inspect",
+            "manifest.txt",
+            "--signature",
+            &m_sig,
+            "--public-key",
+            "gk9.pub",
+            "--public-key",
+            "v.key.pub",
+        ],
+    );
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("(PUT signed by)    vendor:v1"), "{out}");
+    assert!(out.contains("key                a/new.txt"), "{out}");
+    assert!(
+        out.contains("verifies: yes (stored by gatekeeper:gk-9; uploaded under vendor:v1)"),
+        "{out}"
+    );
+    // Without the uploader's key the manifest does not verify.
+    run(d, &["keygen", "--key-id", "stranger", "--out", "s.key"]);
+    let o = run(
+        d,
+        &[
+            "inspect",
+            "manifest.txt",
+            "--signature",
+            &m_sig,
+            "--public-key",
+            "gk9.pub",
+            "--public-key",
+            "s.key.pub",
+        ],
+    );
+    assert_eq!(outcome(&o), (1, "unknown_key".into()));
+
+    std::fs::write(d.join("junk.txt"), "countersign/v1/request\naudience:gk\n").unwrap();
+    assert_eq!(
+        outcome(&run(d, &["inspect", "junk.txt"])),
+        (1, "non_canonical".into())
+    );
+    std::fs::write(d.join("junk2.txt"), "countersign/v9/thing\n").unwrap();
+    assert_eq!(
+        outcome(&run(d, &["inspect", "junk2.txt"])),
+        (1, "unsupported_version".into())
+    );
+    std::fs::write(d.join("junk3.txt"), "%%%").unwrap();
+    assert_eq!(
+        outcome(&run(d, &["inspect", "junk3.txt"])),
+        (1, "malformed".into())
+    );
+    assert_eq!(
+        outcome(&run(d, &["inspect", "missing.txt"])),
+        (3, "io".into())
+    );
+}
+
+#[test]
+fn key_sources_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(d, &["keygen", "--key-id", "v1", "--out", "v.key"]);
+    let fields = [
+        "--audience",
+        "gk.acme",
+        "--method",
+        "list",
+        "--bucket",
+        "reports",
+        "--prefix",
+        "org-1/",
+        "--subject",
+        "u1",
+        "--now",
+        NOW,
+    ];
+
+    // Keys from the environment (containers).
+    let secret = std::fs::read_to_string(d.join("v.key")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .current_dir(d)
+        .env("COUNTERSIGN_VENDOR_KEYS", &secret)
+        .arg("sign")
+        .args(fields)
+        .output()
+        .unwrap();
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Countersign-Signature: vendor:v1:"));
+    // Neither a file nor the variable.
+    let mut args = vec!["sign"];
+    args.extend_from_slice(&fields);
+    assert_eq!(outcome(&run(d, &args)), (3, "invalid_key_file".into()));
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d.join("v.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut args = vec!["sign", "--signing-key", "v.key"];
+        args.extend_from_slice(&fields);
+        let o = run(d, &args);
+        assert_eq!(outcome(&o), (3, "insecure_key_file".into()));
+        assert!(stderr(&o).contains("chmod 600"));
+        std::fs::set_permissions(d.join("v.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    // A key whose window has closed cannot sign.
+    run(
+        d,
+        &[
+            "keygen",
+            "--key-id",
+            "old",
+            "--not-after",
+            "1700000000",
+            "--out",
+            "old.key",
+        ],
+    );
+    let mut args = vec!["sign", "--signing-key", "old.key"];
+    args.extend_from_slice(&fields);
+    assert_eq!(outcome(&run(d, &args)), (1, "key_outside_window".into()));
+    // Usage errors exit 2; bad field values are protocol errors.
+    assert_eq!(
+        run(d, &["sign", "--signing-key", "v.key"]).status.code(),
+        Some(2)
+    );
+    let o = run(
+        d,
+        &[
+            "sign",
+            "--signing-key",
+            "v.key",
+            "--audience",
+            "gk.acme",
+            "--method",
+            "get",
+            "--bucket",
+            "reports",
+            "--object",
+            "a/../b",
+            "--subject",
+            "u",
+            "--now",
+            NOW,
+        ],
+    );
+    assert_eq!(outcome(&o), (1, "invalid_key_path".into()));
+    let o = run(
+        d,
+        &[
+            "sign",
+            "--signing-key",
+            "v.key",
+            "--audience",
+            "gk.acme",
+            "--method",
+            "put",
+            "--bucket",
+            "reports",
+            "--object",
+            "a/b",
+            "--subject",
+            "u",
+            "--now",
+            NOW,
+        ],
+    );
+    assert_eq!(outcome(&o), (2, "usage".into()));
+    assert!(stdout(&run(d, &["--help"])).contains("Exit codes:"));
+}

@@ -1,0 +1,414 @@
+//! `countersign put` / `get` against a real gatekeeper (the `countersign-gatekeeper`
+//! crate, run in-process on a free 127.0.0.1 port), and key rotation as the gatekeeper
+//! sees it.
+// Tests panic on failure by design; unwrap/expect/indexing are how they assert.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use countersign_core::signature::encode_list;
+use countersign_core::text::b64;
+use countersign_core::{
+    AuthorizedKey, BodyDigest, Bucket, ContentType, GatekeeperId, KeyId, ObjectKey, Operation,
+    PublicKey, Request, Role, Subject,
+};
+use countersign_gatekeeper::{config::Config, server};
+use countersign_vendor::keys::{load_public_keys, public_key_json};
+use countersign_vendor::{VendorKey, unix_now};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A gatekeeper serving on 127.0.0.1 until dropped.
+struct Gatekeeper {
+    runtime: tokio::runtime::Runtime,
+    url: String,
+    public_key_file: PathBuf,
+    data_dir: PathBuf,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Gatekeeper {
+    fn start(dir: &Path, vendor_keys: Vec<AuthorizedKey>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let data_dir = dir.join("gk");
+        let config = Config::embedded(&data_dir, vendor_keys).unwrap();
+        let (state, _) = runtime.block_on(server::build_state(config)).unwrap();
+        let public = AuthorizedKey {
+            key_id: state.key_id().clone(),
+            role: Role::gatekeeper(),
+            public_key: PublicKey::from_bytes(&state.public_key()).unwrap(),
+            not_before: None,
+            not_after: None,
+        };
+        let public_key_file = dir.join("gatekeeper.pub");
+        std::fs::write(&public_key_file, public_key_json(&public)).unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = runtime.spawn(server::serve(state, listener));
+        Self {
+            runtime,
+            url,
+            public_key_file,
+            data_dir,
+            task,
+        }
+    }
+}
+
+impl Drop for Gatekeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .current_dir(dir)
+        .env_remove("COUNTERSIGN_VENDOR_KEYS")
+        .env_remove("COUNTERSIGN_GATEKEEPER_URL")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn outcome(o: &Output) -> (i32, String) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let code = err
+        .lines()
+        .find_map(|l| l.strip_prefix("countersign: error["))
+        .and_then(|r| r.split(']').next())
+        .unwrap_or("")
+        .to_owned();
+    (o.status.code().unwrap(), code)
+}
+
+fn keygen(dir: &Path, id: &str, extra: &[&str]) -> AuthorizedKey {
+    let out = format!("{id}.key");
+    let mut args = vec!["keygen", "--key-id", id, "--out", &out];
+    args.extend_from_slice(extra);
+    assert_eq!(run(dir, &args).status.code(), Some(0));
+    load_public_keys(dir.join(format!("{id}.key.pub")))
+        .unwrap()
+        .remove(0)
+}
+
+/// The common `put`/`get` arguments.
+fn remote<'a>(gk: &'a Gatekeeper, key_file: &'a str, object: &'a str) -> Vec<&'a str> {
+    vec![
+        "--gatekeeper",
+        &gk.url,
+        "--gatekeeper-key",
+        gk.public_key_file.to_str().unwrap(),
+        "--signing-key",
+        key_file,
+        "--audience",
+        "local",
+        "--bucket",
+        "local",
+        "--object",
+        object,
+        "--subject",
+        "ops-1",
+    ]
+}
+
+fn put(dir: &Path, gk: &Gatekeeper, key_file: &str, object: &str, file: &str) -> Output {
+    let mut args = vec!["put"];
+    args.extend(remote(gk, key_file, object));
+    args.extend(["--content-type", "application/octet-stream", file]);
+    run(dir, &args)
+}
+
+fn get(
+    dir: &Path,
+    gk: &Gatekeeper,
+    key_file: &str,
+    object: &str,
+    out: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec!["get"];
+    args.extend(remote(gk, key_file, object));
+    args.extend(["--out", out]);
+    args.extend_from_slice(extra);
+    run(dir, &args)
+}
+
+#[test]
+fn put_and_get_through_a_real_gatekeeper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let vendor = keygen(d, "vendor-1", &[]);
+    let gk = Gatekeeper::start(d, vec![vendor]);
+
+    // 3 MiB of non-repeating bytes.
+    let data: Vec<u8> = (0u32..3 * 1024 * 1024 / 4)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    std::fs::write(d.join("big.bin"), &data).unwrap();
+    let object = "org-1/reports/big file ü.bin";
+
+    let o = put(d, &gk, "vendor-1.key", object, "big.bin");
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("receipt and manifest verified"));
+
+    let o = get(d, &gk, "vendor-1.key", object, "out.bin", &[]);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(std::fs::read(d.join("out.bin")).unwrap() == data);
+    // Output to stdout.
+    let o = get(d, &gk, "vendor-1.key", object, "-", &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout == data);
+    // The output file is never silently replaced.
+    assert_eq!(
+        outcome(&get(d, &gk, "vendor-1.key", object, "out.bin", &[])),
+        (3, "io".into())
+    );
+    assert_eq!(
+        outcome(&get(
+            d,
+            &gk,
+            "vendor-1.key",
+            object,
+            "out.bin",
+            &["--force"]
+        ))
+        .0,
+        0
+    );
+
+    // Objects are never overwritten; missing objects are not found.
+    let o = put(d, &gk, "vendor-1.key", object, "big.bin");
+    assert_eq!(outcome(&o), (1, "already_exists".into()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("signed denial receipt verifies"));
+    assert_eq!(
+        outcome(&get(d, &gk, "vendor-1.key", "org-1/missing", "m.bin", &[])),
+        (1, "not_found".into())
+    );
+    assert!(!d.join("m.bin").exists());
+
+    // A receipt from a gatekeeper key we do not trust is refused, and nothing is written.
+    let stranger = VendorKey::generate(
+        KeyId::parse("gatekeeper-1").unwrap(),
+        Role::gatekeeper(),
+        None,
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    std::fs::write(d.join("stranger.pub"), stranger.to_public_json()).unwrap();
+    let mut args = vec!["get"];
+    let strange_remote: Vec<&str> = remote(&gk, "vendor-1.key", object)
+        .into_iter()
+        .map(|a| {
+            if a.ends_with("gatekeeper.pub") {
+                "stranger.pub"
+            } else {
+                a
+            }
+        })
+        .collect();
+    args.extend(strange_remote);
+    args.extend(["--out", "untrusted.bin"]);
+    assert_eq!(outcome(&run(d, &args)), (1, "bad_signature".into()));
+    assert!(!d.join("untrusted.bin").exists());
+
+    // Bytes changed in the bucket behind the gatekeeper's back: detected, not written.
+    std::fs::write(d.join("small.txt"), b"the original bytes").unwrap();
+    assert_eq!(
+        put(d, &gk, "vendor-1.key", "org-1/small.txt", "small.txt")
+            .status
+            .code(),
+        Some(0)
+    );
+    let stored = gk.data_dir.join("buckets/local/org-1/small.txt");
+    assert_eq!(std::fs::read(&stored).unwrap(), b"the original bytes");
+    std::fs::write(&stored, b"the tampered bytes").unwrap();
+    let o = get(
+        d,
+        &gk,
+        "vendor-1.key",
+        "org-1/small.txt",
+        "small-out.txt",
+        &[],
+    );
+    assert_eq!(outcome(&o), (1, "body_mismatch".into()));
+    assert!(!d.join("small-out.txt").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".countersign-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+
+    // Wrong audience: the gatekeeper refuses with the protocol's code.
+    let mut args = vec!["get"];
+    args.extend(remote(&gk, "vendor-1.key", object));
+    let audience = args.iter().position(|a| *a == "--audience").unwrap() + 1;
+    args[audience] = "elsewhere";
+    args.extend(["--out", "x.bin"]);
+    assert_eq!(outcome(&run(d, &args)), (1, "wrong_audience".into()));
+
+    // Nothing listens: exit 4.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = format!("http://{free}");
+    let mut args = vec!["get"];
+    args.extend(
+        remote(&gk, "vendor-1.key", object)
+            .into_iter()
+            .map(|a| if a == gk.url { dead.as_str() } else { a }),
+    );
+    args.extend(["--out", "x.bin"]);
+    assert_eq!(outcome(&run(d, &args)), (4, "unreachable".into()));
+}
+
+/// Sends a PUT signed by `key` straight to the gatekeeper (the CLI would refuse to
+/// sign with a retired key) and returns the error code, if any.
+fn raw_put(gk: &Gatekeeper, key: &VendorKey, object: &str) -> Option<String> {
+    let body = b"rotation".to_vec();
+    let now = unix_now();
+    let request = Request::new(
+        GatekeeperId::parse("local").unwrap(),
+        Bucket::parse("local").unwrap(),
+        Operation::Put {
+            key: ObjectKey::parse(object).unwrap(),
+            content_type: ContentType::parse("text/plain").unwrap(),
+            body: BodyDigest::of(&body),
+        },
+        Subject::parse("ops-1").unwrap(),
+        now,
+        60,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let canonical = request.encode();
+    let signature = encode_list(&[key.sign_document(&canonical)]);
+    let url = format!(
+        "{}/v1/objects/local/{}",
+        gk.url,
+        ObjectKey::parse(object).unwrap().to_url_path()
+    );
+    gk.runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .put(url)
+            .header("Countersign-Request", b64(&canonical))
+            .header("Countersign-Signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        if response.status().is_success() {
+            return None;
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        Some(json["error"]["code"].as_str().unwrap().to_owned())
+    })
+}
+
+#[test]
+fn key_rotation_as_the_gatekeeper_sees_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let now = unix_now();
+    let retired_at = (now - 10).to_string();
+    let started_at = (now - 3600).to_string();
+    let old_public = keygen(d, "vendor-2025", &["--not-after", &retired_at]);
+    let new_public = keygen(d, "vendor-2026", &["--not-before", &started_at]);
+    let removed_public = keygen(d, "vendor-2024", &[]);
+    let _ = removed_public; // generated but never given to the gatekeeper
+    let mut gk = Gatekeeper::start(d, vec![old_public, new_public]);
+    // Pin the gatekeeper's key from its own `GET /v1/keys` answer (checked out of band
+    // in real life); the CLI accepts that document as a public key file.
+    let keys = gk.runtime.block_on(async {
+        reqwest::get(format!("{}/v1/keys", gk.url))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    std::fs::write(d.join("gk-keys.json"), &keys).unwrap();
+    assert_eq!(
+        load_public_keys(d.join("gk-keys.json")).unwrap(),
+        load_public_keys(&gk.public_key_file).unwrap()
+    );
+    gk.public_key_file = d.join("gk-keys.json");
+    let load = |name: &str| VendorKey::load(d.join(name)).unwrap().remove(0);
+
+    // The vendor side refuses to sign with the retired key ...
+    std::fs::write(d.join("r.txt"), b"rotation").unwrap();
+    assert_eq!(
+        outcome(&put(d, &gk, "vendor-2025.key", "org-1/r1.txt", "r.txt")),
+        (1, "key_outside_window".into())
+    );
+    // ... and the gatekeeper refuses a request signed by it anyway.
+    assert_eq!(
+        raw_put(&gk, &load("vendor-2025.key"), "org-1/r2.txt").as_deref(),
+        Some("key_outside_window")
+    );
+    // A key the customer removed from the policy is unknown.
+    assert_eq!(
+        raw_put(&gk, &load("vendor-2024.key"), "org-1/r3.txt").as_deref(),
+        Some("unknown_key")
+    );
+    // The current key works, and a signer holding both keys picks it.
+    assert_eq!(raw_put(&gk, &load("vendor-2026.key"), "org-1/r4.txt"), None);
+    let mut args = vec!["put"];
+    args.extend(remote(&gk, "vendor-2025.key", "org-1/r5.txt"));
+    args.extend([
+        "--signing-key",
+        "vendor-2026.key",
+        "--content-type",
+        "text/plain",
+        "r.txt",
+    ]);
+    let o = run(d, &args);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Reading it back: the manifest's uploader key must be trusted; the old key's
+    // public file alone does not vouch for an upload signed by the new key.
+    let mut args = vec!["get"];
+    args.extend(remote(&gk, "vendor-2026.key", "org-1/r5.txt"));
+    args.extend(["--vendor-key", "vendor-2025.key.pub", "--out", "r5.txt"]);
+    assert_eq!(outcome(&run(d, &args)), (1, "unknown_key".into()));
+    assert_eq!(
+        outcome(&get(
+            d,
+            &gk,
+            "vendor-2026.key",
+            "org-1/r5.txt",
+            "r5.txt",
+            &[]
+        ))
+        .0,
+        0
+    );
+    assert_eq!(std::fs::read(d.join("r5.txt")).unwrap(), b"rotation");
+}
