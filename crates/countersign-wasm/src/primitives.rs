@@ -27,10 +27,17 @@ impl Ed25519PublicKey {
     }
 }
 
-/// SHA-256 of `bytes` (32 bytes).
+/// SHA-256 of `bytes` (32 bytes), computed in wasm.
 #[wasm_bindgen]
 pub fn sha256(bytes: &[u8]) -> Vec<u8> {
     BodyDigest::of(bytes).sha256.to_vec()
+}
+
+/// SHA-256 of `bytes` exactly as the client hashes bodies (the browser's native
+/// digest where available, else wasm).
+#[wasm_bindgen(js_name = bodySha256)]
+pub async fn body_sha256(bytes: Vec<u8>) -> Vec<u8> {
+    crate::client::digest(&bytes).await.sha256.to_vec()
 }
 
 /// One-shot strict verification: the key checks, then [`Ed25519PublicKey::verify_strict`].
