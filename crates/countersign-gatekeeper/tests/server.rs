@@ -262,3 +262,115 @@ fn example_config_parses() {
         );
     }
 }
+
+/// A self-signed certificate for 127.0.0.1 made with the `openssl` command, or `None`
+/// (test skipped) when the tool is missing outside CI.
+fn self_signed_cert(dir: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match out {
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "openssl failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            Some((cert, key))
+        }
+        Err(e) => {
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+            assert!(
+                !ci,
+                "the TLS test needs the `openssl` command-line tool to make a certificate: {e}"
+            );
+            eprintln!("SKIPPED: TLS test; the `openssl` command-line tool is missing ({e})");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn tls_serves_healthz_and_refuses_plain_http() {
+    let tmp = temp_dir();
+    let Some((cert, key)) = self_signed_cert(tmp.path()) else {
+        return;
+    };
+    let extra = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let h = Harness::with_extra(&Backend::SqliteLocal, &extra).await;
+    assert!(h.state.config.tls.is_some());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(serve(h.state.clone(), listener));
+
+    // A client that trusts only this certificate gets the health check.
+    let pem = std::fs::read(&cert).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "ok");
+
+    // A client that does not trust it is refused by its own verifier.
+    let untrusting = reqwest::Client::builder()
+        .tls_certs_only(std::iter::empty())
+        .no_proxy()
+        .build()
+        .unwrap();
+    assert!(
+        untrusting
+            .get(format!("https://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // Plain HTTP to the TLS port gets no HTTP response.
+    let plain = http_from(
+        "127.0.0.1",
+        port,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        !plain.starts_with("HTTP/"),
+        "plain HTTP was answered: {plain}"
+    );
+    let plain_client = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(
+        plain_client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    server.abort();
+}

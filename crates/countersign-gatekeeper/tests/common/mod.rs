@@ -114,12 +114,16 @@ pub struct Harness {
     pub bucket: BucketView,
     pub dir: PathBuf,
     pub keys: Keys,
+    /// Removes `dir` when the harness is dropped.
+    _tmp: tempfile::TempDir,
 }
 
-pub fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("countersign-gk-test-{}", random_hex(8)));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory under the system temp dir, removed when the guard is dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("countersign-gk-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Sends raw HTTP/1.1 to the S3 server to create a bucket (object_store cannot).
@@ -288,7 +292,8 @@ impl Harness {
     }
 
     pub async fn with_extra(backend: &Backend, extra: &str) -> Self {
-        let dir = temp_dir();
+        let tmp = temp_dir();
+        let dir = tmp.path().to_owned();
         let (bucket, database, view) = backend_config(backend, &dir).await;
         let text = config_text(&bucket, &database, extra);
         let config = Config::from_toml(&text, Some(&dir)).unwrap();
@@ -299,6 +304,7 @@ impl Harness {
             bucket: view,
             dir,
             keys: keys(),
+            _tmp: tmp,
         }
     }
 

@@ -1,0 +1,795 @@
+//! Gatekeeper vs direct S3, side by side against the same S3 server:
+//!
+//! - small-object GET: requests/s and p50/p99 latency through the gatekeeper (audit
+//!   store PostgreSQL and SQLite) and straight to S3 with `object_store`, same client
+//!   concurrency, in interleaved rounds so machine noise hits every target;
+//! - large-object PUT and GET throughput through the gatekeeper and direct, with the
+//!   gatekeeper's peak RSS (`VmHWM`) per phase.
+//!
+//! The gatekeeper runs as a separate process (the built binary with `--config`).
+//!
+//! ```text
+//! scripts/services.sh cargo bench -p countersign-gatekeeper --bench throughput
+//! ```
+//!
+//! Environment: `COUNTERSIGN_TEST_S3_ENDPOINT` (required), `COUNTERSIGN_TEST_PG_URL`
+//! (optional; without it only SQLite is measured), `COUNTERSIGN_BENCH_LARGE_MIB`
+//! (object sizes in MiB, default `64,1024`), `COUNTERSIGN_BENCH_CONCURRENCY` (client
+//! concurrencies, default `1,8`),
+//! `COUNTERSIGN_BENCH_LARGE_RUNS` (transfers per size and side, default 5 up to
+//! 256 MiB, else 3), `COUNTERSIGN_BENCH_ROUNDS` (default 6), `COUNTERSIGN_BENCH_ROUND_REQUESTS`
+//! (default 200).
+
+// A benchmark is a developer tool, not a server: a panic is a failed run with a
+// message, so unwrap/expect/panic/indexing are fine here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use bytes::Bytes;
+use countersign_core::ed25519_dalek::SigningKey;
+use countersign_core::signature::encode_list;
+use countersign_core::text::b64;
+use countersign_core::{
+    BodyDigest, Bucket, ContentType, GatekeeperId, KeyId, Nonce, ObjectKey, Operation, Request,
+    Role, SignatureEntry, Subject,
+};
+use countersign_gatekeeper::config::StorageConfig;
+use countersign_gatekeeper::storage::{build_store, manifest_path, object_path};
+use futures::StreamExt as _;
+use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use sha2::{Digest as _, Sha256};
+use std::future::Future;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const GK_ID: &str = "gk.bench";
+const BUCKET: &str = "bench";
+const SMALL_BYTES: usize = 4096;
+const BLOCK_BYTES: usize = 1024 * 1024;
+/// Same part size and parts in flight as the gatekeeper's own uploads.
+const PART_BYTES: usize = countersign_gatekeeper::storage::PART_BYTES;
+const PARTS_IN_FLIGHT: usize = countersign_gatekeeper::storage::PARTS_IN_FLIGHT;
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} must be a number"))
+        })
+        .unwrap_or(default)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    b
+}
+
+fn random_hex(n: usize) -> String {
+    countersign_core::text::hex(&random_bytes(n))
+}
+
+fn vendor_key() -> SigningKey {
+    SigningKey::from_bytes(&[21; 32])
+}
+
+/// The `Countersign-Request` and `Countersign-Signature` header values.
+fn sign(op: Operation) -> (String, String) {
+    let t = now();
+    let mut nonce = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let request = Request::from_parts(
+        GatekeeperId::parse(GK_ID).unwrap(),
+        Bucket::parse(BUCKET).unwrap(),
+        op,
+        Subject::parse("bench-client").unwrap(),
+        t - 5,
+        t + 600,
+        Nonce(nonce),
+    )
+    .unwrap();
+    let canonical = request.encode();
+    let sig = SignatureEntry::sign(
+        &vendor_key(),
+        Role::vendor(),
+        KeyId::parse("v1").unwrap(),
+        &canonical,
+    );
+    (b64(&canonical), encode_list(&[sig]))
+}
+
+fn get_op(key: &ObjectKey) -> Operation {
+    Operation::Get {
+        key: key.clone(),
+        range: None,
+    }
+}
+
+fn put_op(key: &ObjectKey, digest: BodyDigest) -> Operation {
+    Operation::Put {
+        key: key.clone(),
+        content_type: ContentType::parse("application/octet-stream").unwrap(),
+        body: digest,
+    }
+}
+
+/// Creates a bucket with one unauthenticated HTTP/1.1 PUT (`object_store` cannot).
+fn create_s3_bucket(endpoint: &str, name: &str) {
+    use std::io::{Read as _, Write as _};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(host)
+        .unwrap_or_else(|e| panic!("cannot reach the S3 server at {endpoint}: {e}"));
+    write!(
+        s,
+        "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "creating bucket {name} failed: {resp}"
+    );
+}
+
+async fn create_pg_database(url: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("gk_bench_{}", random_hex(6));
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (base, _db) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A gatekeeper process on 127.0.0.1, killed when dropped.
+struct Gatekeeper {
+    label: String,
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gatekeeper {
+    fn start(label: &str, s3_endpoint: &str, s3_bucket: &str, database: Option<&str>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("countersign-bench-")
+            .tempdir()
+            .unwrap();
+        let database = database
+            .map(|url| format!("[database]\nurl = \"{url}\"\n"))
+            .unwrap_or_default();
+        let config = format!(
+            r#"gatekeeper_id = "{GK_ID}"
+
+{database}
+[limits]
+max_object_bytes = 17179869184
+
+[[keys]]
+key_id = "v1"
+role = "vendor"
+public_key = "{pk}"
+
+[thresholds]
+GET = {{ vendor = 1 }}
+HEAD = {{ vendor = 1 }}
+LIST = {{ vendor = 1 }}
+PUT = {{ vendor = 1 }}
+
+[buckets.{BUCKET}]
+store = "s3"
+endpoint = "{s3_endpoint}"
+region = "us-east-1"
+s3_bucket = "{s3_bucket}"
+access_key_id = "testing"
+secret_access_key = "testing"
+allow_http = true
+
+[[acl]]
+effect = "allow"
+subjects = ["*"]
+operations = ["GET", "HEAD", "PUT", "LIST"]
+"#,
+            pk = b64(&vendor_key().verifying_key().to_bytes()),
+        );
+        let path = dir.path().join("gatekeeper.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the gatekeeper binary");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut base = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                base = Some(addr.trim().to_owned());
+                break;
+            }
+        }
+        let Some(base) = base else {
+            let status = child.wait().unwrap();
+            panic!("the gatekeeper ({label}) exited before listening: {status}");
+        };
+        let tag = label.to_owned();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("[gatekeeper {tag}] {line}");
+            }
+        });
+        Self {
+            label: label.to_owned(),
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, key: &ObjectKey) -> String {
+        format!("{}/v1/objects/{BUCKET}/{}", self.base, key.to_url_path())
+    }
+
+    /// A `/proc/<pid>/status` field in KiB.
+    fn status_kib(&self, field: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| {
+                v.trim_start_matches(':')
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.child.id()))
+    }
+
+    /// Resets the peak RSS to the current RSS (Linux `clear_refs` 5).
+    fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+    }
+}
+
+impl Drop for Gatekeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `n` operations on `concurrency` workers; returns the wall time and each
+/// operation's latency.
+async fn round<F, Fut>(n: usize, concurrency: usize, op: F) -> (Duration, Vec<Duration>)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let op = Arc::clone(&op);
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let t = Instant::now();
+                    op(i).await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    (start.elapsed(), all)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Direct,
+    Gatekeeper(usize),
+}
+
+#[derive(Default)]
+struct Samples {
+    wall: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Samples {
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+    fn percentile_ms(&self, p: usize) -> f64 {
+        let mut v = self.latencies.clone();
+        v.sort();
+        let i = (v.len() * p / 100).min(v.len().saturating_sub(1));
+        v[i].as_secs_f64() * 1000.0
+    }
+}
+
+async fn small_round(
+    target: Target,
+    n: usize,
+    concurrency: usize,
+    store: &Arc<dyn ObjectStore>,
+    gks: &[Gatekeeper],
+    client: &reqwest::Client,
+    keys: &[ObjectKey],
+) -> (Duration, Vec<Duration>) {
+    match target {
+        Target::Direct => {
+            let store = Arc::clone(store);
+            let path = object_path(&keys[0]);
+            round(n, concurrency, move |_| {
+                let store = Arc::clone(&store);
+                let path = path.clone();
+                async move {
+                    let body = store.get(&path).await.unwrap().bytes().await.unwrap();
+                    assert_eq!(body.len(), SMALL_BYTES);
+                }
+            })
+            .await
+        }
+        Target::Gatekeeper(g) => {
+            let key = &keys[g];
+            // Signing is the client's work and happens before the clock starts.
+            let signed: Arc<Vec<(String, String)>> =
+                Arc::new((0..n).map(|_| sign(get_op(key))).collect());
+            let url = gks[g].url(key);
+            let client = client.clone();
+            round(n, concurrency, move |i| {
+                let (request, signature) = signed[i].clone();
+                let fut = client
+                    .get(&url)
+                    .header("countersign-request", request)
+                    .header("countersign-signature", signature)
+                    .send();
+                async move {
+                    let r = fut.await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    assert_eq!(r.bytes().await.unwrap().len(), SMALL_BYTES);
+                }
+            })
+            .await
+        }
+    }
+}
+
+/// A large body: one random 1 MiB block repeated (no copies on the client side).
+struct LargeBody {
+    block: Bytes,
+    blocks: usize,
+    digest: BodyDigest,
+}
+
+impl LargeBody {
+    fn new(mib: usize) -> Self {
+        let block = Bytes::from(random_bytes(BLOCK_BYTES));
+        let mut h = Sha256::new();
+        for _ in 0..mib {
+            h.update(&block);
+        }
+        Self {
+            block,
+            blocks: mib,
+            digest: BodyDigest {
+                sha256: h.finalize().into(),
+                length: (mib * BLOCK_BYTES) as u64,
+            },
+        }
+    }
+}
+
+async fn put_direct(store: &Arc<dyn ObjectStore>, key: &ObjectKey, body: &LargeBody) -> Duration {
+    let t = Instant::now();
+    let upload = store.put_multipart(&object_path(key)).await.unwrap();
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    for _ in 0..body.blocks {
+        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.unwrap();
+        writer.put(body.block.clone());
+    }
+    writer.finish().await.unwrap();
+    t.elapsed()
+}
+
+async fn put_gk(
+    client: &reqwest::Client,
+    gk: &Gatekeeper,
+    key: &ObjectKey,
+    body: &LargeBody,
+) -> Duration {
+    let (request, signature) = sign(put_op(key, body.digest));
+    let block = body.block.clone();
+    let stream = futures::stream::iter(
+        (0..body.blocks).map(move |_| Ok::<Bytes, std::io::Error>(block.clone())),
+    );
+    let t = Instant::now();
+    let r = client
+        .put(gk.url(key))
+        .header("countersign-request", request)
+        .header("countersign-signature", signature)
+        .header("content-length", body.digest.length)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "gatekeeper PUT: {status} {text}");
+    t.elapsed()
+}
+
+async fn get_direct(store: &Arc<dyn ObjectStore>, key: &ObjectKey, length: u64) -> Duration {
+    let t = Instant::now();
+    let mut s = store.get(&object_path(key)).await.unwrap().into_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = s.next().await {
+        n += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(n, length);
+    t.elapsed()
+}
+
+async fn get_gk(
+    client: &reqwest::Client,
+    gk: &Gatekeeper,
+    key: &ObjectKey,
+    length: u64,
+) -> Duration {
+    let (request, signature) = sign(get_op(key));
+    let t = Instant::now();
+    let r = client
+        .get(gk.url(key))
+        .header("countersign-request", request)
+        .header("countersign-signature", signature)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = s.next().await {
+        n += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(n, length);
+    t.elapsed()
+}
+
+fn mib_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB / d.as_secs_f64()
+}
+
+#[derive(Default)]
+struct LargeRow {
+    direct: Vec<Duration>,
+    gk: Vec<Duration>,
+    peak_kib: u64,
+    before_kib: u64,
+}
+
+impl LargeRow {
+    /// Median throughput of each side.
+    fn rates(&self, bytes: u64) -> (f64, f64) {
+        let med = |v: &[Duration]| {
+            let mut v: Vec<f64> = v.iter().map(|d| mib_per_s(bytes, *d)).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        (med(&self.direct), med(&self.gk))
+    }
+}
+
+fn main() {
+    let Ok(s3_endpoint) = std::env::var("COUNTERSIGN_TEST_S3_ENDPOINT") else {
+        eprintln!(
+            "error: COUNTERSIGN_TEST_S3_ENDPOINT is not set. Run the benchmark under the test services:\n  scripts/services.sh cargo bench -p countersign-gatekeeper --bench throughput"
+        );
+        std::process::exit(2);
+    };
+    let pg_url = std::env::var("COUNTERSIGN_TEST_PG_URL").ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(&s3_endpoint, pg_url.as_deref()));
+}
+
+async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
+    let concurrencies: Vec<usize> = std::env::var("COUNTERSIGN_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,8".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("COUNTERSIGN_BENCH_CONCURRENCY: client concurrencies, comma-separated")
+        })
+        .collect();
+    let rounds = env_num("COUNTERSIGN_BENCH_ROUNDS", 6);
+    let per_round = env_num("COUNTERSIGN_BENCH_ROUND_REQUESTS", 200);
+    let large_mib: Vec<usize> = std::env::var("COUNTERSIGN_BENCH_LARGE_MIB")
+        .unwrap_or_else(|_| "64,1024".into())
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("COUNTERSIGN_BENCH_LARGE_MIB: sizes in MiB, comma-separated")
+        })
+        .collect();
+
+    let s3_bucket = format!("gk-bench-{}", random_hex(6));
+    create_s3_bucket(s3_endpoint, &s3_bucket);
+    let store = build_store(&StorageConfig::S3 {
+        endpoint: s3_endpoint.to_owned(),
+        region: "us-east-1".into(),
+        s3_bucket: s3_bucket.clone(),
+        access_key_id: "testing".into(),
+        secret_access_key: "testing".into(),
+        allow_http: true,
+    })
+    .unwrap();
+
+    // One gatekeeper per audit store, all on the same bucket.
+    let mut gks = Vec::new();
+    if let Some(pg) = pg_url {
+        let db = create_pg_database(pg).await;
+        gks.push(Gatekeeper::start(
+            "PostgreSQL",
+            s3_endpoint,
+            &s3_bucket,
+            Some(&db),
+        ));
+    } else {
+        eprintln!(
+            "note: COUNTERSIGN_TEST_PG_URL is not set; measuring the SQLite audit store only"
+        );
+    }
+    gks.push(Gatekeeper::start("SQLite", s3_endpoint, &s3_bucket, None));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // --- small-object GET -------------------------------------------------------
+    // Each gatekeeper indexes its own objects (its own database): one object each,
+    // stored through it; the direct client reads the first one.
+    let small = random_bytes(SMALL_BYTES);
+    let mut small_keys = Vec::new();
+    for gk in &gks {
+        let key = ObjectKey::parse(&format!("small/{}", random_hex(4))).unwrap();
+        let (request, signature) = sign(put_op(&key, BodyDigest::of(&small)));
+        let r = client
+            .put(gk.url(&key))
+            .header("countersign-request", request)
+            .header("countersign-signature", signature)
+            .body(small.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "small PUT: {}", r.status());
+        small_keys.push(key);
+    }
+    let mut targets = vec![Target::Direct];
+    targets.extend((0..gks.len()).map(Target::Gatekeeper));
+    let mut small_results = Vec::new();
+    for &concurrency in &concurrencies {
+        let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
+        eprintln!(
+            "small-object GET: {} targets, {rounds} rounds x {per_round} requests, concurrency {concurrency}",
+            targets.len()
+        );
+        for &t in &targets {
+            small_round(t, 50, concurrency, &store, &gks, &client, &small_keys).await; // warm-up
+        }
+        for r in 0..rounds {
+            // Rotate the order so no target always runs first or last.
+            for j in 0..targets.len() {
+                let i = (j + r) % targets.len();
+                let (wall, lat) = small_round(
+                    targets[i],
+                    per_round,
+                    concurrency,
+                    &store,
+                    &gks,
+                    &client,
+                    &small_keys,
+                )
+                .await;
+                samples[i].wall += wall;
+                samples[i].latencies.extend(lat);
+            }
+        }
+        small_results.push((concurrency, samples));
+    }
+
+    // --- large objects ----------------------------------------------------------
+    let gk = &gks[0];
+    let baseline_kib = gk.status_kib("VmRSS");
+    let mut peak_reset = true;
+    let mut large_rows = Vec::new();
+    for &mib in &large_mib {
+        eprintln!("large objects: {mib} MiB");
+        let body = LargeBody::new(mib);
+        let reps = env_num(
+            "COUNTERSIGN_BENCH_LARGE_RUNS",
+            if mib <= 256 { 5 } else { 3 },
+        );
+        let mut put = LargeRow::default();
+        let mut get = LargeRow::default();
+        for rep in 0..reps {
+            let dk =
+                ObjectKey::parse(&format!("large/direct-{mib}-{rep}-{}", random_hex(3))).unwrap();
+            let gkk = ObjectKey::parse(&format!("large/gk-{mib}-{rep}-{}", random_hex(3))).unwrap();
+            let direct_first = rep % 2 == 0;
+            for side in [direct_first, !direct_first] {
+                if side {
+                    put.direct.push(put_direct(&store, &dk, &body).await);
+                } else {
+                    peak_reset &= gk.reset_peak();
+                    put.before_kib = put.before_kib.max(gk.status_kib("VmRSS"));
+                    put.gk.push(put_gk(&client, gk, &gkk, &body).await);
+                    put.peak_kib = put.peak_kib.max(gk.status_kib("VmHWM"));
+                }
+            }
+            for side in [!direct_first, direct_first] {
+                if side {
+                    get.direct
+                        .push(get_direct(&store, &dk, body.digest.length).await);
+                } else {
+                    peak_reset &= gk.reset_peak();
+                    get.before_kib = get.before_kib.max(gk.status_kib("VmRSS"));
+                    get.gk
+                        .push(get_gk(&client, gk, &gkk, body.digest.length).await);
+                    get.peak_kib = get.peak_kib.max(gk.status_kib("VmHWM"));
+                }
+            }
+            // Free the S3 server's memory (the gatekeeper never deletes; we do).
+            for p in [object_path(&dk), object_path(&gkk), manifest_path(&gkk)] {
+                let _ = store.delete(&p).await;
+            }
+        }
+        large_rows.push((mib, body.digest.length, put, get));
+    }
+
+    // --- report -----------------------------------------------------------------
+    println!();
+    println!(
+        "Gatekeeper vs direct S3 (same moto server at {s3_endpoint}); gatekeeper = separate process, release build"
+    );
+    println!();
+    println!(
+        "Small-object GET: {SMALL_BYTES} B, {rounds} interleaved rounds x {per_round} requests per target and concurrency"
+    );
+    println!(
+        "{:<5} {:<34} {:>9} {:>9} {:>9} {:>12} {:>12}",
+        "conc", "target", "req/s", "p50 ms", "p99 ms", "req/s ratio", "added p50 ms"
+    );
+    let mut added_p50 = Vec::new();
+    for (concurrency, samples) in &small_results {
+        let direct_p50 = samples[0].percentile_ms(50);
+        let direct_rps = samples[0].rps();
+        for (i, t) in targets.iter().enumerate() {
+            let s = &samples[i];
+            let name = match t {
+                Target::Direct => "direct S3 (object_store)".to_owned(),
+                Target::Gatekeeper(g) => format!("gatekeeper, audit store {}", gks[*g].label),
+            };
+            let added = s.percentile_ms(50) - direct_p50;
+            if let Target::Gatekeeper(g) = t {
+                added_p50.push((*concurrency, gks[*g].label.clone(), added));
+            }
+            println!(
+                "{:<5} {:<34} {:>9.0} {:>9.2} {:>9.2} {:>12.2} {:>12.2}",
+                concurrency,
+                name,
+                s.rps(),
+                s.percentile_ms(50),
+                s.percentile_ms(99),
+                s.rps() / direct_rps,
+                added
+            );
+        }
+    }
+    println!();
+    println!(
+        "Large objects (gatekeeper audit store {}): median MiB/s; peak RSS = gatekeeper VmHWM during the phase{}",
+        gk.label,
+        if peak_reset {
+            " (reset before each transfer)"
+        } else {
+            " (could not reset: peak since start)"
+        }
+    );
+    println!(
+        "{:<10} {:<4} {:>5} {:>13} {:>16} {:>7} {:>14} {:>14}",
+        "size",
+        "op",
+        "runs",
+        "direct MiB/s",
+        "gatekeeper MiB/s",
+        "ratio",
+        "gk RSS before",
+        "gk peak RSS"
+    );
+    let mut min_ratio = f64::INFINITY;
+    let mut peaks = Vec::new();
+    for (mib, bytes, put, get) in &large_rows {
+        for (op, row) in [("PUT", put), ("GET", get)] {
+            let (d, g) = row.rates(*bytes);
+            min_ratio = min_ratio.min(g / d);
+            peaks.push(row.peak_kib);
+            println!(
+                "{:<10} {:<4} {:>5} {:>13.1} {:>16.1} {:>7.2} {:>10.1} MiB {:>10.1} MiB",
+                format!("{mib} MiB"),
+                op,
+                row.gk.len(),
+                d,
+                g,
+                g / d,
+                row.before_kib as f64 / 1024.0,
+                row.peak_kib as f64 / 1024.0
+            );
+        }
+    }
+    println!(
+        "gatekeeper RSS after start-up and the small-object phase: {:.1} MiB",
+        baseline_kib as f64 / 1024.0
+    );
+    println!();
+    println!("Goals:");
+    for (concurrency, label, added) in &added_p50 {
+        println!(
+            "  added p50 latency <= 1 ms ({label}, concurrency {concurrency}): {added:.2} ms -> {}",
+            if *added <= 1.0 { "met" } else { "MISSED" }
+        );
+    }
+    if !large_rows.is_empty() {
+        println!(
+            "  large-object throughput >= 90% of direct: worst ratio {:.2} -> {}",
+            min_ratio,
+            if min_ratio >= 0.9 { "met" } else { "MISSED" }
+        );
+        let lo = peaks.iter().copied().min().unwrap_or(0) as f64 / 1024.0;
+        let hi = peaks.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "  RSS independent of object size: peak {lo:.1}-{hi:.1} MiB over sizes {:?} MiB",
+            large_mib
+        );
+    }
+}
