@@ -10,32 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-step "Rust components: wasm32 target, rustfmt, clippy"
-rustup target add wasm32-unknown-unknown
-rustup component add rustfmt clippy
-
-missing=()
-command -v chromium >/dev/null || missing+=(chromium)
-command -v chromedriver >/dev/null || missing+=(chromium-driver)
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
-if [ ${#missing[@]} -gt 0 ]; then
-  step "apt: ${missing[*]}"
-  as_root apt-get update
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-fi
-
-wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
-  step "wasm-bindgen-cli $wasm_bindgen_version (matches Cargo.lock)"
-  # No --locked: the CLI's own lockfile pins a crate version the registry lacks.
-  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
-fi
-
-step "node packages"
-npm ci --no-audit --no-fund
+scripts/setup.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -75,5 +51,9 @@ step "npm package: build, TypeScript declarations, packaging (plain page and Vit
 scripts/build-npm.sh
 npx tsc --noEmit -p tests/packaging/tsconfig.json
 node tests/packaging/run.mjs
+
+step "end-to-end: report page, vendor app and gatekeeper in headless Chromium"
+cargo build -p countersign-gatekeeper -p countersign-demo -p countersign-vendor
+node tests/e2e/run.mjs
 
 step "all checks passed"

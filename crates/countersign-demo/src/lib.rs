@@ -27,22 +27,39 @@
 //!
 //! ## Run it
 //!
+//! One command builds everything, starts a gatekeeper and this app on free
+//! 127.0.0.1 ports, seeds a sample helpdesk report through the gatekeeper and prints
+//! the URL, the users and how to get their TOTP codes (Ctrl-C stops it):
+//!
+//! ```text
+//! scripts/demo.sh          # or: npm run demo
+//! ```
+//!
+//! By hand, the same steps:
+//!
 //! ```text
 //! countersign keygen --key-id vendor-demo --out vendor-demo.key
 //! countersign-demo gatekeeper-config --config crates/countersign-demo/demo-config.json \
 //!     --vendor-key vendor-demo.key.pub --data-dir gk-data --origin http://127.0.0.1:8080 > gatekeeper.toml
 //! countersign-gatekeeper serve --config gatekeeper.toml --listen 127.0.0.1:8443 &
+//! curl -s http://127.0.0.1:8443/v1/keys > gatekeeper-keys.json
+//! scripts/build-npm.sh
 //! countersign-demo serve --config crates/countersign-demo/demo-config.json \
-//!     --listen 127.0.0.1:8080 --signing-key vendor-demo.key
+//!     --listen 127.0.0.1:8080 --signing-key vendor-demo.key \
+//!     --gatekeeper-key gatekeeper-keys.json --www www --pkg pkg
 //! ```
 //!
 //! Then open `http://127.0.0.1:8080/` and log in as `alice` / `alice-demo-password`
 //! (Acme Clinic) or `bob` / `bob-demo-password` (Bravo Dental, read-only), with the
 //! code printed by `countersign-demo totp-code --secret <the user's totp_secret>`.
-//! The page lists the organisation's reports, uploads files and lists them; every
-//! byte goes between the browser and the gatekeeper. The generated gatekeeper
-//! configuration gives the customer its own ACL mirroring the grants, so even a
-//! request the vendor should not have signed is refused.
+//! The page (`www/`, importing the npm package from `/pkg/countersign.js`) lists the
+//! organisation's reports from the gatekeeper's index, fetches a report's objects
+//! with one signing call and shows each one only after it verified (uploader, hash,
+//! signer key ids), or the error code when it did not; its form uploads a new report
+//! with a screenshot. Every object byte goes between the browser and the gatekeeper.
+//! The generated gatekeeper configuration gives the customer its own ACL mirroring
+//! the grants, so even a request the vendor should not have signed is refused.
+//! `tests/e2e/run.mjs` checks all of this in headless Chromium.
 //!
 //! ## HTTP API
 //!
@@ -54,8 +71,8 @@
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `GET /`, `GET /app.js` | the report page |
-//! | `GET /api/config` | `{"gatekeeper", "gatekeeper_url", "max_lifetime_secs", "vendor_public_keys"}` |
+//! | `GET /`, `GET /{file}`, `GET /pkg/{file}` | the report page from `--www`, the npm package from `--pkg` ([`assets`]; `application/wasm`, a Content-Security-Policy allowing `'wasm-unsafe-eval'` and `connect-src` to the gatekeeper) |
+//! | `GET /api/config` | `{"gatekeeper", "gatekeeper_url", "max_lifetime_secs", "vendor_public_keys", "gatekeeper_public_keys"}` (public key documents; the gatekeeper's are pinned with `--gatekeeper-key`) |
 //! | `POST /api/login` | `{"username", "password", "totp"}` → sets the session cookie; `{"username", "subject", "organisation", "organisation_name", "grants": [{"bucket", "prefix", "methods"}]}`; at most 10 attempts per username per minute |
 //! | `POST /api/logout` | ends the session |
 //! | `GET /api/me` | the logged-in user, as at login |
@@ -66,8 +83,11 @@
 //! ### `POST /api/sign`
 //!
 //! The browser builds each request itself, with a fresh random nonce, and asks the
-//! vendor to sign its metadata. Field names and values are those of the canonical
-//! request (`docs/PROTOCOL.md`); fields a method does not have are left out:
+//! vendor to sign its metadata. The browser client sends the canonical requests
+//! themselves, base64url (`{"canonical": ["<base64url>", ...]}`, parsed strictly);
+//! a page may instead send fields, whose names and values are those of the canonical
+//! request (`docs/PROTOCOL.md`); fields a method does not have are left out. A call
+//! carries one form or the other, and both get exactly the same checks:
 //!
 //! ```json
 //! {"requests": [
@@ -107,6 +127,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod assets;
 pub mod config;
 pub mod error;
 pub mod ratelimit;
@@ -148,6 +169,10 @@ pub struct AppState {
     pub traffic: Arc<traffic::Traffic>,
     /// A real hash to verify against for unknown usernames (same cost as a real one).
     pub timing_hash: String,
+    /// The gatekeeper's public keys, pinned in the page's configuration.
+    pub gatekeeper_keys: Vec<countersign_core::AuthorizedKey>,
+    /// The page's files; without them the app serves only the API.
+    pub assets: Option<assets::Assets>,
     clock: Clock,
 }
 
@@ -176,6 +201,8 @@ impl AppState {
             totp_used: Mutex::new(HashMap::new()),
             traffic: Arc::default(),
             timing_hash,
+            gatekeeper_keys: Vec::new(),
+            assets: None,
             clock: Arc::new(countersign_vendor::unix_now),
             directory,
             signer,
@@ -185,6 +212,18 @@ impl AppState {
     /// Replaces the clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Pins the gatekeeper's public keys for the page (`GET /api/config`).
+    pub fn with_gatekeeper_keys(mut self, keys: Vec<countersign_core::AuthorizedKey>) -> Self {
+        self.gatekeeper_keys = keys;
+        self
+    }
+
+    /// Serves the report page from `assets`.
+    pub fn with_assets(mut self, assets: assets::Assets) -> Self {
+        self.assets = Some(assets);
         self
     }
 
@@ -199,8 +238,7 @@ impl AppState {
 pub fn app(state: Arc<AppState>) -> Router {
     let traffic = Arc::clone(&state.traffic);
     Router::new()
-        .route("/", get(routes::index))
-        .route("/app.js", get(routes::app_js))
+        .route("/", get(assets::index))
         .route("/api/config", get(routes::config))
         .route("/api/login", post(routes::login))
         .route("/api/logout", post(routes::logout))
@@ -208,6 +246,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/reports", get(routes::reports))
         .route("/api/sign", post(routes::sign))
         .route("/api/stats", get(routes::stats))
+        .route("/{*path}", get(assets::file))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -1,7 +1,8 @@
 //! `countersign-demo`: run the demo vendor app, and the small helpers its config needs.
 //!
 //! ```text
-//! countersign-demo serve --config demo-config.json --listen 127.0.0.1:8080 --signing-key vendor.key
+//! countersign-demo serve --config demo-config.json --listen 127.0.0.1:8080 --signing-key vendor.key \
+//!                  --gatekeeper-key gatekeeper-keys.json --www www --pkg pkg
 //! echo 'a password' | countersign-demo hash-password
 //! countersign-demo new-totp-secret
 //! countersign-demo totp-code --secret <base32>
@@ -47,6 +48,16 @@ enum Command {
         /// Secret key file (repeat for rotation); without it, $COUNTERSIGN_VENDOR_KEYS.
         #[arg(long = "signing-key")]
         signing_keys: Vec<PathBuf>,
+        /// The gatekeeper's public keys (a key file, or a saved `GET /v1/keys` answer),
+        /// pinned in the page's configuration; repeatable.
+        #[arg(long = "gatekeeper-key")]
+        gatekeeper_keys: Vec<PathBuf>,
+        /// Directory of the report page (`www/`); with `--pkg`.
+        #[arg(long, requires = "pkg")]
+        www: Option<PathBuf>,
+        /// Directory of the built npm package (`pkg/`), served at `/pkg/`; with `--www`.
+        #[arg(long, requires = "www")]
+        pkg: Option<PathBuf>,
     },
     /// Hash a password (read from one line of stdin) for the config file.
     HashPassword,
@@ -88,6 +99,9 @@ async fn main() -> ExitCode {
             config,
             listen,
             signing_keys,
+            gatekeeper_keys,
+            www,
+            pkg,
         } => {
             let text = match std::fs::read_to_string(&config) {
                 Ok(t) => t,
@@ -106,10 +120,25 @@ async fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(e.code(), e),
             };
-            let state = match AppState::new(directory, signer) {
-                Ok(s) => s,
+            let mut pinned = Vec::new();
+            for path in &gatekeeper_keys {
+                match countersign_vendor::keys::load_public_keys(path) {
+                    Ok(k) => pinned.extend(k),
+                    Err(e) => return fail(e.code(), e),
+                }
+            }
+            let mut state = match AppState::new(directory, signer) {
+                Ok(s) => s.with_gatekeeper_keys(pinned),
                 Err(e) => return fail(e.code, e.message),
             };
+            if let (Some(www), Some(pkg)) = (www, pkg) {
+                for dir in [&www, &pkg] {
+                    if !dir.is_dir() {
+                        return fail("io", format!("{} is not a directory", dir.display()));
+                    }
+                }
+                state = state.with_assets(countersign_demo::assets::Assets { www, pkg });
+            }
             let listener = match tokio::net::TcpListener::bind(&listen).await {
                 Ok(l) => l,
                 Err(e) => return fail("io", format!("cannot listen on {listen}: {e}")),

@@ -9,10 +9,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use countersign_core::signature::encode_list;
-use countersign_core::text::{b64, parse_decimal, parse_hex};
+use countersign_core::text::{b64, parse_b64, parse_decimal, parse_hex};
 use countersign_core::{
     BodyDigest, Bucket, ByteRange, ContentType, ErrorCode, GatekeeperId, ListPrefix, Method, Nonce,
     ObjectKey, Operation, Request as CsRequest, Subject,
@@ -74,34 +74,6 @@ impl FromRequestParts<Arc<AppState>> for CurrentUser {
     }
 }
 
-/// `GET /`: the report page, with a Content-Security-Policy that lets it talk only to
-/// this app and the configured gatekeeper.
-pub async fn index(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let csp = format!(
-        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' blob:; connect-src 'self' {}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        state.directory.gatekeeper_origin
-    );
-    (
-        [
-            (header::CONTENT_SECURITY_POLICY, csp),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-        ],
-        Html(include_str!("../static/index.html")),
-    )
-}
-
-/// `GET /app.js`: the report page's script.
-pub async fn app_js() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        include_str!("../static/app.js"),
-    )
-}
-
 /// The JSON of `GET /api/me` and of a successful login.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Me {
@@ -158,11 +130,17 @@ pub async fn config(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
         .iter()
         .filter_map(|k| serde_json::from_str(&countersign_vendor::keys::public_key_json(k)).ok())
         .collect();
+    let gatekeeper_keys: Vec<serde_json::Value> = state
+        .gatekeeper_keys
+        .iter()
+        .filter_map(|k| serde_json::from_str(&countersign_vendor::keys::public_key_json(k)).ok())
+        .collect();
     Json(serde_json::json!({
         "gatekeeper": state.directory.gatekeeper.as_str(),
         "gatekeeper_url": state.directory.gatekeeper_url,
         "max_lifetime_secs": state.directory.max_lifetime_secs,
         "vendor_public_keys": keys,
+        "gatekeeper_public_keys": gatekeeper_keys,
     }))
 }
 
@@ -398,12 +376,23 @@ impl RequestFields {
     }
 }
 
-/// Body of `POST /api/sign`.
-#[derive(Debug, Deserialize, Serialize)]
+/// Body of `POST /api/sign`: exactly one of `requests` (fields) or `canonical`
+/// (base64url canonical requests, as the browser client builds them).
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignBody {
-    /// The requests, 1 to [`MAX_SIGN_BATCH`].
+    /// The requests as fields, 1 to [`MAX_SIGN_BATCH`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<RequestFields>,
+    /// The requests as base64url canonical bytes (`docs/PROTOCOL.md`), 1 to
+    /// [`MAX_SIGN_BATCH`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canonical: Vec<String>,
+}
+
+/// Parses one base64url canonical request; a non-canonical form is an error.
+fn parse_canonical(text: &str) -> countersign_core::Result<CsRequest> {
+    CsRequest::parse(&parse_b64(text, "canonical request")?)
 }
 
 /// One result of `POST /api/sign`: a signed request or an error.
@@ -440,10 +429,10 @@ fn access_denied(message: String) -> countersign_core::Error {
 fn sign_one(
     state: &AppState,
     user: &User,
-    fields: &RequestFields,
+    request: countersign_core::Result<CsRequest>,
     now: u64,
 ) -> Result<(String, String), ApiError> {
-    let request = fields.to_request()?;
+    let request = request?;
     if request.subject() != &user.subject {
         return Err(access_denied(format!(
             "requests are signed only for the logged-in user `{}`, not `{}`",
@@ -490,25 +479,42 @@ pub async fn sign(
         .sign_limiter
         .take(user.subject.as_str(), now)
         .map_err(ApiError::rate_limited)?;
-    if body.requests.is_empty() {
-        return Err(
-            countersign_core::Error::new(ErrorCode::InvalidField, "`requests` is empty").into(),
-        );
-    }
-    if body.requests.len() > MAX_SIGN_BATCH {
+    let requests: Vec<countersign_core::Result<CsRequest>> =
+        match (body.requests.is_empty(), body.canonical.is_empty()) {
+            (false, true) => body
+                .requests
+                .iter()
+                .map(RequestFields::to_request)
+                .collect(),
+            (true, false) => body.canonical.iter().map(|c| parse_canonical(c)).collect(),
+            (true, true) => {
+                return Err(countersign_core::Error::new(
+                    ErrorCode::InvalidField,
+                    "`requests` and `canonical` are both empty",
+                )
+                .into());
+            }
+            (false, false) => {
+                return Err(countersign_core::Error::new(
+                    ErrorCode::InvalidField,
+                    "give `requests` or `canonical`, not both",
+                )
+                .into());
+            }
+        };
+    if requests.len() > MAX_SIGN_BATCH {
         return Err(countersign_core::Error::new(
             ErrorCode::TooLarge,
             format!(
                 "at most {MAX_SIGN_BATCH} requests per call, got {}",
-                body.requests.len()
+                requests.len()
             ),
         )
         .into());
     }
-    let results: Vec<SignResult> = body
-        .requests
-        .iter()
-        .map(|fields| match sign_one(&state, &user, fields, now) {
+    let results: Vec<SignResult> = requests
+        .into_iter()
+        .map(|request| match sign_one(&state, &user, request, now) {
             Ok((request, signature)) => SignResult::Signed { request, signature },
             Err(e) => SignResult::Refused {
                 error: ErrorBody {

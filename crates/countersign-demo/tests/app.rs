@@ -370,6 +370,33 @@ async fn user_of_org_a_cannot_get_a_signature_for_org_b() {
         );
     }
 
+    // The same requests as canonical bytes (what the browser client sends) get the
+    // same answers; fields that cannot even form a request have no canonical form.
+    let (canonical, wants): (Vec<String>, Vec<&str>) = cases
+        .iter()
+        .filter_map(|(f, want)| {
+            let request = f.to_request().ok()?;
+            Some((countersign_core::text::b64(&request.encode()), *want))
+        })
+        .unzip();
+    assert_eq!(canonical.len(), cases.len() - 2);
+    let r = d
+        .call(
+            "POST",
+            "/api/sign",
+            Some(&alice),
+            Some(json!({ "canonical": canonical })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let got: Vec<&str> = r.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(error_code)
+        .collect();
+    assert_eq!(got, wants);
+
     // Bob (org B, read-only grant) may read org B but not write it, nor touch org A.
     let bob = d.login("bob", "bob-pw", BOB_TOTP).await;
     let mut bob_put = get("user-bob", "org-b/x.txt", 20);
@@ -533,6 +560,133 @@ async fn malformed_input_gets_stable_codes() {
 }
 
 #[tokio::test]
+async fn canonical_signing_rejects_bad_forms() {
+    let mut d = demo();
+    let alice = d.login("alice", "alice-pw", ALICE_TOTP).await;
+    let good = countersign_core::text::b64(
+        &get("user-alice", "org-a/1.txt", 1)
+            .to_request()
+            .unwrap()
+            .encode(),
+    );
+    let mut trailing = parse_b64(&good, "test").unwrap();
+    trailing.push(b'\n');
+    let r = d
+        .call(
+            "POST",
+            "/api/sign",
+            Some(&alice),
+            Some(json!({ "canonical": [
+                good,
+                "not base64url!",
+                countersign_core::text::b64(b"countersign-request/v1\nnonsense"),
+                countersign_core::text::b64(&trailing),
+            ]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let results = r.json["results"].as_array().unwrap();
+    assert_eq!(error_code(&results[0]), "<signed>");
+    for refused in &results[1..] {
+        assert_ne!(error_code(refused), "<signed>", "{refused}");
+    }
+    // Exactly one of the two forms.
+    let both = json!({ "canonical": [good], "requests": [get("user-alice", "org-a/1.txt", 2)] });
+    for body in [both, json!({}), json!({ "canonical": [] })] {
+        let r = d.call("POST", "/api/sign", Some(&alice), Some(body)).await;
+        assert_eq!(
+            (r.status, r.json["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_field")),
+            "{}",
+            r.json
+        );
+    }
+    // Without a session nothing is signed.
+    let r = d
+        .call(
+            "POST",
+            "/api/sign",
+            None,
+            Some(json!({ "canonical": [good] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn get_raw(app: Router, uri: &str) -> axum::response::Response {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    app.oneshot(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn serves_the_page_and_the_package_with_their_types_and_csp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (www, pkg) = (dir.path().join("www"), dir.path().join("pkg"));
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(www.join("index.html"), "<!doctype html>").unwrap();
+    std::fs::write(www.join("report.js"), "export {};").unwrap();
+    std::fs::write(www.join(".secret.js"), "no").unwrap();
+    std::fs::write(www.join("notes.txt"), "no").unwrap();
+    std::fs::write(pkg.join("countersign_bg.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.path().join("outside.js"), "no").unwrap();
+
+    let without = demo();
+    assert_eq!(
+        get_raw(without.app.clone(), "/").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let directory = Directory::from_json(&config(20).to_string()).unwrap();
+    let key = VendorKey::generate(
+        KeyId::parse("vendor-1").unwrap(),
+        Role::vendor(),
+        None,
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let state = AppState::new(directory, Signer::new([key]).unwrap())
+        .unwrap()
+        .with_assets(countersign_demo::assets::Assets { www, pkg });
+    let app = app(Arc::new(state));
+    for (uri, want) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/report.js", "text/javascript; charset=utf-8"),
+        ("/pkg/countersign_bg.wasm", "application/wasm"),
+    ] {
+        let resp = get_raw(app.clone(), uri).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], want, "{uri}");
+        let csp = resp.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval';"),
+            "{csp}"
+        );
+        assert!(
+            csp.contains("connect-src 'self' http://127.0.0.1:1;"),
+            "{csp}"
+        );
+        assert_eq!(resp.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+    for uri in [
+        "/.secret.js",
+        "/notes.txt",
+        "/../outside.js",
+        "/%2e%2e/outside.js",
+        "/pkg/..%2foutside.js",
+        "/pkg/%2e%2e/outside.js",
+        "/missing.js",
+        "/api/nothing",
+    ] {
+        let resp = get_raw(app.clone(), uri).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{uri}");
+    }
+}
+
+#[tokio::test]
 async fn byte_counters_account_for_every_body_byte() {
     let mut d = demo();
     let alice = d.login("alice", "alice-pw", ALICE_TOTP).await;
@@ -544,22 +698,10 @@ async fn byte_counters_account_for_every_body_byte() {
     )
     .await;
     d.call("GET", "/api/reports", Some(&alice), None).await;
-    let page = d.call("GET", "/", None, None).await;
-    let csp = page
-        .headers
-        .get(header::CONTENT_SECURITY_POLICY)
-        .unwrap()
-        .to_str()
-        .unwrap();
-    assert!(
-        csp.contains("connect-src 'self' http://127.0.0.1:1;"),
-        "{csp}"
-    );
-    d.call("GET", "/app.js", None, None).await;
     let (sent, received) = (d.sent, d.received);
     let r = d.call("GET", "/api/stats", None, None).await;
     let stats: TrafficStats = serde_json::from_value(r.json).unwrap();
-    assert_eq!(stats.requests, 6);
+    assert_eq!(stats.requests, 4);
     assert_eq!(stats.request_body_bytes, sent);
     assert_eq!(stats.response_body_bytes, received);
     assert!(sent > 0 && received > 0);

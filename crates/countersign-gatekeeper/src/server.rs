@@ -117,7 +117,7 @@ fn no_delay(tcp: &TcpStream) {
     }
 }
 
-/// The plain-TCP listener, with [`no_delay`] applied to every connection.
+/// The plain-TCP listener; every accepted connection gets `TCP_NODELAY`.
 pub struct PlainListener(TcpListener);
 
 impl Listener for PlainListener {

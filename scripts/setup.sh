@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need and is not yet on the machine (a
+# fresh Debian machine with only the Rust toolchain): the wasm32 target, rustfmt and
+# clippy, Chromium and ChromeDriver and Node.js from apt (as root, or through sudo),
+# wasm-bindgen-cli at exactly Cargo.lock's wasm-bindgen version, and the node packages.
+# Safe to run again; it skips what is present. (moto and PostgreSQL, needed only by the
+# tests, are installed by scripts/services.sh.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "Rust components: wasm32 target, rustfmt, clippy"
+rustup target add wasm32-unknown-unknown
+rustup component add rustfmt clippy
+
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt: ${missing[*]}"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+
+wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen_version" ]; then
+  step "wasm-bindgen-cli $wasm_bindgen_version (matches Cargo.lock)"
+  # No --locked: the CLI's own lockfile pins a crate version the registry lacks.
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version"
+fi
+
+step "node packages"
+npm ci --no-audit --no-fund
+
