@@ -272,12 +272,7 @@ fn check_key_text(s: &str, what: &str) -> Result<()> {
             ),
         ));
     }
-    let nfc = match is_nfc_quick(s.chars()) {
-        IsNormalized::Yes => true,
-        IsNormalized::No => false,
-        IsNormalized::Maybe => unicode_normalization::is_nfc(s),
-    };
-    if !nfc {
+    if !is_nfc(s) {
         return Err(invalid(
             ErrorCode::InvalidKeyPath,
             what,
@@ -286,6 +281,56 @@ fn check_key_text(s: &str, what: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether `s` is in Normalization Form C: the quick check, and where it answers
+/// "maybe", NFC computed here (canonical decomposition, canonical ordering, canonical
+/// composition; UAX #15) and compared. The crate's own `is_nfc` would do the same but
+/// links the compatibility-decomposition tables too, which would add ~60 KB to the
+/// browser client for nothing; `nfc_matches_the_reference` pins the equivalence.
+fn is_nfc(s: &str) -> bool {
+    use unicode_normalization::char::{canonical_combining_class, compose, decompose_canonical};
+    match is_nfc_quick(s.chars()) {
+        IsNormalized::Yes => return true,
+        IsNormalized::No => return false,
+        IsNormalized::Maybe => {}
+    }
+    let mut nfd: Vec<(char, u8)> = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        decompose_canonical(c, |d| nfd.push((d, canonical_combining_class(d))));
+    }
+    // Canonical ordering: a stable sort by class of every run of non-starters.
+    for run in nfd.split_mut(|&(_, ccc)| ccc == 0) {
+        run.sort_by_key(|&(_, ccc)| ccc);
+    }
+    // Canonical composition.
+    let mut nfc: Vec<char> = Vec::with_capacity(nfd.len());
+    let mut starter: Option<usize> = None;
+    // Class of the last character kept since the starter; None while adjacent to it.
+    let mut last: Option<u8> = None;
+    for (c, ccc) in nfd {
+        if let Some(at) = starter {
+            let blocked = last.is_some_and(|l| l == 0 || l >= ccc);
+            if let Some(composed) = nfc
+                .get(at)
+                .and_then(|&l| compose(l, c))
+                .filter(|_| !blocked)
+            {
+                if let Some(slot) = nfc.get_mut(at) {
+                    *slot = composed;
+                }
+                continue;
+            }
+        }
+        if ccc == 0 {
+            starter = Some(nfc.len());
+            last = None;
+        } else {
+            last = Some(ccc);
+        }
+        nfc.push(c);
+    }
+    nfc.into_iter().eq(s.chars())
 }
 
 fn check_segment(seg: &str, what: &str, whole: &str) -> Result<()> {
@@ -470,6 +515,64 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn nfc_matches_the_reference() {
+        // Starters, precomposed letters, combining marks of several classes, Hangul
+        // jamo and syllables, singletons and composition exclusions.
+        let pool: Vec<char> = ('\u{41}'..='\u{5a}')
+            .chain('\u{c0}'..='\u{17f}')
+            .chain('\u{300}'..='\u{36f}')
+            .chain('\u{385}'..='\u{3ce}')
+            .chain('\u{591}'..='\u{5c7}')
+            .chain('\u{93c}'..='\u{94d}')
+            .chain('\u{958}'..='\u{95f}')
+            .chain('\u{1100}'..='\u{1112}')
+            .chain('\u{1161}'..='\u{1175}')
+            .chain('\u{11a8}'..='\u{11c2}')
+            .chain('\u{1e00}'..='\u{1eff}')
+            .chain('\u{1f00}'..='\u{1fff}')
+            .chain([
+                '\u{212b}',
+                '\u{2126}',
+                '\u{ac00}',
+                '\u{ac01}',
+                '\u{d7a3}',
+                '\u{f900}',
+                '\u{fb1d}',
+                '\u{1d15e}',
+                '\u{0cd5}',
+                '\u{0cc6}',
+                '\u{0cbf}',
+                '\u{0b47}',
+                '\u{0b3e}',
+                '\u{0b57}',
+            ])
+            .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut maybe = 0;
+        for _ in 0..200_000 {
+            let len = 1 + (next() % 5) as usize;
+            let s: String = (0..len)
+                .map(|_| pool[(next() % pool.len() as u64) as usize])
+                .collect();
+            assert_eq!(is_nfc(&s), unicode_normalization::is_nfc(&s), "{s:?}");
+            maybe += usize::from(is_nfc_quick(s.chars()) == IsNormalized::Maybe);
+        }
+        assert!(
+            maybe > 10_000,
+            "only {maybe} strings exercised the full check"
+        );
+        // The example quick-check shortcuts get wrong: `à` + U+0323 reorders.
+        assert!(!is_nfc("\u{e0}\u{323}"));
+        assert!(is_nfc("\u{1ea1}\u{300}"));
     }
 
     #[test]
