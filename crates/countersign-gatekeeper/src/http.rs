@@ -1083,10 +1083,17 @@ async fn put_object(
         Err(e) => {
             eprintln!("manifest failed: {e}");
             abort(pending).await;
-            return error_response(&ApiError::new(
-                ErrorCode::Internal,
-                "the gatekeeper could not build the manifest",
-            ));
+            // The "allow" entry is already in the log: record that the PUT did not
+            // happen after all, so the log never shows an upload that failed as done.
+            return deny(
+                gk,
+                &attempt,
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the gatekeeper could not build the manifest",
+                ),
+            )
+            .await;
         }
     };
     let (manifest_bytes, manifest_sig) = manifest.sign(&gk.key, gk.key_id.clone());
@@ -1104,7 +1111,8 @@ async fn put_object(
             ),
             _ => ApiError::storage_unavailable(),
         };
-        return error_response(&err);
+        // As above: a second entry records that the allowed PUT failed.
+        return deny(gk, &attempt, err).await;
     }
     let indexed = IndexedObject {
         bucket: bucket.to_string(),
