@@ -29,7 +29,12 @@
     clippy::indexing_slicing
 )]
 
+// The integration tests' harness: clock, random names, bucket and database creation.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use bytes::Bytes;
+use common::{create_pg_database, create_s3_bucket, now, random_hex};
 use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::signature::encode_list;
 use countersign_core::text::b64;
@@ -68,21 +73,10 @@ fn env_num(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
     b
-}
-
-fn random_hex(n: usize) -> String {
-    countersign_core::text::hex(&random_bytes(n))
 }
 
 fn vendor_key() -> SigningKey {
@@ -127,38 +121,6 @@ fn put_op(key: &ObjectKey, digest: BodyDigest) -> Operation {
         content_type: ContentType::parse("application/octet-stream").unwrap(),
         body: digest,
     }
-}
-
-/// Creates a bucket with one unauthenticated HTTP/1.1 PUT (`object_store` cannot).
-fn create_s3_bucket(endpoint: &str, name: &str) {
-    use std::io::{Read as _, Write as _};
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(host)
-        .unwrap_or_else(|e| panic!("cannot reach the S3 server at {endpoint}: {e}"));
-    write!(
-        s,
-        "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.1 200"),
-        "creating bucket {name} failed: {resp}"
-    );
-}
-
-async fn create_pg_database(url: &str) -> String {
-    sqlx::any::install_default_drivers();
-    let name = format!("gk_bench_{}", random_hex(6));
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let (base, _db) = url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 /// A gatekeeper process on 127.0.0.1, killed when dropped.
@@ -557,7 +519,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         .collect();
 
     let s3_bucket = format!("gk-bench-{}", random_hex(6));
-    create_s3_bucket(s3_endpoint, &s3_bucket);
+    create_s3_bucket(s3_endpoint, &s3_bucket).await;
     let store = build_store(&StorageConfig::S3 {
         endpoint: s3_endpoint.to_owned(),
         region: "us-east-1".into(),
