@@ -69,6 +69,14 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// An internal error; details are in the audit log, never in the response.
     Internal,
+    /// Too many failed requests came from this client address recently; retry later.
+    RateLimited,
+    /// The request did not arrive in time: its headers or body came too slowly, or it
+    /// was still running at its signed `expires-at`.
+    Timeout,
+    /// The gatekeeper is at a configured capacity limit (connections, upload memory);
+    /// retry later.
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -104,6 +112,9 @@ impl ErrorCode {
         Self::AuditUnavailable,
         Self::StorageUnavailable,
         Self::Internal,
+        Self::RateLimited,
+        Self::Timeout,
+        Self::Overloaded,
     ];
 
     /// The stable snake_case string of this code.
@@ -139,6 +150,9 @@ impl ErrorCode {
             Self::AuditUnavailable => "audit_unavailable",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
+            Self::RateLimited => "rate_limited",
+            Self::Timeout => "timeout",
+            Self::Overloaded => "overloaded",
         }
     }
 

@@ -67,6 +67,7 @@ pub mod policy;
 pub mod receipt;
 pub mod signature;
 pub mod text;
+pub mod transport;
 
 pub use canonical::{BodyDigest, Method, Operation, Request};
 pub use download::{Download, VerifiedDownload, verify_download};
