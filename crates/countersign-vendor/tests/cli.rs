@@ -519,3 +519,308 @@ fn key_sources_and_their_errors() {
     assert_eq!(outcome(&o), (2, "usage".into()));
     assert!(stdout(&run(d, &["--help"])).contains("Exit codes:"));
 }
+
+/// `get`'s output file: created 0600 whatever the umask, never left half-written.
+#[cfg(unix)]
+mod downloads {
+    use super::*;
+    use countersign_core::{AuthorizedKey, PublicKey};
+    use countersign_gatekeeper::{config::Config, server};
+    use countersign_vendor::keys::{load_public_keys, public_key_json};
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::PathBuf;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    /// A gatekeeper on 127.0.0.1 until dropped.
+    struct Gatekeeper {
+        _runtime: tokio::runtime::Runtime,
+        url: String,
+        public_key_file: PathBuf,
+    }
+
+    impl Gatekeeper {
+        fn start(dir: &Path, vendor_keys: Vec<AuthorizedKey>) -> Self {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let config = Config::embedded(&dir.join("gk"), vendor_keys).unwrap();
+            let (state, _) = runtime.block_on(server::build_state(config)).unwrap();
+            let public = AuthorizedKey {
+                key_id: state.key_id().clone(),
+                role: Role::gatekeeper(),
+                public_key: PublicKey::from_bytes(&state.public_key()).unwrap(),
+                not_before: None,
+                not_after: None,
+            };
+            let public_key_file = dir.join("gatekeeper.pub");
+            std::fs::write(&public_key_file, public_key_json(&public)).unwrap();
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            runtime.spawn(server::serve(state, listener));
+            Self {
+                _runtime: runtime,
+                url,
+                public_key_file,
+            }
+        }
+    }
+
+    /// What the man in the middle does to the gatekeeper's answer.
+    #[derive(Clone, Copy)]
+    enum Tamper {
+        /// Flips one bit of the body (well after a chunk-size line, if any).
+        FlipBodyByte,
+        /// Sends the headers and some of the body, then goes silent.
+        Stall,
+    }
+
+    /// A TCP proxy on 127.0.0.1 in front of `upstream`; returns its URL.
+    fn proxy(upstream: &str, tamper: Tamper) -> String {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(&upstream).unwrap();
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+                std::thread::spawn(move || answer(server, client, tamper));
+            }
+        });
+        url
+    }
+
+    fn answer(mut from: TcpStream, mut to: TcpStream, tamper: Tamper) {
+        let mut head = Vec::new();
+        let mut body_at: Option<usize> = None;
+        let mut offset = 0;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let chunk = &mut buf[..n];
+            if body_at.is_none() {
+                head.extend_from_slice(chunk);
+                body_at = head
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4);
+            }
+            let mut send = n;
+            if let Some(body) = body_at {
+                match tamper {
+                    Tamper::FlipBodyByte => {
+                        let at = body + 64;
+                        if (offset..offset + n).contains(&at) {
+                            chunk[at - offset] ^= 1;
+                        }
+                    }
+                    Tamper::Stall => {
+                        let stop = body + 1000;
+                        if offset + n >= stop {
+                            send = stop.saturating_sub(offset);
+                            let _ = to.write_all(&chunk[..send]);
+                            std::thread::sleep(Duration::from_secs(60));
+                            return;
+                        }
+                    }
+                }
+            }
+            if to.write_all(&chunk[..send]).is_err() {
+                return;
+            }
+            offset += n;
+        }
+    }
+
+    /// Runs the CLI under umask 022 (what would give 0644 files).
+    fn umask_022(dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.current_dir(dir)
+            .env_remove("COUNTERSIGN_VENDOR_KEYS")
+            .env_remove("COUNTERSIGN_GATEKEEPER_URL")
+            .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_countersign"))
+            .args(args);
+        cmd
+    }
+
+    fn get_args<'a>(gatekeeper: &'a str, key_file: &'a str, out: &'a str) -> Vec<&'a str> {
+        vec![
+            "get",
+            "--gatekeeper",
+            gatekeeper,
+            "--gatekeeper-key",
+            key_file,
+            "--signing-key",
+            "vendor-1.key",
+            "--audience",
+            "local",
+            "--bucket",
+            "local",
+            "--object",
+            "org-1/scan.txt",
+            "--subject",
+            "ops-1",
+            "--no-progress",
+            "--out",
+            out,
+        ]
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Files the download may have left: the output and temporary names.
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("out") || n.contains(".countersign-"))
+            .collect()
+    }
+
+    fn setup() -> (tempfile::TempDir, Gatekeeper, Vec<u8>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let o = run(
+            d,
+            &["keygen", "--key-id", "vendor-1", "--out", "vendor-1.key"],
+        );
+        assert_eq!(outcome(&o), (0, String::new()));
+        let vendor = load_public_keys(d.join("vendor-1.key.pub")).unwrap();
+        let gk = Gatekeeper::start(d, vendor);
+        // Letters only: no byte of the body looks like HTTP framing to the proxy.
+        let data: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(d.join("scan.txt"), &data).unwrap();
+        let key = gk.public_key_file.to_str().unwrap().to_owned();
+        let o = run(
+            d,
+            &[
+                "put",
+                "--gatekeeper",
+                &gk.url,
+                "--gatekeeper-key",
+                &key,
+                "--signing-key",
+                "vendor-1.key",
+                "--audience",
+                "local",
+                "--bucket",
+                "local",
+                "--object",
+                "org-1/scan.txt",
+                "--subject",
+                "ops-1",
+                "--content-type",
+                "text/plain",
+                "--no-progress",
+                "scan.txt",
+            ],
+        );
+        assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+        (tmp, gk, data)
+    }
+
+    #[test]
+    fn get_writes_owner_only_files_even_under_a_permissive_umask() {
+        let (tmp, gk, data) = setup();
+        let d = tmp.path();
+        let key = gk.public_key_file.to_str().unwrap();
+
+        let o = umask_022(d, &get_args(&gk.url, key, "out.txt"))
+            .output()
+            .unwrap();
+        assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+        assert!(std::fs::read(d.join("out.txt")).unwrap() == data);
+        assert_eq!(mode(&d.join("out.txt")), 0o600);
+
+        // The shell's own files do get 0644 under this umask: the 0600 is ours.
+        let o = Command::new("sh")
+            .current_dir(d)
+            .args(["-c", "umask 022 && : > out-shell.txt"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        assert_eq!(mode(&d.join("out-shell.txt")), 0o644);
+
+        // `--force` over a world-readable file replaces it with an owner-only one.
+        std::fs::set_permissions(
+            d.join("out-shell.txt"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let mut args = get_args(&gk.url, key, "out-shell.txt");
+        args.push("--force");
+        let o = umask_022(d, &args).output().unwrap();
+        assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+        assert_eq!(mode(&d.join("out-shell.txt")), 0o600);
+        assert!(std::fs::read(d.join("out-shell.txt")).unwrap() == data);
+
+        // Without `--force` nothing is replaced.
+        let o = umask_022(d, &get_args(&gk.url, key, "out.txt"))
+            .output()
+            .unwrap();
+        assert_eq!(outcome(&o), (3, "io".into()));
+        let mut left = leftovers(d);
+        left.sort();
+        assert_eq!(left, ["out-shell.txt", "out.txt"]);
+    }
+
+    #[test]
+    fn a_download_that_fails_verification_leaves_no_file() {
+        let (tmp, gk, _) = setup();
+        let d = tmp.path();
+        let key = gk.public_key_file.to_str().unwrap();
+        let evil = proxy(&gk.url, Tamper::FlipBodyByte);
+        let o = umask_022(d, &get_args(&evil, key, "out.txt"))
+            .output()
+            .unwrap();
+        assert_eq!(outcome(&o), (1, "body_mismatch".into()), "{}", stderr(&o));
+        assert!(leftovers(d).is_empty(), "left behind: {:?}", leftovers(d));
+    }
+
+    #[test]
+    fn an_interrupted_download_leaves_no_file() {
+        let (tmp, gk, _) = setup();
+        let d = tmp.path();
+        let key = gk.public_key_file.to_str().unwrap();
+        let slow = proxy(&gk.url, Tamper::Stall);
+        let child = umask_022(d, &get_args(&slow, key, "out.txt"))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the partial download to appear: already owner-only.
+        let started = Instant::now();
+        let partial = loop {
+            if let Some(name) = leftovers(d).into_iter().next() {
+                break d.join(name);
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no download");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(mode(&partial), 0o600);
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(outcome(&o), (130, "interrupted".into()), "{}", stderr(&o));
+        assert!(leftovers(d).is_empty(), "left behind: {:?}", leftovers(d));
+    }
+}

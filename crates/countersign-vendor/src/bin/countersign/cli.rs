@@ -37,7 +37,7 @@ enum Command {
     Inspect(crate::inspect::InspectArgs),
     /// Upload a file through a gatekeeper; verifies the receipt and manifest.
     Put(crate::remote::PutArgs),
-    /// Download an object through a gatekeeper; writes it only after it verified.
+    /// Download an object through a gatekeeper; writes it (mode 0600) only after it verified.
     Get(crate::remote::GetArgs),
 }
 

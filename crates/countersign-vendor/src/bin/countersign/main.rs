@@ -15,7 +15,7 @@
 //!
 //! Errors are one line on stderr: `countersign: error[<code>]: <sentence>`, where
 //! `<code>` is the protocol's stable error code (or `invalid_key_file`,
-//! `insecure_key_file`, `io`, `usage`, `unreachable`, `bad_response`).
+//! `insecure_key_file`, `io`, `usage`, `unreachable`, `bad_response`, `interrupted`).
 //!
 //! Exit codes: see [`EXIT_CODES`].
 
@@ -34,12 +34,13 @@ Exit codes:
   2  usage: bad command-line arguments
   3  local input: a file cannot be read or written, a key file is invalid or insecure
   4  gatekeeper: unreachable (`unreachable`) or an answer that is not the protocol (`bad_response`)
+130  interrupted (`interrupted`): `get` stopped by SIGINT or SIGTERM; no partial file is left
 
 A refusal by the gatekeeper exits 1 with the gatekeeper's error code.";
 
 /// A failure with its exit code, printed as one line.
 pub struct Failure {
-    /// Exit code (1, 2 or 3; see [`EXIT_CODES`]).
+    /// Exit code (see [`EXIT_CODES`]).
     pub exit: u8,
     /// Stable error code.
     pub code: String,

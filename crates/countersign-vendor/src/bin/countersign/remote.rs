@@ -1,6 +1,8 @@
 //! `put` and `get` against a gatekeeper: sign the request, stream the body, verify the
 //! gatekeeper's receipt and the object's manifest. `get` writes its output only after
-//! the bytes matched the signed manifest.
+//! the bytes matched the signed manifest: it streams into a temporary file created with
+//! mode 0600 next to the output, renames it into place once verified, and removes it on
+//! any failure or interruption.
 
 use crate::Failure;
 use crate::cli::hash_file;
@@ -416,7 +418,93 @@ pub fn put(a: PutArgs) -> Result<u8, Failure> {
 /// Where a verified download goes.
 enum Sink {
     Memory(Vec<u8>),
-    File { temp: PathBuf, file: std::fs::File },
+    File(TempOutput),
+}
+
+/// The download's temporary file, next to the output so the final rename stays on one
+/// file system. It is created with mode 0600 from the start (a download holds patient
+/// data; the umask's 0644 would let every local user read it), and it is removed
+/// whenever it is dropped before [`TempOutput::persist`]: an error, a failed
+/// verification, an early return or a panic never leaves a partial file behind.
+struct TempOutput {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl TempOutput {
+    /// Creates a fresh temporary file for `out` (never an existing one: `create_new`).
+    fn create(out: &Path) -> Result<Self, Failure> {
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut nonce = [0u8; 6];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let path = out.with_file_name(format!(".{name}.countersign-{}", hex(&nonce)));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, DOWNLOAD_MODE);
+        let file = options
+            .open(&path)
+            .map_err(|e| Failure::io(&path.display().to_string(), &e))?;
+        Ok(Self {
+            path,
+            file: Some(file),
+        })
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), Failure> {
+        let written = match self.file.as_mut() {
+            Some(file) => file.write_all(chunk),
+            None => Err(std::io::Error::other("the file is already closed")),
+        };
+        written.map_err(|e| Failure::io(&self.path.display().to_string(), &e))
+    }
+
+    /// Flushes the bytes to disk and moves the file to `out`. Without `replace`, an
+    /// `out` that appeared since the start is not replaced (a hard link fails if the
+    /// name exists, where a rename would silently overwrite it).
+    fn persist(mut self, out: &Path, replace: bool) -> Result<(), Failure> {
+        let what = out.display().to_string();
+        if let Some(file) = self.file.take() {
+            file.sync_all().map_err(|e| Failure::io(&what, &e))?;
+        }
+        if replace {
+            return std::fs::rename(&self.path, out).map_err(|e| Failure::io(&what, &e));
+        }
+        match std::fs::hard_link(&self.path, out) {
+            // `self` is dropped next, which removes the temporary name.
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Failure::io(&what, &exists_error()))
+            }
+            // A file system without hard links: check, then rename.
+            Err(_) if !out.exists() => {
+                std::fs::rename(&self.path, out).map_err(|e| Failure::io(&what, &e))
+            }
+            Err(_) => Err(Failure::io(&what, &exists_error())),
+        }
+    }
+}
+
+impl Drop for TempOutput {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        // After a rename the name is gone already: nothing to do, nothing to report.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Mode of a downloaded file: read and write for its owner only.
+#[cfg(unix)]
+const DOWNLOAD_MODE: u32 = 0o600;
+
+fn exists_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "exists (use --force to replace it)",
+    )
 }
 
 impl Sink {
@@ -424,29 +512,10 @@ impl Sink {
         if out == Path::new("-") {
             return Ok(Self::Memory(Vec::new()));
         }
-        let what = out.display().to_string();
         if out.exists() && !force {
-            return Err(Failure::io(
-                &what,
-                &std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "exists (use --force to replace it)",
-                ),
-            ));
+            return Err(Failure::io(&out.display().to_string(), &exists_error()));
         }
-        let name = out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut nonce = [0u8; 6];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let temp = out.with_file_name(format!(".{name}.countersign-{}", hex(&nonce)));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| Failure::io(&temp.display().to_string(), &e))?;
-        Ok(Self::File { temp, file })
+        Ok(Self::File(TempOutput::create(out)?))
     }
 
     fn write(&mut self, chunk: &[u8]) -> Result<(), Failure> {
@@ -455,20 +524,11 @@ impl Sink {
                 v.extend_from_slice(chunk);
                 Ok(())
             }
-            Self::File { temp, file } => file
-                .write_all(chunk)
-                .map_err(|e| Failure::io(&temp.display().to_string(), &e)),
+            Self::File(temp) => temp.write(chunk),
         }
     }
 
-    fn discard(self) {
-        if let Self::File { temp, file } = self {
-            drop(file);
-            let _ = std::fs::remove_file(temp);
-        }
-    }
-
-    fn commit(self, out: &Path) -> Result<(), Failure> {
+    fn commit(self, out: &Path, force: bool) -> Result<(), Failure> {
         match self {
             Self::Memory(v) => {
                 let mut stdout = std::io::stdout().lock();
@@ -477,17 +537,33 @@ impl Sink {
                     .and_then(|()| stdout.flush())
                     .map_err(|e| Failure::io("stdout", &e))
             }
-            Self::File { temp, file } => {
-                let synced = file.sync_all();
-                drop(file);
-                let result = synced.and_then(|()| std::fs::rename(&temp, out));
-                if result.is_err() {
-                    let _ = std::fs::remove_file(&temp);
-                }
-                result.map_err(|e| Failure::io(&out.display().to_string(), &e))
-            }
+            Self::File(temp) => temp.persist(out, force),
         }
     }
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM; Ctrl-C elsewhere).
+/// On Unix the handlers are installed by this call, before any file exists, so no
+/// signal slips through between creating the temporary file and waiting for it.
+fn interrupted() -> Result<impl Future<Output = ()>, Failure> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let installed =
+            signal(SignalKind::interrupt()).and_then(|i| Ok((i, signal(SignalKind::terminate())?)));
+        let (mut interrupt, mut terminate) =
+            installed.map_err(|e| Failure::io("signal handler", &e))?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Runs `get`.
@@ -532,11 +608,14 @@ pub fn get(a: GetArgs) -> Result<u8, Failure> {
             header(MANIFEST_HEADER),
             header(MANIFEST_SIGNATURE_HEADER),
         );
+        // From here on a temporary file exists: Ctrl-C (or SIGTERM) must end through
+        // the code below, which drops it, not kill the process with the file left.
+        let stop = interrupted()?;
         let mut sink = Sink::open(&a.out, a.force)?;
         let mut progress = Progress::new("get", expected.length, a.remote.no_progress);
         let mut hasher = Sha256::new();
         let mut length = 0u64;
-        let streamed: Result<countersign_core::download::VerifiedDownload, Failure> = async {
+        let streamed = async {
             while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
                 length += chunk.len() as u64;
                 if length > expected.length {
@@ -564,25 +643,27 @@ pub fn get(a: GetArgs) -> Result<u8, Failure> {
                 manifest: &manifest_header,
                 manifest_signature: &manifest_signature,
             };
-            Ok(verify_download_headers(
+            Ok::<countersign_core::download::VerifiedDownload, Failure>(verify_download_headers(
                 &canonical,
                 &headers,
                 Some(&got),
                 &p.gatekeeper,
                 &p.uploader,
             )?)
-        }
-        .await;
-        let verified = match streamed {
-            Ok(v) => v,
-            Err(f) => {
-                sink.discard();
-                return Err(f);
-            }
         };
+        let streamed = tokio::select! {
+            result = streamed => result,
+            () = stop => Err(Failure {
+                exit: 130,
+                code: "interrupted".to_owned(),
+                message: "interrupted; the partial download was removed".to_owned(),
+            }),
+        };
+        // On an error `sink` is dropped on return, and with it the temporary file.
+        let verified = streamed?;
         let seq = verified.receipt.receipt().audit_seq;
         let manifest = verified.manifest;
-        sink.commit(&a.out)?;
+        sink.commit(&a.out, a.force)?;
         eprintln!(
             "countersign: {}/{}: {} bytes verified (uploaded by {}, audit-seq {seq})",
             p.bucket,
