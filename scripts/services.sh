@@ -7,7 +7,9 @@
 # - a throw-away PostgreSQL cluster (Debian's postgresql) on 127.0.0.1:<free port>,
 #   run as the `postgres` user because PostgreSQL refuses to run as root
 # Installs whatever is missing (as root, on Debian). Exports
-# COUNTERSIGN_TEST_S3_ENDPOINT and COUNTERSIGN_TEST_PG_URL and sets
+# COUNTERSIGN_TEST_S3_ENDPOINT and COUNTERSIGN_TEST_PG_URL (and, for tests that stop
+# and restart PostgreSQL, COUNTERSIGN_TEST_PG_BIN, _PG_DATA, _PG_PORT and
+# _PG_SOCKET_DIR) and sets
 # COUNTERSIGN_REQUIRE_SERVICES=1, so backend tests fail instead of skipping.
 set -euo pipefail
 
@@ -82,6 +84,12 @@ PG_STARTED=1
 export COUNTERSIGN_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export COUNTERSIGN_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 export COUNTERSIGN_REQUIRE_SERVICES=1
+# For tests that stop and restart PostgreSQL (as the `postgres` user). The fault suite
+# starts a cluster of its own with these programs, so the shared one stays up.
+export COUNTERSIGN_TEST_PG_BIN="$PG_BIN"
+export COUNTERSIGN_TEST_PG_DATA="$WORK/pg/data"
+export COUNTERSIGN_TEST_PG_PORT="$PG_PORT"
+export COUNTERSIGN_TEST_PG_SOCKET_DIR="$WORK/pg"
 log "moto at $COUNTERSIGN_TEST_S3_ENDPOINT, PostgreSQL at $COUNTERSIGN_TEST_PG_URL"
 
 "$@"
