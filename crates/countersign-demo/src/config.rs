@@ -277,6 +277,13 @@ impl Directory {
         let mut users = BTreeMap::new();
         let mut subjects = BTreeSet::new();
         for u in file.users {
+            if u.username.is_empty() || u.username.len() > crate::routes::MAX_USERNAME_BYTES {
+                return Err(bad(format!(
+                    "username `{}` must be 1 to {} bytes (the login form refuses longer ones)",
+                    u.username.chars().take(40).collect::<String>(),
+                    crate::routes::MAX_USERNAME_BYTES
+                )));
+            }
             if !organisations.contains_key(&u.organisation) {
                 return Err(bad(format!(
                     "user `{}`: unknown organisation `{}`",

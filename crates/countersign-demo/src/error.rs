@@ -31,7 +31,7 @@ pub struct ApiError {
     pub code: &'static str,
     /// One sentence for the client.
     pub message: String,
-    /// Seconds to wait, for `rate_limited`.
+    /// Seconds to wait, for `rate_limited` and `overloaded` (sent as `Retry-After`).
     pub retry_after: Option<u64>,
 }
 
@@ -74,6 +74,28 @@ impl ApiError {
                 format!("too many requests; retry in {retry_after} s"),
             )
         }
+    }
+
+    /// `503 overloaded`: every password check slot is busy and the queue is full or
+    /// did not move in time; retry after `retry_after` seconds.
+    pub fn overloaded(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Overloaded.as_str(),
+                format!("too many logins are being checked right now; retry in {retry_after} s"),
+            )
+        }
+    }
+
+    /// `413 too_large`: the field `field` is longer than `max` bytes.
+    pub fn field_too_large(field: &str, max: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge.as_str(),
+            format!("`{field}` is longer than {max} bytes"),
+        )
     }
 
     /// `invalid_config` (startup).

@@ -21,7 +21,9 @@
 //! let directory = Directory::from_json(include_str!("../demo-config.json"))?;
 //! let key = VendorKey::generate(KeyId::parse("vendor-1")?, Role::vendor(), None, None, &mut rand_core::OsRng)?;
 //! let state = AppState::new(directory, Signer::new([key])?)?;
-//! let router = app(std::sync::Arc::new(state)); // serve with axum::serve
+//! let router = app(std::sync::Arc::new(state));
+//! // serve with axum::serve(listener,
+//! //     router.into_make_service_with_connect_info::<std::net::SocketAddr>())
 //! # drop(router); Ok(()) }
 //! ```
 //!
@@ -66,19 +68,43 @@
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the protocol's codes
 //! (`access_denied`, `wrong_audience`, `lifetime_too_long`, `expired`,
 //! `invalid_field`, `malformed`, `too_large`, …) plus [`error::codes`]
-//! (`unauthenticated`, `bad_credentials`, `rate_limited`, `not_found`). Every `POST`
-//! takes `Content-Type: application/json`.
+//! (`unauthenticated`, `bad_credentials`, `rate_limited`, `not_found`), and
+//! `overloaded` (503) when too many logins are being checked. Every `POST` takes
+//! `Content-Type: application/json`.
 //!
 //! | route | what |
 //! | --- | --- |
 //! | `GET /`, `GET /{file}`, `GET /pkg/{file}` | the report page from `--www`, the npm package from `--pkg` ([`assets`]; `application/wasm`, a Content-Security-Policy allowing `'wasm-unsafe-eval'` and `connect-src` to the gatekeeper) |
 //! | `GET /api/config` | `{"gatekeeper", "gatekeeper_url", "max_lifetime_secs", "vendor_public_keys", "gatekeeper_public_keys"}` (public key documents; the gatekeeper's are pinned with `--gatekeeper-key`) |
-//! | `POST /api/login` | `{"username", "password", "totp"}` → sets the session cookie; `{"username", "subject", "organisation", "organisation_name", "grants": [{"bucket", "prefix", "methods"}]}`; at most 10 attempts per username per minute |
+//! | `POST /api/login` | `{"username", "password", "totp"}` → sets the session cookie; `{"username", "subject", "organisation", "organisation_name", "grants": [{"bucket", "prefix", "methods"}]}`; guarded as below |
 //! | `POST /api/logout` | ends the session |
 //! | `GET /api/me` | the logged-in user, as at login |
 //! | `GET /api/reports` | `{"reports": [{"id", "organisation", "title", "bucket", "objects": [key, …]}]}` |
 //! | `POST /api/sign` | signs a batch of requests, below |
 //! | `GET /api/stats` | `{"requests", "request_body_bytes", "response_body_bytes"}` |
+//!
+//! ### `POST /api/login`
+//!
+//! A login costs an argon2 verification (19 MiB and tens of milliseconds with the
+//! default parameters), so everything cheap is checked first, and nothing an
+//! attacker sends is kept or hashed before its size is known:
+//!
+//! 1. the body is at most [`routes::MAX_LOGIN_BODY_BYTES`] (8 KiB), the username at
+//!    most [`routes::MAX_USERNAME_BYTES`], the password [`routes::MAX_PASSWORD_BYTES`],
+//!    the TOTP field [`routes::MAX_TOTP_BYTES`] bytes: else `413 too_large`, naming
+//!    the field;
+//! 2. the failed-login backoff, per username and per client address
+//!    ([`backoff`]: exponential, 5 free failures each; at most 15 s for a username,
+//!    so an attacker cannot lock a user out for longer, and none from an address the
+//!    user logged in from before; up to 15 min for an address): else
+//!    `429 rate_limited` with `Retry-After`;
+//! 3. a password-check slot ([`password`]: a few argon2 runs at once, a short bounded
+//!    queue): else `503 overloaded` with `Retry-After`;
+//! 4. argon2 and the TOTP code: else `401 bad_credentials`, never saying which.
+//!
+//! The client address is the TCP peer's (`countersign-demo serve` records it);
+//! forwarding headers are not trusted. The tables are swept of forgotten entries
+//! and capped in size ([`backoff`]).
 //!
 //! ### `POST /api/sign`
 //!
@@ -128,8 +154,10 @@
 #![deny(missing_docs)]
 
 pub mod assets;
+pub mod backoff;
 pub mod config;
 pub mod error;
+pub mod password;
 pub mod ratelimit;
 pub mod routes;
 pub mod session;
@@ -161,8 +189,10 @@ pub struct AppState {
     pub sessions: session::Sessions,
     /// Per-user limit on `POST /api/sign`.
     pub sign_limiter: ratelimit::RateLimiter,
-    /// Per-username limit on `POST /api/login`.
-    pub login_limiter: ratelimit::RateLimiter,
+    /// Failed-login backoff per username and per client address.
+    pub login_backoff: backoff::LoginBackoff,
+    /// Argon2 verifications, a bounded number at a time.
+    pub passwords: password::PasswordChecker,
     /// Last accepted TOTP step per username (a code works once).
     pub totp_used: Mutex<HashMap<String, u64>>,
     /// Body byte counters.
@@ -197,7 +227,8 @@ impl AppState {
                 directory.sign_burst,
                 directory.sign_per_minute,
             ),
-            login_limiter: ratelimit::RateLimiter::new(10, 10),
+            login_backoff: backoff::LoginBackoff::default(),
+            passwords: password::PasswordChecker::new(password::PasswordLimits::default()),
             totp_used: Mutex::new(HashMap::new()),
             traffic: Arc::default(),
             timing_hash,
@@ -212,6 +243,18 @@ impl AppState {
     /// Replaces the clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Replaces the failed-login backoff policy.
+    pub fn with_login_backoff(mut self, policy: backoff::BackoffPolicy) -> Self {
+        self.login_backoff = backoff::LoginBackoff::new(policy);
+        self
+    }
+
+    /// Replaces how many password checks run and wait at once.
+    pub fn with_password_limits(mut self, limits: password::PasswordLimits) -> Self {
+        self.passwords = password::PasswordChecker::new(limits);
         self
     }
 
@@ -233,14 +276,19 @@ impl AppState {
     }
 }
 
-/// The router: every route of the crate docs, a body limit, and the byte counter
-/// around everything.
+/// The router: every route of the crate docs, body limits, and the byte counter
+/// around everything. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so the login backoff sees
+/// each client's address.
 pub fn app(state: Arc<AppState>) -> Router {
     let traffic = Arc::clone(&state.traffic);
     Router::new()
         .route("/", get(assets::index))
         .route("/api/config", get(routes::config))
-        .route("/api/login", post(routes::login))
+        .route(
+            "/api/login",
+            post(routes::login).layer(DefaultBodyLimit::max(routes::MAX_LOGIN_BODY_BYTES)),
+        )
         .route("/api/logout", post(routes::logout))
         .route("/api/me", get(routes::whoami))
         .route("/api/reports", get(routes::reports))

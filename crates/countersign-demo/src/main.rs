@@ -144,7 +144,10 @@ async fn main() -> ExitCode {
                 Err(e) => return fail("io", format!("cannot listen on {listen}: {e}")),
             };
             eprintln!("countersign-demo: listening on http://{listen}");
-            let served = axum::serve(listener, app(Arc::new(state)))
+            // The peer address feeds the login backoff per client address.
+            let service =
+                app(Arc::new(state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let served = axum::serve(listener, service)
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
                 })

@@ -6,7 +6,7 @@ use crate::error::{ApiError, codes};
 use crate::totp;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -18,12 +18,20 @@ use countersign_core::{
     ObjectKey, Operation, Request as CsRequest, Subject,
 };
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 /// Most requests one `POST /api/sign` call may carry.
 pub const MAX_SIGN_BATCH: usize = 100;
 /// Longest password accepted (argon2 work is bounded by it).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longest username accepted (the config refuses longer ones).
+pub const MAX_USERNAME_BYTES: usize = 128;
+/// Longest TOTP field accepted (a code is 6 digits; surrounding spaces are trimmed).
+pub const MAX_TOTP_BYTES: usize = 16;
+/// Largest `POST /api/login` body: the three fields at their limits, even with every
+/// password character written as a JSON `\uXXXX` escape, fit in it.
+pub const MAX_LOGIN_BODY_BYTES: usize = 8 * 1024;
 
 /// `Json` whose rejections are [`ApiError`]s with stable codes.
 pub struct ApiJson<T>(pub T);
@@ -156,38 +164,72 @@ pub struct LoginBody {
     pub totp: String,
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
-    use argon2::PasswordVerifier as _;
-    argon2::PasswordHash::new(hash).is_ok_and(|parsed| {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+/// The peer address axum recorded (`into_make_service_with_connect_info`); without
+/// it (a router driven directly, as in tests) every client shares `0.0.0.0`.
+/// Forwarding headers are not trusted: behind a reverse proxy, every client is the
+/// proxy.
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// Refuses oversized fields before any work: the username would otherwise be kept in
+/// the backoff table, and the password hashed.
+fn check_login_sizes(body: &LoginBody) -> Result<(), ApiError> {
+    for (field, value, max) in [
+        ("username", &body.username, MAX_USERNAME_BYTES),
+        ("password", &body.password, MAX_PASSWORD_BYTES),
+        ("totp", &body.totp, MAX_TOTP_BYTES),
+    ] {
+        if value.len() > max {
+            return Err(ApiError::field_too_large(field, max));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /api/login`: password (argon2) and TOTP code; sets the session cookie.
+///
+/// In order, cheapest first: the body's size ([`MAX_LOGIN_BODY_BYTES`], `413
+/// too_large`), each field's size (`413 too_large`), the backoff per username and per
+/// client address ([`crate::backoff`], `429 rate_limited`), a password-check slot
+/// ([`crate::password`], `503 overloaded`), then argon2 and the TOTP code (`401
+/// bad_credentials`, never saying which was wrong).
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    check_login_sizes(&body)?;
     let now = state.now();
-    state
-        .login_limiter
-        .take(&format!("login:{}", body.username), now)
+    let attempt = state
+        .login_backoff
+        .begin(&body.username, ip, now)
         .map_err(ApiError::rate_limited)?;
-    if body.password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::bad_credentials());
-    }
     let user = state.directory.users.get(&body.username).cloned();
     // An unknown user still costs one argon2 verification, so timing does not tell
     // which usernames exist.
     let hash = user
         .as_ref()
         .map_or_else(|| state.timing_hash.clone(), |u| u.password_hash.clone());
-    let password = body.password;
-    let password_ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal(&format!("password check task: {e}")))?;
+    let password_ok = match state.passwords.verify(body.password, hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not judged: it must not count against the user or the address.
+            state.login_backoff.cancel(attempt);
+            return Err(e);
+        }
+    };
     let Some(user) = user.filter(|_| password_ok) else {
         return Err(ApiError::bad_credentials());
     };
@@ -201,6 +243,7 @@ pub async fn login(
             .ok_or_else(ApiError::bad_credentials)?;
         used.insert(user.username.clone(), step);
     }
+    state.login_backoff.succeeded(attempt, now);
     let cookie = state.sessions.start(&user.username, now);
     Ok(([(SET_COOKIE, cookie)], Json(me(&state, &user))))
 }

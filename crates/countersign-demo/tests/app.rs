@@ -12,20 +12,25 @@
 use argon2::PasswordHasher as _;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use countersign_core::signature::parse_list;
 use countersign_core::text::parse_b64;
 use countersign_core::{
     AuthorizedKey, GatekeeperId, KeyId, Keyring, Policy, RequestVerifier, Role,
 };
+use countersign_demo::backoff::BackoffPolicy;
 use countersign_demo::config::Directory;
+use countersign_demo::password::PasswordLimits;
 use countersign_demo::routes::RequestFields;
 use countersign_demo::traffic::TrafficStats;
 use countersign_demo::{AppState, app, totp};
 use countersign_vendor::{Signer, VendorKey};
 use serde_json::{Value, json};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tower::ServiceExt as _;
 
 const NOW: u64 = 1_800_000_015;
@@ -34,6 +39,7 @@ const BOB_TOTP: &str = "UTRBH2TRNRQGDKKAXSLA2LVG2LLERYZJ";
 
 struct Demo {
     app: Router,
+    state: Arc<AppState>,
     clock: Arc<AtomicU64>,
     vendor: AuthorizedKey,
     /// Body bytes the test sent and received, to compare with `/api/stats`.
@@ -79,6 +85,10 @@ fn config(burst: u32) -> Value {
 }
 
 fn demo_with(burst: u32) -> Demo {
+    demo_configured(burst, |s| s)
+}
+
+fn demo_configured(burst: u32, configure: impl FnOnce(AppState) -> AppState) -> Demo {
     let directory = Directory::from_json(&config(burst).to_string()).unwrap();
     let key = VendorKey::generate(
         KeyId::parse("vendor-1").unwrap(),
@@ -94,8 +104,10 @@ fn demo_with(burst: u32) -> Demo {
     let state = AppState::new(directory, Signer::new([key]).unwrap())
         .unwrap()
         .with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+    let state = Arc::new(configure(state));
     Demo {
-        app: app(Arc::new(state)),
+        app: app(Arc::clone(&state)),
+        state,
         clock,
         vendor,
         sent: 0,
@@ -125,7 +137,23 @@ impl Demo {
         cookie: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        self.call_from(None, method, uri, cookie, body).await
+    }
+
+    /// A call from the client address `ip`, as `into_make_service_with_connect_info`
+    /// records it.
+    async fn call_from(
+        &mut self,
+        ip: Option<IpAddr>,
+        method: &str,
+        uri: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
+        if let Some(ip) = ip {
+            req = req.extension(ConnectInfo(SocketAddr::new(ip, 40_000)));
+        }
         if let Some(c) = cookie {
             req = req.header(header::COOKIE, c);
         }
@@ -270,7 +298,14 @@ async fn login_sets_a_hardened_signed_cookie() {
 
 #[tokio::test]
 async fn wrong_password_wrong_totp_and_replayed_totp_fail() {
-    let mut d = demo();
+    // About the checks, not the backoff (its own tests below): no delays here.
+    let mut d = demo_configured(20, |s| {
+        s.with_login_backoff(BackoffPolicy {
+            user_free_failures: 100,
+            ip_free_failures: 100,
+            ..BackoffPolicy::default()
+        })
+    });
     let attempt = |user: &str, pw: &str, totp: String| json!({"username": user, "password": pw, "totp": totp});
     for body in [
         attempt("alice", "wrong", code(ALICE_TOTP, NOW)),
@@ -705,6 +740,305 @@ async fn byte_counters_account_for_every_body_byte() {
     assert_eq!(stats.request_body_bytes, sent);
     assert_eq!(stats.response_body_bytes, received);
     assert!(sent > 0 && received > 0);
+}
+
+fn ip(text: &str) -> Option<IpAddr> {
+    Some(text.parse().unwrap())
+}
+
+fn login_body(user: &str, password: &str, totp: &str) -> Value {
+    json!({"username": user, "password": password, "totp": totp})
+}
+
+#[tokio::test]
+async fn oversized_login_fields_are_refused_before_any_work() {
+    let mut d = demo();
+    let alice_code = code(ALICE_TOTP, NOW);
+    let long = |n: usize| "a".repeat(n);
+    for (body, field) in [
+        // 250 KB: under the app-wide body limit, over the login route's.
+        (login_body(&long(250_000), "pw", &alice_code), None),
+        (login_body(&long(129), "pw", &alice_code), Some("username")),
+        (
+            login_body("alice", &long(1025), &alice_code),
+            Some("password"),
+        ),
+        (login_body("alice", "alice-pw", &long(17)), Some("totp")),
+    ] {
+        let r = d.call("POST", "/api/login", None, Some(body)).await;
+        assert_eq!(
+            (r.status, r.json["error"]["code"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large")),
+            "{}",
+            r.json
+        );
+        if let Some(field) = field {
+            let message = r.json["error"]["message"].as_str().unwrap();
+            assert!(message.contains(&format!("`{field}`")), "{message}");
+        }
+    }
+    // Nothing was hashed and nothing was remembered.
+    assert_eq!(d.state.passwords.stats().hashed, 0);
+    let sizes = d.state.login_backoff.sizes();
+    assert_eq!((sizes.users, sizes.clients), (0, 0));
+    // At the limits, the fields are checked as usual.
+    let r = d
+        .call(
+            "POST",
+            "/api/login",
+            None,
+            Some(login_body(&long(128), &long(1024), "000000")),
+        )
+        .await;
+    assert_eq!(r.json["error"]["code"], "bad_credentials");
+    assert_eq!(d.state.passwords.stats().hashed, 1);
+    // A username the login form would refuse is refused in the config too.
+    let mut c = config(1);
+    c["users"][0]["username"] = json!(long(129));
+    let err = Directory::from_json(&c.to_string()).unwrap_err();
+    assert_eq!(err.code, "invalid_config");
+}
+
+#[tokio::test]
+async fn the_backoff_tables_stay_bounded_after_many_distinct_usernames() {
+    let mut d = demo_configured(20, |s| {
+        s.with_login_backoff(BackoffPolicy {
+            max_entries: 16,
+            ..BackoffPolicy::default()
+        })
+    });
+    for i in 0..48u8 {
+        let r = d
+            .call_from(
+                ip(&format!("198.51.100.{i}")),
+                "POST",
+                "/api/login",
+                None,
+                Some(login_body(&format!("nobody-{i}"), "pw", "000000")),
+            )
+            .await;
+        assert_eq!(r.json["error"]["code"], "bad_credentials");
+        let sizes = d.state.login_backoff.sizes();
+        assert!(
+            sizes.users <= 16 && sizes.clients <= 16,
+            "{sizes:?} after {i}"
+        );
+    }
+    // Once forgotten (an hour after the last failure), entries are swept out.
+    d.clock.fetch_add(3600, Ordering::SeqCst);
+    let r = d
+        .call_from(
+            ip("198.51.100.200"),
+            "POST",
+            "/api/login",
+            None,
+            Some(login_body("nobody", "pw", "000000")),
+        )
+        .await;
+    assert_eq!(r.json["error"]["code"], "bad_credentials");
+    let sizes = d.state.login_backoff.sizes();
+    assert_eq!((sizes.users, sizes.clients), (1, 1));
+}
+
+/// Many logins at once, from distinct addresses for distinct unknown usernames (so
+/// the backoff lets them all through; each still costs one argon2 verification).
+async fn login_storm(d: &Demo, count: u8) -> Vec<(StatusCode, Value, Option<String>)> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let app = d.app.clone();
+            tokio::spawn(async move {
+                let req = Request::builder()
+                    .method("POST")
+                    .uri("/api/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .extension(ConnectInfo(SocketAddr::new(
+                        format!("203.0.113.{i}").parse().unwrap(),
+                        40_000,
+                    )))
+                    .body(Body::from(
+                        login_body(&format!("nobody-{i}"), "guess", "000000").to_string(),
+                    ))
+                    .unwrap();
+                let resp = app.oneshot(req).await.unwrap();
+                let status = resp.status();
+                let retry = resp
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                (status, serde_json::from_slice(&bytes).unwrap(), retry)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_never_exceed_the_argon2_permits() {
+    let d = demo_configured(20, |s| {
+        s.with_password_limits(PasswordLimits {
+            permits: 2,
+            max_waiting: 64,
+            max_wait: Duration::from_secs(60),
+        })
+    });
+    // Logins whose clients go away while waiting or hashing: their hashes keep their
+    // slots until they finish, so the bound holds across cancellations too.
+    for i in 0..8u8 {
+        let app = d.app.clone();
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .extension(ConnectInfo(SocketAddr::new(
+                format!("192.0.2.{i}").parse().unwrap(),
+                40_000,
+            )))
+            .body(Body::from(login_body("bob", "x", "000000").to_string()))
+            .unwrap();
+        let cancelled = tokio::spawn(app.oneshot(req));
+        tokio::task::yield_now().await;
+        cancelled.abort();
+    }
+    let results = login_storm(&d, 24).await;
+    for (status, json, _) in &results {
+        assert_eq!(*status, StatusCode::UNAUTHORIZED, "{json}");
+    }
+    let stats = d.state.passwords.stats();
+    assert!(stats.hashed >= 24, "{stats:?}");
+    assert_eq!(stats.peak_running, 2, "{stats:?}");
+    assert_eq!(stats.overloaded, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_password_checker_answers_503_and_counts_no_failure() {
+    let d = demo_configured(20, |s| {
+        s.with_password_limits(PasswordLimits {
+            permits: 1,
+            max_waiting: 0,
+            max_wait: Duration::ZERO,
+        })
+    });
+    let results = login_storm(&d, 12).await;
+    let overloaded: Vec<_> = results
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        !overloaded.is_empty(),
+        "12 logins at once, one slot, no queue"
+    );
+    for (_, json, retry) in &overloaded {
+        assert_eq!(json["error"]["code"], "overloaded");
+        assert_eq!(retry.as_deref(), Some("1"));
+    }
+    let stats = d.state.passwords.stats();
+    assert_eq!(stats.peak_running, 1);
+    assert_eq!(stats.overloaded, overloaded.len() as u64);
+    assert_eq!(stats.hashed + stats.overloaded, 12);
+    // Only the judged attempts count as failures: the refused ones were taken back.
+    let sizes = d.state.login_backoff.sizes();
+    assert_eq!(sizes.users as u64, stats.hashed, "{sizes:?} {stats:?}");
+    assert_eq!(sizes.clients as u64, stats.hashed, "{sizes:?} {stats:?}");
+}
+
+/// A login with the current TOTP code: status, error code, `Retry-After`.
+async fn login_from(
+    d: &mut Demo,
+    from: Option<IpAddr>,
+    user: &str,
+    password: &str,
+    secret: &str,
+) -> (StatusCode, Option<String>, Option<u64>) {
+    let now = d.clock.load(Ordering::SeqCst);
+    let body = login_body(user, password, &code(secret, now));
+    let r = d
+        .call_from(from, "POST", "/api/login", None, Some(body))
+        .await;
+    let retry = r
+        .headers
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    (
+        r.status,
+        r.json["error"]["code"].as_str().map(str::to_owned),
+        retry,
+    )
+}
+
+#[tokio::test]
+async fn an_attacker_cannot_lock_a_user_out() {
+    let mut d = demo();
+    let home = ip("198.51.100.7");
+    let attacker = ip("203.0.113.66");
+    let step = |d: &Demo, secs: u64| d.clock.fetch_add(secs, Ordering::SeqCst) + secs;
+    // Alice logs in from home: that address becomes known for her.
+    let (status, ..) = login_from(&mut d, home, "alice", "alice-pw", ALICE_TOTP).await;
+    assert_eq!(status, StatusCode::OK);
+    step(&d, 30);
+
+    // One address guesses alice's password once a second for ten minutes.
+    let (mut judged, mut refused) = (0, 0);
+    for _ in 0..600 {
+        let (status, code, retry) =
+            login_from(&mut d, attacker, "alice", "guess", ALICE_TOTP).await;
+        match status {
+            StatusCode::UNAUTHORIZED => judged += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(code.as_deref(), Some("rate_limited"));
+                assert!(retry.unwrap() >= 1);
+                refused += 1;
+            }
+            other => panic!("{other}"),
+        }
+        step(&d, 1);
+    }
+    assert!(
+        judged <= 15,
+        "{judged} guesses judged in 10 min from one address"
+    );
+    assert_eq!(judged + refused, 600);
+    assert!(d.state.passwords.stats().hashed <= 16);
+    // That address is now slowed for every username, not only alice.
+    let (status, _, retry) = login_from(&mut d, attacker, "bob", "bob-pw", BOB_TOTP).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.unwrap() > 15, "{retry:?}");
+
+    // Alice, from home, is not slowed at all.
+    let (status, ..) = login_from(&mut d, home, "alice", "alice-pw", ALICE_TOTP).await;
+    assert_eq!(status, StatusCode::OK);
+    step(&d, 30);
+
+    // Many addresses guessing (a botnet): the per-user delay grows, but never past
+    // its low cap, so alice from a fresh address waits at most 15 s.
+    for i in 0..200u8 {
+        let from = ip(&format!("192.0.2.{i}"));
+        let (status, _, retry) = login_from(&mut d, from, "alice", "guess", ALICE_TOTP).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(retry.unwrap() <= 15, "{retry:?}");
+        }
+        step(&d, 1);
+    }
+    let fresh = ip("100.64.0.9");
+    let (status, _, retry) = login_from(&mut d, fresh, "alice", "alice-pw", ALICE_TOTP).await;
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let wait = retry.unwrap();
+        assert!(wait <= 15, "{wait}");
+        step(&d, wait);
+        let (status, ..) = login_from(&mut d, fresh, "alice", "alice-pw", ALICE_TOTP).await;
+        assert_eq!(status, StatusCode::OK);
+    } else {
+        assert_eq!(status, StatusCode::OK);
+    }
+    // And bob, never attacked, logs in from yet another address at once.
+    let (status, ..) = login_from(&mut d, ip("100.64.0.10"), "bob", "bob-pw", BOB_TOTP).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[test]

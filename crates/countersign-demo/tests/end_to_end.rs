@@ -85,7 +85,10 @@ async fn object_bytes_never_pass_through_the_vendor() {
 
     let state =
         Arc::new(AppState::new(directory, Signer::new([vendor_key.clone()]).unwrap()).unwrap());
-    let vendor_task = tokio::spawn(async move { axum::serve(vendor_listener, app(state)).await });
+    // Served as `countersign-demo serve` does: with the peer address, for the login
+    // backoff per client address.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let vendor_task = tokio::spawn(async move { axum::serve(vendor_listener, service).await });
 
     let http = reqwest::Client::new();
     let post = |path: &str, cookie: Option<String>, body: Value| {
