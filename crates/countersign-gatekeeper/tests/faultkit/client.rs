@@ -120,9 +120,21 @@ async fn connect(port: u16) -> std::io::Result<TcpStream> {
 /// Sends the whole request and reads the whole response.
 pub async fn exchange(port: u16, s: &Signed) -> std::io::Result<Resp> {
     let mut c = connect(port).await?;
-    c.write_all(&s.head).await?;
-    c.write_all(&s.body).await?;
-    read_response(&mut c).await
+    let sent = async {
+        c.write_all(&s.head).await?;
+        c.write_all(&s.body).await
+    }
+    .await;
+    answer_after(&mut c, sent).await
+}
+
+/// The response, also when the gatekeeper answered (and closed) before the client
+/// finished sending: then the answer is waiting in the receive buffer.
+async fn answer_after(c: &mut TcpStream, sent: std::io::Result<()>) -> std::io::Result<Resp> {
+    match (sent, read_response(c).await) {
+        (_, Ok(r)) => Ok(r),
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => Err(e),
+    }
 }
 
 /// Like [`exchange`], but sends the body in `chunk`-byte pieces with `pause` between
@@ -134,12 +146,16 @@ pub async fn exchange_slowly(
     pause: Duration,
 ) -> std::io::Result<Resp> {
     let mut c = connect(port).await?;
-    c.write_all(&s.head).await?;
-    for piece in s.body.chunks(chunk.max(1)) {
-        c.write_all(piece).await?;
-        tokio::time::sleep(pause).await;
+    let sent = async {
+        c.write_all(&s.head).await?;
+        for piece in s.body.chunks(chunk.max(1)) {
+            c.write_all(piece).await?;
+            tokio::time::sleep(pause).await;
+        }
+        Ok(())
     }
-    read_response(&mut c).await
+    .await;
+    answer_after(&mut c, sent).await
 }
 
 /// A plain GET of a server path (`/healthz`, `/readyz`).

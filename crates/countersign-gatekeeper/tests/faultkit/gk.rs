@@ -283,7 +283,10 @@ pub fn reconcile_with(config: &std::path::Path) -> Result<Vec<serde_json::Value>
         return Err(format!(
             "`countersign-gatekeeper reconcile` failed ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
         ));
     }
     String::from_utf8_lossy(&out.stdout)

@@ -546,28 +546,52 @@ pub async fn check_layout(world: &World, v: &mut Violations) {
         .collect();
     let paths = world.storage_paths().await;
     let present: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
+    let mut unknown = Vec::new();
+    let mut outside = Vec::new();
     for p in &paths {
         match storage_name(p) {
             Some((_, name)) if names.contains(name) => {}
-            Some(_) => v.add(format!(
-                "after reconcile, storage holds `{p}`, which no stored index row names"
-            )),
-            None => v.add(format!(
-                "after reconcile, storage holds `{p}`, outside the layout objects/<name>, manifests/<name>"
-            )),
+            Some(_) => unknown.push(p.as_str()),
+            None => outside.push(p.as_str()),
         }
     }
+    // One line per kind, with examples: a layout problem is one problem.
+    let examples = |v: &[&str]| v.iter().take(3).copied().collect::<Vec<_>>().join("`, `");
+    v.check(unknown.is_empty(), || {
+        format!(
+            "after reconcile, storage holds {} file(s) no stored index row names, e.g. `{}`",
+            unknown.len(),
+            examples(&unknown)
+        )
+    });
+    v.check(outside.is_empty(), || {
+        format!(
+            "after reconcile, storage holds {} file(s) outside the layout objects/<name>, manifests/<name>, e.g. `{}`",
+            outside.len(),
+            examples(&outside)
+        )
+    });
+    let mut missing = Vec::new();
     for o in objects.iter().filter(|o| o.state == "stored") {
-        if let Some(n) = &o.storage_name {
-            for dir in ["objects", "manifests"] {
-                v.check(present.contains(format!("{dir}/{n}").as_str()), || {
-                    format!("stored object `{}` has no `{dir}/{n}` in storage", o.key)
-                });
+        match &o.storage_name {
+            Some(n) => {
+                for dir in ["objects", "manifests"] {
+                    if !present.contains(format!("{dir}/{n}").as_str()) {
+                        missing.push(format!("{}: {dir}/{n}", o.key));
+                    }
+                }
             }
-        } else if has_name {
-            v.add(format!("stored object `{}` has no storage_name", o.key));
+            None if has_name => missing.push(format!("{}: no storage_name", o.key)),
+            None => {}
         }
     }
+    v.check(missing.is_empty(), || {
+        format!(
+            "{} stored index row(s) lack their file in storage, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(3)]
+        )
+    });
     for o in objects.iter().filter(|o| o.state != "stored") {
         v.add(format!(
             "after reconcile, the reservation of `{}` is still `{}`",

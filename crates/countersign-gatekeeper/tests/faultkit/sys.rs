@@ -1,5 +1,5 @@
 //! Faults that need the operating system: a tiny tmpfs that fills up, files made
-//! immutable (`chattr +i`), a file system remounted read-only, and a PostgreSQL
+//! immutable (`chattr +i`), and a PostgreSQL
 //! cluster of the test's own that it stops and starts. Every guard undoes its fault
 //! when dropped, also when the test fails.
 
