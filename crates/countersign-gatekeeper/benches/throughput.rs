@@ -43,7 +43,7 @@ use countersign_core::{
     Role, SignatureEntry, Subject,
 };
 use countersign_gatekeeper::config::StorageConfig;
-use countersign_gatekeeper::storage::{build_store, manifest_path, object_path};
+use countersign_gatekeeper::storage::build_object_store;
 use futures::StreamExt as _;
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest as _, Sha256};
@@ -480,6 +480,11 @@ impl LargeRow {
     }
 }
 
+/// Where the direct-S3 baseline stores an object (the gatekeeper uses opaque names).
+fn object_path(key: &ObjectKey) -> object_store::path::Path {
+    object_store::path::Path::from_iter(key.segments())
+}
+
 fn main() {
     let Ok(s3_endpoint) = std::env::var("COUNTERSIGN_TEST_S3_ENDPOINT") else {
         eprintln!(
@@ -520,14 +525,17 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
 
     let s3_bucket = format!("gk-bench-{}", random_hex(6));
     create_s3_bucket(s3_endpoint, &s3_bucket).await;
-    let store = build_store(&StorageConfig::S3 {
-        endpoint: s3_endpoint.to_owned(),
-        region: "us-east-1".into(),
-        s3_bucket: s3_bucket.clone(),
-        access_key_id: "testing".into(),
-        secret_access_key: "testing".into(),
-        allow_http: true,
-    })
+    let store = build_object_store(
+        &StorageConfig::S3 {
+            endpoint: s3_endpoint.to_owned(),
+            region: "us-east-1".into(),
+            s3_bucket: s3_bucket.clone(),
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+            allow_http: true,
+        },
+        Duration::from_secs(60),
+    )
     .unwrap();
 
     // One gatekeeper per audit store, all on the same bucket.
@@ -642,8 +650,10 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
                 }
             }
             // Free the S3 server's memory (the gatekeeper never deletes; we do).
-            for p in [object_path(&dk), object_path(&gkk), manifest_path(&gkk)] {
-                let _ = store.delete(&p).await;
+            let _ = store.delete(&object_path(&dk)).await;
+            let stored: Vec<_> = store.list(None).collect().await;
+            for m in stored.into_iter().flatten() {
+                let _ = store.delete(&m.location).await;
             }
         }
         large_rows.push((mib, body.digest.length, put, get));

@@ -83,6 +83,30 @@ pub struct Limits {
     pub clock_skew_secs: u64,
     /// Most keys one LIST page returns.
     pub max_list_page: u32,
+    /// Deadline of every object-store call (and of each chunk of a stream).
+    pub storage_timeout_ms: u64,
+    /// Deadline of every database call, waiting for a connection included.
+    pub database_timeout_ms: u64,
+    /// A client must send a request's headers within this time.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// A PUT body slower than this (over 10-second windows) is cut (`timeout`).
+    pub min_body_bytes_per_sec: u64,
+    /// Most connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Memory for upload buffers across all uploads in flight; a PUT that would
+    /// exceed it waits briefly, then gets `overloaded`.
+    pub upload_memory_bytes: u64,
+    /// How often dead uploads and orphaned storage are reconciled.
+    pub reconcile_interval_secs: u64,
+    /// A reservation is dead this long after its request's signed `expires-at`.
+    pub reservation_grace_secs: u64,
+    /// Failed requests (before their signatures verified) allowed per client address
+    /// as a burst; the allowance refills at `preauth_failures_per_sec`.
+    pub preauth_failure_burst: u32,
+    /// Refill rate of the allowance above.
+    pub preauth_failures_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -93,7 +117,30 @@ impl Default for Limits {
             max_lifetime_secs: 900,
             clock_skew_secs: 30,
             max_list_page: 1000,
+            storage_timeout_ms: 5_000,
+            database_timeout_ms: 3_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            min_body_bytes_per_sec: 8_192,
+            max_connections: 1_024,
+            upload_memory_bytes: 256 * 1024 * 1024,
+            reconcile_interval_secs: 60,
+            reservation_grace_secs: 30,
+            preauth_failure_burst: 60,
+            preauth_failures_per_sec: 10,
         }
+    }
+}
+
+impl Limits {
+    /// [`Limits::storage_timeout_ms`] as a duration.
+    pub fn storage_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.storage_timeout_ms)
+    }
+
+    /// [`Limits::database_timeout_ms`] as a duration.
+    pub fn database_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.database_timeout_ms)
     }
 }
 
@@ -273,6 +320,17 @@ struct RawLimits {
     max_lifetime_secs: Option<u64>,
     clock_skew_secs: Option<u64>,
     max_list_page: Option<u32>,
+    storage_timeout_ms: Option<u64>,
+    database_timeout_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    min_body_bytes_per_sec: Option<u64>,
+    max_connections: Option<usize>,
+    upload_memory_bytes: Option<u64>,
+    reconcile_interval_secs: Option<u64>,
+    reservation_grace_secs: Option<u64>,
+    preauth_failure_burst: Option<u32>,
+    preauth_failures_per_sec: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -456,6 +514,100 @@ impl RawConfig {
                 }
                 limits.max_list_page = v;
             }
+            let ranged = |name: &str, v: Option<u64>, lo: u64, hi: u64, slot: &mut u64| match v {
+                Some(v) if !(lo..=hi).contains(&v) => Err(err(
+                    format!("limits.{name}"),
+                    format!("must be between {lo} and {hi}"),
+                )),
+                Some(v) => {
+                    *slot = v;
+                    Ok(())
+                }
+                None => Ok(()),
+            };
+            ranged(
+                "storage_timeout_ms",
+                l.storage_timeout_ms,
+                100,
+                600_000,
+                &mut limits.storage_timeout_ms,
+            )?;
+            ranged(
+                "database_timeout_ms",
+                l.database_timeout_ms,
+                100,
+                600_000,
+                &mut limits.database_timeout_ms,
+            )?;
+            ranged(
+                "header_read_timeout_ms",
+                l.header_read_timeout_ms,
+                100,
+                600_000,
+                &mut limits.header_read_timeout_ms,
+            )?;
+            ranged(
+                "idle_timeout_ms",
+                l.idle_timeout_ms,
+                100,
+                3_600_000,
+                &mut limits.idle_timeout_ms,
+            )?;
+            ranged(
+                "min_body_bytes_per_sec",
+                l.min_body_bytes_per_sec,
+                0,
+                1 << 30,
+                &mut limits.min_body_bytes_per_sec,
+            )?;
+            ranged(
+                "upload_memory_bytes",
+                l.upload_memory_bytes,
+                16 << 20,
+                1 << 40,
+                &mut limits.upload_memory_bytes,
+            )?;
+            ranged(
+                "reconcile_interval_secs",
+                l.reconcile_interval_secs,
+                1,
+                86_400,
+                &mut limits.reconcile_interval_secs,
+            )?;
+            ranged(
+                "reservation_grace_secs",
+                l.reservation_grace_secs,
+                1,
+                86_400,
+                &mut limits.reservation_grace_secs,
+            )?;
+            let mut n = limits.max_connections as u64;
+            ranged(
+                "max_connections",
+                l.max_connections.map(|v| v as u64),
+                1,
+                1_000_000,
+                &mut n,
+            )?;
+            limits.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+            let mut n = u64::from(limits.preauth_failure_burst);
+            ranged(
+                "preauth_failure_burst",
+                l.preauth_failure_burst.map(u64::from),
+                1,
+                1_000_000,
+                &mut n,
+            )?;
+            limits.preauth_failure_burst = u32::try_from(n).unwrap_or(u32::MAX);
+            let mut n = u64::from(limits.preauth_failures_per_sec);
+            ranged(
+                "preauth_failures_per_sec",
+                l.preauth_failures_per_sec.map(u64::from),
+                1,
+                1_000_000,
+                &mut n,
+            )?;
+            limits.preauth_failures_per_sec = u32::try_from(n).unwrap_or(u32::MAX);
         }
 
         let mut keys = Vec::new();

@@ -46,8 +46,19 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}})
+    pub fn body(&self) -> String {
+        countersign_core::transport::error_body(self.code, &self.message)
+    }
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        let mut r = (self.status(), self.body()).into_response();
+        r.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        r
     }
 }
 
@@ -57,34 +68,8 @@ impl From<countersign_core::Error> for ApiError {
     }
 }
 
-/// The HTTP status for each protocol error code.
+/// The HTTP status for each protocol error code (defined once, in the core).
 pub fn status_of(code: ErrorCode) -> StatusCode {
-    use ErrorCode as C;
-    match code {
-        C::Malformed
-        | C::UnsupportedVersion
-        | C::NonCanonical
-        | C::InvalidField
-        | C::InvalidBucket
-        | C::InvalidKeyPath
-        | C::LifetimeTooLong
-        | C::BodyMismatch
-        | C::RequestMismatch
-        | C::ReceiptMismatch
-        | C::ManifestMismatch => StatusCode::BAD_REQUEST,
-        C::Expired
-        | C::NotYetValid
-        | C::BadSignature
-        | C::WeakKey
-        | C::UnknownKey
-        | C::WrongRole
-        | C::KeyOutsideWindow
-        | C::ThresholdNotMet => StatusCode::UNAUTHORIZED,
-        C::WrongAudience | C::IpDenied | C::AccessDenied => StatusCode::FORBIDDEN,
-        C::NotFound => StatusCode::NOT_FOUND,
-        C::AlreadyExists | C::Replayed => StatusCode::CONFLICT,
-        C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        C::AuditUnavailable | C::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(countersign_core::transport::http_status(code))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

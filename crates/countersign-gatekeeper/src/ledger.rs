@@ -26,6 +26,9 @@ pub enum LedgerError {
     /// A stored row cannot be read back (tampering or a bug).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database did not answer within its deadline.
+    #[error("the database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -84,6 +87,8 @@ pub struct IndexedObject {
     pub bucket: String,
     /// Object key.
     pub key: String,
+    /// The opaque name the bytes are stored under (see `storage`).
+    pub storage_name: String,
     /// Size in bytes.
     pub size: u64,
     /// SHA-256 of the body.
@@ -96,6 +101,79 @@ pub struct IndexedObject {
     pub manifest: Vec<u8>,
     /// The gatekeeper's signature list over the manifest.
     pub manifest_signatures: String,
+}
+
+/// One object of a listing page (LIST reads no manifest blobs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the body.
+    pub sha256: [u8; 32],
+    /// Media type.
+    pub content_type: String,
+    /// Unix seconds of the store.
+    pub stored_at: u64,
+}
+
+/// A reservation of a key by an upload in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// The opaque storage name chosen for the upload.
+    pub storage_name: String,
+    /// The storage's multipart upload id, once one was started (else empty).
+    pub upload_id: String,
+    /// Unix seconds after which the upload is dead for certain: its request was cut at
+    /// its signed `expires-at`, before this.
+    pub deadline: u64,
+}
+
+/// A connection whose transaction failed (or timed out) may still be inside it: a
+/// failed COMMIT on SQLite leaves the transaction open, and every later statement on
+/// that connection would run inside it and never commit. Such a connection is closed
+/// instead of going back to the pool.
+fn discard_on_error<T>(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    r: Result<T>,
+) -> Result<T> {
+    if r.is_err() {
+        conn.close_on_drop();
+    }
+    r
+}
+
+/// A nonce to record with an audit entry, until `until` (Unix seconds).
+#[derive(Clone, Copy, Debug)]
+pub struct NonceUse {
+    /// The request's nonce.
+    pub nonce: [u8; 16],
+    /// When it may be forgotten: the end of the request's replay window.
+    pub until: u64,
+}
+
+/// The smallest string greater than every string that starts with `prefix`, in byte
+/// (= code point) order: the prefix with its last character incremented (carrying
+/// past U+10FFFF, skipping surrogates). `None` if there is no such bound (an empty
+/// prefix, or one of only U+10FFFF).
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match u32::from(last) + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// A stored checkpoint.
@@ -116,6 +194,7 @@ pub struct Ledger {
     checkpoint_every: u64,
     append_lock: Arc<Mutex<()>>,
     nonce_inserts: Arc<AtomicU64>,
+    deadline: std::time::Duration,
 }
 
 fn to_i64(v: u64, what: &str) -> Result<i64> {
@@ -134,10 +213,13 @@ fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
 impl Ledger {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and creates the tables if
     /// they are missing.
+    /// Every call fails with [`LedgerError::Timeout`] after `deadline` (waiting for a
+    /// connection included), so a frozen database fails requests fast.
     pub async fn connect(
         url: &str,
         signer: CheckpointSigner,
         checkpoint_every: u64,
+        deadline: std::time::Duration,
     ) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let dialect = if url.starts_with("sqlite:") {
@@ -145,14 +227,27 @@ impl Ledger {
         } else {
             Dialect::Postgres
         };
-        let options = AnyPoolOptions::new().acquire_timeout(std::time::Duration::from_secs(5));
+        let options = AnyPoolOptions::new().acquire_timeout(deadline);
         // SQLite has one writer; one connection avoids SQLITE_BUSY on lock upgrades,
-        // and its statements take microseconds.
+        // and its statements take microseconds. Per-connection settings are applied to
+        // every new connection, since a connection that failed is discarded (below).
         let options = match dialect {
-            Dialect::Sqlite => options.max_connections(1),
+            Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA busy_timeout = 2000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            }),
             Dialect::Postgres => options.max_connections(16),
         };
-        let pool = options.connect(url).await?;
+        let pool = tokio::time::timeout(deadline, options.connect(url))
+            .await
+            .map_err(|_| LedgerError::Timeout(deadline))??;
         let ledger = Self {
             pool,
             dialect,
@@ -160,6 +255,7 @@ impl Ledger {
             checkpoint_every: checkpoint_every.max(1),
             append_lock: Arc::new(Mutex::new(())),
             nonce_inserts: Arc::new(AtomicU64::new(0)),
+            deadline,
         };
         ledger.migrate().await?;
         Ok(ledger)
@@ -178,8 +274,11 @@ impl Ledger {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.within(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Adapts placeholders to the dialect. Every query text is built from constants
@@ -213,9 +312,6 @@ impl Ledger {
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&self.pool)
                 .await?;
-            sqlx::query("PRAGMA synchronous=NORMAL")
-                .execute(&self.pool)
-                .await?;
         }
         let statements = [
             format!(
@@ -226,16 +322,16 @@ impl Ledger {
                     time_ms BIGINT NOT NULL,
                     gatekeeper TEXT NOT NULL,
                     client_ip TEXT NOT NULL,
-                    operation TEXT NOT NULL,
-                    bucket TEXT NOT NULL,
-                    object_key {text_key} NOT NULL,
-                    subject TEXT NOT NULL,
+                    operation {blob} NOT NULL,
+                    bucket {blob} NOT NULL,
+                    object_key {blob} NOT NULL,
+                    subject {blob} NOT NULL,
                     decision TEXT NOT NULL,
                     error_code TEXT NOT NULL,
                     bytes BIGINT NOT NULL,
                     latency_us BIGINT NOT NULL,
                     request {blob} NOT NULL,
-                    signatures TEXT NOT NULL)"
+                    signatures {blob} NOT NULL)"
             ),
             "CREATE INDEX IF NOT EXISTS audit_time ON audit_log (time_ms)".to_owned(),
             "CREATE INDEX IF NOT EXISTS audit_subject ON audit_log (subject)".to_owned(),
@@ -256,6 +352,9 @@ impl Ledger {
                     bucket TEXT NOT NULL,
                     object_key {text_key} NOT NULL,
                     state TEXT NOT NULL,
+                    storage_name TEXT NOT NULL,
+                    upload_id TEXT NOT NULL,
+                    deadline BIGINT NOT NULL,
                     size BIGINT NOT NULL,
                     sha256 {blob} NOT NULL,
                     content_type TEXT NOT NULL,
@@ -264,6 +363,12 @@ impl Ledger {
                     manifest_signatures TEXT NOT NULL,
                     PRIMARY KEY (bucket, object_key))"
             ),
+            "CREATE INDEX IF NOT EXISTS objects_pending ON objects (state, deadline)".to_owned(),
+            format!(
+                "CREATE TABLE IF NOT EXISTS gatekeeper_keys (
+                    key_id TEXT PRIMARY KEY,
+                    public_key {blob} NOT NULL)"
+            ),
         ];
         for s in statements {
             sqlx::query(AssertSqlSafe(s)).execute(&self.pool).await?;
@@ -271,21 +376,75 @@ impl Ledger {
         Ok(())
     }
 
-    /// Appends an entry to the chain and returns it with its sequence number. Appends
-    /// are serialized: in-process by a mutex, and across instances sharing PostgreSQL
-    /// by a transaction-scoped advisory lock (the primary key on `seq` is the last
-    /// line of defence). Every `checkpoint_every` entries a signed checkpoint is
-    /// written in the same transaction.
-    pub async fn append(&self, draft: AuditDraft) -> Result<AuditEntry> {
+    /// Runs `f` within the deadline. A write that failed or timed out may leave its
+    /// connection inside a transaction, so callers of [`Ledger::write`] never reuse
+    /// such a connection.
+    async fn within<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.deadline, f)
+            .await
+            .map_err(|_| LedgerError::Timeout(self.deadline))?
+    }
+
+    /// Takes a connection for a transaction (see [`discard_on_error`]).
+    async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        self.within(async { Ok(self.pool.acquire().await?) }).await
+    }
+
+    /// Appends an entry to the chain and returns it with its sequence number.
+    ///
+    /// With `nonce`, the nonce is recorded in the same transaction, so a nonce is
+    /// used if and only if its request's entry exists. If the nonce was already used,
+    /// the entry is written as a `replayed` denial instead (the caller reads the
+    /// returned entry's decision).
+    ///
+    /// Appends are serialized: in-process by a mutex, and across instances sharing
+    /// PostgreSQL by a transaction-scoped advisory lock (the primary key on `seq` is
+    /// the last line of defence). Every `checkpoint_every` entries a signed checkpoint
+    /// is written in the same transaction. Nothing is returned unless the transaction
+    /// committed; on any failure the connection is discarded.
+    pub async fn append(
+        &self,
+        mut draft: AuditDraft,
+        nonce: Option<NonceUse>,
+    ) -> Result<AuditEntry> {
         let _guard = self.append_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
-                .execute(&mut *tx)
-                .await?;
-        }
+        let mut conn = self.write_conn().await?;
+        let entry = self
+            .within(async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                if self.dialect == Dialect::Postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(n) = nonce {
+                    let done = sqlx::query(self.sql(
+                        "INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
+                         ON CONFLICT (nonce) DO NOTHING",
+                    ))
+                    .bind(n.nonce.to_vec())
+                    .bind(to_i64(n.until, "expiry")?)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        draft.decision = Decision::Deny(ErrorCode::Replayed);
+                    }
+                }
+                let entry = self.insert_entry(&mut tx, draft).await?;
+                tx.commit().await?;
+                Ok(entry)
+            })
+            .await;
+        discard_on_error(&mut conn, entry)
+    }
+
+    async fn insert_entry(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        draft: AuditDraft,
+    ) -> Result<AuditEntry> {
         let last = sqlx::query("SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let (seq, prev) = match last {
             Some(row) => (
@@ -322,10 +481,10 @@ impl Ledger {
         .bind(to_i64(entry.time_ms, "time")?)
         .bind(entry.gatekeeper.as_str().to_owned())
         .bind(entry.client_ip.to_string())
-        .bind(entry.operation.clone())
-        .bind(entry.bucket.clone())
-        .bind(entry.key.clone())
-        .bind(entry.subject.clone())
+        .bind(entry.operation.as_bytes().to_vec())
+        .bind(entry.bucket.as_bytes().to_vec())
+        .bind(entry.key.as_bytes().to_vec())
+        .bind(entry.subject.as_bytes().to_vec())
         .bind(entry.decision.as_str().to_owned())
         .bind(
             entry
@@ -337,8 +496,8 @@ impl Ledger {
         .bind(to_i64(entry.bytes, "bytes")?)
         .bind(to_i64(entry.latency_us, "latency")?)
         .bind(entry.request.clone())
-        .bind(entry.signatures.clone())
-        .execute(&mut *tx)
+        .bind(entry.signatures.as_bytes().to_vec())
+        .execute(&mut **tx)
         .await?;
         if (seq + 1) % self.checkpoint_every == 0 {
             let checkpoint = Checkpoint {
@@ -354,10 +513,9 @@ impl Ledger {
             .bind(to_i64(seq, "seq")?)
             .bind(body)
             .bind(countersign_core::signature::encode_list(&[sig]))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(entry)
     }
 
@@ -365,190 +523,327 @@ impl Ledger {
     /// export always ends with a checkpoint). Returns `None` for an empty log.
     pub async fn checkpoint_now(&self, now_secs: u64) -> Result<Option<StoredCheckpoint>> {
         let _guard = self.append_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let Some(row) =
-            sqlx::query("SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let mut conn = self.write_conn().await?;
+        let result = self
+            .within(async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                if self.dialect == Dialect::Postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let Some(row) = sqlx::query(
+                    "SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1",
+                )
                 .fetch_optional(&mut *tx)
                 .await?
-        else {
-            return Ok(None);
-        };
-        let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
-        let head = hash32(row.try_get::<Vec<u8>, _>(1)?, "entry_sha256")?;
-        let checkpoint = Checkpoint {
-            gatekeeper: self.signer.gatekeeper.clone(),
-            seq,
-            head_sha256: head,
-            created_at: now_secs,
-        };
-        let (body, sig) = checkpoint.sign(&self.signer.key, self.signer.key_id.clone());
-        let signatures = countersign_core::signature::encode_list(&[sig]);
-        sqlx::query(self.sql("DELETE FROM audit_checkpoints WHERE seq = ?"))
-            .bind(to_i64(seq, "seq")?)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            self.sql("INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)"),
-        )
-        .bind(to_i64(seq, "seq")?)
-        .bind(body.clone())
-        .bind(signatures.clone())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(StoredCheckpoint { body, signatures }))
-    }
-
-    /// Records a nonce until `until` (Unix seconds). Returns `false` if it was already
-    /// recorded: a replay. Expired nonces are swept now and then.
-    pub async fn use_nonce(&self, nonce: &[u8; 16], until: u64, now: u64) -> Result<bool> {
-        let n = self.nonce_inserts.fetch_add(1, Ordering::Relaxed);
-        if n.is_multiple_of(1024) {
-            sqlx::query(self.sql("DELETE FROM nonces WHERE expires_at <= ?"))
-                .bind(to_i64(now, "now")?)
-                .execute(&self.pool)
+                else {
+                    return Ok(None);
+                };
+                let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
+                let head = hash32(row.try_get::<Vec<u8>, _>(1)?, "entry_sha256")?;
+                let checkpoint = Checkpoint {
+                    gatekeeper: self.signer.gatekeeper.clone(),
+                    seq,
+                    head_sha256: head,
+                    created_at: now_secs,
+                };
+                let (body, sig) = checkpoint.sign(&self.signer.key, self.signer.key_id.clone());
+                let signatures = countersign_core::signature::encode_list(&[sig]);
+                sqlx::query(self.sql("DELETE FROM audit_checkpoints WHERE seq = ?"))
+                    .bind(to_i64(seq, "seq")?)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    self.sql(
+                        "INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)",
+                    ),
+                )
+                .bind(to_i64(seq, "seq")?)
+                .bind(body.clone())
+                .bind(signatures.clone())
+                .execute(&mut *tx)
                 .await?;
-        }
-        let done = sqlx::query(self.sql(
-            "INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING",
-        ))
-        .bind(nonce.to_vec())
-        .bind(to_i64(until, "expiry")?)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+                tx.commit().await?;
+                Ok(Some(StoredCheckpoint { body, signatures }))
+            })
+            .await;
+        discard_on_error(&mut conn, result)
     }
 
-    /// Reserves `bucket/key` for an upload in progress. Returns `false` if the key is
-    /// stored or being uploaded: objects are never overwritten.
-    pub async fn reserve(&self, bucket: &str, key: &str, now: u64) -> Result<bool> {
-        let done = sqlx::query(self.sql(
-            "INSERT INTO objects (bucket, object_key, state, size, sha256, content_type, stored_at,
-             manifest, manifest_signatures) VALUES (?, ?, 'pending', 0, ?, '', ?, ?, '')
-             ON CONFLICT (bucket, object_key) DO NOTHING",
-        ))
-        .bind(bucket.to_owned())
-        .bind(key.to_owned())
-        .bind(Vec::<u8>::new())
-        .bind(to_i64(now, "now")?)
-        .bind(Vec::<u8>::new())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    /// Records which public key signs checkpoints under `key_id`, and refuses a
+    /// second key under the same id: instances sharing a database must not sign the
+    /// same log with different keys under one id (the log could not be verified).
+    pub async fn register_key(&self, key_id: &KeyId, public_key: &[u8; 32]) -> Result<()> {
+        self.within(async {
+            sqlx::query(self.sql(
+                "INSERT INTO gatekeeper_keys (key_id, public_key) VALUES (?, ?)
+                 ON CONFLICT (key_id) DO NOTHING",
+            ))
+            .bind(key_id.as_str().to_owned())
+            .bind(public_key.to_vec())
+            .execute(&self.pool)
+            .await?;
+            let row = sqlx::query(self.sql("SELECT public_key FROM gatekeeper_keys WHERE key_id = ?"))
+                .bind(key_id.as_str().to_owned())
+                .fetch_one(&self.pool)
+                .await?;
+            let stored: Vec<u8> = row.try_get(0)?;
+            if stored.as_slice() == public_key.as_slice() {
+                Ok(())
+            } else {
+                Err(LedgerError::Corrupt(format!(
+                    "the database's log is signed under key id `{key_id}` with another public key; \
+                     give this gatekeeper's key its own key_id (every instance sharing the database \
+                     must use the same key for one key id)"
+                )))
+            }
+        })
+        .await
     }
 
-    /// Drops a reservation whose upload was abandoned.
-    pub async fn release(&self, bucket: &str, key: &str) -> Result<()> {
-        sqlx::query(
-            self.sql(
-                "DELETE FROM objects WHERE bucket = ? AND object_key = ? AND state = 'pending'",
-            ),
-        )
-        .bind(bucket.to_owned())
-        .bind(key.to_owned())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Marks a reserved key as stored, with its manifest.
-    pub async fn commit(&self, o: &IndexedObject) -> Result<()> {
-        sqlx::query(self.sql(
-            "UPDATE objects SET state = 'stored', size = ?, sha256 = ?, content_type = ?,
-             stored_at = ?, manifest = ?, manifest_signatures = ?
-             WHERE bucket = ? AND object_key = ? AND state = 'pending'",
-        ))
-        .bind(to_i64(o.size, "size")?)
-        .bind(o.sha256.to_vec())
-        .bind(o.content_type.clone())
-        .bind(to_i64(o.stored_at, "stored_at")?)
-        .bind(o.manifest.clone())
-        .bind(o.manifest_signatures.clone())
-        .bind(o.bucket.clone())
-        .bind(o.key.clone())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Whether a key is stored or reserved.
-    pub async fn key_taken(&self, bucket: &str, key: &str) -> Result<bool> {
-        let row =
-            sqlx::query(self.sql("SELECT 1 FROM objects WHERE bucket = ? AND object_key = ?"))
-                .bind(bucket.to_owned())
-                .bind(key.to_owned())
+    /// Whether a nonce is recorded (a cheap early check; the binding insert happens
+    /// with the request's audit entry in [`Ledger::append`]). Expired nonces are swept
+    /// now and then.
+    pub async fn nonce_used(&self, nonce: &[u8; 16], now: u64) -> Result<bool> {
+        self.within(async {
+            let n = self.nonce_inserts.fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(1024) {
+                sqlx::query(self.sql("DELETE FROM nonces WHERE expires_at <= ?"))
+                    .bind(to_i64(now, "now")?)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            let row = sqlx::query(self.sql("SELECT 1 FROM nonces WHERE nonce = ?"))
+                .bind(nonce.to_vec())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.is_some())
+            Ok(row.is_some())
+        })
+        .await
     }
 
-    fn object_from_row(row: &AnyRow) -> Result<IndexedObject> {
-        Ok(IndexedObject {
-            bucket: row.try_get("bucket")?,
-            key: row.try_get("object_key")?,
-            size: to_u64(row.try_get("size")?, "size")?,
-            sha256: hash32(row.try_get("sha256")?, "sha256")?,
-            content_type: row.try_get("content_type")?,
-            stored_at: to_u64(row.try_get("stored_at")?, "stored_at")?,
-            manifest: row.try_get("manifest")?,
-            manifest_signatures: row.try_get("manifest_signatures")?,
+    /// Reserves `bucket/key` for an upload that will store its bytes under
+    /// `storage_name` and is dead for certain after `deadline`. Returns `false` if the
+    /// key is stored or being uploaded: objects are never overwritten.
+    pub async fn reserve(&self, r: &Reservation) -> Result<bool> {
+        self.within(async {
+            let done = sqlx::query(self.sql(
+                "INSERT INTO objects (bucket, object_key, state, storage_name, upload_id, deadline,
+                 size, sha256, content_type, stored_at, manifest, manifest_signatures)
+                 VALUES (?, ?, 'pending', ?, ?, ?, 0, ?, '', 0, ?, '')
+                 ON CONFLICT (bucket, object_key) DO NOTHING",
+            ))
+            .bind(r.bucket.clone())
+            .bind(r.key.clone())
+            .bind(r.storage_name.clone())
+            .bind(r.upload_id.clone())
+            .bind(to_i64(r.deadline, "deadline")?)
+            .bind(Vec::<u8>::new())
+            .bind(Vec::<u8>::new())
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
         })
+        .await
+    }
+
+    /// Records the multipart upload id of a reservation, so that recovery can abort
+    /// the upload if the process dies.
+    pub async fn set_upload_id(&self, r: &Reservation) -> Result<()> {
+        self.within(async {
+            sqlx::query(self.sql(
+                "UPDATE objects SET upload_id = ?
+                 WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'",
+            ))
+            .bind(r.upload_id.clone())
+            .bind(r.bucket.clone())
+            .bind(r.key.clone())
+            .bind(r.storage_name.clone())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops a reservation whose upload was abandoned (only that upload's: a newer
+    /// reservation of the same key is left alone). Returns whether it was there.
+    pub async fn release(&self, r: &Reservation) -> Result<bool> {
+        self.within(async {
+            let done = sqlx::query(self.sql(
+                "DELETE FROM objects
+                 WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'",
+            ))
+            .bind(r.bucket.clone())
+            .bind(r.key.clone())
+            .bind(r.storage_name.clone())
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    /// Marks a reserved key as stored, with its manifest. Fails if the reservation is
+    /// gone (recovery released it because its deadline passed).
+    pub async fn commit(&self, o: &IndexedObject) -> Result<()> {
+        self.within(async {
+            let done = sqlx::query(self.sql(
+                "UPDATE objects SET state = 'stored', size = ?, sha256 = ?, content_type = ?,
+                 stored_at = ?, manifest = ?, manifest_signatures = ?, upload_id = ''
+                 WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'",
+            ))
+            .bind(to_i64(o.size, "size")?)
+            .bind(o.sha256.to_vec())
+            .bind(o.content_type.clone())
+            .bind(to_i64(o.stored_at, "stored_at")?)
+            .bind(o.manifest.clone())
+            .bind(o.manifest_signatures.clone())
+            .bind(o.bucket.clone())
+            .bind(o.key.clone())
+            .bind(o.storage_name.clone())
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(LedgerError::Corrupt(format!(
+                    "the reservation of {}/{} was released before its upload finished",
+                    o.bucket, o.key
+                )))
+            }
+        })
+        .await
+    }
+
+    /// Reservations whose deadline is before `now`: their uploads are dead.
+    pub async fn expired_reservations(&self, now: u64) -> Result<Vec<Reservation>> {
+        self.within(async {
+            let rows = sqlx::query(self.sql(
+                "SELECT bucket, object_key, storage_name, upload_id, deadline FROM objects
+                 WHERE state = 'pending' AND deadline < ? ORDER BY deadline LIMIT 1000",
+            ))
+            .bind(to_i64(now, "now")?)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Reservation {
+                        bucket: r.try_get("bucket")?,
+                        key: r.try_get("object_key")?,
+                        storage_name: r.try_get("storage_name")?,
+                        upload_id: r.try_get("upload_id")?,
+                        deadline: to_u64(r.try_get("deadline")?, "deadline")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Whether `storage_name` in `bucket` belongs to a row (stored, or an upload in
+    /// progress).
+    pub async fn storage_name_known(&self, bucket: &str, storage_name: &str) -> Result<bool> {
+        self.within(async {
+            let row = sqlx::query(
+                self.sql("SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ?"),
+            )
+            .bind(bucket.to_owned())
+            .bind(storage_name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.is_some())
+        })
+        .await
     }
 
     /// A stored object's index row.
     pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<IndexedObject>> {
-        let row = sqlx::query(self.sql(
-            "SELECT bucket, object_key, size, sha256, content_type, stored_at, manifest,
-             manifest_signatures FROM objects
-             WHERE bucket = ? AND object_key = ? AND state = 'stored'",
-        ))
-        .bind(bucket.to_owned())
-        .bind(key.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(Self::object_from_row).transpose()
+        self.within(async {
+            let row = sqlx::query(self.sql(
+                "SELECT storage_name, size, sha256, content_type, stored_at, manifest,
+                 manifest_signatures FROM objects
+                 WHERE bucket = ? AND object_key = ? AND state = 'stored'",
+            ))
+            .bind(bucket.to_owned())
+            .bind(key.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|row| {
+                Ok(IndexedObject {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    storage_name: row.try_get("storage_name")?,
+                    size: to_u64(row.try_get("size")?, "size")?,
+                    sha256: hash32(row.try_get("sha256")?, "sha256")?,
+                    content_type: row.try_get("content_type")?,
+                    stored_at: to_u64(row.try_get("stored_at")?, "stored_at")?,
+                    manifest: row.try_get("manifest")?,
+                    manifest_signatures: row.try_get("manifest_signatures")?,
+                })
+            })
+            .transpose()
+        })
+        .await
     }
 
     /// Up to `limit` stored objects of `bucket` whose key starts with `prefix` and
-    /// sorts after `after`, in byte order.
+    /// sorts after `after`, in byte order. The key range is bounded on both sides by
+    /// the prefix, so the cost follows the page, not the keys around it.
     pub async fn list(
         &self,
         bucket: &str,
         prefix: &str,
         after: &str,
         limit: u32,
-    ) -> Result<Vec<IndexedObject>> {
-        let start = if after > prefix { after } else { prefix };
-        let op = if after > prefix { ">" } else { ">=" };
-        let rows = sqlx::query(self.sql(&format!(
-            "SELECT bucket, object_key, size, sha256, content_type, stored_at, manifest,
-             manifest_signatures FROM objects
-             WHERE bucket = ? AND state = 'stored' AND object_key {op} ?
+    ) -> Result<Vec<ListedObject>> {
+        let (start, op) = if after > prefix {
+            (after, ">")
+        } else {
+            (prefix, ">=")
+        };
+        let upper = prefix_upper_bound(prefix);
+        let bound = if upper.is_some() {
+            " AND object_key < ?"
+        } else {
+            ""
+        };
+        let sql = self.sql(&format!(
+            "SELECT object_key, size, sha256, content_type, stored_at FROM objects
+             WHERE bucket = ? AND state = 'stored' AND object_key {op} ?{bound}
              ORDER BY object_key LIMIT ?"
-        )))
-        .bind(bucket.to_owned())
-        .bind(start.to_owned())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for row in &rows {
-            let o = Self::object_from_row(row)?;
-            // Keys sort bytewise, so every match follows `prefix` contiguously.
-            if !o.key.starts_with(prefix) {
-                break;
+        ));
+        self.within(async {
+            let mut q = sqlx::query(sql)
+                .bind(bucket.to_owned())
+                .bind(start.to_owned());
+            if let Some(u) = upper {
+                q = q.bind(u);
             }
-            out.push(o);
-        }
-        Ok(out)
+            let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ListedObject {
+                        key: row.try_get("object_key")?,
+                        size: to_u64(row.try_get("size")?, "size")?,
+                        sha256: hash32(row.try_get("sha256")?, "sha256")?,
+                        content_type: row.try_get("content_type")?,
+                        stored_at: to_u64(row.try_get("stored_at")?, "stored_at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     fn entry_from_row(row: &AnyRow) -> Result<AuditEntry> {
+        // Free text is stored as the bytes received (NUL included, which PostgreSQL's
+        // TEXT refuses).
+        fn text(row: &AnyRow, col: &str) -> Result<String> {
+            String::from_utf8(row.try_get::<Vec<u8>, _>(col)?)
+                .map_err(|_| LedgerError::Corrupt(format!("{col} is not UTF-8")))
+        }
         let decision: String = row.try_get("decision")?;
         let code: String = row.try_get("error_code")?;
         let decision = match (decision.as_str(), code.as_str()) {
@@ -570,15 +865,15 @@ impl Ledger {
             client_ip: ip
                 .parse()
                 .map_err(|_| LedgerError::Corrupt(format!("bad client ip `{ip}`")))?,
-            operation: row.try_get("operation")?,
-            bucket: row.try_get("bucket")?,
-            key: row.try_get("object_key")?,
-            subject: row.try_get("subject")?,
+            operation: text(row, "operation")?,
+            bucket: text(row, "bucket")?,
+            key: text(row, "object_key")?,
+            subject: text(row, "subject")?,
             decision,
             bytes: to_u64(row.try_get("bytes")?, "bytes")?,
             latency_us: to_u64(row.try_get("latency_us")?, "latency_us")?,
             request: row.try_get("request")?,
-            signatures: row.try_get("signatures")?,
+            signatures: text(row, "signatures")?,
         })
     }
 
@@ -593,9 +888,10 @@ impl Ledger {
             Self::ENTRY_COLUMNS
         )))
         .bind(to_i64(from, "seq")?)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(i64::from(limit));
+        let rows = self
+            .within(async { Ok(rows.fetch_all(&self.pool).await?) })
+            .await?;
         rows.iter().map(Self::entry_from_row).collect()
     }
 
@@ -636,14 +932,14 @@ impl Ledger {
             q = q.bind(to_i64(v, "to")?);
         }
         if let Some(v) = &filter.subject {
-            q = q.bind(v.clone());
+            q = q.bind(v.as_bytes().to_vec());
         }
         if let Some(v) = &filter.client_ip {
             q = q.bind(v.to_string());
         }
         if let Some(v) = &filter.key_prefix {
-            let chars = i64::try_from(v.chars().count()).unwrap_or(i64::MAX);
-            q = q.bind(chars).bind(v.clone());
+            let len = i64::try_from(v.len()).unwrap_or(i64::MAX);
+            q = q.bind(len).bind(v.as_bytes().to_vec());
         }
         if let Some(v) = &filter.decision {
             q = q.bind(v.clone());
@@ -651,9 +947,9 @@ impl Ledger {
         if let Some(v) = &filter.error {
             q = q.bind(v.as_str().to_owned());
         }
-        let rows = q
-            .bind(i64::from(filter.limit))
-            .fetch_all(&self.pool)
+        let q = q.bind(i64::from(filter.limit));
+        let rows = self
+            .within(async { Ok(q.fetch_all(&self.pool).await?) })
             .await?;
         let out = rows
             .iter()
@@ -664,8 +960,14 @@ impl Ledger {
 
     /// Every stored checkpoint, in order.
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
-        let rows = sqlx::query("SELECT body, signatures FROM audit_checkpoints ORDER BY seq")
-            .fetch_all(&self.pool)
+        let rows = self
+            .within(async {
+                Ok(
+                    sqlx::query("SELECT body, signatures FROM audit_checkpoints ORDER BY seq")
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            })
             .await?;
         rows.iter()
             .map(|r| {

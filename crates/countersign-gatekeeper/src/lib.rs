@@ -26,5 +26,8 @@ pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod ratelimit;
+pub mod reconcile;
 pub mod server;
 pub mod storage;
+pub mod upload;

@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use countersign_core::KeyId;
 use countersign_gatekeeper::audit::{AuditLine, AuditRecord, parse_jsonl, verify_lines};
 use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_key_flag};
-use countersign_gatekeeper::http::{export_jsonl, gatekeeper_policy, parse_filter};
+use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
+use countersign_gatekeeper::http::gatekeeper_policy;
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
 use countersign_gatekeeper::server;
 use std::io::Write as _;
@@ -36,6 +37,16 @@ enum Command {
         /// Zero-config only: a vendor key as KEY-ID=BASE64URL-PUBLIC-KEY (repeatable).
         #[arg(long = "vendor-key")]
         vendor_keys: Vec<String>,
+    },
+    /// Undo uploads that died (a crash, an outage during cleanup) and delete files
+    /// no index row knows; prints one JSON line per action. The server also does this
+    /// at start-up and every `reconcile_interval_secs`.
+    Reconcile {
+        #[command(flatten)]
+        source: Source,
+        /// Only print what would be done.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Work with the audit log.
     Audit {
@@ -141,9 +152,14 @@ async fn open_ledger(config: &Config) -> Result<Ledger, String> {
         key,
         key_id: config.key_id.clone(),
     };
-    Ledger::connect(&config.database_url, signer, config.checkpoint_every)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))
+    Ledger::connect(
+        &config.database_url,
+        signer,
+        config.checkpoint_every,
+        config.limits.database_timeout(),
+    )
+    .await
+    .map_err(|e| format!("cannot open the database: {e}"))
 }
 
 fn now_secs() -> u64 {
@@ -190,6 +206,28 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("server stopped: {e}"))
         }
         Command::Audit { command } => audit(command).await,
+        Command::Reconcile { source, dry_run } => {
+            let config = load_config(&source, &[])?;
+            let ledger = open_ledger(&config).await?;
+            let storage = countersign_gatekeeper::storage::Storage::from_config(
+                &config.buckets,
+                config.limits.storage_timeout(),
+            )
+            .map_err(|e| format!("cannot open a bucket: {e}"))?;
+            let actions = countersign_gatekeeper::reconcile::reconcile(
+                &ledger,
+                &storage,
+                now_secs(),
+                dry_run,
+            )
+            .await?;
+            let mut out = std::io::stdout().lock();
+            for a in &actions {
+                let line = serde_json::to_string(a).map_err(|e| e.to_string())?;
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,19 +1,28 @@
-//! Starting the gatekeeper: key, database, stores, and the listener (plain TCP or
-//! TLS with rustls).
+//! Starting the gatekeeper: key, database, stores, recovery, and the listener (plain
+//! TCP or TLS with rustls) with its bounds: at most `max_connections` connections,
+//! request headers within `header_read_timeout_ms`, connections on which nothing moves
+//! for `idle_timeout_ms` closed.
 
 use crate::config::{Config, load_or_create_key};
 use crate::http::{AppState, Gatekeeper, PeerAddr, app};
 use crate::ledger::{CheckpointSigner, Ledger};
 use crate::storage::Storage;
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tower::ServiceExt as _;
 
 /// A start-up failure, with a sentence for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -36,109 +45,44 @@ pub async fn build_state(config: Config) -> Result<(AppState, bool), StartError>
         key: key.clone(),
         key_id: config.key_id.clone(),
     };
-    let ledger = Ledger::connect(&config.database_url, signer, config.checkpoint_every)
+    let ledger = Ledger::connect(
+        &config.database_url,
+        signer,
+        config.checkpoint_every,
+        config.limits.database_timeout(),
+    )
+    .await
+    .map_err(|e| StartError(format!("cannot open the database: {e}")))?;
+    ledger
+        .register_key(&config.key_id, &key.verifying_key().to_bytes())
         .await
-        .map_err(|e| StartError(format!("cannot open the database: {e}")))?;
-    let storage = Storage::from_config(&config.buckets)
+        .map_err(|e| StartError(e.to_string()))?;
+    let storage = Storage::from_config(&config.buckets, config.limits.storage_timeout())
         .map_err(|e| StartError(format!("cannot open a bucket: {e}")))?;
     let gk = Gatekeeper::new(config, key, ledger, storage)
         .map_err(|e| StartError(format!("invalid policy: {e}")))?;
     Ok((Arc::new(gk), created))
 }
 
-/// A TLS listener: accepts TCP connections and finishes handshakes concurrently, so a
-/// slow handshake cannot stall the accept loop.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    /// Wraps a bound listener.
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, peer)) = listener.accept().await else {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                };
-                no_delay(&tcp);
-                let acceptor = acceptor.clone();
-                let sender = tx.clone();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(tcp),
-                    )
-                    .await;
-                    if let Ok(Ok(tls)) = handshake {
-                        let _ = sender.send((tls, peer)).await;
-                    }
-                });
-            }
-        });
-        Ok(Self { local, ready })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+/// Runs recovery now and then every `reconcile_interval_secs`, for as long as the
+/// process lives. Failures are logged and retried at the next tick.
+pub fn spawn_reconciler(state: AppState) {
+    let every = Duration::from_secs(state.config.limits.reconcile_interval_secs);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
         loop {
-            if let Some(conn) = self.ready.recv().await {
-                return conn;
+            tick.tick().await;
+            let now = crate::http::now_ms() / 1000;
+            match crate::reconcile::reconcile(&state.ledger, &state.storage, now, false).await {
+                Ok(actions) => {
+                    for a in actions {
+                        eprintln!("reconcile: {} {}/{}", a.action, a.bucket, a.storage_name);
+                    }
+                }
+                Err(e) => eprintln!("reconcile failed (retrying later): {e}"),
             }
-            // The accept task ended; nothing more will come.
-            std::future::pending::<()>().await;
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-/// Turns off Nagle's algorithm on an accepted connection. hyper writes a response's
-/// head and its streamed body separately; with Nagle on, the body waits for the
-/// client's (delayed) ACK of the head, which adds up to ~40 ms to small responses.
-fn no_delay(tcp: &TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        eprintln!("cannot set TCP_NODELAY: {e}");
-    }
-}
-
-/// The plain-TCP listener; every accepted connection gets `TCP_NODELAY`.
-pub struct PlainListener(TcpListener);
-
-impl Listener for PlainListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, peer) = Listener::accept(&mut self.0).await;
-        no_delay(&tcp);
-        (tcp, peer)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
+    });
 }
 
 /// Builds the rustls acceptor from PEM files.
@@ -161,26 +105,150 @@ pub fn tls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves `state` on `listener` until the process is stopped.
+/// An I/O stream that notes when a byte last moved, for the idle timeout.
+struct Watched<T> {
+    inner: T,
+    last: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl<T> Watched<T> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one connection with the router until it ends or goes idle.
+async fn serve_connection<T>(io: T, peer: SocketAddr, router: axum::Router, config: &Config)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let last = Arc::new(AtomicU64::new(0));
+    let epoch = Instant::now();
+    let io = Watched {
+        inner: io,
+        last: last.clone(),
+        epoch,
+    };
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.limits.header_read_timeout_ms))
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let idle = Duration::from_millis(config.limits.idle_timeout_ms);
+    loop {
+        let since = Duration::from_millis(last.load(Ordering::Relaxed));
+        let quiet_until = epoch + since + idle;
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = tokio::time::sleep_until(quiet_until.into()) => {
+                let since_now = Duration::from_millis(last.load(Ordering::Relaxed));
+                if epoch + since_now + idle <= Instant::now() {
+                    // Nothing moved for the idle timeout: close (a request still being
+                    // processed runs on in its own task and is recorded).
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Serves `state` on `listener` until the process is stopped: recovery runs first
+/// and then on a timer.
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
-    let tls = state.config.tls.clone();
+    spawn_reconciler(state.clone());
+    let tls = match &state.config.tls {
+        Some(t) => Some(tls_acceptor(&t.cert, &t.key).map_err(|e| std::io::Error::other(e.0))?),
+        None => None,
+    };
+    let config = Arc::new(state.config.clone());
     let router = app(state);
-    match tls {
-        None => {
-            axum::serve(
-                PlainListener(listener),
-                router.into_make_service_with_connect_info::<PeerAddr>(),
-            )
-            .await
-        }
-        Some(t) => {
-            let acceptor = tls_acceptor(&t.cert, &t.key).map_err(|e| std::io::Error::other(e.0))?;
-            let listener = TlsListener::new(listener, acceptor)?;
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<PeerAddr>(),
-            )
-            .await
-        }
+    let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, usually: wait instead of spinning.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        no_delay(&tcp);
+        let router = router.clone();
+        let config = config.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_connection(tcp, peer, router, &config).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        Duration::from_millis(config.limits.header_read_timeout_ms),
+                        acceptor.accept(tcp),
+                    )
+                    .await;
+                    if let Ok(Ok(stream)) = handshake {
+                        serve_connection(stream, peer, router, &config).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Turns off Nagle's algorithm on an accepted connection. hyper writes a response's
+/// head and its streamed body separately; with Nagle on, the body waits for the
+/// client's (delayed) ACK of the head, which adds up to ~40 ms to small responses.
+fn no_delay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        eprintln!("cannot set TCP_NODELAY: {e}");
     }
 }

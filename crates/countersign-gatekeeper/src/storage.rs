@@ -1,39 +1,65 @@
 //! The object store behind the gatekeeper, through the `object_store` crate: a local
 //! directory (embedded default) or an S3-compatible service, per bucket.
 //!
+//! **Opaque names.** An object's bytes are stored under `objects/<name>` and its
+//! signed manifest under `manifests/<name>`, where `<name>` is 128 random bits (32
+//! lowercase hex digits) chosen for each upload and recorded in the index before the
+//! first byte is written. The object key lives only in the index and the manifest, so
+//! every key the protocol allows is storable on every backend (no `p/x` vs `p/x/y`
+//! clash, no segment-length limit), and the bucket's listing reveals no key.
+//!
+//! **Create-only.** A fresh name is never an existing object, and single-request
+//! writes also use `PutMode::Create` (local: hard link; S3: `If-None-Match: *`), so
+//! nothing is ever overwritten in storage.
+//!
+//! **Deadlines.** Every call, and every chunk of a stream, has the configured
+//! deadline; the S3 client's own retries stop within it too.
+//!
 //! The storage path is a stream transform: [`Transform`] seals plaintext chunks on the
 //! way in and opens stored chunks on the way out. Today the only transform is
-//! [`Identity`]; encryption at rest is a new `Transform`, and the request pipeline
-//! does not change.
-//!
-//! A PUT streams into a [`PendingPut`] that hashes while it writes and keeps the
-//! object invisible (a buffered small body, or an uncompleted multipart upload)
-//! until [`PendingPut::publish`]; [`PendingPut::abort`] leaves nothing behind.
+//! [`Identity`]; encryption at rest is a new `Transform`.
 
 use crate::config::{BucketConfig, StorageConfig};
 use bytes::{Bytes, BytesMut};
-use countersign_core::{BodyDigest, Bucket, ObjectKey};
+use countersign_core::{BodyDigest, Bucket};
 use futures::stream::{BoxStream, StreamExt as _};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, WriteMultipart,
+    ClientOptions, GetOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload,
+    RetryConfig, WriteMultipart,
 };
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
 
-/// Bodies up to this size are buffered and stored with one PUT; larger ones stream
-/// through a multipart upload. Either way memory per request is bounded.
+/// Bodies up to this size are buffered and stored with one create-only PUT; larger
+/// ones stream through a multipart upload.
 pub const SMALL_OBJECT_BYTES: usize = 8 * 1024 * 1024;
 /// Multipart part size.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
-/// Parts in flight per upload.
-pub const PARTS_IN_FLIGHT: usize = 4;
-/// First key segment reserved for the gatekeeper's own objects (manifests).
-pub const RESERVED_SEGMENT: &str = ".countersign";
+/// Parts uploading at once per upload (besides the one being received).
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// Folder of object bytes.
+pub const OBJECTS_DIR: &str = "objects";
+/// Folder of manifest sidecars.
+pub const MANIFESTS_DIR: &str = "manifests";
+
+/// The most memory one upload of `length` bytes buffers at once.
+pub fn upload_buffer_bytes(length: u64) -> u64 {
+    let small = SMALL_OBJECT_BYTES as u64;
+    if length <= small {
+        length
+    } else {
+        (PART_BYTES * (PARTS_IN_FLIGHT + 1)) as u64
+    }
+}
 
 /// A storage failure; answered as `storage_unavailable`, details in the server log.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +73,9 @@ pub enum StorageError {
     /// The object already exists in the store.
     #[error("the object already exists in the store")]
     AlreadyExists,
+    /// The store did not answer within its deadline.
+    #[error("the object store did not answer within {0:?}")]
+    Timeout(Duration),
     /// A configuration problem found when building the store.
     #[error("{0}")]
     Config(String),
@@ -98,21 +127,45 @@ impl Transform for Identity {
     }
 }
 
+/// One bucket's store. S3 uploads use the multipart API directly so that the upload
+/// id can be recorded and the upload aborted after a crash; the local store stages
+/// large uploads in files next to their final name, which recovery finds by listing.
+#[derive(Clone)]
+struct BucketStore {
+    store: Arc<dyn ObjectStore>,
+    multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+impl std::fmt::Debug for BucketStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketStore")
+            .field("store", &self.store)
+            .field("multipart", &self.multipart.is_some())
+            .finish()
+    }
+}
+
 /// The configured buckets.
 #[derive(Clone, Debug)]
 pub struct Storage {
-    buckets: BTreeMap<Bucket, Arc<dyn ObjectStore>>,
+    buckets: BTreeMap<Bucket, BucketStore>,
     transform: Arc<dyn Transform>,
+    deadline: Duration,
 }
 
-/// Builds the `object_store` client for one bucket.
-pub fn build_store(config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, StorageError> {
+fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore, StorageError> {
     match config {
         StorageConfig::Local { path } => {
             std::fs::create_dir_all(path).map_err(|e| {
                 StorageError::Config(format!("cannot create {}: {e}", path.display()))
             })?;
-            Ok(Arc::new(LocalFileSystem::new_with_prefix(path)?))
+            // fsync on every write: an acknowledged upload survives a crash of the
+            // machine, not only of the process.
+            let store = LocalFileSystem::new_with_prefix(path)?.with_fsync(true);
+            Ok(BucketStore {
+                store: Arc::new(store),
+                multipart: None,
+            })
         }
         StorageConfig::S3 {
             endpoint,
@@ -121,44 +174,95 @@ pub fn build_store(config: &StorageConfig) -> Result<Arc<dyn ObjectStore>, Stora
             access_key_id,
             secret_access_key,
             allow_http,
-        } => Ok(Arc::new(
-            AmazonS3Builder::new()
-                .with_endpoint(endpoint)
-                .with_region(region)
-                .with_bucket_name(s3_bucket)
-                .with_access_key_id(access_key_id)
-                .with_secret_access_key(secret_access_key)
-                .with_allow_http(*allow_http)
-                .with_virtual_hosted_style_request(false)
-                .build()?,
-        )),
+        } => {
+            let retry = RetryConfig {
+                max_retries: 2,
+                retry_timeout: deadline,
+                ..RetryConfig::default()
+            };
+            let s3 = Arc::new(
+                // Client options first: they carry `allow_http`, which the builder's
+                // own setter below must not be overwritten by.
+                AmazonS3Builder::new()
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_timeout(deadline)
+                            .with_connect_timeout(deadline),
+                    )
+                    .with_endpoint(endpoint)
+                    .with_region(region)
+                    .with_bucket_name(s3_bucket)
+                    .with_access_key_id(access_key_id)
+                    .with_secret_access_key(secret_access_key)
+                    .with_allow_http(*allow_http)
+                    .with_virtual_hosted_style_request(false)
+                    .with_retry(retry)
+                    .build()?,
+            );
+            Ok(BucketStore {
+                store: s3.clone(),
+                multipart: Some(s3),
+            })
+        }
     }
 }
 
-/// The store path of an object.
-pub fn object_path(key: &ObjectKey) -> Path {
-    Path::from_iter(key.segments())
+/// The `object_store` client of one bucket's configuration (for tools and tests that
+/// read a bucket directly).
+pub fn build_object_store(
+    config: &StorageConfig,
+    deadline: Duration,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    Ok(build_store(config, deadline)?.store)
 }
 
-/// The store path of an object's manifest.
-pub fn manifest_path(key: &ObjectKey) -> Path {
-    Path::from_iter(
-        [RESERVED_SEGMENT, "manifests"]
-            .into_iter()
-            .chain(key.segments()),
-    )
+/// A fresh opaque storage name: 128 random bits as 32 lowercase hex digits.
+pub fn new_storage_name() -> String {
+    use rand_core::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    countersign_core::text::hex(&bytes)
+}
+
+/// Whether `name` has the shape of a storage name.
+pub fn is_storage_name(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Where an object's bytes live.
+pub fn object_path(name: &str) -> Path {
+    Path::from_iter([OBJECTS_DIR, name])
+}
+
+/// Where an object's manifest sidecar lives.
+pub fn manifest_path(name: &str) -> Path {
+    Path::from_iter([MANIFESTS_DIR, name])
+}
+
+/// A file found in a bucket's store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Its path in the store.
+    pub path: String,
+    /// The storage name it belongs to, if its shape says so (a local staging file
+    /// `objects/<name>#<n>` belongs to `<name>`).
+    pub storage_name: Option<String>,
 }
 
 impl Storage {
     /// Builds every bucket's store, with the identity transform.
-    pub fn from_config(buckets: &BTreeMap<Bucket, BucketConfig>) -> Result<Self, StorageError> {
+    pub fn from_config(
+        buckets: &BTreeMap<Bucket, BucketConfig>,
+        deadline: Duration,
+    ) -> Result<Self, StorageError> {
         let mut map = BTreeMap::new();
         for (name, b) in buckets {
-            map.insert(name.clone(), build_store(&b.storage)?);
+            map.insert(name.clone(), build_store(&b.storage, deadline)?);
         }
         Ok(Self {
             buckets: map,
             transform: Arc::new(Identity),
+            deadline,
         })
     }
 
@@ -168,7 +272,7 @@ impl Storage {
         self
     }
 
-    fn store(&self, bucket: &Bucket) -> Result<&Arc<dyn ObjectStore>, StorageError> {
+    fn bucket(&self, bucket: &Bucket) -> Result<&BucketStore, StorageError> {
         self.buckets
             .get(bucket)
             .ok_or_else(|| StorageError::UnknownBucket(bucket.to_string()))
@@ -179,12 +283,45 @@ impl Storage {
         self.buckets.contains_key(bucket)
     }
 
-    /// Starts an invisible upload of `key`.
-    pub fn begin_put(&self, bucket: &Bucket, key: &ObjectKey) -> Result<PendingPut, StorageError> {
+    /// The configured buckets.
+    pub fn buckets(&self) -> impl Iterator<Item = &Bucket> {
+        self.buckets.keys()
+    }
+
+    async fn within<T, E: Into<StorageError>>(
+        &self,
+        f: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, StorageError> {
+        tokio::time::timeout(self.deadline, f)
+            .await
+            .map_err(|_| StorageError::Timeout(self.deadline))?
+            .map_err(Into::into)
+    }
+
+    /// Checks that the bucket's store answers (a HEAD of a name that never exists).
+    pub async fn probe(&self, bucket: &Bucket) -> Result<(), StorageError> {
+        let b = self.bucket(bucket)?;
+        match self
+            .within(b.store.head(&Path::from("countersign-readiness-probe")))
+            .await
+        {
+            Ok(_) | Err(StorageError::Store(object_store::Error::NotFound { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts an invisible upload under the fresh `storage_name`.
+    pub fn begin_put(
+        &self,
+        bucket: &Bucket,
+        storage_name: &str,
+    ) -> Result<PendingPut, StorageError> {
+        let b = self.bucket(bucket)?;
         Ok(PendingPut {
-            store: Arc::clone(self.store(bucket)?),
-            path: object_path(key),
-            manifest_path: manifest_path(key),
+            store: b.store.clone(),
+            multipart: b.multipart.clone(),
+            deadline: self.deadline,
+            name: storage_name.to_owned(),
             sealer: self.transform.sealer(),
             hasher: Sha256::new(),
             length: 0,
@@ -192,35 +329,120 @@ impl Storage {
         })
     }
 
-    /// Streams plaintext bytes `range` of `key`.
+    /// Streams plaintext bytes `range` of the object stored as `storage_name`. Every
+    /// chunk must arrive within the deadline.
     pub async fn get(
         &self,
         bucket: &Bucket,
-        key: &ObjectKey,
+        storage_name: &str,
         range: Range<u64>,
     ) -> Result<ByteStream, StorageError> {
-        let store = self.store(bucket)?;
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let b = self.bucket(bucket)?;
         let stored = self.transform.stored_range(range.clone());
         let options = GetOptions::new().with_range(Some(stored));
-        let result = store.get_opts(&object_path(key), options).await?;
-        let stream = result
-            .into_stream()
-            .map(|r| r.map_err(StorageError::from))
-            .boxed();
+        let result = self
+            .within(b.store.get_opts(&object_path(storage_name), options))
+            .await?;
+        let deadline = self.deadline;
+        let inner = result.into_stream();
+        let stream = futures::stream::unfold(Some(inner), move |state| async move {
+            let mut inner = state?;
+            match tokio::time::timeout(deadline, inner.next()).await {
+                Err(_) => Some((Err(StorageError::Timeout(deadline)), None)),
+                Ok(Some(r)) => Some((r.map_err(StorageError::from), Some(inner))),
+                Ok(None) => None,
+            }
+        })
+        .boxed();
         Ok(self.transform.open(stream, range))
+    }
+
+    /// Every file in the bucket's store (for recovery).
+    pub async fn files(&self, bucket: &Bucket) -> Result<Vec<StoredFile>, StorageError> {
+        let b = self.bucket(bucket)?;
+        let listing = self
+            .within(async {
+                b.store
+                    .list(None)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(listing
+            .into_iter()
+            .map(|m| {
+                let path = m.location.to_string();
+                let storage_name = path
+                    .split_once('/')
+                    .filter(|(dir, _)| *dir == OBJECTS_DIR || *dir == MANIFESTS_DIR)
+                    .map(|(_, rest)| rest.split('#').next().unwrap_or(rest))
+                    .filter(|n| is_storage_name(n))
+                    .map(str::to_owned);
+                StoredFile { path, storage_name }
+            })
+            .collect())
+    }
+
+    /// Deletes one file (recovery only: an upload that never completed).
+    pub async fn delete_file(&self, bucket: &Bucket, path: &str) -> Result<(), StorageError> {
+        let b = self.bucket(bucket)?;
+        match self.within(b.store.delete(&Path::from(path))).await {
+            Ok(()) | Err(StorageError::Store(object_store::Error::NotFound { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes everything an unfinished upload under `storage_name` may have left:
+    /// its multipart upload (if `upload_id` is known), its object and its manifest.
+    pub async fn discard_upload(
+        &self,
+        bucket: &Bucket,
+        storage_name: &str,
+        upload_id: &str,
+    ) -> Result<(), StorageError> {
+        let b = self.bucket(bucket)?;
+        if let (Some(mp), false) = (&b.multipart, upload_id.is_empty()) {
+            let id = upload_id.to_owned();
+            match self
+                .within(mp.abort_multipart(&object_path(storage_name), &id))
+                .await
+            {
+                Ok(()) | Err(StorageError::Store(object_store::Error::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.delete_file(bucket, object_path(storage_name).as_ref())
+            .await?;
+        self.delete_file(bucket, manifest_path(storage_name).as_ref())
+            .await
     }
 }
 
 enum State {
     Buffer(BytesMut),
-    Multipart(WriteMultipart),
+    /// The local store's staged multipart upload.
+    Staged(WriteMultipart),
+    /// An S3 multipart upload: its id, parts in flight, parts done.
+    Multipart {
+        id: String,
+        buffer: BytesMut,
+        next_part: usize,
+        in_flight: JoinSet<Result<(usize, PartId), StorageError>>,
+        done: Vec<Option<PartId>>,
+    },
 }
 
 /// An upload in progress: hashed as it is written, invisible until published.
 pub struct PendingPut {
     store: Arc<dyn ObjectStore>,
-    path: Path,
-    manifest_path: Path,
+    multipart: Option<Arc<dyn MultipartStore>>,
+    deadline: Duration,
+    name: String,
     sealer: Box<dyn Sealer>,
     hasher: Sha256,
     length: u64,
@@ -229,31 +451,101 @@ pub struct PendingPut {
 
 impl PendingPut {
     /// Hashes and writes the next plaintext chunk, waiting while too many parts are in
-    /// flight (back-pressure keeps memory constant).
-    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+    /// flight (back-pressure keeps memory bounded). Returns the multipart upload id
+    /// when this write started one: the caller records it before writing more, so
+    /// recovery can abort the upload if the process dies.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<Option<String>, StorageError> {
         self.hasher.update(&chunk);
         self.length += chunk.len() as u64;
         let sealed = self.sealer.update(chunk);
         self.push(sealed).await
     }
 
-    async fn push(&mut self, sealed: Bytes) -> Result<(), StorageError> {
+    async fn push(&mut self, sealed: Bytes) -> Result<Option<String>, StorageError> {
+        let deadline = self.deadline;
+        let path = object_path(&self.name);
         match &mut self.state {
             State::Buffer(buf) if buf.len() + sealed.len() <= SMALL_OBJECT_BYTES => {
                 buf.extend_from_slice(&sealed);
+                Ok(None)
             }
             State::Buffer(buf) => {
-                let upload = self.store.put_multipart(&self.path).await?;
-                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-                writer.put(std::mem::take(buf).freeze());
-                writer.put(sealed);
-                self.state = State::Multipart(writer);
+                let mut first = std::mem::take(buf);
+                first.extend_from_slice(&sealed);
+                match &self.multipart {
+                    Some(mp) => {
+                        let id = timed(deadline, mp.create_multipart(&path)).await?;
+                        self.state = State::Multipart {
+                            id: id.clone(),
+                            buffer: first,
+                            next_part: 0,
+                            in_flight: JoinSet::new(),
+                            done: Vec::new(),
+                        };
+                        self.send_full_parts().await?;
+                        Ok(Some(id))
+                    }
+                    None => {
+                        let upload = timed(deadline, self.store.put_multipart(&path)).await?;
+                        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+                        writer.put(first.freeze());
+                        self.state = State::Staged(writer);
+                        Ok(None)
+                    }
+                }
             }
-            State::Multipart(writer) => {
-                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            State::Staged(writer) => {
+                timed(deadline, writer.wait_for_capacity(PARTS_IN_FLIGHT)).await?;
                 writer.put(sealed);
+                Ok(None)
+            }
+            State::Multipart { buffer, .. } => {
+                buffer.extend_from_slice(&sealed);
+                self.send_full_parts().await?;
+                Ok(None)
             }
         }
+    }
+
+    /// Sends every full part of the S3 buffer, keeping at most [`PARTS_IN_FLIGHT`]
+    /// uploading.
+    async fn send_full_parts(&mut self) -> Result<(), StorageError> {
+        while let State::Multipart { buffer, .. } = &self.state {
+            if buffer.len() < PART_BYTES {
+                break;
+            }
+            self.send_part(PART_BYTES).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self, size: usize) -> Result<(), StorageError> {
+        let deadline = self.deadline;
+        let path = object_path(&self.name);
+        let Some(mp) = self.multipart.clone() else {
+            return Ok(());
+        };
+        let State::Multipart {
+            id,
+            buffer,
+            next_part,
+            in_flight,
+            done,
+        } = &mut self.state
+        else {
+            return Ok(());
+        };
+        while in_flight.len() >= PARTS_IN_FLIGHT {
+            collect_part(in_flight, done).await?;
+        }
+        let part = buffer.split_to(size.min(buffer.len())).freeze();
+        let idx = *next_part;
+        *next_part += 1;
+        let id = id.clone();
+        in_flight.spawn(async move {
+            let part_id = timed(deadline, mp.put_part(&path, &id, idx, part.into())).await?;
+            Ok((idx, part_id))
+        });
         Ok(())
     }
 
@@ -265,20 +557,59 @@ impl PendingPut {
         }
     }
 
-    /// Stores the manifest next to the object, then makes the object visible. Neither
-    /// write overwrites an existing object where the store can refuse it.
+    /// Stores the manifest sidecar, then makes the object visible under its name.
+    /// Both writes are create-only.
     pub async fn publish(mut self, manifest: Bytes) -> Result<(), StorageError> {
+        let deadline = self.deadline;
         let tail = self.sealer.finish();
         if !tail.is_empty() {
             self.push(tail).await?;
         }
-        create(&self.store, &self.manifest_path, PutPayload::from(manifest)).await?;
+        create(
+            &self.store,
+            &manifest_path(&self.name),
+            PutPayload::from(manifest),
+            deadline,
+        )
+        .await?;
+        let path = object_path(&self.name);
         match self.state {
             State::Buffer(buf) => {
-                create(&self.store, &self.path, PutPayload::from(buf.freeze())).await
+                create(&self.store, &path, PutPayload::from(buf.freeze()), deadline).await
             }
-            State::Multipart(writer) => {
-                writer.finish().await?;
+            State::Staged(writer) => {
+                timed(deadline, writer.finish()).await?;
+                Ok(())
+            }
+            State::Multipart { .. } => {
+                if let State::Multipart { buffer, .. } = &self.state
+                    && !buffer.is_empty()
+                {
+                    let n = buffer.len();
+                    self.send_part(n).await?;
+                }
+                let Some(mp) = self.multipart.clone() else {
+                    return Ok(());
+                };
+                let State::Multipart {
+                    id,
+                    mut in_flight,
+                    mut done,
+                    ..
+                } = self.state
+                else {
+                    return Ok(());
+                };
+                while !in_flight.is_empty() {
+                    collect_part(&mut in_flight, &mut done).await?;
+                }
+                let parts = done
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        StorageError::Config("a multipart part is missing".to_owned())
+                    })?;
+                timed(deadline, mp.complete_multipart(&path, &id, parts)).await?;
                 Ok(())
             }
         }
@@ -286,32 +617,77 @@ impl PendingPut {
 
     /// Abandons the upload; nothing stays in the store.
     pub async fn abort(self) -> Result<(), StorageError> {
+        let deadline = self.deadline;
         match self.state {
             State::Buffer(_) => Ok(()),
-            State::Multipart(writer) => Ok(writer.abort().await?),
+            State::Staged(writer) => timed(deadline, writer.abort()).await,
+            State::Multipart { id, in_flight, .. } => {
+                drop(in_flight);
+                match &self.multipart {
+                    Some(mp) => {
+                        timed(deadline, mp.abort_multipart(&object_path(&self.name), &id)).await
+                    }
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
 
-/// A put that refuses to overwrite where the store supports it (local files, and S3
-/// services that honour `If-None-Match`); elsewhere the database reservation is the
-/// guard.
+async fn collect_part(
+    in_flight: &mut JoinSet<Result<(usize, PartId), StorageError>>,
+    done: &mut Vec<Option<PartId>>,
+) -> Result<(), StorageError> {
+    match in_flight.join_next().await {
+        Some(Ok(Ok((idx, part)))) => {
+            if done.len() <= idx {
+                done.resize(idx + 1, None);
+            }
+            if let Some(slot) = done.get_mut(idx) {
+                *slot = Some(part);
+            }
+            Ok(())
+        }
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(StorageError::Config(format!(
+            "a part upload task failed: {e}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn timed<T, E: Into<StorageError>>(
+    deadline: Duration,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, StorageError> {
+    tokio::time::timeout(deadline, f)
+        .await
+        .map_err(|_| StorageError::Timeout(deadline))?
+        .map_err(Into::into)
+}
+
+/// A create-only put: local files are hard-linked into place, S3 gets
+/// `If-None-Match: *`. A store that cannot refuse overwrites gets a plain put (the
+/// name is fresh, so there is nothing to overwrite).
 async fn create(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     payload: PutPayload,
+    deadline: Duration,
 ) -> Result<(), StorageError> {
     let opts = PutOptions {
         mode: PutMode::Create,
         ..PutOptions::default()
     };
-    match store.put_opts(path, payload.clone(), opts).await {
+    match timed(deadline, store.put_opts(path, payload.clone(), opts)).await {
         Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => Err(StorageError::AlreadyExists),
-        Err(object_store::Error::NotImplemented { .. }) => {
-            store.put(path, payload).await?;
+        Err(StorageError::Store(object_store::Error::AlreadyExists { .. })) => {
+            Err(StorageError::AlreadyExists)
+        }
+        Err(StorageError::Store(object_store::Error::NotImplemented { .. })) => {
+            timed(deadline, store.put(path, payload)).await?;
             Ok(())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }

@@ -64,6 +64,14 @@ suite!(
     audit_unavailable_fails_closed,
     audit_api_and_chain,
     list_pagination,
+    forwarded_for_reads_every_line,
+    repeated_headers_are_malformed,
+    empty_object_round_trip,
+    ip_rules_come_first,
+    every_key_is_storable,
+    audit_keeps_nul_bytes,
+    preauth_failures_are_rate_limited,
+    object_responses_cannot_run_script,
 );
 
 fn gk_policy(h: &Harness) -> countersign_core::Policy {
@@ -382,7 +390,8 @@ async fn transport_rejections(b: &Backend) {
         .header("countersign-request", b64(&canonical))
         .body(axum::body::Body::empty())
         .unwrap();
-    expect_denied(&h, no_sig, "127.0.0.1", ErrorCode::Malformed, false).await;
+    // The request decodes, so even this denial gets a receipt naming it.
+    expect_denied(&h, no_sig, "127.0.0.1", ErrorCode::Malformed, true).await;
     // Garbled base64, garbled canonical form, garbled signature list.
     expect_denied(
         &h,
@@ -399,7 +408,7 @@ async fn transport_rejections(b: &Backend) {
         raw("GET", "/v1/objects/reports/a/b", &b64(&bad), &sigs, vec![]),
         "127.0.0.1",
         ErrorCode::NonCanonical,
-        false,
+        true,
     )
     .await;
     let garbled = raw(
@@ -432,7 +441,7 @@ async fn transport_rejections(b: &Backend) {
         ),
         "127.0.0.1",
         ErrorCode::Malformed,
-        false,
+        true,
     )
     .await;
 }
@@ -573,15 +582,13 @@ async fn key_rejections(b: &Backend) {
             "/v1/objects/reports/{}",
             countersign_core::names::percent_encode(evil)
         );
-        // Only the reserved prefix parses (and so gets a receipt); the others are not
-        // valid keys at all.
-        let parsed = evil.starts_with(".countersign");
+        // Every one decodes from base64, so the denial's receipt names its bytes.
         expect_denied(
             &h,
             raw("GET", &url, &b64(text.as_bytes()), &sigs, vec![]),
             "127.0.0.1",
             ErrorCode::InvalidKeyPath,
-            parsed,
+            true,
         )
         .await;
     }
@@ -774,12 +781,21 @@ async fn audit_unavailable_fails_closed(b: &Backend) {
     }
     let r = h
         .send(
-            axum::http::Request::get("/healthz")
+            axum::http::Request::get("/readyz")
                 .body(axum::body::Body::empty())
                 .unwrap(),
         )
         .await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Liveness is not readiness: the process itself is fine.
+    let r = h
+        .send(
+            axum::http::Request::get("/healthz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(h.all_entries().await.len(), before_entries);
     assert_eq!(h.bucket_contents().await, before_bucket);
 }
@@ -933,4 +949,170 @@ async fn list_pagination(b: &Backend) {
     let mut http = signed(&req, vec![]);
     *http.uri_mut() = format!("{}&limit=0", url_of(&req)).parse().unwrap();
     expect_denied(&h, http, "127.0.0.1", ErrorCode::InvalidField, true).await;
+}
+
+/// A proxy that adds its own `X-Forwarded-For` line (HAProxy does) must not let the
+/// client's forged first line decide: every line counts, walked from the right.
+async fn forwarded_for_reads_every_line(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/b", b"x").await;
+    let mut req = signed(&get("a/b").request(), vec![]);
+    // The client forged 127.0.0.1; the trusted proxy saw 127.0.0.2 (denied).
+    req.headers_mut()
+        .append("x-forwarded-for", "127.0.0.1".parse().unwrap());
+    req.headers_mut()
+        .append("x-forwarded-for", "127.0.0.2".parse().unwrap());
+    expect_denied(&h, req, "127.0.0.9", ErrorCode::IpDenied, true).await;
+    assert_eq!(h.last_entry().await.client_ip.to_string(), "127.0.0.2");
+}
+
+async fn repeated_headers_are_malformed(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/b", b"x").await;
+    // Two request headers name no one request (no receipt); two signature headers
+    // still leave the request known.
+    for (name, receipt) in [
+        ("countersign-request", false),
+        ("countersign-signature", true),
+    ] {
+        let mut req = signed(&get("a/b").request(), vec![]);
+        let first = req.headers().get(name).unwrap().clone();
+        req.headers_mut().append(name, first);
+        expect_denied(&h, req, "127.0.0.1", ErrorCode::Malformed, receipt).await;
+    }
+}
+
+async fn empty_object_round_trip(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "empty/file", b"").await;
+    let r = h.send(signed(&get("empty/file").request(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
+    assert!(body_bytes(r).await.is_empty());
+    let r = h.send(signed(&head("empty/file").request(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// IP rules are checked before anything is parsed or verified: a denied address
+/// learns nothing about its signature and burns no nonce.
+async fn ip_rules_come_first(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/b", b"x").await;
+    let req = get("a/b").request();
+    let canonical = req.encode();
+    let k = keys();
+    let forged = encode_list(&[sign(&k.stranger, Role::vendor(), "v1", &canonical)]);
+    // Bad signature and denied address: the address decides.
+    expect_denied(
+        &h,
+        raw("GET", &url_of(&req), &b64(&canonical), &forged, vec![]),
+        "127.0.0.2",
+        ErrorCode::IpDenied,
+        true,
+    )
+    .await;
+    // The same, correctly signed request from a denied address does not burn its
+    // nonce: from an allowed address it then succeeds.
+    expect_denied(
+        &h,
+        signed(&req, vec![]),
+        "127.0.0.2",
+        ErrorCode::IpDenied,
+        true,
+    )
+    .await;
+    let r = h.send(signed(&req, vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Every key the protocol allows is storable on every backend: a key and a key
+/// below it, and long segments.
+async fn every_key_is_storable(b: &Backend) {
+    let h = Harness::new(b).await;
+    let long = "s".repeat(300);
+    let keys_ = ["p/x", "p/x/y", &format!("p/{long}"), "p/x/y/z"];
+    for k in keys_ {
+        store(&h, k, k.as_bytes()).await;
+    }
+    for k in keys_ {
+        let r = h.send(signed(&get(k).request(), vec![])).await;
+        assert_eq!(r.status(), StatusCode::OK, "{k}");
+        assert_eq!(body_bytes(r).await, k.as_bytes());
+    }
+    // Storage holds opaque names only: no key appears in it.
+    for path in h.bucket_contents().await {
+        assert!(!path.contains("p/x"), "{path}");
+    }
+}
+
+/// A NUL in the URL is recorded (PostgreSQL's TEXT refuses NUL; the log stores
+/// bytes), so the request is refused *with* its audit entry.
+async fn audit_keeps_nul_bytes(b: &Backend) {
+    let h = Harness::new(b).await;
+    let req = get("a/b").request();
+    let canonical = req.encode();
+    expect_denied(
+        &h,
+        raw(
+            "GET",
+            "/v1/objects/reports/a%00b",
+            &b64(&canonical),
+            &vendor_sigs(&canonical, false),
+            vec![],
+        ),
+        "127.0.0.1",
+        ErrorCode::RequestMismatch,
+        true,
+    )
+    .await;
+}
+
+/// Failures before verified signatures are limited per client address (429, still
+/// recorded); other addresses are not affected.
+async fn preauth_failures_are_rate_limited(b: &Backend) {
+    let h = Harness::new(b).await;
+    let burst = h.config.limits.preauth_failure_burst;
+    let garbage = || raw("GET", "/v1/objects/reports/a/b", "!!!", "x", vec![]);
+    for _ in 0..burst {
+        let r = h.send_from(garbage(), "127.0.0.7").await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+    // The allowance refills over time, so keep failing until it runs out.
+    let mut tries = 0;
+    let r = loop {
+        let before = h.all_entries().await.len();
+        let r = h.send_from(garbage(), "127.0.0.7").await;
+        assert_eq!(
+            h.all_entries().await.len(),
+            before + 1,
+            "every request is logged"
+        );
+        if r.status() != StatusCode::BAD_REQUEST || tries > 500 {
+            break r;
+        }
+        tries += 1;
+    };
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(r).await, "rate_limited");
+    assert_eq!(
+        h.last_entry().await.decision,
+        Decision::Deny(ErrorCode::RateLimited)
+    );
+    // Another address, and good requests, are unaffected.
+    store(&h, "a/b", b"x").await;
+}
+
+async fn object_responses_cannot_run_script(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "a/page.html", b"<script>alert(1)</script>").await;
+    let r = h.send(signed(&get("a/page.html").request(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(
+        header(&r, "content-security-policy").as_deref(),
+        Some("sandbox")
+    );
 }

@@ -182,14 +182,17 @@ pub async fn backend_config(
             let s3_bucket = format!("gk-{}", random_hex(6));
             create_s3_bucket(s3_endpoint, &s3_bucket).await;
             let db = create_pg_database(pg_url).await;
-            let store = countersign_gatekeeper::storage::build_store(&StorageConfig::S3 {
-                endpoint: s3_endpoint.clone(),
-                region: "us-east-1".into(),
-                s3_bucket: s3_bucket.clone(),
-                access_key_id: "testing".into(),
-                secret_access_key: "testing".into(),
-                allow_http: true,
-            })
+            let store = countersign_gatekeeper::storage::build_object_store(
+                &StorageConfig::S3 {
+                    endpoint: s3_endpoint.clone(),
+                    region: "us-east-1".into(),
+                    s3_bucket: s3_bucket.clone(),
+                    access_key_id: "testing".into(),
+                    secret_access_key: "testing".into(),
+                    allow_http: true,
+                },
+                std::time::Duration::from_secs(10),
+            )
             .unwrap();
             (
                 format!(
@@ -320,9 +323,14 @@ impl Harness {
             key: SigningKey::from_bytes(&[99; 32]),
             key_id: KeyId::parse("reader").unwrap(),
         };
-        Ledger::connect(&self.config.database_url, signer, 1_000_000)
-            .await
-            .unwrap()
+        Ledger::connect(
+            &self.config.database_url,
+            signer,
+            1_000_000,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
     }
 
     pub async fn all_entries(&self) -> Vec<AuditEntry> {

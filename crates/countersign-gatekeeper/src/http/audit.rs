@@ -1,0 +1,199 @@
+//! Audit search and export over HTTP, for `customer-admin` keys: GETs signed as LIST
+//! of bucket `countersign-audit` with an empty prefix.
+
+use crate::audit::{AuditFilter, AuditLine, AuditRecord};
+use crate::error::ApiError;
+use crate::http::{Gatekeeper, json_response, now_ms};
+use crate::ledger::Ledger;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use countersign_core::ErrorCode;
+use countersign_core::text::b64;
+
+/// The audit endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/audit/search`: matching entries as JSON.
+    Search,
+    /// `/v1/audit/export`: the whole log and its checkpoints as JSONL.
+    Export,
+}
+
+impl Endpoint {
+    /// Parses the path after `/v1/audit/`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "search" => Some(Self::Search),
+            "export" => Some(Self::Export),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed audit request.
+#[derive(Debug)]
+pub struct Query {
+    endpoint: Endpoint,
+    filter: AuditFilter,
+}
+
+/// Parses the filter.
+pub fn prepare(endpoint: Endpoint, parts: &Parts) -> Result<Query, ApiError> {
+    Ok(Query {
+        endpoint,
+        filter: parse_filter(parts.uri.query().unwrap_or(""))?,
+    })
+}
+
+/// Runs the search or export (after the request's entry is in the log).
+pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError> {
+    match query.endpoint {
+        Endpoint::Search => {
+            let entries = gk.ledger.search(&query.filter).await.map_err(|e| {
+                eprintln!("audit search failed: {e}");
+                ApiError::audit_unavailable()
+            })?;
+            let next = if entries.len() >= query.filter.limit as usize {
+                entries.last().map(|e| e.seq + 1)
+            } else {
+                None
+            };
+            let records: Vec<_> = entries.iter().map(AuditRecord::from_entry).collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"entries": records, "next_after_seq": next}),
+            ))
+        }
+        Endpoint::Export => {
+            let text = export_jsonl(&gk.ledger, now_ms() / 1000, true)
+                .await
+                .map_err(|e| {
+                    eprintln!("audit export failed: {e}");
+                    ApiError::audit_unavailable()
+                })?;
+            let mut r = text.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            Ok(r)
+        }
+    }
+}
+
+/// Parses search/export query parameters.
+pub fn parse_filter(query: &str) -> Result<AuditFilter, ApiError> {
+    let mut f = AuditFilter {
+        limit: 100,
+        ..AuditFilter::default()
+    };
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        // Query values are form-encoded: `+` is a space.
+        let v = v.replace('+', " ");
+        let v = percent_encoding::percent_decode_str(&v)
+            .decode_utf8()
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::Malformed,
+                    format!("query parameter `{k}` is not percent-encoded UTF-8"),
+                )
+            })?
+            .into_owned();
+        let num = |v: &str| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidField,
+                    format!("`{k}` must be a non-negative integer"),
+                )
+            })
+        };
+        match k {
+            "after_seq" | "from_seq" => f.after_seq = num(&v)?,
+            "from_ms" => f.from_ms = Some(num(&v)?),
+            "to_ms" => f.to_ms = Some(num(&v)?),
+            "subject" => f.subject = Some(v),
+            "ip" => {
+                f.client_ip = Some(v.parse().map_err(|_| {
+                    ApiError::new(ErrorCode::InvalidField, "`ip` must be an IP address")
+                })?)
+            }
+            "key_prefix" => f.key_prefix = Some(v),
+            "decision" if v == "allow" || v == "deny" => f.decision = Some(v),
+            "decision" => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
+                    "`decision` must be allow or deny",
+                ));
+            }
+            "error" => {
+                f.error = Some(ErrorCode::from_str_code(&v).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidField,
+                        format!("`{v}` is not an error code"),
+                    )
+                })?)
+            }
+            "limit" => {
+                f.limit = u32::try_from(num(&v)?)
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorCode::InvalidField, "`limit` must be 1 to 10000")
+                    })?;
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
+                    format!("unknown query parameter `{k}`"),
+                ));
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// The whole audit log as JSONL: every entry and every stored checkpoint. With
+/// `fresh_checkpoint`, a checkpoint over the current head is signed first, so the
+/// export is pinned up to its last entry.
+pub async fn export_jsonl(
+    ledger: &Ledger,
+    now_secs: u64,
+    fresh_checkpoint: bool,
+) -> Result<String, crate::ledger::LedgerError> {
+    let fresh = if fresh_checkpoint {
+        ledger.checkpoint_now(now_secs).await?
+    } else {
+        None
+    };
+    let mut out = String::new();
+    let mut next = 0;
+    loop {
+        let page = ledger.entries(next, 1000).await?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for e in &page {
+            out.push_str(
+                &serde_json::to_string(&AuditLine::Entry(Box::new(AuditRecord::from_entry(e))))
+                    .unwrap_or_default(),
+            );
+            out.push('\n');
+        }
+    }
+    let mut checkpoints = ledger.checkpoints().await?;
+    if let Some(f) = fresh
+        && !checkpoints.contains(&f)
+    {
+        checkpoints.push(f);
+    }
+    for c in checkpoints {
+        let line = AuditLine::Checkpoint {
+            checkpoint: b64(&c.body),
+            signatures: c.signatures,
+        };
+        out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,142 @@
+//! Recovery: every durable state a crash (or a dependency outage during cleanup) can
+//! leave behind has an owner here, run at start-up, on a timer and by
+//! `countersign-gatekeeper reconcile [--dry-run]`.
+//!
+//! - A `pending` reservation past its deadline belongs to an upload that is dead for
+//!   certain (its request was cut at its signed `expires-at`): the reservation is
+//!   released (the key is usable again), an audit entry records it, then its bytes
+//!   are discarded (the S3 multipart upload aborted by its recorded id, staged or
+//!   published files deleted). Such an upload was never acknowledged: the index row
+//!   turns `stored` before a PUT is answered.
+//! - A file under `objects/` or `manifests/` whose storage name no index row knows
+//!   is left over from such an upload (a local staging file `objects/<name>#<n>`
+//!   included): it is recorded and deleted.
+//!
+//! Both steps are idempotent and safe with several instances: releasing is a
+//! conditional delete, and only the instance whose release took effect records it.
+
+use crate::ledger::{AuditDraft, Ledger, Reservation};
+use crate::storage::Storage;
+use countersign_core::{Bucket, Decision, ErrorCode};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// One thing recovery did (or, in a dry run, would do).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Action {
+    /// `release_reservation` or `delete_orphan`.
+    pub action: &'static str,
+    /// The bucket.
+    pub bucket: String,
+    /// The object key (reservations) or the file's path in the store (orphans).
+    pub target: String,
+    /// The storage name concerned.
+    pub storage_name: String,
+}
+
+fn draft(bucket: &str, target: &str, code: ErrorCode) -> AuditDraft {
+    AuditDraft {
+        time_ms: crate::http::now_ms(),
+        client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        operation: "RECONCILE".to_owned(),
+        bucket: bucket.to_owned(),
+        key: target.to_owned(),
+        subject: String::new(),
+        decision: Decision::Deny(code),
+        bytes: 0,
+        latency_us: 0,
+        request: Vec::new(),
+        signatures: String::new(),
+    }
+}
+
+/// Reconciles the index and every bucket at `now` (Unix seconds). With `dry_run`,
+/// only reports.
+pub async fn reconcile(
+    ledger: &Ledger,
+    storage: &Storage,
+    now: u64,
+    dry_run: bool,
+) -> Result<Vec<Action>, String> {
+    let mut actions = Vec::new();
+    let expired = ledger
+        .expired_reservations(now)
+        .await
+        .map_err(|e| format!("cannot read reservations: {e}"))?;
+    for r in expired {
+        let action = Action {
+            action: "release_reservation",
+            bucket: r.bucket.clone(),
+            target: r.key.clone(),
+            storage_name: r.storage_name.clone(),
+        };
+        if !dry_run {
+            release_dead_upload(ledger, storage, &r).await?;
+        }
+        actions.push(action);
+    }
+    let buckets: Vec<Bucket> = storage.buckets().cloned().collect();
+    for bucket in buckets {
+        let files = storage
+            .files(&bucket)
+            .await
+            .map_err(|e| format!("cannot list bucket {bucket}: {e}"))?;
+        for file in files {
+            let Some(name) = file.storage_name else {
+                continue;
+            };
+            let known = ledger
+                .storage_name_known(bucket.as_str(), &name)
+                .await
+                .map_err(|e| format!("cannot read the index: {e}"))?;
+            if known {
+                continue;
+            }
+            if !dry_run {
+                ledger
+                    .append(
+                        draft(bucket.as_str(), &file.path, ErrorCode::Internal),
+                        None,
+                    )
+                    .await
+                    .map_err(|e| format!("cannot write the audit log: {e}"))?;
+                storage
+                    .delete_file(&bucket, &file.path)
+                    .await
+                    .map_err(|e| format!("cannot delete {bucket}/{}: {e}", file.path))?;
+            }
+            actions.push(Action {
+                action: "delete_orphan",
+                bucket: bucket.to_string(),
+                target: file.path,
+                storage_name: name,
+            });
+        }
+    }
+    Ok(actions)
+}
+
+async fn release_dead_upload(
+    ledger: &Ledger,
+    storage: &Storage,
+    r: &Reservation,
+) -> Result<(), String> {
+    let claimed = ledger
+        .release(r)
+        .await
+        .map_err(|e| format!("cannot release a reservation: {e}"))?;
+    if !claimed {
+        return Ok(());
+    }
+    ledger
+        .append(draft(&r.bucket, &r.key, ErrorCode::Timeout), None)
+        .await
+        .map_err(|e| format!("cannot write the audit log: {e}"))?;
+    let bucket = Bucket::parse(&r.bucket).map_err(|e| e.to_string())?;
+    if storage.has_bucket(&bucket) {
+        storage
+            .discard_upload(&bucket, &r.storage_name, &r.upload_id)
+            .await
+            .map_err(|e| format!("cannot discard an upload in {bucket}: {e}"))?;
+    }
+    Ok(())
+}
