@@ -191,7 +191,12 @@ pub async fn audit_rows(url: &str) -> Result<Vec<AuditRow>, String> {
         .map(|r| {
             Ok(AuditRow {
                 seq: r.try_get(0).map_err(|e| e.to_string())?,
-                key: r.try_get(2).map_err(|e| e.to_string())?,
+                // TEXT in older schemas, the raw bytes as received in newer ones.
+                key: r.try_get::<String, _>(2).or_else(|_| {
+                    r.try_get::<Vec<u8>, _>(2)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .map_err(|e| e.to_string())
+                })?,
                 decision: r.try_get(3).map_err(|e| e.to_string())?,
                 error: r.try_get(4).map_err(|e| e.to_string())?,
                 request: r.try_get(5).map_err(|e| e.to_string())?,
