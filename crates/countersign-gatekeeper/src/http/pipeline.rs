@@ -79,8 +79,9 @@ impl Operation {
 }
 
 /// A request that passed the IP rules, its signatures, the nonce check and the ACL.
-/// Only [`authorize`] makes one; the storage and index calls that act on an object
-/// take it, so acting on an unauthorized request does not type-check.
+/// Its fields are private and only this module's pipeline makes one; every
+/// operation's preparation (index lookups, the upload's reservation) takes it, so
+/// acting on an unauthorized request does not type-check.
 #[derive(Debug)]
 pub struct Authorized {
     verified: VerifiedRequest,
