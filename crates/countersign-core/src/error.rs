@@ -77,6 +77,9 @@ pub enum ErrorCode {
     /// The gatekeeper is at a configured capacity limit (connections, upload memory);
     /// retry later.
     Overloaded,
+    /// Two keys of a keyring share one public key, so one key could count twice
+    /// towards a threshold.
+    DuplicateKey,
 }
 
 impl ErrorCode {
@@ -115,6 +118,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::Timeout,
         Self::Overloaded,
+        Self::DuplicateKey,
     ];
 
     /// The stable snake_case string of this code.
@@ -153,6 +157,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
+            Self::DuplicateKey => "duplicate_key",
         }
     }
 

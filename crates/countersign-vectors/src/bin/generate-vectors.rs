@@ -1136,6 +1136,25 @@ fn signatures(w: &World, b: &mut Builder) {
         vec![w.vendor1.sign(&g)],
         ErrorCode::InvalidField.as_str(),
     );
+
+    // One Ed25519 key registered under a second key id: if the keyring accepted it,
+    // the key alone would meet a threshold of 2 by signing under both ids.
+    let mut twin = two.clone();
+    twin.keys.push(KeySpec {
+        key_id: "vendor-2026-01-twin".into(),
+        ..w.vendor1.spec()
+    });
+    req(
+        b,
+        "duplicate-public-key-in-policy",
+        "The same public key under two key ids is refused when the policy loads, so one key cannot count twice towards a threshold of 2.",
+        &twin,
+        vec![
+            w.vendor1.sign(&g),
+            w.vendor1.sign_as("vendor", "vendor-2026-01-twin", &g),
+        ],
+        ErrorCode::DuplicateKey.as_str(),
+    );
 }
 
 fn flip_bit(hex_sig: &str, byte: usize) -> String {
