@@ -116,7 +116,8 @@ pub struct Target {
 /// A verifier's configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PolicySpec {
-    /// The gatekeeper id requests must be addressed to.
+    /// The gatekeeper id requests must be addressed to; for receipts (and listings),
+    /// the gatekeeper the client sent its request to, whose keys the policy holds.
     pub audience: String,
     /// Longest allowed `expires-at - issued-at`.
     pub max_lifetime: u64,
@@ -220,8 +221,10 @@ fn check(case: &Case) -> Checked {
                     .as_deref()
                     .ok_or("receipt without request_hex")?,
             )?;
-            policy_for(p, keyring, |r| r == Role::GATEKEEPER).and_then(|policy| {
-                Receipt::verify(&document, &signatures, &policy, &request).map(|_| ())
+            // The client sent the request to `policy.audience`, whose keys it holds.
+            GatekeeperId::parse(&p.audience).and_then(|gatekeeper| {
+                let policy = policy_for(p, keyring, |r| r == Role::GATEKEEPER)?;
+                Receipt::verify(&document, &signatures, &gatekeeper, &policy, &request).map(|_| ())
             })
         }
         Kind::Manifest => {

@@ -1310,10 +1310,115 @@ fn receipts(w: &World, b: &mut Builder) {
     rc(
         b,
         "receipt-decided-after-window",
-        "decided-at must lie before expires-at + 600 s (the largest clock skew).",
+        "An allow's decided-at must lie before expires-at + 600 s (the largest clock skew).",
         late.clone(),
         vec![w.gatekeeper.sign(&late)],
         &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    let early = Receipt {
+        decided_at: T - 601,
+        ..receipt(Decision::Allow)
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-allow-decided-before-window",
+        "An allow's decided-at must not lie before issued-at - 600 s.",
+        early.clone(),
+        vec![w.gatekeeper.sign(&early)],
+        &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+
+    // Denials verify whatever the request's window and audience: the gatekeeper's
+    // signature and the request's SHA-256 bind them.
+    let expired = Receipt {
+        decided_at: T + 300 + 600,
+        ..receipt(Decision::Deny(ErrorCode::Expired))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-expired",
+        "A request refused as expired: decided after its window, and the deny receipt still verifies.",
+        expired.clone(),
+        vec![w.gatekeeper.sign(&expired)],
+        &request,
+        "ok",
+    );
+    let early_deny = Receipt {
+        decided_at: T - 601,
+        ..receipt(Decision::Deny(ErrorCode::NotYetValid))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-not-yet-valid",
+        "A request refused as not yet valid: decided before its window, and the deny receipt still verifies.",
+        early_deny.clone(),
+        vec![w.gatekeeper.sign(&early_deny)],
+        &request,
+        "ok",
+    );
+    let away_request = render(&RequestFields {
+        audience: "gk.other".into(),
+        ..base_get()
+    });
+    let wrong_audience = Receipt {
+        request_sha256: countersign_core::BodyDigest::of(&away_request).sha256,
+        ..receipt(Decision::Deny(ErrorCode::WrongAudience))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-wrong-audience",
+        "A request addressed to gk.other, refused by gk.acme (the gatekeeper it reached, whose keys the client holds): the deny receipt verifies.",
+        wrong_audience.clone(),
+        vec![w.gatekeeper.sign(&wrong_audience)],
+        &away_request,
+        "ok",
+    );
+    let allow_away = Receipt {
+        request_sha256: countersign_core::BodyDigest::of(&away_request).sha256,
+        ..receipt(Decision::Allow)
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-allow-for-other-audience",
+        "gk.acme cannot allow a request addressed to gk.other.",
+        allow_away.clone(),
+        vec![w.gatekeeper.sign(&allow_away)],
+        &away_request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    let foreign_deny = Receipt {
+        gatekeeper: GatekeeperId::parse("gk.other").unwrap(),
+        ..receipt(Decision::Deny(ErrorCode::AccessDenied))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-from-other-gatekeeper",
+        "A deny receipt must name the gatekeeper whose keys signed it (the client's gk.acme).",
+        foreign_deny.clone(),
+        vec![w.gatekeeper.sign(&foreign_deny)],
+        &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    let deny_other = Receipt {
+        decided_at: T + 300 + 600,
+        ..receipt(Decision::Deny(ErrorCode::Expired))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-for-other-request",
+        "A deny receipt cannot be replayed against another request (other bytes, so another SHA-256).",
+        deny_other.clone(),
+        vec![w.gatekeeper.sign(&deny_other)],
+        &other,
         ErrorCode::ReceiptMismatch.as_str(),
     );
 }
