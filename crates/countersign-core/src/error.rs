@@ -80,6 +80,10 @@ pub enum ErrorCode {
     /// Two keys of a keyring share one public key, so one key could count twice
     /// towards a threshold.
     DuplicateKey,
+    /// A signed listing does not answer this LIST request: another request, bucket,
+    /// prefix or cursor, a key outside the prefix or before the cursor, or made by
+    /// another gatekeeper or outside the request's window.
+    ListingMismatch,
 }
 
 impl ErrorCode {
@@ -119,6 +123,7 @@ impl ErrorCode {
         Self::Timeout,
         Self::Overloaded,
         Self::DuplicateKey,
+        Self::ListingMismatch,
     ];
 
     /// The stable snake_case string of this code.
@@ -158,6 +163,7 @@ impl ErrorCode {
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
             Self::DuplicateKey => "duplicate_key",
+            Self::ListingMismatch => "listing_mismatch",
         }
     }
 

@@ -62,7 +62,8 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | C::ReceiptMismatch
         | C::ManifestMismatch
         | C::AuditChainBroken
-        | C::DuplicateKey => 400,
+        | C::DuplicateKey
+        | C::ListingMismatch => 400,
         C::Expired
         | C::NotYetValid
         | C::BadSignature

@@ -13,7 +13,7 @@
 //! string for the implementation under test, so comparing the two is the whole test.
 
 use countersign_core::{
-    AuthorizedKey, BodyDigest, Bucket, ErrorCode, GatekeeperId, KeyId, Keyring, Manifest,
+    AuthorizedKey, BodyDigest, Bucket, ErrorCode, GatekeeperId, KeyId, Keyring, Listing, Manifest,
     ObjectKey, Policy, PublicKey, Receipt, RequestVerifier, Role, SignatureEntry, signature,
 };
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,9 @@ pub enum Kind {
     Receipt,
     /// A signed object manifest, the object `target`, and its `body_hex`.
     Manifest,
+    /// A signed LIST page answering the LIST request in `request_hex`, after the
+    /// cursor `list_after`.
+    Listing,
 }
 
 /// One conformance case.
@@ -65,6 +68,10 @@ pub struct Case {
     /// For manifests: the body bytes the reader received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_hex: Option<String>,
+    /// For listings: the cursor the client sent as `after`, as the decoded key text
+    /// (empty for the first page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_after: Option<String>,
     /// The verifier's configuration.
     pub policy: PolicySpec,
     /// The signatures presented with the document, in order.
@@ -227,6 +234,18 @@ fn check(case: &Case) -> Checked {
                 Receipt::verify(&document, &signatures, &gatekeeper, &policy, &request).map(|_| ())
             })
         }
+        Kind::Listing => {
+            let request = from_hex(
+                case.request_hex
+                    .as_deref()
+                    .ok_or("listing without request_hex")?,
+            )?;
+            let after = case
+                .list_after
+                .as_deref()
+                .ok_or("listing without list_after")?;
+            verify_listing(p, keyring, &document, &signatures, &request, after)
+        }
         Kind::Manifest => {
             let target = case.target.as_ref().ok_or("manifest without target")?;
             let body = from_hex(
@@ -299,6 +318,24 @@ fn verify_manifest(
         &ObjectKey::parse(&target.key)?,
     )?;
     verified.check_body(&BodyDigest::of(body))
+}
+
+fn verify_listing(
+    p: &PolicySpec,
+    keyring: Keyring,
+    document: &[u8],
+    signatures: &[SignatureEntry],
+    request: &[u8],
+    after: &str,
+) -> Result<(), countersign_core::Error> {
+    let policy = policy_for(p, keyring, |r| r == Role::GATEKEEPER)?;
+    let verified = Listing::verify(document, signatures, &policy, request)?;
+    let sent = if after.is_empty() {
+        None
+    } else {
+        Some(ObjectKey::parse(after)?)
+    };
+    verified.check_after(sent.as_ref())
 }
 
 /// Replays every case of a vector file; returns `(name, expected, got)` for each.

@@ -217,6 +217,7 @@ impl Builder {
             request_hex: None,
             target: None,
             body_hex: None,
+            list_after: None,
             policy,
             signatures,
             now,
@@ -1631,6 +1632,383 @@ fn manifests(w: &World, b: &mut Builder) {
     );
 }
 
+fn base_list() -> RequestFields {
+    RequestFields {
+        method: "LIST".into(),
+        key: "org-17/reports/".into(),
+        nonce: "202122232425262728292a2b2c2d2e2f".into(),
+        ..base_get()
+    }
+}
+
+/// A listing's fields, rendered by the generator itself from the spec (not by the
+/// encoder). Keys and cursors are given already URL-encoded; `count` is written as
+/// given, so a case can disagree with its object lines.
+#[derive(Clone)]
+struct ListingText {
+    gatekeeper: String,
+    request_sha256: String,
+    audit_seq: u64,
+    listed_at: u64,
+    bucket: String,
+    prefix: String,
+    after: String,
+    count: usize,
+    objects: Vec<String>,
+    next_after: String,
+}
+
+impl ListingText {
+    fn render(&self) -> Vec<u8> {
+        let mut out = format!(
+            "countersign/v1/listing\ngatekeeper:{}\nrequest-sha256:{}\naudit-seq:{}\nlisted-at:{}\nbucket:{}\nprefix:{}\nafter:{}\ncount:{}\n",
+            self.gatekeeper,
+            self.request_sha256,
+            self.audit_seq,
+            self.listed_at,
+            self.bucket,
+            self.prefix,
+            self.after,
+            self.count
+        );
+        for o in &self.objects {
+            out.push_str(&format!("object:{o}\n"));
+        }
+        out.push_str(&format!("next-after:{}\n", self.next_after));
+        out.into_bytes()
+    }
+
+    /// The same page with other objects (and a matching count).
+    fn with_objects(&self, objects: &[&str], next_after: &str) -> Self {
+        Self {
+            count: objects.len(),
+            objects: objects.iter().map(|o| object_line(o)).collect(),
+            next_after: next_after.into(),
+            ..self.clone()
+        }
+    }
+}
+
+/// An object line for an already URL-encoded key.
+fn object_line(encoded_key: &str) -> String {
+    format!(
+        "{encoded_key} {} {} application/pdf {}",
+        PUT_BODY.len(),
+        sha256_hex(PUT_BODY),
+        T - 3600
+    )
+}
+
+fn listings(w: &World, b: &mut Builder) {
+    let request = render(&base_list());
+    let policy = PolicySpec {
+        require: BTreeMap::from([("gatekeeper".to_owned(), 1)]),
+        ..w.policy()
+    };
+    // Byte order of the decoded keys: `~` (0x7E) sorts before `ü` (0xC3 0xBC), though
+    // their URL-encoded forms `~` and `%C3%BC` sort the other way as text.
+    let (k1, k2, k3, k4) = (
+        "org-17/reports/2026/a%20b.pdf",
+        "org-17/reports/2026/visit-0001.pdf",
+        "org-17/reports/2026/~draft.pdf",
+        "org-17/reports/2026/%C3%BC.pdf",
+    );
+    let first = ListingText {
+        gatekeeper: AUDIENCE.into(),
+        request_sha256: sha256_hex(&request),
+        audit_seq: 9,
+        listed_at: T + 11,
+        bucket: "patient-reports".into(),
+        prefix: "org-17/reports/".into(),
+        after: String::new(),
+        count: 0,
+        objects: Vec::new(),
+        next_after: String::new(),
+    }
+    .with_objects(&[k1, k2, k3], k3);
+    let ls = |b: &mut Builder,
+              name: &str,
+              desc: &str,
+              doc: Vec<u8>,
+              sigs: Vec<SignatureSpec>,
+              for_request: &[u8],
+              after: &str,
+              expect: &str| {
+        let (for_request, after) = (hex(for_request), after.to_owned());
+        b.push(
+            name,
+            desc,
+            Kind::Listing,
+            base_list(),
+            doc,
+            policy.clone(),
+            sigs,
+            T + 11,
+            expect,
+            |c| {
+                c.request_hex = Some(for_request);
+                c.list_after = Some(after);
+            },
+        );
+    };
+    // A signed page and the request it answers, for the common case.
+    let signed =
+        |b: &mut Builder, name: &str, desc: &str, page: &ListingText, after: &str, expect: &str| {
+            let doc = page.render();
+            ls(
+                b,
+                name,
+                desc,
+                doc.clone(),
+                vec![w.gatekeeper.sign(&doc)],
+                &request,
+                after,
+                expect,
+            );
+        };
+    signed(
+        b,
+        "listing-first-page",
+        "The first page: three objects in byte order of key (`~` before `ü`), more to follow after the last.",
+        &first,
+        "",
+        "ok",
+    );
+    let last = ListingText {
+        after: k3.into(),
+        ..first.with_objects(&[k4], "")
+    };
+    signed(
+        b,
+        "listing-last-page",
+        "The page after the first page's next-after, with the last object; next-after is empty.",
+        &last,
+        "org-17/reports/2026/~draft.pdf",
+        "ok",
+    );
+    signed(
+        b,
+        "listing-empty",
+        "A page without objects: count 0, no object line, empty next-after.",
+        &first.with_objects(&[], ""),
+        "",
+        "ok",
+    );
+    let doc = first.render();
+    let hidden = ListingText {
+        next_after: k2.into(),
+        ..first.with_objects(&[k1, k2], k2)
+    }
+    .render();
+    ls(
+        b,
+        "listing-object-hidden",
+        "An object removed from a signed page in transit.",
+        hidden,
+        vec![w.gatekeeper.sign(&doc)],
+        &request,
+        "",
+        ErrorCode::BadSignature.as_str(),
+    );
+    ls(
+        b,
+        "listing-signed-by-vendor",
+        "A vendor key claiming the gatekeeper role cannot sign listings.",
+        doc.clone(),
+        vec![w.vendor1.sign_as("gatekeeper", w.vendor1.key_id, &doc)],
+        &request,
+        "",
+        ErrorCode::WrongRole.as_str(),
+    );
+    let other_request = render(&RequestFields {
+        nonce: "303132333435363738393a3b3c3d3e3f".into(),
+        ..base_list()
+    });
+    ls(
+        b,
+        "listing-for-other-request",
+        "A genuine page replayed as the answer to another LIST request (another nonce).",
+        doc.clone(),
+        vec![w.gatekeeper.sign(&doc)],
+        &other_request,
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    let get_request = render(&base_get());
+    let for_get = ListingText {
+        request_sha256: sha256_hex(&get_request),
+        ..first.clone()
+    }
+    .render();
+    ls(
+        b,
+        "listing-for-get-request",
+        "A listing answers LIST requests only.",
+        for_get.clone(),
+        vec![w.gatekeeper.sign(&for_get)],
+        &get_request,
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-from-other-gatekeeper",
+        "The listing must come from the request's audience.",
+        &ListingText {
+            gatekeeper: "gk.other".into(),
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-after-window",
+        "listed-at must lie before the request's expires-at + 600 s.",
+        &ListingText {
+            listed_at: T + 300 + 600,
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-other-bucket",
+        "The page lists another bucket than the request's.",
+        &ListingText {
+            bucket: "other-reports".into(),
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-other-prefix",
+        "The page lists a narrower prefix than the request's (hiding the rest).",
+        &ListingText {
+            prefix: "org-17/reports/2026/".into(),
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-key-outside-prefix",
+        "A listed key does not start with the prefix.",
+        &first.with_objects(&[k1, "org-18/x.pdf"], ""),
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-key-not-after-cursor",
+        "Every key must sort strictly after `after`; here the first equals it.",
+        &ListingText {
+            after: k1.into(),
+            ..first.clone()
+        },
+        "org-17/reports/2026/a b.pdf",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-other-cursor",
+        "A genuine later page served for a first-page request (the cursor is not in the signed request).",
+        &last,
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-unsorted",
+        "Objects out of order.",
+        &first.with_objects(&[k2, k1], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-sorted-by-encoded-form",
+        "Sorted by the URL-encoded text instead of the decoded bytes (`%C3%BC` before `~`).",
+        &first.with_objects(&[k4, k3], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-duplicate-key",
+        "A key listed twice.",
+        &first.with_objects(&[k1, k1], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-lowercase-escape",
+        "Percent-encoding uses uppercase hex digits only.",
+        &first.with_objects(&["org-17/reports/2026/a%2fb.pdf"], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-escaped-unreserved-byte",
+        "`%2D` spells `-`, which is never escaped: one spelling per key.",
+        &first.with_objects(&["org%2D17/reports/2026/a.pdf"], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-raw-space-in-key",
+        "A raw space splits the object line into six parts.",
+        &first.with_objects(&["org-17/reports/2026/a b.pdf"], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-count-exceeds-lines",
+        "count says 3, two object lines follow.",
+        &ListingText {
+            count: 3,
+            ..first.with_objects(&[k1, k2], "")
+        },
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-too-many-objects",
+        "At most 1000 objects per page.",
+        &ListingText {
+            count: 1001,
+            ..first.clone()
+        },
+        "",
+        ErrorCode::TooLarge.as_str(),
+    );
+    signed(
+        b,
+        "listing-next-after-not-last",
+        "next-after must be the last object's key.",
+        &first.with_objects(&[k1, k2], k1),
+        "",
+        ErrorCode::InvalidField.as_str(),
+    );
+    signed(
+        b,
+        "listing-key-traversal",
+        "A listed key must be a valid object key.",
+        &first.with_objects(&["org-17/reports/../secret.pdf"], ""),
+        "",
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::args().nth(1) else {
         eprintln!("usage: generate-vectors <output dir>");
@@ -1656,6 +2034,12 @@ fn main() -> ExitCode {
     files.push((
         "manifests",
         "Signed object manifests and the bodies they vouch for.",
+        b.take(),
+    ));
+    listings(&w, &mut b);
+    files.push((
+        "listings",
+        "Signed LIST pages and the LIST requests they answer.",
         b.take(),
     ));
     if !b.failures.is_empty() {

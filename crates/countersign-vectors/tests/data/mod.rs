@@ -2,7 +2,7 @@
 //! has no file system).
 
 /// `(name, JSON)` of every Countersign vector file.
-pub const FILES: [(&str, &str); 4] = [
+pub const FILES: [(&str, &str); 5] = [
     (
         "requests",
         include_str!("../../../../tests/vectors/requests.json"),
@@ -18,6 +18,10 @@ pub const FILES: [(&str, &str); 4] = [
     (
         "manifests",
         include_str!("../../../../tests/vectors/manifests.json"),
+    ),
+    (
+        "listings",
+        include_str!("../../../../tests/vectors/listings.json"),
     ),
 ];
 
