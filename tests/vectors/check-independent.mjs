@@ -9,10 +9,12 @@
 //   - every signature's message is "countersign/v1/signature\nrole:R\nkey-id:K\n"
 //     followed by the signed document, and verifies under Node's Ed25519;
 //   - a manifest's embedded PUT request signatures verify too.
-// and it replays every listing case (ok or not) with its own verifier written from
-// the spec's "Listings" section, which must give the case's exact expected code.
+// and it replays every listing case and every audit-entry case (ok or not) with its
+// own reader written from the spec ("Listings", "Audit log"), which must give the
+// case's exact expected code.
 import { createHash, createPublicKey, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIPv4, isIPv6 } from "node:net";
 
 const dir = new URL(".", import.meta.url);
 const files = ["requests", "signatures", "receipts", "manifests", "listings"];
@@ -246,5 +248,82 @@ for (const c of JSON.parse(readFileSync(new URL("listings.json", dir), "utf8")).
 }
 if (listingCases === 0) fail("no listing cases replayed");
 
+// ---- Audit entries, from the spec alone -----------------------------------------
+const graphic = (b) => b >= 0x21 && b <= 0x7e && b !== 0x25;
+function unescapeField(s) {
+  const out = [];
+  const bytes = Buffer.from(s, "utf8");
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b === 0x25) {
+      const pair = bytes.subarray(i + 1, i + 3).toString("latin1");
+      if (!/^[0-9A-F]{2}$/.test(pair)) refuse("non_canonical");
+      const v = parseInt(pair, 16);
+      if (graphic(v)) refuse("non_canonical");
+      out.push(v);
+      i += 2;
+    } else if (graphic(b)) out.push(b);
+    else refuse("non_canonical");
+  }
+  return Buffer.from(out);
+}
+const escapeBytes = (buf) => [...buf].map((b) => (graphic(b) ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`)).join("");
+function clientIp(s) {
+  const v4 = (t) => /^(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}$/.test(t) && t.split(".").every((o) => Number(o) <= 255);
+  if (isIPv4(s)) return v4(s) ? s : refuse("non_canonical");
+  if (!isIPv6(s) || s.includes("%")) refuse("invalid_field");
+  const mapped = /^::ffff:([0-9.]+)$/.exec(s);
+  if (mapped) return v4(mapped[1]) ? s : refuse("non_canonical");
+  // WHATWG's IPv6 serializer is RFC 5952's form, except for IPv4-mapped addresses.
+  const canonical = new URL(`http://[${s}]/`).hostname.slice(1, -1);
+  if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(canonical)) refuse("non_canonical");
+  return canonical === s ? s : refuse("non_canonical");
+}
+const CODES = new Set(["malformed", "unsupported_version", "non_canonical", "invalid_field", "invalid_bucket", "invalid_key_path", "too_large", "expired", "not_yet_valid", "lifetime_too_long", "wrong_audience", "bad_signature", "weak_key", "unknown_key", "wrong_role", "key_outside_window", "threshold_not_met", "replayed", "receipt_mismatch", "manifest_mismatch", "body_mismatch", "request_mismatch", "audit_chain_broken", "ip_denied", "access_denied", "already_exists", "not_found", "audit_unavailable", "storage_unavailable", "internal", "rate_limited", "timeout", "overloaded", "duplicate_key", "listing_mismatch"]);
+function decisionPair(decision, error) {
+  if ((decision === "allow" && error === "") || (decision === "deny" && CODES.has(error))) return;
+  refuse("invalid_field");
+}
+function capture(r, name) {
+  const stored = unescapeField(r.field(name));
+  const sha = hex32(r.field(`${name}-sha256`));
+  const length = decimal(r.field(`${name}-length`));
+  if (stored.length > length) refuse("invalid_field");
+  if (stored.length === length && sha256(stored).toString("hex") !== sha) refuse("invalid_field");
+  return stored;
+}
+function readAuditEntry(doc) {
+  const r = lines(doc, "audit-entry", Infinity);
+  decimal(r.field("seq"));
+  hex32(r.field("prev-sha256"));
+  decimal(r.field("time-ms"));
+  gatekeeperId(r.field("gatekeeper"));
+  clientIp(r.field("client-ip"));
+  const texts = ["operation", "bucket", "key", "subject"].map((f) => [f, r.field(f)]);
+  for (const [, t] of texts) if (escapeBytes(unescapeField(t)) !== t) throw new Error("escape is not the inverse of unescape");
+  decisionPair(r.field("decision"), r.field("error"));
+  decimal(r.field("bytes"));
+  decimal(r.field("latency-us"));
+  capture(r, "request");
+  capture(r, "signatures");
+  r.end();
+  return "ok";
+}
+let auditCases = 0;
+for (const c of JSON.parse(readFileSync(new URL("audit-entries.json", dir), "utf8")).cases) {
+  const doc = hex(c.canonical_hex);
+  let got;
+  try {
+    got = readAuditEntry(doc);
+  } catch (e) {
+    if (!(e instanceof Refused)) throw e;
+    got = e.code;
+  }
+  if (got !== c.expect) fail(`audit-entries/${c.name}: expected ${c.expect}, the independent reader says ${got}`);
+  if (got === "ok" && sha256(doc).toString("hex") !== c.entry_sha256) fail(`audit-entries/${c.name}: entry_sha256 differs`);
+  auditCases++;
+}
+if (auditCases === 0) fail("no audit-entry cases replayed");
+
 if (checked === 0) fail("no signatures checked");
-console.log(`independent check: ${checked} signatures of "ok" vectors verified with Node's Ed25519; ${listingCases} listing cases replayed from the spec${process.exitCode ? " (with failures)" : ""}`);
+console.log(`independent check: ${checked} signatures of "ok" vectors verified with Node's Ed25519; ${listingCases} listing and ${auditCases} audit-entry cases replayed from the spec${process.exitCode ? " (with failures)" : ""}`);

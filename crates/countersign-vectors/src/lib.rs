@@ -12,6 +12,7 @@
 //! A case's `expect` is `"ok"` or a stable error code; [`outcome`] returns the same
 //! string for the implementation under test, so comparing the two is the whole test.
 
+use countersign_core::audit::AuditEntry;
 use countersign_core::{
     AuthorizedKey, BodyDigest, Bucket, ErrorCode, GatekeeperId, KeyId, Keyring, Listing, Manifest,
     ObjectKey, Policy, PublicKey, Receipt, RequestVerifier, Role, SignatureEntry, signature,
@@ -41,6 +42,9 @@ pub enum Kind {
     /// A signed LIST page answering the LIST request in `request_hex`, after the
     /// cursor `list_after`.
     Listing,
+    /// An audit entry's exact bytes: they must parse, re-encode to the same bytes
+    /// and hash to `entry_sha256`. No signatures, no policy.
+    AuditEntry,
 }
 
 /// One conformance case.
@@ -53,7 +57,9 @@ pub struct Case {
     /// What the signatures cover.
     pub kind: Kind,
     /// The request's fields as a reader would write them (informational; for
-    /// non-canonical cases, the fields before the bytes were altered).
+    /// non-canonical cases, the fields before the bytes were altered). Absent for
+    /// audit entries.
+    #[serde(default, skip_serializing_if = "RequestFields::is_absent")]
     pub request: RequestFields,
     /// The exact canonical bytes of the document (request, receipt or manifest).
     pub canonical_hex: String,
@@ -72,7 +78,11 @@ pub struct Case {
     /// (empty for the first page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_after: Option<String>,
-    /// The verifier's configuration.
+    /// For audit entries expected `ok`: the SHA-256 of the entry's bytes, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_sha256: Option<String>,
+    /// The verifier's configuration. Absent for audit entries.
+    #[serde(default, skip_serializing_if = "PolicySpec::is_absent")]
     pub policy: PolicySpec,
     /// The signatures presented with the document, in order.
     pub signatures: Vec<SignatureSpec>,
@@ -111,6 +121,13 @@ pub struct RequestFields {
     pub nonce: String,
 }
 
+impl RequestFields {
+    /// Whether no request goes with the case (audit entries).
+    pub fn is_absent(&self) -> bool {
+        self.audience.is_empty() && self.method.is_empty()
+    }
+}
+
 /// The object a manifest reader asked for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Target {
@@ -121,7 +138,7 @@ pub struct Target {
 }
 
 /// A verifier's configuration.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PolicySpec {
     /// The gatekeeper id requests must be addressed to; for receipts (and listings),
     /// the gatekeeper the client sent its request to, whose keys the policy holds.
@@ -135,6 +152,13 @@ pub struct PolicySpec {
     /// Required roles and their thresholds. For manifests, `gatekeeper` applies to the
     /// manifest and every other role to the embedded PUT request.
     pub require: BTreeMap<String, usize>,
+}
+
+impl PolicySpec {
+    /// Whether no policy goes with the case (audit entries).
+    pub fn is_absent(&self) -> bool {
+        self.audience.is_empty() && self.keys.is_empty() && self.require.is_empty()
+    }
 }
 
 /// An authorized key.
@@ -197,6 +221,10 @@ type Checked = Result<Result<(), countersign_core::Error>, String>;
 
 fn check(case: &Case) -> Checked {
     let document = from_hex(&case.canonical_hex)?;
+    if case.kind == Kind::AuditEntry {
+        // No signatures and no policy to read.
+        return check_audit_entry(case, &document);
+    }
     // Signatures travel as `role:key-id:base64url`: replay that path too.
     let transport = case
         .signatures
@@ -234,6 +262,8 @@ fn check(case: &Case) -> Checked {
                 Receipt::verify(&document, &signatures, &gatekeeper, &policy, &request).map(|_| ())
             })
         }
+        // Handled before the signatures are read (an entry has none).
+        Kind::AuditEntry => return check_audit_entry(case, &document),
         Kind::Listing => {
             let request = from_hex(
                 case.request_hex
@@ -318,6 +348,27 @@ fn verify_manifest(
         &ObjectKey::parse(&target.key)?,
     )?;
     verified.check_body(&BodyDigest::of(body))
+}
+
+/// An audit entry must parse, re-encode to exactly its bytes and hash as pinned.
+fn check_audit_entry(case: &Case, document: &[u8]) -> Checked {
+    let entry = match AuditEntry::parse(document) {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e)),
+    };
+    if entry.encode() != document {
+        return Err(format!(
+            "{}: parsed, but re-encodes to other bytes",
+            case.name
+        ));
+    }
+    let hash = countersign_core::text::hex(&entry.hash());
+    match &case.entry_sha256 {
+        Some(pinned) if *pinned != hash => {
+            Err(format!("{}: hashes to {hash}, not {pinned}", case.name))
+        }
+        _ => Ok(Ok(())),
+    }
 }
 
 fn verify_listing(

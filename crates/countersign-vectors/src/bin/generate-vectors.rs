@@ -218,6 +218,7 @@ impl Builder {
             target: None,
             body_hex: None,
             list_after: None,
+            entry_sha256: None,
             policy,
             signatures,
             now,
@@ -2009,6 +2010,178 @@ fn listings(w: &World, b: &mut Builder) {
     );
 }
 
+fn audit_entries(b: &mut Builder) {
+    use countersign_core::audit::{AuditEntry, CapturedHeader, GENESIS, UNVERIFIED_CAPTURE_BYTES};
+    let put_request = render(&base_put());
+    let put_header = b64(&put_request);
+    let base = AuditEntry {
+        seq: 0,
+        prev_sha256: GENESIS,
+        time_ms: T * 1000 + 250,
+        gatekeeper: GatekeeperId::parse(AUDIENCE).unwrap(),
+        client_ip: "203.0.113.7".parse().unwrap(),
+        operation: b"PUT".to_vec(),
+        bucket: b"patient-reports".to_vec(),
+        key: base_put().key.into_bytes(),
+        subject: b"user-42".to_vec(),
+        decision: Decision::Allow,
+        bytes: PUT_BODY.len() as u64,
+        latency_us: 5120,
+        request: CapturedHeader::whole(put_header.as_bytes()),
+        signatures: CapturedHeader::whole(
+            World::new().vendor1.entry(&put_request).encode().as_bytes(),
+        ),
+    };
+    let entry = |b: &mut Builder, name: &str, desc: &str, doc: Vec<u8>, expect: &str| {
+        let sha = (expect == "ok").then(|| sha256_hex(&doc));
+        b.push(
+            name,
+            desc,
+            Kind::AuditEntry,
+            RequestFields::default(),
+            doc,
+            PolicySpec::default(),
+            Vec::new(),
+            0,
+            expect,
+            |c| c.entry_sha256 = sha,
+        );
+    };
+    let ok = |b: &mut Builder, name: &str, desc: &str, e: &AuditEntry| {
+        entry(b, name, desc, e.encode(), "ok");
+    };
+    ok(
+        b,
+        "audit-allowed-put",
+        "An allowed PUT: the request header's base64url text as received, complete, with its SHA-256 and length.",
+        &base,
+    );
+    let raw = AuditEntry {
+        seq: 1,
+        prev_sha256: base.hash(),
+        client_ip: "2001:db8::42".parse().unwrap(),
+        operation: b"G\0ET".to_vec(),
+        bucket: vec![0xff, 0xfe, b'b'],
+        key: b"reports/100% done.pdf\0".to_vec(),
+        subject: Vec::new(),
+        decision: Decision::Deny(ErrorCode::Malformed),
+        bytes: 0,
+        latency_us: 310,
+        request: CapturedHeader::whole(&[b'Y', 0x80, 0x00, b'%', b'4', b'1', b' ']),
+        signatures: CapturedHeader::whole(b"vendor:k%1:\xc3\xa9"),
+        ..base.clone()
+    };
+    ok(
+        b,
+        "audit-nul-non-utf8-and-percent",
+        "Free text holding NUL, bytes that are not UTF-8 (0xFF 0xFE, a lone 0x80), `%` and spaces: every byte kept and escaped, none replaced.",
+        &raw,
+    );
+    let flood = AuditEntry {
+        seq: 2,
+        prev_sha256: raw.hash(),
+        client_ip: "::ffff:198.51.100.9".parse().unwrap(),
+        operation: b"GET".to_vec(),
+        decision: Decision::Deny(ErrorCode::Malformed),
+        bytes: 0,
+        request: CapturedHeader::prefix(&[b'A'; 5000], UNVERIFIED_CAPTURE_BYTES),
+        signatures: CapturedHeader::prefix(&[b','; 3000], UNVERIFIED_CAPTURE_BYTES),
+        ..raw.clone()
+    };
+    ok(
+        b,
+        "audit-truncated-captures",
+        "Unverified junk headers of 5000 and 3000 bytes: only their first 1024 bytes are stored, SHA-256 and length describe the whole values. The client is an IPv4-mapped IPv6 address.",
+        &flood,
+    );
+    let text = String::from_utf8(raw.encode()).unwrap();
+    let bad = |b: &mut Builder, name: &str, desc: &str, from: &str, to: &str, expect: &str| {
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "{name}: `{from}` not found");
+        entry(b, name, desc, edited.into_bytes(), expect);
+    };
+    bad(
+        b,
+        "audit-escaped-graphic-byte",
+        "`%45` spells `E`, which is never escaped: one spelling per byte string.",
+        "operation:G%00ET",
+        "operation:G%00%45T",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-lowercase-escape",
+        "Escapes use uppercase hex digits.",
+        "bucket:%FF%FEb",
+        "bucket:%ff%FEb",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-truncated-escape",
+        "A `%` must be followed by two hex digits.",
+        "key:reports/100%25%20done.pdf%00",
+        "key:reports/100%25%20done.pdf%0",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-raw-space",
+        "A space is written %20.",
+        "key:reports/100%25%20done.pdf",
+        "key:reports/100%25 done.pdf",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-raw-utf8",
+        "Bytes >= 0x80 are escaped, even in valid UTF-8.",
+        "signatures:vendor:k%251:%C3%A9",
+        "signatures:vendor:k%251:\u{e9}",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-capture-longer-than-value",
+        "The stored bytes cannot be longer than the value they were taken from.",
+        "request-length:7",
+        "request-length:6",
+        ErrorCode::InvalidField.as_str(),
+    );
+    bad(
+        b,
+        "audit-complete-capture-wrong-hash",
+        "A capture as long as its value is the value: its SHA-256 must match.",
+        "request:Y%80%00%2541%20",
+        "request:Y%80%00%2541%1F",
+        ErrorCode::InvalidField.as_str(),
+    );
+    bad(
+        b,
+        "audit-client-ip-uppercase",
+        "IPv6 addresses are written in RFC 5952 form (lowercase).",
+        "client-ip:2001:db8::42",
+        "client-ip:2001:DB8::42",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-client-ip-not-an-address",
+        "client-ip must be an IP address.",
+        "client-ip:2001:db8::42",
+        "client-ip:localhost",
+        ErrorCode::InvalidField.as_str(),
+    );
+    bad(
+        b,
+        "audit-missing-length",
+        "Every field is present, in order.",
+        "signatures-length:",
+        "signatures-size:",
+        ErrorCode::NonCanonical.as_str(),
+    );
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::args().nth(1) else {
         eprintln!("usage: generate-vectors <output dir>");
@@ -2040,6 +2213,12 @@ fn main() -> ExitCode {
     files.push((
         "listings",
         "Signed LIST pages and the LIST requests they answer.",
+        b.take(),
+    ));
+    audit_entries(&mut b);
+    files.push((
+        "audit-entries",
+        "Audit entries: exact bytes in, exact bytes out, whatever the client sent.",
         b.take(),
     ));
     if !b.failures.is_empty() {

@@ -2,7 +2,7 @@
 //! has no file system).
 
 /// `(name, JSON)` of every Countersign vector file.
-pub const FILES: [(&str, &str); 5] = [
+pub const FILES: [(&str, &str); 6] = [
     (
         "requests",
         include_str!("../../../../tests/vectors/requests.json"),
@@ -22,6 +22,10 @@ pub const FILES: [(&str, &str); 5] = [
     (
         "listings",
         include_str!("../../../../tests/vectors/listings.json"),
+    ),
+    (
+        "audit-entries",
+        include_str!("../../../../tests/vectors/audit-entries.json"),
     ),
 ];
 
