@@ -36,7 +36,10 @@ pub struct VerifiedDownload {
 
 /// Verifies a download. `body` is the digest of the bytes received: required for a GET
 /// of the whole object, `None` for a HEAD. A ranged GET is refused (`invalid_field`):
-/// its bytes cannot be checked against the manifest.
+/// its bytes cannot be checked against the manifest. `gatekeeper` holds the keys of
+/// the request's audience, the gatekeeper the reader sent it to. A verified `deny`
+/// receipt (for any code, `expired` included) is returned as an error with the
+/// receipt's own code; an `allow` receipt must be bound to the request's window.
 pub fn verify_download(
     download: &Download<'_>,
     body: Option<&BodyDigest>,
@@ -68,9 +71,12 @@ pub fn verify_download(
         }
         _ => {}
     }
+    // The reader sent its request to the request's audience, whose keys `gatekeeper`
+    // holds: that is the gatekeeper the receipt must name, whatever it decided.
     let receipt = Receipt::verify(
         download.receipt,
         download.receipt_signatures,
+        request.audience(),
         gatekeeper,
         download.request,
     )?;
@@ -149,6 +155,17 @@ mod tests {
     /// Stores `body` under `key` as a gatekeeper would, then serves a GET of `get_key`;
     /// returns everything the reader receives.
     fn serve(w: &World, body: &[u8], get: Operation, decision: Decision) -> [Vec<u8>; 5] {
+        serve_at(w, body, get, decision, T + 2)
+    }
+
+    /// Like [`serve`], with the receipt decided at `decided_at`.
+    fn serve_at(
+        w: &World,
+        body: &[u8],
+        get: Operation,
+        decision: Decision,
+        decided_at: u64,
+    ) -> [Vec<u8>; 5] {
         let put = request(
             Operation::Put {
                 key: ObjectKey::parse("org/a.png").unwrap(),
@@ -181,7 +198,7 @@ mod tests {
             gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
             request_sha256: sha2::Sha256::digest(&get).into(),
             decision,
-            decided_at: T + 2,
+            decided_at,
             audit_seq: 4,
         };
         let (receipt, receipt_sig) = receipt.sign(&w.gatekeeper, KeyId::parse("g1").unwrap());
@@ -254,6 +271,23 @@ mod tests {
             Decision::Deny(ErrorCode::IpDenied),
         );
         assert_eq!(code(check(&w, &denied, Some(body))), ErrorCode::IpDenied);
+
+        // A denial decided after the request's window (it had expired) verifies and
+        // reports its code; an allow decided then is refused.
+        let late = T + 60 + 600;
+        let expired = serve_at(
+            &w,
+            body,
+            get("org/a.png"),
+            Decision::Deny(ErrorCode::Expired),
+            late,
+        );
+        assert_eq!(code(check(&w, &expired, Some(body))), ErrorCode::Expired);
+        let late_allow = serve_at(&w, body, get("org/a.png"), Decision::Allow, late);
+        assert_eq!(
+            code(check(&w, &late_allow, Some(body))),
+            ErrorCode::ReceiptMismatch
+        );
 
         // HEAD verifies without a body; a ranged GET cannot be verified.
         let head = serve(

@@ -77,6 +77,13 @@ pub enum ErrorCode {
     /// The gatekeeper is at a configured capacity limit (connections, upload memory);
     /// retry later.
     Overloaded,
+    /// Two keys of a keyring share one public key, so one key could count twice
+    /// towards a threshold.
+    DuplicateKey,
+    /// A signed listing does not answer this LIST request: another request, bucket,
+    /// prefix or cursor, a key outside the prefix or before the cursor, or made by
+    /// another gatekeeper or outside the request's window.
+    ListingMismatch,
 }
 
 impl ErrorCode {
@@ -115,6 +122,8 @@ impl ErrorCode {
         Self::RateLimited,
         Self::Timeout,
         Self::Overloaded,
+        Self::DuplicateKey,
+        Self::ListingMismatch,
     ];
 
     /// The stable snake_case string of this code.
@@ -153,6 +162,8 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
+            Self::DuplicateKey => "duplicate_key",
+            Self::ListingMismatch => "listing_mismatch",
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! The Countersign protocol, version 1, as a pure library: canonical requests, strict
 //! Ed25519 signatures over labelled messages, threshold policies over roles and key
-//! ids, the gatekeeper's receipts, signed object manifests and audit-chain hashing.
+//! ids, the gatekeeper's receipts, signed object manifests and LIST pages, and
+//! audit-chain hashing.
 //!
 //! It does no I/O and reads no clock or global randomness: callers pass bytes, keys,
 //! `now` (Unix seconds) and an RNG. It compiles to native code and to
@@ -61,6 +62,7 @@ pub mod audit;
 pub mod canonical;
 pub mod download;
 pub mod error;
+pub mod listing;
 pub mod manifest;
 pub mod names;
 pub mod policy;
@@ -72,6 +74,7 @@ pub mod transport;
 pub use canonical::{BodyDigest, Method, Operation, Request};
 pub use download::{Download, VerifiedDownload, verify_download};
 pub use error::{Error, ErrorCode, Result};
+pub use listing::{ListedObject, Listing, VerifiedListing};
 pub use manifest::{Manifest, VerifiedManifest};
 pub use names::{
     Bucket, ByteRange, ContentType, GatekeeperId, KeyId, ListPrefix, Nonce, ObjectKey, Role,

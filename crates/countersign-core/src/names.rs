@@ -409,7 +409,7 @@ impl ListPrefix {
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+        if url_unreserved(b) {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -418,6 +418,57 @@ pub fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Whether [`percent_encode`] copies `b` as it is.
+fn url_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/')
+}
+
+/// The strict inverse of [`percent_encode`]: accepts only the text that
+/// `percent_encode` writes. Every byte is `A-Z a-z 0-9 - . _ ~ /`, or `%` and two
+/// uppercase hex digits spelling a byte outside that set; anything else (lowercase
+/// hex, `%41` for `A`, a lone `%`, any other byte) is `non_canonical`. Decoded bytes
+/// that are not UTF-8 are `invalid_key_path`. `what` names the value for errors.
+pub fn percent_decode(s: &str, what: &str) -> Result<String> {
+    let bad = || {
+        Error::new(
+            ErrorCode::NonCanonical,
+            format!(
+                "{what} `{}` is not percent-encoded in the one canonical way",
+                preview(s)
+            ),
+        )
+    };
+    let upper_hex = |b: Option<&u8>| match b {
+        Some(&d @ b'0'..=b'9') => Some(d - b'0'),
+        Some(&d @ b'A'..=b'F') => Some(d - b'A' + 10),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.as_bytes().iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let (Some(hi), Some(lo)) = (upper_hex(bytes.next()), upper_hex(bytes.next())) else {
+                return Err(bad());
+            };
+            let decoded = hi << 4 | lo;
+            if url_unreserved(decoded) {
+                return Err(bad());
+            }
+            out.push(decoded);
+        } else if url_unreserved(b) {
+            out.push(b);
+        } else {
+            return Err(bad());
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        Error::new(
+            ErrorCode::InvalidKeyPath,
+            format!("{what} `{}` does not decode to UTF-8", preview(s)),
+        )
+    })
 }
 
 fn upper_hex_digit(nibble: u8) -> char {
@@ -476,6 +527,25 @@ mod tests {
 
     fn code<T>(r: Result<T>) -> Option<ErrorCode> {
         r.err().map(|e| e.code())
+    }
+
+    #[test]
+    fn percent_decoding_accepts_only_what_encoding_writes() {
+        for text in ["", "a b/ü.pdf", "100% done", "~-._/Az09", "a+b&c=d?e#f"] {
+            let encoded = percent_encode(text);
+            assert_eq!(percent_decode(&encoded, "x").unwrap(), text);
+        }
+        for bad in ["%41", "%c3%bc", "%2", "%", "a b", "%2f", "%2F", "%zz", "ü"] {
+            assert_eq!(
+                code(percent_decode(bad, "x")),
+                Some(ErrorCode::NonCanonical),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            code(percent_decode("%FF", "x")),
+            Some(ErrorCode::InvalidKeyPath)
+        );
     }
 
     #[test]

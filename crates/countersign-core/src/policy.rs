@@ -36,9 +36,13 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Builds a keyring; key ids must be distinct and windows non-empty.
+    /// Builds a keyring; key ids must be distinct (`invalid_field`), windows non-empty
+    /// (`invalid_field`) and public keys distinct (`duplicate_key`): one Ed25519 key
+    /// under two key ids would otherwise count twice towards a threshold, whatever
+    /// roles the two entries name.
     pub fn new(keys: impl IntoIterator<Item = AuthorizedKey>) -> Result<Self> {
         let mut map = BTreeMap::new();
+        let mut owners: BTreeMap<[u8; 32], KeyId> = BTreeMap::new();
         for key in keys {
             if let (Some(nb), Some(na)) = (key.not_before, key.not_after)
                 && na <= nb
@@ -49,10 +53,19 @@ impl Keyring {
                 ));
             }
             let id = key.key_id.clone();
+            let public = key.public_key.to_bytes();
             if map.insert(id.clone(), key).is_some() {
                 return Err(Error::new(
                     ErrorCode::InvalidField,
                     format!("key id `{id}` appears twice; key ids must be unique"),
+                ));
+            }
+            if let Some(first) = owners.insert(public, id.clone()) {
+                return Err(Error::new(
+                    ErrorCode::DuplicateKey,
+                    format!(
+                        "key ids `{first}` and `{id}` have the same public key; one key may be listed only once, or it would count twice towards a threshold"
+                    ),
                 ));
             }
         }
@@ -355,5 +368,100 @@ impl VerifiedRequest {
     /// The nonce must be remembered until this Unix second (exclusive).
     pub fn replay_until(&self) -> u64 {
         self.replay_until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::PublicKey;
+    use ed25519_dalek::SigningKey;
+
+    fn authorized(seed: u8, id: &str, role: Role) -> AuthorizedKey {
+        AuthorizedKey {
+            key_id: KeyId::parse(id).unwrap(),
+            role,
+            public_key: PublicKey::from_bytes(
+                &SigningKey::from_bytes(&[seed; 32])
+                    .verifying_key()
+                    .to_bytes(),
+            )
+            .unwrap(),
+            not_before: None,
+            not_after: None,
+        }
+    }
+
+    #[test]
+    fn one_public_key_under_two_ids_is_refused() {
+        let err = Keyring::new([
+            authorized(1, "vendor-a", Role::vendor()),
+            authorized(2, "vendor-b", Role::vendor()),
+            authorized(1, "vendor-c", Role::vendor()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DuplicateKey);
+        assert!(err.message().contains("`vendor-a`"), "{err}");
+        assert!(err.message().contains("`vendor-c`"), "{err}");
+        // Also across roles: a vendor key may not double as a gatekeeper key.
+        let err = Keyring::new([
+            authorized(1, "vendor-a", Role::vendor()),
+            authorized(1, "gk-a", Role::gatekeeper()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DuplicateKey);
+        // A repeated key id is still reported as such.
+        let err = Keyring::new([
+            authorized(1, "vendor-a", Role::vendor()),
+            authorized(1, "vendor-a", Role::vendor()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidField);
+    }
+
+    #[test]
+    fn one_key_cannot_meet_a_threshold_of_two() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let doc = b"document";
+        // The attack: register the key twice and sign under both ids.
+        assert_eq!(
+            Keyring::new([
+                authorized(1, "vendor-a", Role::vendor()),
+                authorized(1, "vendor-b", Role::vendor()),
+            ])
+            .unwrap_err()
+            .code(),
+            ErrorCode::DuplicateKey
+        );
+        // With the key listed once, a threshold of two cannot even be configured ...
+        let single = Keyring::new([authorized(1, "vendor-a", Role::vendor())]).unwrap();
+        assert_eq!(
+            Policy::new(single, [(Role::vendor(), 2)])
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidField
+        );
+        // ... and beside a second key, signing twice still counts once.
+        let keyring = Keyring::new([
+            authorized(1, "vendor-a", Role::vendor()),
+            authorized(2, "vendor-b", Role::vendor()),
+        ])
+        .unwrap();
+        let policy = Policy::new(keyring, [(Role::vendor(), 2)]).unwrap();
+        let sig =
+            SignatureEntry::sign(&key, Role::vendor(), KeyId::parse("vendor-a").unwrap(), doc);
+        assert_eq!(
+            policy
+                .approve(doc, &[sig.clone(), sig], 0)
+                .unwrap_err()
+                .code(),
+            ErrorCode::ThresholdNotMet
+        );
+        let other =
+            SignatureEntry::sign(&key, Role::vendor(), KeyId::parse("vendor-b").unwrap(), doc);
+        assert_eq!(
+            policy.approve(doc, &[other], 0).unwrap_err().code(),
+            ErrorCode::BadSignature
+        );
     }
 }

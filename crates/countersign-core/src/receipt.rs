@@ -113,18 +113,39 @@ impl Receipt {
         (bytes, sig)
     }
 
-    /// Verifies a receipt for the request whose canonical bytes are `request`:
-    /// the gatekeeper `policy` must approve at `decided-at`; the receipt must name this
-    /// request's SHA-256, come from the request's audience, and be decided within the
-    /// request's validity window widened by [`crate::canonical::MAX_CLOCK_SKEW_SECS`].
+    /// Verifies a receipt of any decision for the request whose canonical bytes are
+    /// `request`, sent to the gatekeeper `gatekeeper` whose keys `policy` holds
+    /// (`docs/PROTOCOL.md`, "Receipts", "Verification"):
+    ///
+    /// 1. the receipt parses and `policy` approves it at its `decided-at`;
+    /// 2. its `gatekeeper` is `gatekeeper` (`receipt_mismatch`);
+    /// 3. its `request-sha256` is the SHA-256 of `request` (`receipt_mismatch`);
+    /// 4. for `allow` only: `request` parses, is addressed to `gatekeeper` and
+    ///    `decided-at` lies in its validity window widened by
+    ///    [`crate::canonical::MAX_CLOCK_SKEW_SECS`] (`receipt_mismatch`).
+    ///
+    /// A `deny` receipt therefore verifies for every refusal, including a request that
+    /// was refused because it was expired, not yet valid, addressed to another
+    /// gatekeeper or did not even parse. The caller acts on
+    /// [`VerifiedReceipt::decision`].
     pub fn verify(
         bytes: &[u8],
         signatures: &[SignatureEntry],
+        gatekeeper: &GatekeeperId,
         policy: &Policy,
         request: &[u8],
     ) -> Result<VerifiedReceipt> {
         let receipt = Self::parse(bytes)?;
         let approvals = policy.approve(bytes, signatures, receipt.decided_at)?;
+        if &receipt.gatekeeper != gatekeeper {
+            return Err(Error::new(
+                ErrorCode::ReceiptMismatch,
+                format!(
+                    "the receipt names the gatekeeper `{}`, not `{gatekeeper}` whose keys were used",
+                    receipt.gatekeeper
+                ),
+            ));
+        }
         let expected: [u8; 32] = Sha256::digest(request).into();
         if receipt.request_sha256 != expected {
             return Err(Error::new(
@@ -132,18 +153,20 @@ impl Receipt {
                 "the receipt is for another request",
             ));
         }
-        let request = Request::parse(request)?;
-        if request.audience() != &receipt.gatekeeper {
-            return Err(Error::new(
-                ErrorCode::ReceiptMismatch,
-                "the receipt comes from another gatekeeper than the request's audience",
-            ));
-        }
-        if !request.in_window(receipt.decided_at) {
-            return Err(Error::new(
-                ErrorCode::ReceiptMismatch,
-                "the receipt's decided-at lies outside the request's validity window",
-            ));
+        if receipt.decision == Decision::Allow {
+            let request = Request::parse(request)?;
+            if request.audience() != &receipt.gatekeeper {
+                return Err(Error::new(
+                    ErrorCode::ReceiptMismatch,
+                    "the receipt allows a request addressed to another gatekeeper",
+                ));
+            }
+            if !request.in_window(receipt.decided_at) {
+                return Err(Error::new(
+                    ErrorCode::ReceiptMismatch,
+                    "the receipt allows the request at a time outside its validity window",
+                ));
+            }
         }
         Ok(VerifiedReceipt { receipt, approvals })
     }
@@ -161,8 +184,187 @@ impl VerifiedReceipt {
     pub fn receipt(&self) -> &Receipt {
         &self.receipt
     }
+    /// What the gatekeeper decided.
+    pub fn decision(&self) -> Decision {
+        self.receipt.decision
+    }
     /// Which gatekeeper keys signed.
     pub fn approvals(&self) -> &Approvals {
         &self.approvals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::Operation;
+    use crate::names::{Bucket, Nonce, ObjectKey, Subject};
+    use crate::policy::{AuthorizedKey, Keyring};
+    use crate::signature::PublicKey;
+
+    const T: u64 = 1_800_000_000;
+
+    fn gk(id: &str) -> GatekeeperId {
+        GatekeeperId::parse(id).unwrap()
+    }
+
+    fn policy(key: &SigningKey) -> Policy {
+        let keyring = Keyring::new([AuthorizedKey {
+            key_id: KeyId::parse("g1").unwrap(),
+            role: Role::gatekeeper(),
+            public_key: PublicKey::from_bytes(&key.verifying_key().to_bytes()).unwrap(),
+            not_before: None,
+            not_after: None,
+        }])
+        .unwrap();
+        Policy::new(keyring, [(Role::gatekeeper(), 1)]).unwrap()
+    }
+
+    /// A GET addressed to `audience`, valid for `[T, T + 60)`.
+    fn request(audience: &str) -> Vec<u8> {
+        Request::from_parts(
+            gk(audience),
+            Bucket::parse("reports").unwrap(),
+            Operation::Get {
+                key: ObjectKey::parse("a.pdf").unwrap(),
+                range: None,
+            },
+            Subject::parse("user-42").unwrap(),
+            T,
+            T + 60,
+            Nonce([7; 16]),
+        )
+        .unwrap()
+        .encode()
+    }
+
+    /// Signs a receipt by `from` on `request` and verifies it as the client of
+    /// `trusted` would.
+    fn check(
+        from: &str,
+        trusted: &str,
+        request: &[u8],
+        decision: Decision,
+        decided_at: u64,
+    ) -> Result<Decision> {
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let receipt = Receipt {
+            gatekeeper: gk(from),
+            request_sha256: Sha256::digest(request).into(),
+            decision,
+            decided_at,
+            audit_seq: 3,
+        };
+        let (bytes, sig) = receipt.sign(&key, KeyId::parse("g1").unwrap());
+        Receipt::verify(&bytes, &[sig], &gk(trusted), &policy(&key), request).map(|v| v.decision())
+    }
+
+    #[test]
+    fn every_denial_has_a_verifiable_receipt() {
+        let req = request("gk.acme");
+        for (code, at) in [
+            (ErrorCode::Expired, T + 60 + 30 + 10_000),
+            (ErrorCode::NotYetValid, T - 10_000),
+            (ErrorCode::AccessDenied, T + 1),
+            (ErrorCode::Replayed, T + 2),
+        ] {
+            let deny = Decision::Deny(code);
+            assert_eq!(check("gk.acme", "gk.acme", &req, deny, at), Ok(deny));
+        }
+        // A request addressed to another gatekeeper, refused by the one it reached.
+        let away = request("gk.other");
+        let deny = Decision::Deny(ErrorCode::WrongAudience);
+        assert_eq!(check("gk.acme", "gk.acme", &away, deny, T + 1), Ok(deny));
+        // Bytes that are no request at all can be refused with a receipt too.
+        let deny = Decision::Deny(ErrorCode::NonCanonical);
+        assert_eq!(check("gk.acme", "gk.acme", b"junk", deny, T), Ok(deny));
+    }
+
+    #[test]
+    fn allow_receipts_stay_bound_to_audience_and_window() {
+        let code = |r: Result<Decision>| r.unwrap_err().code();
+        let req = request("gk.acme");
+        assert_eq!(
+            check("gk.acme", "gk.acme", &req, Decision::Allow, T + 1),
+            Ok(Decision::Allow)
+        );
+        // Outside [issued-at - 600, expires-at + 600).
+        for at in [T - 601, T + 60 + 600] {
+            assert_eq!(
+                code(check("gk.acme", "gk.acme", &req, Decision::Allow, at)),
+                ErrorCode::ReceiptMismatch,
+                "{at}"
+            );
+        }
+        assert!(check("gk.acme", "gk.acme", &req, Decision::Allow, T - 600).is_ok());
+        assert!(check("gk.acme", "gk.acme", &req, Decision::Allow, T + 659).is_ok());
+        // An allow for a request addressed to another gatekeeper.
+        let away = request("gk.other");
+        assert_eq!(
+            code(check("gk.acme", "gk.acme", &away, Decision::Allow, T + 1)),
+            ErrorCode::ReceiptMismatch
+        );
+        // An allow for bytes that are not a request.
+        assert_eq!(
+            code(check("gk.acme", "gk.acme", b"junk", Decision::Allow, T)),
+            ErrorCode::NonCanonical
+        );
+    }
+
+    #[test]
+    fn a_receipt_names_the_gatekeeper_whose_keys_signed_it() {
+        let code = |r: Result<Decision>| r.unwrap_err().code();
+        let req = request("gk.acme");
+        let deny = Decision::Deny(ErrorCode::WrongAudience);
+        // Same keys, another gatekeeper id: neither decision is accepted.
+        assert_eq!(
+            code(check("gk.other", "gk.acme", &req, deny, T + 1)),
+            ErrorCode::ReceiptMismatch
+        );
+        assert_eq!(
+            code(check("gk.other", "gk.acme", &req, Decision::Allow, T + 1)),
+            ErrorCode::ReceiptMismatch
+        );
+        // A deny receipt cannot be moved to another request (another nonce).
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let receipt = Receipt {
+            gatekeeper: gk("gk.acme"),
+            request_sha256: Sha256::digest(&req).into(),
+            decision: Decision::Deny(ErrorCode::Expired),
+            decided_at: T + 1000,
+            audit_seq: 3,
+        };
+        let (bytes, sig) = receipt.sign(&key, KeyId::parse("g1").unwrap());
+        let mut other = req.clone();
+        let last = other.len() - 2;
+        other[last] = b'8';
+        assert_eq!(
+            Receipt::verify(
+                &bytes,
+                std::slice::from_ref(&sig),
+                &gk("gk.acme"),
+                &policy(&key),
+                &other
+            )
+            .unwrap_err()
+            .code(),
+            ErrorCode::ReceiptMismatch
+        );
+        // Turning the signed deny into an allow breaks the signature.
+        let forged = String::from_utf8(bytes)
+            .unwrap()
+            .replace("decision:deny\nerror:expired", "decision:allow\nerror:");
+        assert_eq!(
+            Receipt::verify(
+                forged.as_bytes(),
+                &[sig],
+                &gk("gk.acme"),
+                &policy(&key),
+                &req
+            )
+            .unwrap_err()
+            .code(),
+            ErrorCode::BadSignature
+        );
     }
 }

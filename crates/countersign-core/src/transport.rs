@@ -61,7 +61,9 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | C::RequestMismatch
         | C::ReceiptMismatch
         | C::ManifestMismatch
-        | C::AuditChainBroken => 400,
+        | C::AuditChainBroken
+        | C::DuplicateKey
+        | C::ListingMismatch => 400,
         C::Expired
         | C::NotYetValid
         | C::BadSignature

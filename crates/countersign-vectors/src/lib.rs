@@ -12,8 +12,9 @@
 //! A case's `expect` is `"ok"` or a stable error code; [`outcome`] returns the same
 //! string for the implementation under test, so comparing the two is the whole test.
 
+use countersign_core::audit::AuditEntry;
 use countersign_core::{
-    AuthorizedKey, BodyDigest, Bucket, ErrorCode, GatekeeperId, KeyId, Keyring, Manifest,
+    AuthorizedKey, BodyDigest, Bucket, ErrorCode, GatekeeperId, KeyId, Keyring, Listing, Manifest,
     ObjectKey, Policy, PublicKey, Receipt, RequestVerifier, Role, SignatureEntry, signature,
 };
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,12 @@ pub enum Kind {
     Receipt,
     /// A signed object manifest, the object `target`, and its `body_hex`.
     Manifest,
+    /// A signed LIST page answering the LIST request in `request_hex`, after the
+    /// cursor `list_after`.
+    Listing,
+    /// An audit entry's exact bytes: they must parse, re-encode to the same bytes
+    /// and hash to `entry_sha256`. No signatures, no policy.
+    AuditEntry,
 }
 
 /// One conformance case.
@@ -50,7 +57,9 @@ pub struct Case {
     /// What the signatures cover.
     pub kind: Kind,
     /// The request's fields as a reader would write them (informational; for
-    /// non-canonical cases, the fields before the bytes were altered).
+    /// non-canonical cases, the fields before the bytes were altered). Absent for
+    /// audit entries.
+    #[serde(default, skip_serializing_if = "RequestFields::is_absent")]
     pub request: RequestFields,
     /// The exact canonical bytes of the document (request, receipt or manifest).
     pub canonical_hex: String,
@@ -65,7 +74,15 @@ pub struct Case {
     /// For manifests: the body bytes the reader received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_hex: Option<String>,
-    /// The verifier's configuration.
+    /// For listings: the cursor the client sent as `after`, as the decoded key text
+    /// (empty for the first page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_after: Option<String>,
+    /// For audit entries expected `ok`: the SHA-256 of the entry's bytes, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_sha256: Option<String>,
+    /// The verifier's configuration. Absent for audit entries.
+    #[serde(default, skip_serializing_if = "PolicySpec::is_absent")]
     pub policy: PolicySpec,
     /// The signatures presented with the document, in order.
     pub signatures: Vec<SignatureSpec>,
@@ -104,6 +121,13 @@ pub struct RequestFields {
     pub nonce: String,
 }
 
+impl RequestFields {
+    /// Whether no request goes with the case (audit entries).
+    pub fn is_absent(&self) -> bool {
+        self.audience.is_empty() && self.method.is_empty()
+    }
+}
+
 /// The object a manifest reader asked for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Target {
@@ -114,9 +138,10 @@ pub struct Target {
 }
 
 /// A verifier's configuration.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PolicySpec {
-    /// The gatekeeper id requests must be addressed to.
+    /// The gatekeeper id requests must be addressed to; for receipts (and listings),
+    /// the gatekeeper the client sent its request to, whose keys the policy holds.
     pub audience: String,
     /// Longest allowed `expires-at - issued-at`.
     pub max_lifetime: u64,
@@ -127,6 +152,13 @@ pub struct PolicySpec {
     /// Required roles and their thresholds. For manifests, `gatekeeper` applies to the
     /// manifest and every other role to the embedded PUT request.
     pub require: BTreeMap<String, usize>,
+}
+
+impl PolicySpec {
+    /// Whether no policy goes with the case (audit entries).
+    pub fn is_absent(&self) -> bool {
+        self.audience.is_empty() && self.keys.is_empty() && self.require.is_empty()
+    }
 }
 
 /// An authorized key.
@@ -189,6 +221,10 @@ type Checked = Result<Result<(), countersign_core::Error>, String>;
 
 fn check(case: &Case) -> Checked {
     let document = from_hex(&case.canonical_hex)?;
+    if case.kind == Kind::AuditEntry {
+        // No signatures and no policy to read.
+        return check_audit_entry(case, &document);
+    }
     // Signatures travel as `role:key-id:base64url`: replay that path too.
     let transport = case
         .signatures
@@ -220,9 +256,25 @@ fn check(case: &Case) -> Checked {
                     .as_deref()
                     .ok_or("receipt without request_hex")?,
             )?;
-            policy_for(p, keyring, |r| r == Role::GATEKEEPER).and_then(|policy| {
-                Receipt::verify(&document, &signatures, &policy, &request).map(|_| ())
+            // The client sent the request to `policy.audience`, whose keys it holds.
+            GatekeeperId::parse(&p.audience).and_then(|gatekeeper| {
+                let policy = policy_for(p, keyring, |r| r == Role::GATEKEEPER)?;
+                Receipt::verify(&document, &signatures, &gatekeeper, &policy, &request).map(|_| ())
             })
+        }
+        // Handled before the signatures are read (an entry has none).
+        Kind::AuditEntry => return check_audit_entry(case, &document),
+        Kind::Listing => {
+            let request = from_hex(
+                case.request_hex
+                    .as_deref()
+                    .ok_or("listing without request_hex")?,
+            )?;
+            let after = case
+                .list_after
+                .as_deref()
+                .ok_or("listing without list_after")?;
+            verify_listing(p, keyring, &document, &signatures, &request, after)
         }
         Kind::Manifest => {
             let target = case.target.as_ref().ok_or("manifest without target")?;
@@ -296,6 +348,45 @@ fn verify_manifest(
         &ObjectKey::parse(&target.key)?,
     )?;
     verified.check_body(&BodyDigest::of(body))
+}
+
+/// An audit entry must parse, re-encode to exactly its bytes and hash as pinned.
+fn check_audit_entry(case: &Case, document: &[u8]) -> Checked {
+    let entry = match AuditEntry::parse(document) {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e)),
+    };
+    if entry.encode() != document {
+        return Err(format!(
+            "{}: parsed, but re-encodes to other bytes",
+            case.name
+        ));
+    }
+    let hash = countersign_core::text::hex(&entry.hash());
+    match &case.entry_sha256 {
+        Some(pinned) if *pinned != hash => {
+            Err(format!("{}: hashes to {hash}, not {pinned}", case.name))
+        }
+        _ => Ok(Ok(())),
+    }
+}
+
+fn verify_listing(
+    p: &PolicySpec,
+    keyring: Keyring,
+    document: &[u8],
+    signatures: &[SignatureEntry],
+    request: &[u8],
+    after: &str,
+) -> Result<(), countersign_core::Error> {
+    let policy = policy_for(p, keyring, |r| r == Role::GATEKEEPER)?;
+    let verified = Listing::verify(document, signatures, &policy, request)?;
+    let sent = if after.is_empty() {
+        None
+    } else {
+        Some(ObjectKey::parse(after)?)
+    };
+    verified.check_after(sent.as_ref())
 }
 
 /// Replays every case of a vector file; returns `(name, expected, got)` for each.

@@ -21,6 +21,29 @@ fn every_vector_gives_its_expected_result() {
     }
     assert!(total >= 40, "only {total} cases");
     assert!(codes.len() > 10, "only {} distinct results", codes.len());
+    for code in ["duplicate_key", "listing_mismatch", "receipt_mismatch"] {
+        assert!(codes.contains(code), "no vector expects {code}");
+    }
+}
+
+#[test]
+fn every_kind_of_document_has_vectors() {
+    use countersign_vectors::{Kind, VectorFile};
+    let mut kinds = Vec::new();
+    for (_, json) in data::FILES {
+        let file: VectorFile = serde_json::from_str(json).unwrap();
+        kinds.extend(file.cases.iter().map(|c| c.kind));
+    }
+    for kind in [
+        Kind::Request,
+        Kind::Receipt,
+        Kind::Manifest,
+        Kind::Listing,
+        Kind::AuditEntry,
+    ] {
+        let ok = kinds.iter().filter(|&&k| k == kind).count();
+        assert!(ok >= 3, "{kind:?}: only {ok} cases");
+    }
 }
 
 #[test]

@@ -217,6 +217,8 @@ impl Builder {
             request_hex: None,
             target: None,
             body_hex: None,
+            list_after: None,
+            entry_sha256: None,
             policy,
             signatures,
             now,
@@ -1136,6 +1138,25 @@ fn signatures(w: &World, b: &mut Builder) {
         vec![w.vendor1.sign(&g)],
         ErrorCode::InvalidField.as_str(),
     );
+
+    // One Ed25519 key registered under a second key id: if the keyring accepted it,
+    // the key alone would meet a threshold of 2 by signing under both ids.
+    let mut twin = two.clone();
+    twin.keys.push(KeySpec {
+        key_id: "vendor-2026-01-twin".into(),
+        ..w.vendor1.spec()
+    });
+    req(
+        b,
+        "duplicate-public-key-in-policy",
+        "The same public key under two key ids is refused when the policy loads, so one key cannot count twice towards a threshold of 2.",
+        &twin,
+        vec![
+            w.vendor1.sign(&g),
+            w.vendor1.sign_as("vendor", "vendor-2026-01-twin", &g),
+        ],
+        ErrorCode::DuplicateKey.as_str(),
+    );
 }
 
 fn flip_bit(hex_sig: &str, byte: usize) -> String {
@@ -1291,10 +1312,115 @@ fn receipts(w: &World, b: &mut Builder) {
     rc(
         b,
         "receipt-decided-after-window",
-        "decided-at must lie before expires-at + 600 s (the largest clock skew).",
+        "An allow's decided-at must lie before expires-at + 600 s (the largest clock skew).",
         late.clone(),
         vec![w.gatekeeper.sign(&late)],
         &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    let early = Receipt {
+        decided_at: T - 601,
+        ..receipt(Decision::Allow)
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-allow-decided-before-window",
+        "An allow's decided-at must not lie before issued-at - 600 s.",
+        early.clone(),
+        vec![w.gatekeeper.sign(&early)],
+        &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+
+    // Denials verify whatever the request's window and audience: the gatekeeper's
+    // signature and the request's SHA-256 bind them.
+    let expired = Receipt {
+        decided_at: T + 300 + 600,
+        ..receipt(Decision::Deny(ErrorCode::Expired))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-expired",
+        "A request refused as expired: decided after its window, and the deny receipt still verifies.",
+        expired.clone(),
+        vec![w.gatekeeper.sign(&expired)],
+        &request,
+        "ok",
+    );
+    let early_deny = Receipt {
+        decided_at: T - 601,
+        ..receipt(Decision::Deny(ErrorCode::NotYetValid))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-not-yet-valid",
+        "A request refused as not yet valid: decided before its window, and the deny receipt still verifies.",
+        early_deny.clone(),
+        vec![w.gatekeeper.sign(&early_deny)],
+        &request,
+        "ok",
+    );
+    let away_request = render(&RequestFields {
+        audience: "gk.other".into(),
+        ..base_get()
+    });
+    let wrong_audience = Receipt {
+        request_sha256: countersign_core::BodyDigest::of(&away_request).sha256,
+        ..receipt(Decision::Deny(ErrorCode::WrongAudience))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-wrong-audience",
+        "A request addressed to gk.other, refused by gk.acme (the gatekeeper it reached, whose keys the client holds): the deny receipt verifies.",
+        wrong_audience.clone(),
+        vec![w.gatekeeper.sign(&wrong_audience)],
+        &away_request,
+        "ok",
+    );
+    let allow_away = Receipt {
+        request_sha256: countersign_core::BodyDigest::of(&away_request).sha256,
+        ..receipt(Decision::Allow)
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-allow-for-other-audience",
+        "gk.acme cannot allow a request addressed to gk.other.",
+        allow_away.clone(),
+        vec![w.gatekeeper.sign(&allow_away)],
+        &away_request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    let foreign_deny = Receipt {
+        gatekeeper: GatekeeperId::parse("gk.other").unwrap(),
+        ..receipt(Decision::Deny(ErrorCode::AccessDenied))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-from-other-gatekeeper",
+        "A deny receipt must name the gatekeeper whose keys signed it (the client's gk.acme).",
+        foreign_deny.clone(),
+        vec![w.gatekeeper.sign(&foreign_deny)],
+        &request,
+        ErrorCode::ReceiptMismatch.as_str(),
+    );
+    let deny_other = Receipt {
+        decided_at: T + 300 + 600,
+        ..receipt(Decision::Deny(ErrorCode::Expired))
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-deny-for-other-request",
+        "A deny receipt cannot be replayed against another request (other bytes, so another SHA-256).",
+        deny_other.clone(),
+        vec![w.gatekeeper.sign(&deny_other)],
+        &other,
         ErrorCode::ReceiptMismatch.as_str(),
     );
 }
@@ -1507,6 +1633,555 @@ fn manifests(w: &World, b: &mut Builder) {
     );
 }
 
+fn base_list() -> RequestFields {
+    RequestFields {
+        method: "LIST".into(),
+        key: "org-17/reports/".into(),
+        nonce: "202122232425262728292a2b2c2d2e2f".into(),
+        ..base_get()
+    }
+}
+
+/// A listing's fields, rendered by the generator itself from the spec (not by the
+/// encoder). Keys and cursors are given already URL-encoded; `count` is written as
+/// given, so a case can disagree with its object lines.
+#[derive(Clone)]
+struct ListingText {
+    gatekeeper: String,
+    request_sha256: String,
+    audit_seq: u64,
+    listed_at: u64,
+    bucket: String,
+    prefix: String,
+    after: String,
+    count: usize,
+    objects: Vec<String>,
+    next_after: String,
+}
+
+impl ListingText {
+    fn render(&self) -> Vec<u8> {
+        let mut out = format!(
+            "countersign/v1/listing\ngatekeeper:{}\nrequest-sha256:{}\naudit-seq:{}\nlisted-at:{}\nbucket:{}\nprefix:{}\nafter:{}\ncount:{}\n",
+            self.gatekeeper,
+            self.request_sha256,
+            self.audit_seq,
+            self.listed_at,
+            self.bucket,
+            self.prefix,
+            self.after,
+            self.count
+        );
+        for o in &self.objects {
+            out.push_str(&format!("object:{o}\n"));
+        }
+        out.push_str(&format!("next-after:{}\n", self.next_after));
+        out.into_bytes()
+    }
+
+    /// The same page with other objects (and a matching count).
+    fn with_objects(&self, objects: &[&str], next_after: &str) -> Self {
+        Self {
+            count: objects.len(),
+            objects: objects.iter().map(|o| object_line(o)).collect(),
+            next_after: next_after.into(),
+            ..self.clone()
+        }
+    }
+}
+
+/// An object line for an already URL-encoded key.
+fn object_line(encoded_key: &str) -> String {
+    format!(
+        "{encoded_key} {} {} application/pdf {}",
+        PUT_BODY.len(),
+        sha256_hex(PUT_BODY),
+        T - 3600
+    )
+}
+
+fn listings(w: &World, b: &mut Builder) {
+    let request = render(&base_list());
+    let policy = PolicySpec {
+        require: BTreeMap::from([("gatekeeper".to_owned(), 1)]),
+        ..w.policy()
+    };
+    // Byte order of the decoded keys: `~` (0x7E) sorts before `ü` (0xC3 0xBC), though
+    // their URL-encoded forms `~` and `%C3%BC` sort the other way as text.
+    let (k1, k2, k3, k4) = (
+        "org-17/reports/2026/a%20b.pdf",
+        "org-17/reports/2026/visit-0001.pdf",
+        "org-17/reports/2026/~draft.pdf",
+        "org-17/reports/2026/%C3%BC.pdf",
+    );
+    let first = ListingText {
+        gatekeeper: AUDIENCE.into(),
+        request_sha256: sha256_hex(&request),
+        audit_seq: 9,
+        listed_at: T + 11,
+        bucket: "patient-reports".into(),
+        prefix: "org-17/reports/".into(),
+        after: String::new(),
+        count: 0,
+        objects: Vec::new(),
+        next_after: String::new(),
+    }
+    .with_objects(&[k1, k2, k3], k3);
+    let ls = |b: &mut Builder,
+              name: &str,
+              desc: &str,
+              doc: Vec<u8>,
+              sigs: Vec<SignatureSpec>,
+              for_request: &[u8],
+              after: &str,
+              expect: &str| {
+        let (for_request, after) = (hex(for_request), after.to_owned());
+        b.push(
+            name,
+            desc,
+            Kind::Listing,
+            base_list(),
+            doc,
+            policy.clone(),
+            sigs,
+            T + 11,
+            expect,
+            |c| {
+                c.request_hex = Some(for_request);
+                c.list_after = Some(after);
+            },
+        );
+    };
+    // A signed page and the request it answers, for the common case.
+    let signed =
+        |b: &mut Builder, name: &str, desc: &str, page: &ListingText, after: &str, expect: &str| {
+            let doc = page.render();
+            ls(
+                b,
+                name,
+                desc,
+                doc.clone(),
+                vec![w.gatekeeper.sign(&doc)],
+                &request,
+                after,
+                expect,
+            );
+        };
+    signed(
+        b,
+        "listing-first-page",
+        "The first page: three objects in byte order of key (`~` before `ü`), more to follow after the last.",
+        &first,
+        "",
+        "ok",
+    );
+    let last = ListingText {
+        after: k3.into(),
+        ..first.with_objects(&[k4], "")
+    };
+    signed(
+        b,
+        "listing-last-page",
+        "The page after the first page's next-after, with the last object; next-after is empty.",
+        &last,
+        "org-17/reports/2026/~draft.pdf",
+        "ok",
+    );
+    signed(
+        b,
+        "listing-empty",
+        "A page without objects: count 0, no object line, empty next-after.",
+        &first.with_objects(&[], ""),
+        "",
+        "ok",
+    );
+    let doc = first.render();
+    let hidden = ListingText {
+        next_after: k2.into(),
+        ..first.with_objects(&[k1, k2], k2)
+    }
+    .render();
+    ls(
+        b,
+        "listing-object-hidden",
+        "An object removed from a signed page in transit.",
+        hidden,
+        vec![w.gatekeeper.sign(&doc)],
+        &request,
+        "",
+        ErrorCode::BadSignature.as_str(),
+    );
+    ls(
+        b,
+        "listing-signed-by-vendor",
+        "A vendor key claiming the gatekeeper role cannot sign listings.",
+        doc.clone(),
+        vec![w.vendor1.sign_as("gatekeeper", w.vendor1.key_id, &doc)],
+        &request,
+        "",
+        ErrorCode::WrongRole.as_str(),
+    );
+    let other_request = render(&RequestFields {
+        nonce: "303132333435363738393a3b3c3d3e3f".into(),
+        ..base_list()
+    });
+    ls(
+        b,
+        "listing-for-other-request",
+        "A genuine page replayed as the answer to another LIST request (another nonce).",
+        doc.clone(),
+        vec![w.gatekeeper.sign(&doc)],
+        &other_request,
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    let get_request = render(&base_get());
+    let for_get = ListingText {
+        request_sha256: sha256_hex(&get_request),
+        ..first.clone()
+    }
+    .render();
+    ls(
+        b,
+        "listing-for-get-request",
+        "A listing answers LIST requests only.",
+        for_get.clone(),
+        vec![w.gatekeeper.sign(&for_get)],
+        &get_request,
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-from-other-gatekeeper",
+        "The listing must come from the request's audience.",
+        &ListingText {
+            gatekeeper: "gk.other".into(),
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-after-window",
+        "listed-at must lie before the request's expires-at + 600 s.",
+        &ListingText {
+            listed_at: T + 300 + 600,
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-other-bucket",
+        "The page lists another bucket than the request's.",
+        &ListingText {
+            bucket: "other-reports".into(),
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-other-prefix",
+        "The page lists a narrower prefix than the request's (hiding the rest).",
+        &ListingText {
+            prefix: "org-17/reports/2026/".into(),
+            ..first.clone()
+        },
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-key-outside-prefix",
+        "A listed key does not start with the prefix.",
+        &first.with_objects(&[k1, "org-18/x.pdf"], ""),
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-key-not-after-cursor",
+        "Every key must sort strictly after `after`; here the first equals it.",
+        &ListingText {
+            after: k1.into(),
+            ..first.clone()
+        },
+        "org-17/reports/2026/a b.pdf",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-other-cursor",
+        "A genuine later page served for a first-page request (the cursor is not in the signed request).",
+        &last,
+        "",
+        ErrorCode::ListingMismatch.as_str(),
+    );
+    signed(
+        b,
+        "listing-unsorted",
+        "Objects out of order.",
+        &first.with_objects(&[k2, k1], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-sorted-by-encoded-form",
+        "Sorted by the URL-encoded text instead of the decoded bytes (`%C3%BC` before `~`).",
+        &first.with_objects(&[k4, k3], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-duplicate-key",
+        "A key listed twice.",
+        &first.with_objects(&[k1, k1], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-lowercase-escape",
+        "Percent-encoding uses uppercase hex digits only.",
+        &first.with_objects(&["org-17/reports/2026/a%2fb.pdf"], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-escaped-unreserved-byte",
+        "`%2D` spells `-`, which is never escaped: one spelling per key.",
+        &first.with_objects(&["org%2D17/reports/2026/a.pdf"], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-raw-space-in-key",
+        "A raw space splits the object line into six parts.",
+        &first.with_objects(&["org-17/reports/2026/a b.pdf"], ""),
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-count-exceeds-lines",
+        "count says 3, two object lines follow.",
+        &ListingText {
+            count: 3,
+            ..first.with_objects(&[k1, k2], "")
+        },
+        "",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    signed(
+        b,
+        "listing-too-many-objects",
+        "At most 1000 objects per page.",
+        &ListingText {
+            count: 1001,
+            ..first.clone()
+        },
+        "",
+        ErrorCode::TooLarge.as_str(),
+    );
+    signed(
+        b,
+        "listing-next-after-not-last",
+        "next-after must be the last object's key.",
+        &first.with_objects(&[k1, k2], k1),
+        "",
+        ErrorCode::InvalidField.as_str(),
+    );
+    signed(
+        b,
+        "listing-key-traversal",
+        "A listed key must be a valid object key.",
+        &first.with_objects(&["org-17/reports/../secret.pdf"], ""),
+        "",
+        ErrorCode::InvalidKeyPath.as_str(),
+    );
+}
+
+fn audit_entries(b: &mut Builder) {
+    use countersign_core::audit::{AuditEntry, CapturedHeader, GENESIS, UNVERIFIED_CAPTURE_BYTES};
+    let put_request = render(&base_put());
+    let put_header = b64(&put_request);
+    let base = AuditEntry {
+        seq: 0,
+        prev_sha256: GENESIS,
+        time_ms: T * 1000 + 250,
+        gatekeeper: GatekeeperId::parse(AUDIENCE).unwrap(),
+        client_ip: "203.0.113.7".parse().unwrap(),
+        operation: b"PUT".to_vec(),
+        bucket: b"patient-reports".to_vec(),
+        key: base_put().key.into_bytes(),
+        subject: b"user-42".to_vec(),
+        decision: Decision::Allow,
+        bytes: PUT_BODY.len() as u64,
+        latency_us: 5120,
+        request: CapturedHeader::whole(put_header.as_bytes()),
+        signatures: CapturedHeader::whole(
+            World::new().vendor1.entry(&put_request).encode().as_bytes(),
+        ),
+    };
+    let entry = |b: &mut Builder, name: &str, desc: &str, doc: Vec<u8>, expect: &str| {
+        let sha = (expect == "ok").then(|| sha256_hex(&doc));
+        b.push(
+            name,
+            desc,
+            Kind::AuditEntry,
+            RequestFields::default(),
+            doc,
+            PolicySpec::default(),
+            Vec::new(),
+            0,
+            expect,
+            |c| c.entry_sha256 = sha,
+        );
+    };
+    let ok = |b: &mut Builder, name: &str, desc: &str, e: &AuditEntry| {
+        entry(b, name, desc, e.encode(), "ok");
+    };
+    ok(
+        b,
+        "audit-allowed-put",
+        "An allowed PUT: the request header's base64url text as received, complete, with its SHA-256 and length.",
+        &base,
+    );
+    let raw = AuditEntry {
+        seq: 1,
+        prev_sha256: base.hash(),
+        client_ip: "2001:db8::42".parse().unwrap(),
+        operation: b"G\0ET".to_vec(),
+        bucket: vec![0xff, 0xfe, b'b'],
+        key: b"reports/100% done.pdf\0".to_vec(),
+        subject: Vec::new(),
+        decision: Decision::Deny(ErrorCode::Malformed),
+        bytes: 0,
+        latency_us: 310,
+        request: CapturedHeader::whole(&[b'Y', 0x80, 0x00, b'%', b'4', b'1', b' ']),
+        signatures: CapturedHeader::whole(b"vendor:k%1:\xc3\xa9"),
+        ..base.clone()
+    };
+    ok(
+        b,
+        "audit-nul-non-utf8-and-percent",
+        "Free text holding NUL, bytes that are not UTF-8 (0xFF 0xFE, a lone 0x80), `%` and spaces: every byte kept and escaped, none replaced.",
+        &raw,
+    );
+    let flood = AuditEntry {
+        seq: 2,
+        prev_sha256: raw.hash(),
+        client_ip: "::ffff:198.51.100.9".parse().unwrap(),
+        operation: b"GET".to_vec(),
+        decision: Decision::Deny(ErrorCode::Malformed),
+        bytes: 0,
+        request: CapturedHeader::prefix(&[b'A'; 5000], UNVERIFIED_CAPTURE_BYTES),
+        signatures: CapturedHeader::prefix(&[b','; 3000], UNVERIFIED_CAPTURE_BYTES),
+        ..raw.clone()
+    };
+    ok(
+        b,
+        "audit-truncated-captures",
+        "Unverified junk headers of 5000 and 3000 bytes: only their first 1024 bytes are stored, SHA-256 and length describe the whole values. The client is an IPv4-mapped IPv6 address.",
+        &flood,
+    );
+    let text = String::from_utf8(raw.encode()).unwrap();
+    let bad = |b: &mut Builder, name: &str, desc: &str, from: &str, to: &str, expect: &str| {
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "{name}: `{from}` not found");
+        entry(b, name, desc, edited.into_bytes(), expect);
+    };
+    bad(
+        b,
+        "audit-escaped-graphic-byte",
+        "`%45` spells `E`, which is never escaped: one spelling per byte string.",
+        "operation:G%00ET",
+        "operation:G%00%45T",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-lowercase-escape",
+        "Escapes use uppercase hex digits.",
+        "bucket:%FF%FEb",
+        "bucket:%ff%FEb",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-truncated-escape",
+        "A `%` must be followed by two hex digits.",
+        "key:reports/100%25%20done.pdf%00",
+        "key:reports/100%25%20done.pdf%0",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-raw-space",
+        "A space is written %20.",
+        "key:reports/100%25%20done.pdf",
+        "key:reports/100%25 done.pdf",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-raw-utf8",
+        "Bytes >= 0x80 are escaped, even in valid UTF-8.",
+        "signatures:vendor:k%251:%C3%A9",
+        "signatures:vendor:k%251:\u{e9}",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-capture-longer-than-value",
+        "The stored bytes cannot be longer than the value they were taken from.",
+        "request-length:7",
+        "request-length:6",
+        ErrorCode::InvalidField.as_str(),
+    );
+    bad(
+        b,
+        "audit-complete-capture-wrong-hash",
+        "A capture as long as its value is the value: its SHA-256 must match.",
+        "request:Y%80%00%2541%20",
+        "request:Y%80%00%2541%1F",
+        ErrorCode::InvalidField.as_str(),
+    );
+    bad(
+        b,
+        "audit-client-ip-uppercase",
+        "IPv6 addresses are written in RFC 5952 form (lowercase).",
+        "client-ip:2001:db8::42",
+        "client-ip:2001:DB8::42",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-client-ip-not-an-address",
+        "client-ip must be an IP address.",
+        "client-ip:2001:db8::42",
+        "client-ip:localhost",
+        ErrorCode::InvalidField.as_str(),
+    );
+    bad(
+        b,
+        "audit-missing-length",
+        "Every field is present, in order.",
+        "signatures-length:",
+        "signatures-size:",
+        ErrorCode::NonCanonical.as_str(),
+    );
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::args().nth(1) else {
         eprintln!("usage: generate-vectors <output dir>");
@@ -1532,6 +2207,18 @@ fn main() -> ExitCode {
     files.push((
         "manifests",
         "Signed object manifests and the bodies they vouch for.",
+        b.take(),
+    ));
+    listings(&w, &mut b);
+    files.push((
+        "listings",
+        "Signed LIST pages and the LIST requests they answer.",
+        b.take(),
+    ));
+    audit_entries(&mut b);
+    files.push((
+        "audit-entries",
+        "Audit entries: exact bytes in, exact bytes out, whatever the client sent.",
         b.take(),
     ));
     if !b.failures.is_empty() {

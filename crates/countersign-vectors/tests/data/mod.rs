@@ -2,7 +2,7 @@
 //! has no file system).
 
 /// `(name, JSON)` of every Countersign vector file.
-pub const FILES: [(&str, &str); 4] = [
+pub const FILES: [(&str, &str); 6] = [
     (
         "requests",
         include_str!("../../../../tests/vectors/requests.json"),
@@ -18,6 +18,14 @@ pub const FILES: [(&str, &str); 4] = [
     (
         "manifests",
         include_str!("../../../../tests/vectors/manifests.json"),
+    ),
+    (
+        "listings",
+        include_str!("../../../../tests/vectors/listings.json"),
+    ),
+    (
+        "audit-entries",
+        include_str!("../../../../tests/vectors/audit-entries.json"),
     ),
 ];
 

@@ -1,0 +1,102 @@
+//! The audit-log example of `docs/PROTOCOL.md`, rebuilt from code: the document must
+//! show exactly these bytes, hashes and signature, so code and spec stay in step.
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use countersign_core::audit::{AuditEntry, CapturedHeader, Checkpoint, GENESIS, verify_chain};
+use countersign_core::ed25519_dalek::SigningKey;
+use countersign_core::text::hex;
+use countersign_core::{Decision, ErrorCode, GatekeeperId, KeyId};
+
+const PROTOCOL: &str = include_str!("../../../docs/PROTOCOL.md");
+
+/// The example PUT's `Countersign-Request` and `Countersign-Signature` values, as sent.
+const PUT_REQUEST_HEADER: &str = "Y291bnRlcnNpZ24vdjEvcmVxdWVzdAphdWRpZW5jZTpnay5hY21lCm1ldGhvZDpQVVQKYnVja2V0OnBhdGllbnQtcmVwb3J0cwprZXk6b3JnLTEvbm90ZXMvQmVmdW5kIDcgTcO8bGxlci50eHQKcmFuZ2U6CmNvbnRlbnQtdHlwZTp0ZXh0L3BsYWluCmJvZHktc2hhMjU2OmFkZWU1NGRkMzIwNzFhZDU5NjU2ZDFmN2ViZTJmZjNiMDVkMjU1Mjg2ZTFiMDVhNzZkNzNjMDYxYzRhNTdiODIKYm9keS1sZW5ndGg6MjMKc3ViamVjdDp1c2VyLTQyCmlzc3VlZC1hdDoxODAwMDAwMDAwCmV4cGlyZXMtYXQ6MTgwMDAwMDMwMApub25jZTowMDAxMDIwMzA0MDUwNjA3MDgwOTBhMGIwYzBkMGUwZgo";
+const PUT_SIGNATURE_HEADER: &str = "vendor:vendor-2026:JeURcSLOrcRhxdlsVvBHzQbAjeR0vYc5139vIX6jCTs23P9sBMiVKC6xqRqT5181DKI0awlJ_D719Y8V446mBg";
+
+fn entries() -> [AuditEntry; 2] {
+    let put = AuditEntry {
+        seq: 0,
+        prev_sha256: GENESIS,
+        time_ms: 1_800_000_001_250,
+        gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+        client_ip: "203.0.113.7".parse().unwrap(),
+        operation: b"PUT".to_vec(),
+        bucket: b"patient-reports".to_vec(),
+        key: "org-1/notes/Befund 7 Müller.txt".as_bytes().to_vec(),
+        subject: b"user-42".to_vec(),
+        decision: Decision::Allow,
+        bytes: 23,
+        latency_us: 5120,
+        request: CapturedHeader::whole(PUT_REQUEST_HEADER.as_bytes()),
+        signatures: CapturedHeader::whole(PUT_SIGNATURE_HEADER.as_bytes()),
+    };
+    let get = AuditEntry {
+        seq: 1,
+        prev_sha256: put.hash(),
+        time_ms: 1_800_000_002_000,
+        client_ip: "2001:db8::42".parse().unwrap(),
+        operation: b"GET".to_vec(),
+        key: b"reports/100% done.pdf".to_vec(),
+        subject: Vec::new(),
+        decision: Decision::Deny(ErrorCode::Malformed),
+        bytes: 0,
+        latency_us: 310,
+        request: CapturedHeader::whole(b""),
+        signatures: CapturedHeader::whole(b""),
+        ..put.clone()
+    };
+    [put, get]
+}
+
+/// Every example block: `(what, text, hash or signature)`.
+fn examples() -> Vec<(String, String, String)> {
+    let entries = entries();
+    let mut out: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            let bytes = e.encode();
+            (
+                format!("entry {} ({} bytes)", e.seq, bytes.len()),
+                String::from_utf8(bytes).unwrap(),
+                hex(&e.hash()),
+            )
+        })
+        .collect();
+    let (head, count) = verify_chain(&entries, 0, GENESIS).unwrap();
+    assert_eq!(count, 2);
+    let checkpoint = Checkpoint {
+        gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+        seq: 1,
+        head_sha256: head,
+        created_at: 1_800_000_060,
+    };
+    let (bytes, sig) = checkpoint.sign(
+        &SigningKey::from_bytes(&[2; 32]),
+        KeyId::parse("gk-2026").unwrap(),
+    );
+    out.push((
+        "checkpoint".into(),
+        String::from_utf8(bytes).unwrap(),
+        sig.encode(),
+    ));
+    out
+}
+
+#[test]
+fn the_audit_example_is_what_the_code_writes() {
+    let examples = examples();
+    for (what, text, pin) in &examples {
+        println!("{what}: {pin}\n{text}");
+    }
+    for (what, text, pin) in &examples {
+        assert!(
+            PROTOCOL.contains(&format!("```\n{text}```")),
+            "{what} differs from PROTOCOL.md"
+        );
+        assert!(PROTOCOL.contains(pin.as_str()), "{what}: {pin}");
+    }
+    for entry in entries() {
+        assert_eq!(AuditEntry::parse(&entry.encode()).unwrap(), entry);
+    }
+}
