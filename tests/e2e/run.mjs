@@ -12,7 +12,7 @@
 // (d) a replayed and an expired request: `replayed` / `expired` shown in the page;
 // (e) another organisation's user sees nothing of the first one's report.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -237,7 +237,10 @@ try {
   await lateContext.close();
 
   // (c) an object altered in the bucket directory.
-  const file = join(a.bucketDir, ...`${ACME}screenshot-2.png`.split("/"));
+  // The bucket holds opaque names; the manifest sidecar names the key.
+  const name = readdirSync(join(a.bucketDir, "manifests")).find(
+    (n) => JSON.parse(readFileSync(join(a.bucketDir, "manifests", n), "utf8")).key === `${ACME}screenshot-2.png`);
+  const file = join(a.bucketDir, "objects", name);
   const bytes = readFileSync(file);
   bytes[bytes.length - 20] ^= 0xff;
   writeFileSync(file, bytes);

@@ -249,9 +249,10 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                 None => {
                     let config = load_config(&source, &[])?;
                     let ledger = open_ledger(&config).await?;
+                    // A row that cannot be read back is itself evidence of tampering.
                     let text = export_jsonl(&ledger, now_secs(), false)
                         .await
-                        .map_err(|e| format!("cannot read the log: {e}"))?;
+                        .map_err(|e| format!("audit log INVALID: an entry cannot be read: {e}"))?;
                     (parse_jsonl(&text)?, Some(config))
                 }
             };

@@ -240,7 +240,18 @@ fn put_and_get_through_a_real_gatekeeper() {
             .code(),
         Some(0)
     );
-    let stored = gk.data_dir.join("buckets/local/org-1/small.txt");
+    // The bucket holds opaque names; the manifest sidecar names the key.
+    let bucket = gk.data_dir.join("buckets/local");
+    let name = std::fs::read_dir(bucket.join("manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .find(|n| {
+            let text = std::fs::read_to_string(bucket.join("manifests").join(n)).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v["key"] == "org-1/small.txt"
+        })
+        .unwrap();
+    let stored = bucket.join("objects").join(name);
     assert_eq!(std::fs::read(&stored).unwrap(), b"the original bytes");
     std::fs::write(&stored, b"the tampered bytes").unwrap();
     let o = get(
