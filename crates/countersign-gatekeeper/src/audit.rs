@@ -2,10 +2,11 @@
 //! verifier that recomputes the hash chain and checks signed checkpoints, from the
 //! database or from an exported file, without trusting the server.
 
-use countersign_core::audit::{AuditEntry, Checkpoint, GENESIS, verify_chain};
+use countersign_core::audit::{AuditEntry, Checkpoint, GENESIS, escape, verify_chain};
 use countersign_core::text::{b64, hex};
-use countersign_core::{Decision, ErrorCode, GatekeeperId, Policy, signature::parse_list};
+use countersign_core::{ErrorCode, Policy, signature::parse_list};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use std::net::IpAddr;
 
 /// Search filters; every field narrows the result.
@@ -46,8 +47,11 @@ pub enum AuditLine {
     },
 }
 
-/// The JSON form of an [`AuditEntry`]; [`AuditRecord::to_entry`] rebuilds the exact
-/// entry so its hash can be recomputed.
+/// The JSON form of an [`AuditEntry`]: its exact canonical bytes (`entry`, which a
+/// verifier parses and hashes as they are, never re-encoding), and the same fields
+/// readable for people and filters. Free-text fields are in the audit entry's escaped
+/// form (`docs/PROTOCOL.md`, Escape), so any byte survives. [`AuditRecord::to_entry`]
+/// refuses a record whose readable fields differ from its bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
@@ -55,7 +59,7 @@ pub struct AuditRecord {
     pub seq: u64,
     /// Hex SHA-256 of the previous entry.
     pub prev_sha256: String,
-    /// Hex SHA-256 of this entry.
+    /// Hex SHA-256 of this entry's bytes.
     pub entry_sha256: String,
     /// Unix milliseconds.
     pub time_ms: u64,
@@ -63,13 +67,13 @@ pub struct AuditRecord {
     pub gatekeeper: String,
     /// Client address.
     pub client_ip: String,
-    /// Operation.
+    /// Operation (escaped).
     pub operation: String,
-    /// Bucket.
+    /// Bucket (escaped).
     pub bucket: String,
-    /// Key or prefix.
+    /// Key or prefix (escaped).
     pub key: String,
-    /// Subject.
+    /// Subject (escaped).
     pub subject: String,
     /// `allow` or `deny`.
     pub decision: String,
@@ -79,62 +83,59 @@ pub struct AuditRecord {
     pub bytes: u64,
     /// Microseconds to decision.
     pub latency_us: u64,
-    /// Base64url of the canonical request as received.
+    /// Base64url of the `countersign-request` header value as stored (all of it, or
+    /// its first bytes when the signatures did not verify).
     pub request: String,
-    /// Signature header as received.
+    /// Length of the whole `countersign-request` value received.
+    pub request_length: u64,
+    /// Base64url of the `countersign-signature` header value as stored.
     pub signatures: String,
+    /// Length of the whole `countersign-signature` value received.
+    pub signatures_length: u64,
+    /// Base64url of the entry's exact canonical bytes.
+    pub entry: String,
 }
 
 impl AuditRecord {
     /// The JSON form of an entry.
     pub fn from_entry(e: &AuditEntry) -> Self {
+        let bytes = e.encode();
         Self {
             seq: e.seq,
             prev_sha256: hex(&e.prev_sha256),
-            entry_sha256: hex(&e.hash()),
+            entry_sha256: hex(&<[u8; 32]>::from(sha2::Sha256::digest(&bytes))),
             time_ms: e.time_ms,
             gatekeeper: e.gatekeeper.to_string(),
             client_ip: e.client_ip.to_string(),
-            operation: e.operation.clone(),
-            bucket: e.bucket.clone(),
-            key: e.key.clone(),
-            subject: e.subject.clone(),
+            operation: escape(&e.operation),
+            bucket: escape(&e.bucket),
+            key: escape(&e.key),
+            subject: escape(&e.subject),
             decision: e.decision.as_str().to_owned(),
             error: e.decision.error().map_or("", ErrorCode::as_str).to_owned(),
             bytes: e.bytes,
             latency_us: e.latency_us,
-            request: b64(&e.request),
-            signatures: e.signatures.clone(),
+            request: b64(e.request.stored()),
+            request_length: e.request.length(),
+            signatures: b64(e.signatures.stored()),
+            signatures_length: e.signatures.length(),
+            entry: b64(&bytes),
         }
     }
 
-    /// Rebuilds the entry; fails if a field cannot be read.
+    /// Parses the entry from its exact bytes; fails if they do not parse, or if a
+    /// readable field says something else than the bytes.
     pub fn to_entry(&self) -> Result<AuditEntry, String> {
-        let bad = |f: &str| format!("entry {}: field `{f}` is not valid", self.seq);
-        let decision = match (self.decision.as_str(), self.error.as_str()) {
-            ("allow", "") => Decision::Allow,
-            ("deny", c) => Decision::Deny(ErrorCode::from_str_code(c).ok_or_else(|| bad("error"))?),
-            _ => return Err(bad("decision")),
-        };
-        let prev = countersign_core::text::parse_hex::<32>(&self.prev_sha256, "prev_sha256")
-            .map_err(|_| bad("prev_sha256"))?;
-        Ok(AuditEntry {
-            seq: self.seq,
-            prev_sha256: prev,
-            time_ms: self.time_ms,
-            gatekeeper: GatekeeperId::parse(&self.gatekeeper).map_err(|_| bad("gatekeeper"))?,
-            client_ip: self.client_ip.parse().map_err(|_| bad("client_ip"))?,
-            operation: self.operation.clone(),
-            bucket: self.bucket.clone(),
-            key: self.key.clone(),
-            subject: self.subject.clone(),
-            decision,
-            bytes: self.bytes,
-            latency_us: self.latency_us,
-            request: countersign_core::text::parse_b64(&self.request, "request")
-                .map_err(|_| bad("request"))?,
-            signatures: self.signatures.clone(),
-        })
+        let bytes = countersign_core::text::parse_b64(&self.entry, "entry")
+            .map_err(|e| format!("entry {}: {e}", self.seq))?;
+        let entry = AuditEntry::parse(&bytes).map_err(|e| format!("entry {}: {e}", self.seq))?;
+        if &Self::from_entry(&entry) != self {
+            return Err(format!(
+                "entry {}: its readable fields differ from its bytes: the record was altered",
+                self.seq
+            ));
+        }
+        Ok(entry)
     }
 }
 

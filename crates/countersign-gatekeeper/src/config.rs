@@ -509,8 +509,14 @@ impl RawConfig {
                 limits.clock_skew_secs = v;
             }
             if let Some(v) = l.max_list_page {
-                if v == 0 || v > 10_000 {
-                    return Err(err("limits.max_list_page", "must be between 1 and 10000"));
+                let most = countersign_core::listing::MAX_LISTING_OBJECTS;
+                if v == 0 || v as usize > most {
+                    return Err(err(
+                        "limits.max_list_page",
+                        format!(
+                            "must be between 1 and {most} (a signed listing holds at most {most} objects)"
+                        ),
+                    ));
                 }
                 limits.max_list_page = v;
             }
@@ -612,6 +618,7 @@ impl RawConfig {
 
         let mut keys = Vec::new();
         let mut seen_ids = BTreeSet::new();
+        let mut seen_keys: BTreeMap<Vec<u8>, KeyId> = BTreeMap::new();
         for (i, k) in self.keys.into_iter().enumerate() {
             let at = |f: &str| format!("keys[{i}].{f}");
             let key_id = KeyId::parse(&k.key_id).map_err(|e| err(at("key_id"), e.message()))?;
@@ -632,6 +639,15 @@ impl RawConfig {
                 .ok_or_else(|| err(at("public_key"), "must be 32 bytes in unpadded base64url"))?;
             let public_key =
                 PublicKey::from_slice(&raw).map_err(|e| err(at("public_key"), e.message()))?;
+            // One key under two ids would count twice towards a threshold.
+            if let Some(first) = seen_keys.insert(raw.clone(), key_id.clone()) {
+                return Err(err(
+                    at("public_key"),
+                    format!(
+                        "is already configured as key `{first}`; one public key may have only one key id (duplicate_key)"
+                    ),
+                ));
+            }
             if let (Some(nb), Some(na)) = (k.not_before, k.not_after)
                 && na <= nb
             {

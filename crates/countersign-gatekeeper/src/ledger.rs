@@ -7,7 +7,7 @@
 //! [`Dialect`]. The same test suite runs against both.
 
 use crate::audit::AuditFilter;
-use countersign_core::audit::{AuditEntry, Checkpoint, GENESIS};
+use countersign_core::audit::{AuditEntry, CapturedHeader, Checkpoint, GENESIS};
 use countersign_core::{Decision, ErrorCode, GatekeeperId, KeyId, ed25519_dalek::SigningKey};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row as _};
@@ -60,24 +60,24 @@ pub struct AuditDraft {
     pub time_ms: u64,
     /// Client address.
     pub client_ip: IpAddr,
-    /// Operation.
-    pub operation: String,
-    /// Bucket as requested.
-    pub bucket: String,
-    /// Key or prefix as requested.
-    pub key: String,
+    /// Operation, as received or learned.
+    pub operation: Vec<u8>,
+    /// Bucket as requested (bytes as received).
+    pub bucket: Vec<u8>,
+    /// Key or prefix as requested (bytes as received).
+    pub key: Vec<u8>,
     /// Subject, if parsed.
-    pub subject: String,
+    pub subject: Vec<u8>,
     /// Decision.
     pub decision: Decision,
     /// Body bytes.
     pub bytes: u64,
     /// Microseconds from arrival to decision.
     pub latency_us: u64,
-    /// Canonical request as received.
-    pub request: Vec<u8>,
-    /// Signature header as received.
-    pub signatures: String,
+    /// The `countersign-request` header value as received (or its prefix).
+    pub request: CapturedHeader,
+    /// The `countersign-signature` header value as received (or its prefix).
+    pub signatures: CapturedHeader,
 }
 
 /// A row of the object index.
@@ -331,7 +331,11 @@ impl Ledger {
                     bytes BIGINT NOT NULL,
                     latency_us BIGINT NOT NULL,
                     request {blob} NOT NULL,
-                    signatures {blob} NOT NULL)"
+                    request_sha256 {blob} NOT NULL,
+                    request_length BIGINT NOT NULL,
+                    signatures {blob} NOT NULL,
+                    signatures_sha256 {blob} NOT NULL,
+                    signatures_length BIGINT NOT NULL)"
             ),
             "CREATE INDEX IF NOT EXISTS audit_time ON audit_log (time_ms)".to_owned(),
             "CREATE INDEX IF NOT EXISTS audit_subject ON audit_log (subject)".to_owned(),
@@ -473,7 +477,9 @@ impl Ledger {
         sqlx::query(self.sql(
             "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper, client_ip,
              operation, bucket, object_key, subject, decision, error_code, bytes, latency_us,
-             request, signatures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             request, request_sha256, request_length, signatures, signatures_sha256,
+             signatures_length)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(to_i64(entry.seq, "seq")?)
         .bind(entry.prev_sha256.to_vec())
@@ -481,10 +487,10 @@ impl Ledger {
         .bind(to_i64(entry.time_ms, "time")?)
         .bind(entry.gatekeeper.as_str().to_owned())
         .bind(entry.client_ip.to_string())
-        .bind(entry.operation.as_bytes().to_vec())
-        .bind(entry.bucket.as_bytes().to_vec())
-        .bind(entry.key.as_bytes().to_vec())
-        .bind(entry.subject.as_bytes().to_vec())
+        .bind(entry.operation.clone())
+        .bind(entry.bucket.clone())
+        .bind(entry.key.clone())
+        .bind(entry.subject.clone())
         .bind(entry.decision.as_str().to_owned())
         .bind(
             entry
@@ -495,8 +501,12 @@ impl Ledger {
         )
         .bind(to_i64(entry.bytes, "bytes")?)
         .bind(to_i64(entry.latency_us, "latency")?)
-        .bind(entry.request.clone())
-        .bind(entry.signatures.as_bytes().to_vec())
+        .bind(entry.request.stored().to_vec())
+        .bind(entry.request.sha256().to_vec())
+        .bind(to_i64(entry.request.length(), "request length")?)
+        .bind(entry.signatures.stored().to_vec())
+        .bind(entry.signatures.sha256().to_vec())
+        .bind(to_i64(entry.signatures.length(), "signatures length")?)
         .execute(&mut **tx)
         .await?;
         if (seq + 1) % self.checkpoint_every == 0 {
@@ -840,9 +850,12 @@ impl Ledger {
     fn entry_from_row(row: &AnyRow) -> Result<AuditEntry> {
         // Free text is stored as the bytes received (NUL included, which PostgreSQL's
         // TEXT refuses).
-        fn text(row: &AnyRow, col: &str) -> Result<String> {
-            String::from_utf8(row.try_get::<Vec<u8>, _>(col)?)
-                .map_err(|_| LedgerError::Corrupt(format!("{col} is not UTF-8")))
+        fn captured(row: &AnyRow, col: &str) -> Result<CapturedHeader> {
+            let stored: Vec<u8> = row.try_get(col)?;
+            let sha = hash32(row.try_get(format!("{col}_sha256").as_str())?, col)?;
+            let length = to_u64(row.try_get(format!("{col}_length").as_str())?, col)?;
+            CapturedHeader::from_parts(stored, sha, length, col)
+                .map_err(|e| LedgerError::Corrupt(e.to_string()))
         }
         let decision: String = row.try_get("decision")?;
         let code: String = row.try_get("error_code")?;
@@ -865,21 +878,22 @@ impl Ledger {
             client_ip: ip
                 .parse()
                 .map_err(|_| LedgerError::Corrupt(format!("bad client ip `{ip}`")))?,
-            operation: text(row, "operation")?,
-            bucket: text(row, "bucket")?,
-            key: text(row, "object_key")?,
-            subject: text(row, "subject")?,
+            operation: row.try_get("operation")?,
+            bucket: row.try_get("bucket")?,
+            key: row.try_get("object_key")?,
+            subject: row.try_get("subject")?,
             decision,
             bytes: to_u64(row.try_get("bytes")?, "bytes")?,
             latency_us: to_u64(row.try_get("latency_us")?, "latency_us")?,
-            request: row.try_get("request")?,
-            signatures: text(row, "signatures")?,
+            request: captured(row, "request")?,
+            signatures: captured(row, "signatures")?,
         })
     }
 
     const ENTRY_COLUMNS: &'static str =
         "seq, prev_sha256, time_ms, gatekeeper, client_ip, operation, bucket,
-        object_key, subject, decision, error_code, bytes, latency_us, request, signatures";
+        object_key, subject, decision, error_code, bytes, latency_us, request, request_sha256,
+        request_length, signatures, signatures_sha256, signatures_length";
 
     /// Up to `limit` entries with `seq >= from`, in order.
     pub async fn entries(&self, from: u64, limit: u32) -> Result<Vec<AuditEntry>> {

@@ -17,6 +17,7 @@
 
 use crate::ledger::{AuditDraft, Ledger, Reservation};
 use crate::storage::Storage;
+use countersign_core::audit::CapturedHeader;
 use countersign_core::{Bucket, Decision, ErrorCode};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -37,15 +38,15 @@ fn draft(bucket: &str, target: &str, code: ErrorCode) -> AuditDraft {
     AuditDraft {
         time_ms: crate::http::now_ms(),
         client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        operation: "RECONCILE".to_owned(),
-        bucket: bucket.to_owned(),
-        key: target.to_owned(),
-        subject: String::new(),
+        operation: b"RECONCILE".to_vec(),
+        bucket: bucket.as_bytes().to_vec(),
+        key: target.as_bytes().to_vec(),
+        subject: Vec::new(),
         decision: Decision::Deny(code),
         bytes: 0,
         latency_us: 0,
-        request: Vec::new(),
-        signatures: String::new(),
+        request: CapturedHeader::whole(b""),
+        signatures: CapturedHeader::whole(b""),
     }
 }
 

@@ -169,6 +169,7 @@ async fn put_get_head_list_round_trip(b: &Backend) {
     let v = Receipt::verify(
         &receipt,
         &header_sigs(&r, "countersign-receipt-signature"),
+        &h.state.config.gatekeeper_id,
         &gk_policy(&h),
         &put_req.encode(),
     )
@@ -193,6 +194,7 @@ async fn put_get_head_list_round_trip(b: &Backend) {
     Receipt::verify(
         &receipt,
         &header_sigs(&r, "countersign-receipt-signature"),
+        &h.state.config.gatekeeper_id,
         &gk_policy(&h),
         &get_req.encode(),
     )
@@ -233,9 +235,9 @@ async fn put_get_head_list_round_trip(b: &Backend) {
     // Every request above is in the audit log, allowed and denied.
     let entries = h.all_entries().await;
     assert_eq!(entries.len(), 5);
-    assert_eq!(entries[0].operation, "PUT");
+    assert_eq!(entries[0].operation, b"PUT");
     assert_eq!(entries[0].bytes, body.len() as u64);
-    assert_eq!(entries[0].subject, "user-1");
+    assert_eq!(entries[0].subject, b"user-1");
     assert_eq!(entries[4].decision, Decision::Deny(ErrorCode::NotFound));
 
     // Metrics count them.

@@ -4,22 +4,23 @@
 
 use crate::error::ApiError;
 use crate::http::pipeline::Authorized;
-use crate::http::{Gatekeeper, json_response};
+use crate::http::{Gatekeeper, json_response, now_ms};
 use crate::ledger::ListedObject;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use countersign_core::ErrorCode;
 use countersign_core::names::percent_encode;
-use countersign_core::text::hex;
+use countersign_core::signature::encode_list;
+use countersign_core::text::{b64, hex};
+use countersign_core::{ContentType, ErrorCode, Listing, ObjectKey};
 
 /// A page read from the index.
 #[derive(Debug)]
 pub struct Page {
     prefix: String,
-    after: String,
+    after: Option<ObjectKey>,
     objects: Vec<ListedObject>,
-    next_after: Option<String>,
+    more: bool,
 }
 
 /// Reads the page the query asks for (`after`, `limit`).
@@ -54,6 +55,9 @@ pub async fn prepare(gk: &Gatekeeper, auth: &Authorized, parts: &Parts) -> Resul
                         )
                     })?
                     .into_owned();
+                if !after.is_empty() {
+                    ObjectKey::parse(&after)?;
+                }
             }
             other => {
                 return Err(ApiError::new(
@@ -79,39 +83,79 @@ pub async fn prepare(gk: &Gatekeeper, auth: &Authorized, parts: &Parts) -> Resul
         })?;
     let more = objects.len() > limit as usize;
     objects.truncate(limit as usize);
-    let next_after = if more {
-        objects.last().map(|o| o.key.clone())
-    } else {
+    let after = if after.is_empty() {
         None
+    } else {
+        Some(ObjectKey::parse(&after)?)
     };
     Ok(Page {
         prefix,
         after,
         objects,
-        next_after,
+        more,
     })
 }
 
-/// The page as JSON.
+/// An index row as a listed object (its key and type were validated at PUT).
+fn listed(o: &ListedObject) -> Result<countersign_core::ListedObject, ApiError> {
+    Ok(countersign_core::ListedObject {
+        key: ObjectKey::parse(&o.key)?,
+        size: o.size,
+        sha256: o.sha256,
+        content_type: ContentType::parse(&o.content_type)?,
+        stored_at: o.stored_at,
+    })
+}
+
+/// The page as JSON, with the signed listing (`listing`, `listing_signature`) that a
+/// client verifies instead of trusting the convenience members.
 pub fn respond(
-    _gk: &Gatekeeper,
+    gk: &Gatekeeper,
     auth: &Authorized,
     page: Page,
-    _seq: u64,
+    seq: u64,
 ) -> Result<Response, ApiError> {
-    let objects: Vec<_> = page
+    let objects = page
+        .objects
+        .iter()
+        .map(listed)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            eprintln!("an index row cannot be listed: {}", e.message);
+            ApiError::new(
+                ErrorCode::Internal,
+                "the index holds a row that cannot be listed",
+            )
+        })?;
+    let listing = Listing::for_request(
+        auth.verified(),
+        gk.config.gatekeeper_id.clone(),
+        seq,
+        now_ms() / 1000,
+        page.after.clone(),
+        objects,
+        page.more,
+    )?;
+    let (bytes, signature) = listing.sign(&gk.key, gk.key_id.clone());
+    let convenience: Vec<_> = page
         .objects
         .iter()
         .map(|o| serde_json::json!({"key": o.key, "size": o.size, "sha256": hex(&o.sha256), "content_type": o.content_type, "stored_at": o.stored_at}))
         .collect();
+    let next_after = if page.more {
+        page.objects.last().map(|o| percent_encode(&o.key))
+    } else {
+        None
+    };
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({
             "bucket": auth.bucket().as_str(),
             "prefix": page.prefix,
-            "after": page.after,
-            "objects": objects,
-            "next_after": page.next_after.as_deref().map(percent_encode),
+            "objects": convenience,
+            "next_after": next_after,
+            "listing": b64(&bytes),
+            "listing_signature": encode_list(&[signature]),
         }),
     ))
 }

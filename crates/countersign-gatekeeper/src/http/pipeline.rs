@@ -25,6 +25,7 @@ use axum::extract::Request as HttpRequest;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method as HttpMethod, header};
 use axum::response::{IntoResponse as _, Response};
+use countersign_core::audit::{CapturedHeader, UNVERIFIED_CAPTURE_BYTES};
 use countersign_core::signature::{encode_list, parse_list};
 use countersign_core::text::{b64, parse_b64};
 use countersign_core::transport::{
@@ -37,11 +38,6 @@ use countersign_core::{
 use sha2::Digest as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
-
-/// Before a request's signatures verified, the audit entry keeps at most this many
-/// bytes of each header value it received (plus the whole value's length), so
-/// unauthenticated garbage cannot flood the log.
-pub const UNVERIFIED_PREFIX_BYTES: usize = 1024;
 
 /// What a request asks to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -149,9 +145,9 @@ pub struct Attempt {
     /// The client address used for every decision.
     pub client_ip: IpAddr,
     operation: String,
-    bucket: String,
-    key: String,
-    subject: String,
+    bucket: Vec<u8>,
+    key: Vec<u8>,
+    subject: Vec<u8>,
     request_raw: Vec<u8>,
     signatures_raw: Vec<u8>,
     /// SHA-256 of the decoded `countersign-request` header, when it was sent once and
@@ -172,9 +168,9 @@ fn raw_header(headers: &HeaderMap, name: &str) -> Vec<u8> {
         .join(&b","[..])
 }
 
-fn percent_decoded(s: &str) -> String {
-    String::from_utf8_lossy(&percent_encoding::percent_decode_str(s).collect::<Vec<u8>>())
-        .into_owned()
+/// The bytes a URL component spells (`%XX` decoded; any byte may result).
+fn percent_decoded(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(s).collect()
 }
 
 impl Attempt {
@@ -185,10 +181,12 @@ impl Attempt {
                 Some((b, k)) => (percent_decoded(b), percent_decoded(k)),
                 None => (
                     percent_decoded(rest),
-                    query_value(parts, "prefix").unwrap_or_default(),
+                    form_urlencoded_raw(parts.uri.query().unwrap_or(""), "prefix")
+                        .map(percent_decoded)
+                        .unwrap_or_default(),
                 ),
             },
-            None => (String::new(), percent_decoded(path)),
+            None => (Vec::new(), percent_decoded(path)),
         };
         Self {
             started: Instant::now(),
@@ -197,7 +195,7 @@ impl Attempt {
             operation: parts.method.as_str().to_owned(),
             bucket,
             key,
-            subject: String::new(),
+            subject: Vec::new(),
             request_raw: raw_header(&parts.headers, REQUEST_HEADER),
             signatures_raw: raw_header(&parts.headers, SIGNATURE_HEADER),
             request_digest: None,
@@ -212,34 +210,31 @@ impl Attempt {
         self.nonce.is_some()
     }
 
+    /// The audit entry of this attempt. Before its signatures verified, it keeps only
+    /// the first bytes of each header (with the whole value's SHA-256 and length), so
+    /// unauthenticated garbage cannot flood the log.
     fn draft(&self, decision: Decision) -> AuditDraft {
-        let bound = |v: &[u8]| -> Vec<u8> {
+        let capture = |v: &[u8]| {
             if self.verified() {
-                v.to_vec()
+                CapturedHeader::whole(v)
             } else {
-                v.get(..UNVERIFIED_PREFIX_BYTES).unwrap_or(v).to_vec()
+                CapturedHeader::prefix(v, UNVERIFIED_CAPTURE_BYTES)
             }
         };
         AuditDraft {
             time_ms: now_ms(),
             client_ip: self.client_ip,
-            operation: self.operation.clone(),
+            operation: self.operation.clone().into_bytes(),
             bucket: self.bucket.clone(),
             key: self.key.clone(),
             subject: self.subject.clone(),
             decision,
             bytes: self.bytes,
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            request: bound(&self.request_raw),
-            signatures: String::from_utf8_lossy(&bound(&self.signatures_raw)).into_owned(),
+            request: capture(&self.request_raw),
+            signatures: capture(&self.signatures_raw),
         }
     }
-}
-
-fn query_value(parts: &Parts, name: &str) -> Option<String> {
-    form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// Where the URL points.
@@ -410,11 +405,11 @@ async fn run(
     let target = route(parts)?;
     attempt.operation = target.operation().as_str().to_owned();
     if let Target::Audit(_) = target {
-        attempt.bucket = AUDIT_BUCKET.to_owned();
+        attempt.bucket = AUDIT_BUCKET.as_bytes().to_vec();
         attempt.key = parts
             .uri
             .path_and_query()
-            .map_or_else(String::new, |p| p.as_str().to_owned());
+            .map_or_else(Vec::new, |p| p.as_str().as_bytes().to_vec());
     }
     // 3. IP rules, global then the addressed bucket's.
     gk.config.ip_rules.check(attempt.client_ip, "global")?;
@@ -422,9 +417,11 @@ async fn run(
         Target::Object { bucket, .. } | Target::List { bucket } => Bucket::parse(bucket).ok(),
         Target::Audit(_) => None,
     };
-    if let Some(b) = url_bucket.as_ref().and_then(|b| gk.config.buckets.get(b)) {
-        b.ip_rules
-            .check(attempt.client_ip, &format!("bucket `{}`", attempt.bucket))?;
+    if let Some((b, rules)) = url_bucket
+        .as_ref()
+        .and_then(|b| gk.config.buckets.get(b).map(|c| (b, &c.ip_rules)))
+    {
+        rules.check(attempt.client_ip, &format!("bucket `{b}`"))?;
     }
     // 4. Headers.
     let max = gk.config.limits.max_header_bytes;
@@ -432,9 +429,9 @@ async fn run(
     let signatures_text = single_header(&parts.headers, SIGNATURE_HEADER, max)?;
     let canonical = parse_b64(request_b64, "the countersign-request header")?;
     let request = Request::parse(&canonical)?;
-    attempt.subject = request.subject().to_string();
-    attempt.bucket = request.bucket().to_string();
-    attempt.key = request.operation().key_text().to_owned();
+    attempt.subject = request.subject().as_str().as_bytes().to_vec();
+    attempt.bucket = request.bucket().as_str().as_bytes().to_vec();
+    attempt.key = request.operation().key_text().as_bytes().to_vec();
     let signatures: Vec<SignatureEntry> = parse_list(signatures_text)?;
     // 5. The HTTP request must be the signed request.
     bind(&target, &request, parts)?;
