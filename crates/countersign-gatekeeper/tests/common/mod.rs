@@ -216,6 +216,7 @@ gatekeeper_id = "{GK}"
 [limits]
 max_object_bytes = 20000000
 max_header_bytes = 8192
+preauth_failures_per_sec = 1
 
 [[keys]]
 key_id = "v1"
