@@ -5,15 +5,17 @@
 //! [`Signer`] then signs the browser-built canonical request (metadata only: the
 //! object bytes go straight from the browser to the customer's gatekeeper, never
 //! through you). The gatekeeper adds its countersignature and returns a receipt that
-//! [`transport::verify_receipt`] checks.
+//! [`transport::verify_receipt`] checks (and, for a LIST, a signed listing that
+//! [`transport::verify_listing`] checks).
 //!
 //! - [`keys`]: generate, save (mode `0600`) and load signing keys; key files readable
 //!   by group or others are refused; keys can also come from an environment variable.
 //! - [`Signer`]: several keys with key ids and validity windows for rotation; signs
 //!   one request ([`Signer::sign`]) or a batch ([`Signer::sign_batch`]) after checking
 //!   audience, lifetime and time ([`SigningLimits`]).
-//! - [`transport`]: header names, receipt and manifest verification, and the one check
-//!   before trusting downloaded bytes ([`transport::verify_download_headers`]).
+//! - [`transport`]: header names and URL paths (the core's), receipt, manifest and
+//!   listing verification, and the one check before trusting downloaded bytes
+//!   ([`transport::verify_download_headers`]).
 //!
 //! ## The `countersign` command-line tool
 //!
@@ -25,7 +27,7 @@
 //! | `keygen` | writes a secret key file (mode `0600`, never overwritten) and `<file>.pub` |
 //! | `sign` | signs a given canonical request, or one built from `--method`, `--bucket`, … |
 //! | `verify` | verifies a request's signatures against public key files |
-//! | `inspect` | pretty-prints a request, receipt or manifest and says whether it verifies |
+//! | `inspect` | pretty-prints a request, receipt, manifest or listing and says whether it verifies |
 //! | `put` | uploads a file through a gatekeeper (progress bar on a terminal), verifies receipt and manifest |
 //! | `get` | downloads through a gatekeeper into a temporary file, verifies receipt, manifest and bytes, then renames |
 //!

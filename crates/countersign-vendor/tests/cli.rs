@@ -824,3 +824,183 @@ mod downloads {
         assert!(leftovers(d).is_empty(), "left behind: {:?}", leftovers(d));
     }
 }
+
+/// Signs a LIST request for `prefix` with the CLI; returns the two header values.
+fn sign_list(dir: &Path, key: &str, prefix: &str) -> (String, String) {
+    let o = run(
+        dir,
+        &[
+            "sign",
+            "--signing-key",
+            key,
+            "--audience",
+            "gk.acme",
+            "--method",
+            "list",
+            "--bucket",
+            "reports",
+            "--prefix",
+            prefix,
+            "--subject",
+            "user-42",
+            "--now",
+            NOW,
+        ],
+    );
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    let out = stdout(&o);
+    (
+        header(&out, "Countersign-Request"),
+        header(&out, "Countersign-Signature"),
+    )
+}
+
+#[test]
+fn inspect_listings_and_deny_receipts() {
+    use countersign_core::{ListedObject, Listing, ObjectKey, Policy, RequestVerifier};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gk = VendorKey::from_signing_key(
+        countersign_core::ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        KeyId::parse("gk-9").unwrap(),
+        Role::gatekeeper(),
+        None,
+        None,
+    )
+    .unwrap();
+    std::fs::write(d.join("gk.pub"), gk.to_public_json()).unwrap();
+    run(d, &["keygen", "--key-id", "v1", "--out", "v.key"]);
+    let vendor = VendorKey::load(d.join("v.key")).unwrap().remove(0);
+    let (request, signature) = sign_list(d, "v.key", "org-1/");
+    let canonical = parse_b64(&request, "r").unwrap();
+    let verified = RequestVerifier::new(
+        GatekeeperId::parse("gk.acme").unwrap(),
+        Policy::new(
+            countersign_core::Keyring::new([vendor.authorized_key()]).unwrap(),
+            [(Role::vendor(), 1)],
+        )
+        .unwrap(),
+        300,
+        30,
+    )
+    .unwrap()
+    .verify(
+        &canonical,
+        &countersign_core::signature::parse_list(&signature).unwrap(),
+        1_800_000_001,
+    )
+    .unwrap();
+    let object = |key: &str| ListedObject {
+        key: ObjectKey::parse(key).unwrap(),
+        size: 2,
+        sha256: countersign_core::BodyDigest::of(b"hi").sha256,
+        content_type: countersign_core::ContentType::parse("text/plain").unwrap(),
+        stored_at: 1_799_999_000,
+    };
+    let listing = Listing::for_request(
+        &verified,
+        GatekeeperId::parse("gk.acme").unwrap(),
+        5,
+        1_800_000_001,
+        Some(ObjectKey::parse("org-1/a&b c%d").unwrap()),
+        vec![object("org-1/b"), object("org-1/c")],
+        true,
+    )
+    .unwrap();
+    let bytes = listing.encode();
+    std::fs::write(d.join("listing.txt"), &bytes).unwrap();
+    let sig = countersign_core::signature::encode_list(&[gk.sign_document(&bytes)]);
+    let inspect = |file: &str, extra: &[&str]| {
+        let mut args = vec![
+            "inspect",
+            file,
+            "--signature",
+            &sig,
+            "--public-key",
+            "gk.pub",
+        ];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+
+    let o = inspect("listing.txt", &[]);
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("(page)             2 object(s); more follow"),
+        "{out}"
+    );
+    assert!(
+        out.contains("which request it answers was not checked"),
+        "{out}"
+    );
+
+    let o = inspect(
+        "listing.txt",
+        &["--for-request", &request, "--after", "org-1/a&b c%d"],
+    );
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    assert!(
+        stdout(&o)
+            .contains("verifies: yes, for this request and cursor (approved by gatekeeper:gk-9)")
+    );
+    // Another cursor (here: the first page), another request.
+    assert_eq!(
+        outcome(&inspect("listing.txt", &["--for-request", &request])),
+        (1, "listing_mismatch".into())
+    );
+    let (other, _) = sign_list(d, "v.key", "org-1/");
+    assert_eq!(
+        outcome(&inspect(
+            "listing.txt",
+            &["--for-request", &other, "--after", "org-1/a&b c%d"]
+        )),
+        (1, "listing_mismatch".into())
+    );
+    // An object hidden after signing.
+    let hidden: String = String::from_utf8(bytes.clone())
+        .unwrap()
+        .replace("count:2", "count:1")
+        .split_inclusive('\n')
+        .filter(|line| !line.starts_with("object:org-1/b "))
+        .collect();
+    std::fs::write(d.join("hidden.txt"), hidden).unwrap();
+    assert_eq!(
+        outcome(&inspect("hidden.txt", &[])),
+        (1, "bad_signature".into())
+    );
+
+    // A deny receipt verifies too, for the gatekeeper named with --gatekeeper-id.
+    let receipt = Receipt {
+        gatekeeper: GatekeeperId::parse("gk.other").unwrap(),
+        request_sha256: Request::parse(&canonical).unwrap().digest(),
+        decision: Decision::Deny(countersign_core::ErrorCode::WrongAudience),
+        decided_at: 1_800_000_001,
+        audit_seq: 6,
+    };
+    let r_bytes = receipt.encode();
+    std::fs::write(d.join("deny.txt"), &r_bytes).unwrap();
+    let r_sig = countersign_core::signature::encode_list(&[gk.sign_document(&r_bytes)]);
+    let inspect_receipt = |extra: &[&str]| {
+        let mut args = vec![
+            "inspect",
+            "deny.txt",
+            "--signature",
+            &r_sig,
+            "--public-key",
+            "gk.pub",
+            "--for-request",
+            &request,
+        ];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+    let o = inspect_receipt(&["--gatekeeper-id", "gk.other"]);
+    assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
+    assert!(stdout(&o).contains("denied with `wrong_audience`"));
+    // By default the gatekeeper is the request's audience, which did not sign it.
+    assert_eq!(
+        outcome(&inspect_receipt(&[])),
+        (1, "receipt_mismatch".into())
+    );
+}

@@ -359,6 +359,7 @@ fn receipts_and_manifests_verify_from_headers() {
         1,
     )
     .unwrap();
+    let gk_id = GatekeeperId::parse("gk.acme").unwrap();
     let request = get_request(NOW, 120);
     let canonical = request.encode();
     let receipt = Receipt {
@@ -371,21 +372,21 @@ fn receipts_and_manifests_verify_from_headers() {
     let bytes = receipt.encode();
     let sig = gk.sign_document(&bytes);
     let (r_header, s_header) = request_headers(&bytes, std::slice::from_ref(&sig));
-    let verified = verify_receipt(&r_header, &s_header, &gk_policy, &canonical).unwrap();
+    let verified = verify_receipt(&r_header, &s_header, &gk_id, &gk_policy, &canonical).unwrap();
     assert_eq!(verified.receipt().audit_seq, 7);
     // For another request, signed by the vendor instead, or garbled.
     let other = get_request(NOW, 120).encode();
     assert_eq!(
-        code(verify_receipt(&r_header, &s_header, &gk_policy, &other).unwrap_err()),
+        code(verify_receipt(&r_header, &s_header, &gk_id, &gk_policy, &other).unwrap_err()),
         "receipt_mismatch"
     );
     let (_, vendor_sig) = request_headers(&bytes, &[vendor.sign_document(&bytes)]);
     assert_eq!(
-        code(verify_receipt(&r_header, &vendor_sig, &gk_policy, &canonical).unwrap_err()),
+        code(verify_receipt(&r_header, &vendor_sig, &gk_id, &gk_policy, &canonical).unwrap_err()),
         "unknown_key"
     );
     assert_eq!(
-        code(verify_receipt("%%", &s_header, &gk_policy, &canonical).unwrap_err()),
+        code(verify_receipt("%%", &s_header, &gk_id, &gk_policy, &canonical).unwrap_err()),
         "malformed"
     );
 
@@ -494,4 +495,147 @@ fn receipts_and_manifests_verify_from_headers() {
         ),
         "receipt_mismatch"
     );
+}
+
+/// A LIST request for `prefix` signed by `vendor` and verified as the gatekeeper would.
+fn list_request(vendor: &VendorKey, prefix: &str) -> countersign_core::VerifiedRequest {
+    let request = Request::new(
+        GatekeeperId::parse("gk.acme").unwrap(),
+        Bucket::parse("reports").unwrap(),
+        Operation::List {
+            prefix: countersign_core::ListPrefix::parse(prefix).unwrap(),
+        },
+        Subject::parse("user-1").unwrap(),
+        NOW,
+        60,
+        &mut OsRng,
+    )
+    .unwrap();
+    let sig = Signer::new([vendor.clone()])
+        .unwrap()
+        .sign_request(&request, NOW)
+        .unwrap();
+    verifier(vec![vendor.authorized_key()])
+        .verify(&request.encode(), &[sig], NOW)
+        .unwrap()
+}
+
+fn listed(key: &str) -> countersign_core::ListedObject {
+    countersign_core::ListedObject {
+        key: ObjectKey::parse(key).unwrap(),
+        size: 5,
+        sha256: BodyDigest::of(b"hello").sha256,
+        content_type: ContentType::parse("text/plain").unwrap(),
+        stored_at: NOW - 100,
+    }
+}
+
+#[test]
+fn listings_verify_from_the_list_body() {
+    use countersign_core::Listing;
+    use countersign_vendor::transport::{verify_list_response, verify_listing};
+    let vendor = key("v1", None, None);
+    let gk = gatekeeper_key("gk-1");
+    let gk_policy = role_policy([gk.authorized_key()], &Role::gatekeeper(), 1).unwrap();
+    let list = list_request(&vendor, "org-1/");
+    let cursor = ObjectKey::parse("org-1/a&b c%d").unwrap();
+    let page = Listing::for_request(
+        &list,
+        GatekeeperId::parse("gk.acme").unwrap(),
+        9,
+        NOW + 1,
+        Some(cursor.clone()),
+        vec![listed("org-1/b"), listed("org-1/c")],
+        false,
+    )
+    .unwrap();
+    let bytes = page.encode();
+    let (listing, signature) = request_headers(&bytes, &[gk.sign_document(&bytes)]);
+    let body = serde_json::json!({
+        "bucket": "reports", "objects": [], "listing": listing, "listing_signature": signature,
+    })
+    .to_string();
+
+    let verified =
+        verify_list_response(body.as_bytes(), &gk_policy, list.canonical(), Some(&cursor)).unwrap();
+    let keys: Vec<&str> = verified
+        .listing()
+        .objects()
+        .iter()
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(keys, ["org-1/b", "org-1/c"]);
+    assert_eq!(verified.listing().audit_seq(), 9);
+
+    // The page of another cursor (here: the client asked for the first page).
+    assert_eq!(
+        code(verify_listing(&listing, &signature, &gk_policy, list.canonical(), None).unwrap_err()),
+        "listing_mismatch"
+    );
+    // The page answers another request.
+    let other = list_request(&vendor, "org-1/");
+    assert_eq!(
+        code(
+            verify_listing(
+                &listing,
+                &signature,
+                &gk_policy,
+                other.canonical(),
+                Some(&cursor)
+            )
+            .unwrap_err()
+        ),
+        "listing_mismatch"
+    );
+    // An object hidden after signing.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let hidden: String = text
+        .replace("count:2", "count:1")
+        .split_inclusive('\n')
+        .filter(|line| !line.starts_with("object:org-1/c "))
+        .collect();
+    let (hidden, _) = request_headers(hidden.as_bytes(), &[]);
+    assert_eq!(
+        code(
+            verify_listing(
+                &hidden,
+                &signature,
+                &gk_policy,
+                list.canonical(),
+                Some(&cursor)
+            )
+            .unwrap_err()
+        ),
+        "bad_signature"
+    );
+    // Signed by a vendor key: not the gatekeeper's.
+    let (_, vendor_sig) = request_headers(&bytes, &[vendor.sign_document(&bytes)]);
+    assert_eq!(
+        code(
+            verify_listing(
+                &listing,
+                &vendor_sig,
+                &gk_policy,
+                list.canonical(),
+                Some(&cursor)
+            )
+            .unwrap_err()
+        ),
+        "unknown_key"
+    );
+    // Bodies without a signed listing.
+    for body in [
+        "not json".to_owned(),
+        serde_json::json!({"objects": []}).to_string(),
+        serde_json::json!({"listing": listing, "listing_signature": 7}).to_string(),
+    ] {
+        assert_eq!(
+            code(
+                verify_list_response(body.as_bytes(), &gk_policy, list.canonical(), None)
+                    .unwrap_err()
+            ),
+            "malformed",
+            "{body}"
+        );
+    }
 }

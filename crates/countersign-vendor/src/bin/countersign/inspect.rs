@@ -1,4 +1,5 @@
-//! `countersign inspect`: pretty-print a canonical document and say whether it verifies.
+//! `countersign inspect`: pretty-print a canonical document (request, receipt,
+//! manifest or listing) and say whether it verifies.
 
 use crate::Failure;
 use crate::cli::{PolicyArgs, decode_document, read_arg, read_input};
@@ -6,8 +7,8 @@ use clap::Args;
 use countersign_core::signature::parse_list;
 use countersign_core::text::hex;
 use countersign_core::{
-    Approvals, ErrorCode, Manifest, Receipt, Request, RequestVerifier, Role, SignatureEntry,
-    canonical::MAX_LIFETIME_SECS,
+    Approvals, ErrorCode, GatekeeperId, Listing, Manifest, ObjectKey, Receipt, Request,
+    RequestVerifier, Role, SignatureEntry, canonical::MAX_LIFETIME_SECS,
 };
 use countersign_vendor::unix_now;
 
@@ -21,9 +22,17 @@ pub struct InspectArgs {
     signature: Option<String>,
     #[command(flatten)]
     policy: PolicyArgs,
-    /// For a receipt: the canonical request it answers (base64url, or @FILE).
+    /// For a receipt or listing: the canonical request it answers (base64url, or @FILE).
     #[arg(long)]
     for_request: Option<String>,
+    /// For a receipt: the id of the gatekeeper the request was sent to [default: the
+    /// request's audience].
+    #[arg(long)]
+    gatekeeper_id: Option<String>,
+    /// For a listing with --for-request: the cursor the LIST request was sent with
+    /// (the previous page's next-after) [default: none, a first page].
+    #[arg(long)]
+    after: Option<String>,
     /// Unix time to judge a request's validity at [default: now].
     #[arg(long)]
     now: Option<u64>,
@@ -34,6 +43,7 @@ enum Kind {
     Request,
     Receipt,
     Manifest,
+    Listing,
 }
 
 fn kind_of(doc: &[u8]) -> Result<Kind, Failure> {
@@ -42,9 +52,10 @@ fn kind_of(doc: &[u8]) -> Result<Kind, Failure> {
         b"countersign/v1/request" => Ok(Kind::Request),
         b"countersign/v1/receipt" => Ok(Kind::Receipt),
         b"countersign/v1/manifest" => Ok(Kind::Manifest),
+        b"countersign/v1/listing" => Ok(Kind::Listing),
         _ => Err(countersign_core::Error::new(
             ErrorCode::UnsupportedVersion,
-            "not a countersign/v1 request, receipt or manifest",
+            "not a countersign/v1 request, receipt, manifest or listing",
         )
         .into()),
     }
@@ -136,6 +147,20 @@ pub fn inspect(a: InspectArgs) -> Result<u8, Failure> {
             print_request(request, &request.encode(), now, "    ");
             print_signatures("(PUT signed by)", manifest.request_signatures());
         }
+        Kind::Listing => {
+            let listing = Listing::parse(&doc)?;
+            print_fields(&doc, "");
+            println!(
+                "  {:<19}{} object(s){}",
+                "(page)",
+                listing.objects().len(),
+                if listing.next_after().is_some() {
+                    "; more follow"
+                } else {
+                    "; the last page"
+                }
+            );
+        }
     }
     let Some(signatures) = signatures else {
         println!("verifies: not checked (no --signature)");
@@ -169,7 +194,20 @@ pub fn inspect(a: InspectArgs) -> Result<u8, Failure> {
             match &a.for_request {
                 Some(req) => {
                     let request = decode_document(&read_arg(req)?)?;
-                    let verified = Receipt::verify(&doc, &signatures, &policy, &request)?;
+                    let gatekeeper = match &a.gatekeeper_id {
+                        Some(id) => GatekeeperId::parse(id)?,
+                        None => Request::parse(&request)
+                            .map_err(|e| {
+                                Failure::usage(format!(
+                                    "the request does not parse ({}): name the gatekeeper with --gatekeeper-id",
+                                    e.code()
+                                ))
+                            })?
+                            .audience()
+                            .clone(),
+                    };
+                    let verified =
+                        Receipt::verify(&doc, &signatures, &gatekeeper, &policy, &request)?;
                     Ok(format!(
                         "yes, for this request (approved by {})",
                         approvers(verified.approvals())
@@ -178,6 +216,29 @@ pub fn inspect(a: InspectArgs) -> Result<u8, Failure> {
                 None => {
                     let receipt = Receipt::parse(&doc)?;
                     let approvals = policy.approve(&doc, &signatures, receipt.decided_at)?;
+                    Ok(format!(
+                        "yes (approved by {}); which request it answers was not checked (no --for-request)",
+                        approvers(&approvals)
+                    ))
+                }
+            }
+        }
+        Kind::Listing => {
+            let policy = a.policy.policy(&keys, Some(&is_gatekeeper))?;
+            match &a.for_request {
+                Some(req) => {
+                    let request = decode_document(&read_arg(req)?)?;
+                    let after = a.after.as_deref().map(ObjectKey::parse).transpose()?;
+                    let verified = Listing::verify(&doc, &signatures, &policy, &request)?;
+                    verified.check_after(after.as_ref())?;
+                    Ok(format!(
+                        "yes, for this request and cursor (approved by {})",
+                        approvers(verified.approvals())
+                    ))
+                }
+                None => {
+                    let listing = Listing::parse(&doc)?;
+                    let approvals = policy.approve(&doc, &signatures, listing.listed_at())?;
                     Ok(format!(
                         "yes (approved by {}); which request it answers was not checked (no --for-request)",
                         approvers(&approvals)

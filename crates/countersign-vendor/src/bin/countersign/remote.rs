@@ -16,8 +16,8 @@ use countersign_core::{
 use countersign_vendor::keys::load_public_keys;
 use countersign_vendor::transport::{
     DownloadHeaders, MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER, RECEIPT_HEADER,
-    RECEIPT_SIGNATURE_HEADER, REQUEST_HEADER, SIGNATURE_HEADER, request_headers, role_policy,
-    verify_download_headers, verify_manifest, verify_receipt,
+    RECEIPT_SIGNATURE_HEADER, REQUEST_HEADER, SIGNATURE_HEADER, object_path, request_headers,
+    role_policy, verify_download_headers, verify_manifest, verify_receipt,
 };
 use countersign_vendor::{Signer, SigningLimits, unix_now};
 use sha2::{Digest as _, Sha256};
@@ -174,6 +174,7 @@ struct Prepared {
     gatekeeper: Policy,
     uploader: Policy,
     base: String,
+    audience: GatekeeperId,
     bucket: Bucket,
     key: ObjectKey,
 }
@@ -214,6 +215,7 @@ fn prepare(r: &RemoteArgs) -> Result<Prepared, Failure> {
         gatekeeper,
         uploader,
         base,
+        audience: GatekeeperId::parse(&r.audience)?,
         bucket: Bucket::parse(&r.bucket)?,
         key: ObjectKey::parse(&r.object)?,
     })
@@ -221,12 +223,7 @@ fn prepare(r: &RemoteArgs) -> Result<Prepared, Failure> {
 
 impl Prepared {
     fn url(&self) -> String {
-        format!(
-            "{}/v1/objects/{}/{}",
-            self.base,
-            self.bucket,
-            self.key.to_url_path()
-        )
+        format!("{}{}", self.base, object_path(&self.bucket, &self.key))
     }
 
     fn sign(
@@ -236,7 +233,7 @@ impl Prepared {
     ) -> Result<(Vec<u8>, String, String), Failure> {
         let now = unix_now();
         let request = Request::new(
-            GatekeeperId::parse(&r.audience)?,
+            self.audience.clone(),
             self.bucket.clone(),
             operation,
             Subject::parse(&r.subject)?,
@@ -272,6 +269,7 @@ impl Prepared {
         let receipt = verify_receipt(
             header(RECEIPT_HEADER)?,
             header(RECEIPT_SIGNATURE_HEADER)?,
+            &self.audience,
             &self.gatekeeper,
             canonical,
         )?;
@@ -299,7 +297,7 @@ async fn refusal(response: reqwest::Response, p: &Prepared, canonical: &[u8]) ->
     let status = response.status();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
     let receipt = match (header(RECEIPT_HEADER), header(RECEIPT_SIGNATURE_HEADER)) {
-        (Some(r), Some(s)) => match verify_receipt(r, s, &p.gatekeeper, canonical) {
+        (Some(r), Some(s)) => match verify_receipt(r, s, &p.audience, &p.gatekeeper, canonical) {
             Ok(v) if v.receipt().decision != Decision::Allow => {
                 "; its signed denial receipt verifies".to_owned()
             }
