@@ -10,7 +10,7 @@ const REPORT_FILE = "report.json";
 const EXPLAIN = {
   body_mismatch: "The stored bytes differ from what was signed at upload: they were changed in the bucket. Not shown.",
   manifest_mismatch: "The object's signed manifest does not match it. Not shown.",
-  bad_signature: "A signature does not verify. Not shown.",
+  bad_signature: "A signature does not verify (the data was changed on the way). Not shown.",
   access_denied: "Your organisation may not see this; nothing was fetched.",
   replayed: "This exact request was already used once; the gatekeeper refuses replays.",
   expired: "The request's validity window has passed (is this computer's clock right?).",
@@ -19,6 +19,10 @@ const EXPLAIN = {
   not_found: "There is no such object in the bucket.",
   unauthenticated: "Your session has ended; log in again.",
   rate_limited: "Too many requests; wait a moment and try again.",
+  timeout: "The request took too long to reach the gatekeeper; try again.",
+  overloaded: "The gatekeeper is busy; wait a moment and try again.",
+  listing_mismatch: "The list of objects is not the one the gatekeeper signed for this request: it was replaced or cut. Not shown.",
+  duplicate_key: "The page's configuration lists one public key twice; the operator must fix it.",
   network: "The gatekeeper or the vendor could not be reached.",
 };
 

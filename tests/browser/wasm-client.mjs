@@ -1,12 +1,14 @@
 // Runs the wasm client's browser tests (crates/countersign-wasm/tests/browser.rs) in
-// headless Chromium against a real gatekeeper started here:
+// headless Chromium against a real gatekeeper started here, directly and through a
+// proxy that tampers with its answers (tamper-proxy.mjs):
 //
 //   node tests/browser/wasm-client.mjs
 //
 // The test page is served on a fixed free port so that the gatekeeper's CORS
 // configuration can name its origin.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { freePort, publicKeyOfSeed, repo, startGatekeeper } from "../support/servers.mjs";
+import { startTamperProxy } from "./tamper-proxy.mjs";
 
 const build = spawnSync("cargo", ["build", "-p", "countersign-gatekeeper"], { cwd: repo, stdio: "inherit" });
 if (build.status !== 0) process.exit(build.status ?? 1);
@@ -35,9 +37,11 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
 origins = ["http://127.0.0.1:${pagePort}"]
 `,
 });
+const proxy = await startTamperProxy(gk.url);
 let status = 1;
 try {
-  const run = spawnSync("cargo", ["test", "-p", "countersign-wasm", "--target", "wasm32-unknown-unknown"], {
+  // Not spawnSync: the tamper proxy runs in this process and must keep serving.
+  const run = spawn("cargo", ["test", "-p", "countersign-wasm", "--target", "wasm32-unknown-unknown"], {
     cwd: repo,
     stdio: "inherit",
     env: {
@@ -48,11 +52,20 @@ try {
       COUNTERSIGN_TEST_GATEKEEPER_URL: gk.url,
       COUNTERSIGN_TEST_GATEKEEPER_ID: gk.id,
       COUNTERSIGN_TEST_GATEKEEPER_KEY: `${gk.key.keyId}:${gk.key.publicKey}`,
+      COUNTERSIGN_TEST_PROXY_URL: proxy.url,
     },
   });
-  status = run.status ?? 1;
+  status = await new Promise((resolve) => run.on("exit", (code) => resolve(code ?? 1)));
+  console.log(`tamper proxy:\n  ${proxy.log.join("\n  ")}`);
+  // The client must have stopped reading the endless body right after the signed
+  // size (a client that read on would have hung the test instead).
+  if (status === 0 && !proxy.log.some((l) => l.startsWith("endless: the client stopped reading"))) {
+    console.error("the client did not stop reading the endless body");
+    status = 1;
+  }
 } finally {
   if (status !== 0) console.error(gk.log());
+  await proxy.stop();
   await gk.stop();
 }
 process.exit(status);

@@ -13,7 +13,14 @@ import { serveStatic } from "../support/static.mjs";
 
 const work = mkdtempSync(join(tmpdir(), "countersign-packaging-"));
 const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, stdio: ["ignore", "pipe", "inherit"] }).toString();
-const expected = { initialised: true, badBucket: "invalid_bucket", unreachable: "network", traversal: "invalid_key_path" };
+const expected = {
+  initialised: true,
+  badBucket: "invalid_bucket",
+  unreachable: "network",
+  traversal: "invalid_key_path",
+  badCursor: "invalid_key_path",
+  newCodes: true,
+};
 
 let failed = false;
 const browser = await launch();

@@ -32,6 +32,13 @@ export async function smoke({ default: init, GatekeeperClient, CountersignError 
     } catch (e) {
       result.traversal = e.code;
     }
+    try {
+      await client.listObjects("org-1/", "org-1/../b.png");
+    } catch (e) {
+      result.badCursor = e.code;
+    }
+    const codes = CountersignError.protocolCodes();
+    result.newCodes = ["duplicate_key", "listing_mismatch", "rate_limited", "timeout", "overloaded"].every((c) => codes.includes(c));
   } catch (e) {
     result.error = String(e?.stack ?? e);
   }

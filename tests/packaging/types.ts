@@ -1,6 +1,36 @@
 // Compiled with `tsc --noEmit` against the package's generated declarations: the
 // public API a report page uses must type-check.
-import init, { CountersignError, GatekeeperClient, type ClientOptions, type VerifiedObject } from "@countersign/client";
+import init, {
+  CountersignError,
+  GatekeeperClient,
+  type ClientOptions,
+  type ErrorCode,
+  type ListedObject,
+  type ProtocolErrorCode,
+  type VerifiedObject,
+} from "@countersign/client";
+
+/** A page's explanation of every protocol code: the compiler checks it lists each one. */
+const EXPLAIN: Record<ProtocolErrorCode, string> = Object.fromEntries(
+  CountersignError.protocolCodes().map((c) => [c, c.replace(/_/g, " ")]),
+) as Record<ProtocolErrorCode, string>;
+
+function explain(e: CountersignError): string {
+  const code: ErrorCode = e.code;
+  switch (code) {
+    case "listing_mismatch":
+    case "body_mismatch":
+    case "duplicate_key":
+    case "rate_limited":
+    case "timeout":
+    case "overloaded":
+    case "network":
+    case "bad_options":
+      return code;
+    default:
+      return EXPLAIN[code as ProtocolErrorCode] ?? code;
+  }
+}
 
 async function report(): Promise<string[]> {
   await init();
@@ -25,7 +55,17 @@ async function report(): Promise<string[]> {
   const put = await client.putObject("org-1/new.png", new Uint8Array([1, 2]), "image/png");
   const page = await client.listObjects("org-1/");
   const next: string | undefined = page.nextAfter;
-  return [url, text, String(bytes.length + size + put.size), ...signers.uploader, ...codes, next ?? ""];
+  const listed: ListedObject[] = page.objects;
+  const more = await client.listObjects("org-1/", next, 50);
+  const sizes: number = listed.reduce((n, o) => n + o.size + o.storedAt, page.auditSeq + page.listedAt);
+  const described: string[] = more.objects.map((o) => `${o.key} ${o.contentType} ${o.sha256}`);
+  let failure = "";
+  try {
+    await client.listObjects("org-1/", "../not-a-key");
+  } catch (e) {
+    if (e instanceof CountersignError) failure = explain(e);
+  }
+  return [url, text, String(bytes.length + size + put.size + sizes), ...signers.uploader, ...codes, next ?? "", ...described, failure];
 }
 
 export { report };

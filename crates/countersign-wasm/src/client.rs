@@ -1,15 +1,22 @@
 //! `GatekeeperClient`: the page-facing class.
 
 use crate::error::{CountersignError, describe};
+use crate::http::{
+    check_response, content_length, discard_body, header, network, protocol_error, read_body,
+};
+use crate::listing::{MAX_LIST_BODY_BYTES, signed_members, verify_page};
 use crate::options::Config;
-use countersign_core::names::percent_encode;
 use countersign_core::signature::{encode_list, parse_list};
 use countersign_core::text::{b64, hex, parse_b64};
-use countersign_core::{
-    BodyDigest, ContentType, Download, ListPrefix, ObjectKey, Operation, Receipt, Request,
-    SignatureEntry, VerifiedDownload, verify_download,
+use countersign_core::transport::{
+    MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER, RECEIPT_HEADER, RECEIPT_SIGNATURE_HEADER,
+    REQUEST_HEADER, SIGNATURE_HEADER, list_path, object_path,
 };
-use gloo_net::http::{Request as HttpRequest, Response};
+use countersign_core::{
+    BodyDigest, ContentType, Download, ErrorCode, ListPrefix, Manifest, ObjectKey, Operation,
+    Request, SignatureEntry, VerifiedDownload, verify_download,
+};
+use gloo_net::http::Request as HttpRequest;
 use js_sys::{Array, Promise, Uint8Array};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -70,21 +77,9 @@ pub struct PutResult {
     audit_seq: u64,
 }
 
-/// One page of a listing, answered from the gatekeeper's index.
-#[wasm_bindgen]
-pub struct ListPage {
-    objects: JsValue,
-    next_after: Option<String>,
-    audit_seq: u64,
-}
-
 fn now() -> u64 {
     // Whole seconds since the epoch; the clock is the browser's.
     (js_sys::Date::now() / 1000.0).floor() as u64
-}
-
-fn network(what: &str, e: impl std::fmt::Display) -> CountersignError {
-    CountersignError::other("network", format!("{what}: {e}"))
 }
 
 fn promise<T: Into<JsValue>>(f: impl std::future::Future<Output = Result<T>> + 'static) -> Promise {
@@ -201,31 +196,45 @@ impl GatekeeperClient {
             };
             let request = build(&config, op)?;
             let sigs = sign_one(&config, &request).await?;
-            let url = object_url(&config, &key);
+            let url = config.url(&object_path(&config.bucket, &key));
             let http = HttpRequest::put(&url)
-                .header("Countersign-Request", &b64(&request))
-                .header("Countersign-Signature", &encode_list(&sigs))
+                .header(REQUEST_HEADER, &b64(&request))
+                .header(SIGNATURE_HEADER, &encode_list(&sigs))
                 .header("Content-Type", content_type.as_str())
                 .body(Uint8Array::from(body.as_slice()))
                 .map_err(|e| network("building the upload", e))?;
             let response = http.send().await.map_err(|e| network("uploading", e))?;
-            let seq = check_response(&config, &request, &response).await?;
+            let receipt = check_response(&config, &request, &response).await?;
             Ok(PutResult {
                 key: key.to_string(),
                 sha256: hex(&digest.sha256),
                 size: digest.length,
-                audit_seq: seq,
+                audit_seq: receipt.receipt().audit_seq,
             })
         })
     }
 
-    /// Lists keys under `prefix` from the gatekeeper's index. Pass the previous page's
-    /// `nextAfter` to continue.
+    /// Lists one page of the objects under `prefix` from the gatekeeper's index, at
+    /// most `limit` of them (the gatekeeper's page size if omitted). Pass the previous
+    /// page's `nextAfter` as `after` to continue. The page is the gatekeeper's signed
+    /// listing, verified: it answers this very request, starts right after `after` and
+    /// hides, adds or alters no object (else the promise rejects, with
+    /// `listing_mismatch`, `bad_signature`, … as the code).
     #[wasm_bindgen(js_name = listObjects, unchecked_return_type = "Promise<ListPage>")]
-    pub fn list_objects(&self, prefix: String, after: Option<String>) -> Promise {
+    pub fn list_objects(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        limit: Option<u32>,
+    ) -> Promise {
         let config = self.config.clone();
         promise(async move {
             let prefix = ListPrefix::parse(&prefix)?;
+            // A cursor is an object key (the empty string, like none, is the first page).
+            let after = match after.as_deref() {
+                None | Some("") => None,
+                Some(a) => Some(ObjectKey::parse(a)?),
+            };
             let request = build(
                 &config,
                 Operation::List {
@@ -233,37 +242,35 @@ impl GatekeeperClient {
                 },
             )?;
             let sigs = sign_one(&config, &request).await?;
-            let mut url = format!(
-                "{}/v1/objects/{}?prefix={}",
-                config.base_url,
-                config.bucket,
-                percent_encode(prefix.as_str())
+            let path = list_path(
+                &config.bucket,
+                prefix.as_str(),
+                after.as_ref().map(ObjectKey::as_str),
+                limit,
             );
-            if let Some(after) = after {
-                url.push_str("&after=");
-                url.push_str(&after);
-            }
-            let response = HttpRequest::get(&url)
-                .header("Countersign-Request", &b64(&request))
-                .header("Countersign-Signature", &encode_list(&sigs))
+            let response = HttpRequest::get(&config.url(&path))
+                .header(REQUEST_HEADER, &b64(&request))
+                .header(SIGNATURE_HEADER, &encode_list(&sigs))
                 .send()
                 .await
                 .map_err(|e| network("listing", e))?;
-            let audit_seq = check_response(&config, &request, &response).await?;
-            let text = response
-                .text()
-                .await
-                .map_err(|e| network("reading the listing", e))?;
-            let page = js_sys::JSON::parse(&text)
-                .map_err(|_| CountersignError::protocol("malformed", "the listing is not JSON"))?;
-            let get = |name: &str| {
-                js_sys::Reflect::get(&page, &JsValue::from_str(name)).unwrap_or(JsValue::NULL)
-            };
-            Ok(ListPage {
-                objects: get("objects"),
-                next_after: get("next_after").as_string(),
-                audit_seq,
+            let receipt = check_response(&config, &request, &response).await?;
+            let body = read_body(&response, MAX_LIST_BODY_BYTES, || {
+                protocol_error(
+                    ErrorCode::TooLarge,
+                    format!("the LIST answer is larger than {MAX_LIST_BODY_BYTES} bytes"),
+                )
             })
+            .await?;
+            let (listing, signature) = signed_members(&body)?;
+            Ok(verify_page(
+                &config.gatekeeper,
+                &request,
+                &listing,
+                &signature,
+                after.as_ref(),
+                receipt.receipt().audit_seq,
+            )?)
         })
     }
 }
@@ -376,80 +383,61 @@ pub(crate) async fn digest(bytes: &[u8]) -> BodyDigest {
     BodyDigest::of(bytes)
 }
 
-fn object_url(config: &Config, key: &ObjectKey) -> String {
-    format!(
-        "{}/v1/objects/{}/{}",
-        config.base_url,
-        config.bucket,
-        key.to_url_path()
-    )
-}
-
-fn header(response: &Response, name: &str) -> Result<String> {
-    response.headers().get(name).ok_or_else(|| {
-        CountersignError::protocol(
-            "malformed",
-            format!("the gatekeeper's answer lacks the {name} header"),
-        )
-    })
-}
-
-/// Turns a refusal into its error; for success, verifies the receipt and returns its
-/// audit sequence number.
-async fn check_response(config: &Config, request: &[u8], response: &Response) -> Result<u64> {
-    if !response.ok() {
-        let text = response.text().await.unwrap_or_default();
-        let parsed = js_sys::JSON::parse(&text).ok().and_then(|v| {
-            let error = js_sys::Reflect::get(&v, &JsValue::from_str("error")).ok()?;
-            let code = js_sys::Reflect::get(&error, &JsValue::from_str("code"))
-                .ok()?
-                .as_string()?;
-            let message = js_sys::Reflect::get(&error, &JsValue::from_str("message"))
-                .ok()?
-                .as_string()?;
-            Some(CountersignError::protocol(&code, message))
-        });
-        return Err(parsed.unwrap_or_else(|| {
-            network(
-                "the gatekeeper answered",
-                format!("HTTP {} {}", response.status(), response.status_text()),
-            )
-        }));
-    }
-    let receipt = parse_b64(&header(response, "Countersign-Receipt")?, "the receipt")?;
-    let sigs = parse_list(&header(response, "Countersign-Receipt-Signature")?)?;
-    let verified = Receipt::verify(&receipt, &sigs, &config.gatekeeper, request)?;
-    match verified.receipt().decision.error() {
-        None => Ok(verified.receipt().audit_seq),
-        Some(code) => Err(countersign_core::Error::new(
-            code,
-            "the gatekeeper's receipt says it refused the request",
-        )
-        .into()),
-    }
-}
-
+/// GETs one object and verifies it. Before reading a byte of the body it verifies the
+/// receipt (it must allow) and the manifest (this object, both signatures) and refuses
+/// an answer that announces another length than the manifest signs; while the body
+/// streams in it stops as soon as more bytes arrive than signed (`body_mismatch`);
+/// then [`verify_download`] checks everything once more with the body's digest.
 async fn fetch_verified(
     config: &Config,
     request: &[u8],
     sigs: &[SignatureEntry],
     key: &ObjectKey,
 ) -> Result<VerifiedObject> {
-    let response = HttpRequest::get(&object_url(config, key))
-        .header("Countersign-Request", &b64(request))
-        .header("Countersign-Signature", &encode_list(sigs))
+    let response = HttpRequest::get(&config.url(&object_path(&config.bucket, key)))
+        .header(REQUEST_HEADER, &b64(request))
+        .header(SIGNATURE_HEADER, &encode_list(sigs))
         .send()
         .await
         .map_err(|e| network("fetching from the gatekeeper", e))?;
     check_response(config, request, &response).await?;
-    let receipt = parse_b64(&header(&response, "Countersign-Receipt")?, "the receipt")?;
-    let receipt_signatures = parse_list(&header(&response, "Countersign-Receipt-Signature")?)?;
-    let manifest = parse_b64(&header(&response, "Countersign-Manifest")?, "the manifest")?;
-    let manifest_signatures = parse_list(&header(&response, "Countersign-Manifest-Signature")?)?;
-    let bytes = response
-        .binary()
-        .await
-        .map_err(|e| network("reading the object", e))?;
+    let receipt = parse_b64(&header(&response, RECEIPT_HEADER)?, "the receipt")?;
+    let receipt_signatures = parse_list(&header(&response, RECEIPT_SIGNATURE_HEADER)?)?;
+    let manifest = parse_b64(&header(&response, MANIFEST_HEADER)?, "the manifest")?;
+    let manifest_signatures = parse_list(&header(&response, MANIFEST_SIGNATURE_HEADER)?)?;
+
+    let early = Manifest::verify(
+        &manifest,
+        &manifest_signatures,
+        &config.gatekeeper,
+        &config.uploader,
+    )?;
+    early.check_object(&config.bucket, key)?;
+    let signed = early.body().map(|b| b.length).ok_or_else(|| {
+        protocol_error(
+            ErrorCode::ManifestMismatch,
+            "the manifest describes no body",
+        )
+    })?;
+    if let Some(announced) = content_length(&response)?
+        && announced != signed
+    {
+        discard_body(&response).await;
+        return Err(protocol_error(
+            ErrorCode::BodyMismatch,
+            format!(
+                "the gatekeeper announces {announced} bytes, the manifest signs {signed}: nothing was read"
+            ),
+        ));
+    }
+    let bytes = read_body(&response, signed, || {
+        protocol_error(
+            ErrorCode::BodyMismatch,
+            format!("more bytes arrived than the {signed} the manifest signs; reading stopped"),
+        )
+    })
+    .await?;
+
     let download = verify_download(
         &Download {
             request,
@@ -589,25 +577,6 @@ impl PutResult {
         self.size as f64
     }
     /// The audit-log sequence number of the upload.
-    #[wasm_bindgen(getter, js_name = auditSeq)]
-    pub fn audit_seq(&self) -> f64 {
-        self.audit_seq as f64
-    }
-}
-
-#[wasm_bindgen]
-impl ListPage {
-    /// `[{key, size, sha256, content_type, stored_at}]`.
-    #[wasm_bindgen(getter)]
-    pub fn objects(&self) -> JsValue {
-        self.objects.clone()
-    }
-    /// Pass to `listObjects(prefix, nextAfter)` for the next page; `undefined` at the end.
-    #[wasm_bindgen(getter, js_name = nextAfter)]
-    pub fn next_after(&self) -> Option<String> {
-        self.next_after.clone()
-    }
-    /// The audit-log sequence number of the listing.
     #[wasm_bindgen(getter, js_name = auditSeq)]
     pub fn audit_seq(&self) -> f64 {
         self.audit_seq as f64

@@ -2,6 +2,64 @@
 
 use wasm_bindgen::prelude::*;
 
+/// The TypeScript declarations of the error codes (also read by a test).
+// wasm-bindgen embeds it through `ERROR_CODES_TS` in a way rustc does not count as a use.
+#[allow(dead_code)]
+const ERROR_CODES: &str = r#"
+/** The protocol's stable error codes (docs/PROTOCOL.md, "Error codes"). */
+export type ProtocolErrorCode =
+  | "malformed"
+  | "unsupported_version"
+  | "non_canonical"
+  | "invalid_field"
+  | "invalid_bucket"
+  | "invalid_key_path"
+  | "too_large"
+  | "expired"
+  | "not_yet_valid"
+  | "lifetime_too_long"
+  | "wrong_audience"
+  | "bad_signature"
+  | "weak_key"
+  | "unknown_key"
+  | "wrong_role"
+  | "key_outside_window"
+  | "threshold_not_met"
+  | "replayed"
+  | "receipt_mismatch"
+  | "manifest_mismatch"
+  | "body_mismatch"
+  | "request_mismatch"
+  | "audit_chain_broken"
+  | "ip_denied"
+  | "access_denied"
+  | "already_exists"
+  | "not_found"
+  | "audit_unavailable"
+  | "storage_unavailable"
+  | "internal"
+  | "rate_limited"
+  | "timeout"
+  | "overloaded"
+  | "duplicate_key"
+  | "listing_mismatch";
+
+/**
+ * Codes of the client itself: `network` when the gatekeeper or the signing function
+ * could not be reached, `bad_options` for a misconfigured client.
+ */
+export type ClientErrorCode = "network" | "bad_options";
+
+/**
+ * What `CountersignError.code` holds: a protocol code, a client code, or a code the
+ * page's signing function refused a request with (`{code, message}`).
+ */
+export type ErrorCode = ProtocolErrorCode | ClientErrorCode | (string & {});
+"#;
+
+#[wasm_bindgen(typescript_custom_section)]
+const ERROR_CODES_TS: &str = ERROR_CODES;
+
 /// A Countersign error. `code` is one of the protocol's stable error codes
 /// (`docs/PROTOCOL.md`, "Error codes"), or `network` when the gatekeeper or the signing
 /// function could not be reached, or `bad_options` for a client misconfiguration.
@@ -15,9 +73,19 @@ pub struct CountersignError {
 #[wasm_bindgen]
 impl CountersignError {
     /// The stable machine-readable code.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "ErrorCode")]
     pub fn code(&self) -> String {
         self.code.clone()
+    }
+
+    /// Every protocol error code this client knows, in the order of
+    /// `docs/PROTOCOL.md` (for pages that explain each code to their users).
+    #[wasm_bindgen(js_name = protocolCodes, unchecked_return_type = "ProtocolErrorCode[]")]
+    pub fn protocol_codes() -> Vec<String> {
+        countersign_core::ErrorCode::ALL
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect()
     }
 
     /// What went wrong, for humans.
@@ -67,4 +135,35 @@ pub(crate) fn describe(value: &JsValue) -> String {
                 .map(|e| String::from(e.message()))
         })
         .unwrap_or_else(|| format!("{value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_typescript_union_lists_exactly_the_protocol_codes() {
+        let union = ERROR_CODES
+            .split("export type ProtocolErrorCode =")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap();
+        let listed: Vec<&str> = union
+            .split('|')
+            .map(|c| c.trim().trim_matches('"'))
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(listed, CountersignError::protocol_codes());
+        for code in [
+            "duplicate_key",
+            "listing_mismatch",
+            "rate_limited",
+            "timeout",
+            "overloaded",
+        ] {
+            assert!(listed.contains(&code), "{code}");
+        }
+    }
 }

@@ -9,7 +9,9 @@
 //!    sees request metadata, never object bytes),
 //! 3. fetches straight from the gatekeeper, and
 //! 4. verifies the gatekeeper's receipt, the object's manifest (gatekeeper and
-//!    uploader signatures) and the body's SHA-256 **before** handing bytes back.
+//!    uploader signatures) and the body's SHA-256 **before** handing bytes back,
+//!    reading no more bytes than the manifest signs; and for a LIST, the
+//!    gatekeeper's signed listing of the page.
 //!
 //! All protocol logic lives in `countersign-core`; this crate converts between
 //! JavaScript and Rust and does the HTTP calls. Errors are [`CountersignError`]s whose
@@ -26,13 +28,22 @@
 //!   sign: async (requests) => (await fetch("/api/sign", …)).json(),
 //! });
 //! const object = await client.getObject("org-17/reports/visit-0001.pdf");
+//! let after;
+//! do {
+//!   const page = await client.listObjects("org-17/reports/", after);
+//!   for (const o of page.objects) console.log(o.key, o.size, o.contentType);
+//!   after = page.nextAfter;
+//! } while (after);
 //! ```
 
 mod client;
 mod error;
+mod http;
+mod listing;
 mod options;
 mod primitives;
 
-pub use client::{GatekeeperClient, ListPage, PutResult, VerifiedObject};
+pub use client::{GatekeeperClient, PutResult, VerifiedObject};
 pub use error::CountersignError;
+pub use listing::ListPage;
 pub use primitives::{Ed25519PublicKey, sha256, verify_ed25519_strict};

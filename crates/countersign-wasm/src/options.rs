@@ -59,6 +59,11 @@ fn bad(message: impl Into<String>) -> CountersignError {
 }
 
 impl Config {
+    /// The URL of `path` (from `countersign_core::transport`) on the gatekeeper.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
     pub(crate) fn from_js(options: &JsValue) -> Result<Self, CountersignError> {
         let raw: RawOptions = serde_wasm_bindgen::from_value(options.clone())
             .map_err(|e| bad(format!("options: {e}")))?;

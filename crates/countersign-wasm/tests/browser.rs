@@ -1,6 +1,8 @@
 //! The client in headless Chromium: option errors, and, when the test command has
 //! started a real gatekeeper (`COUNTERSIGN_TEST_GATEKEEPER_URL` etc. at compile
-//! time), PUT / GET / LIST / batch GET through it with every verification on.
+//! time), PUT / GET / LIST / batch GET through it with every verification on, and
+//! through a proxy that tampers with its answers (`COUNTERSIGN_TEST_PROXY_URL`,
+//! `tests/browser/tamper-proxy.mjs`).
 #![cfg(target_arch = "wasm32")]
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -97,6 +99,7 @@ async fn settle(p: Promise) -> Result<JsValue, JsValue> {
 
 #[wasm_bindgen_test]
 fn options_are_validated_with_codes() {
+    let gatekeeper_public = b64(&SigningKey::from_bytes(&[12; 32]).verifying_key().to_bytes());
     let vendor_public = b64(&SigningKey::from_bytes(&VENDOR_SEED)
         .verifying_key()
         .to_bytes());
@@ -104,7 +107,7 @@ fn options_are_validated_with_codes() {
         options(
             "http://127.0.0.1:9",
             "gk.test",
-            &format!("gk-1:{vendor_public}"),
+            &format!("gk-1:{gatekeeper_public}"),
             signer(VENDOR_SEED, VENDOR_KEY_ID),
             "user-1",
         )
@@ -129,6 +132,16 @@ fn options_are_validated_with_codes() {
     set(&o, "keys", keys);
     assert_eq!(error_code(GatekeeperClient::new(o.into())), "weak_key");
 
+    // One public key under two key ids (here the vendor's, also as a gatekeeper key)
+    // would count twice towards a threshold.
+    let o = good();
+    let keys = Array::of2(
+        &key_entry("gk-1", "gatekeeper", &vendor_public),
+        &key_entry(VENDOR_KEY_ID, "vendor", &vendor_public),
+    );
+    set(&o, "keys", keys);
+    assert_eq!(error_code(GatekeeperClient::new(o.into())), "duplicate_key");
+
     let o = good();
     set(&o, "subject", "has space");
     assert_eq!(error_code(GatekeeperClient::new(o.into())), "invalid_field");
@@ -136,14 +149,12 @@ fn options_are_validated_with_codes() {
 
 #[wasm_bindgen_test]
 async fn bad_keys_and_unreachable_gatekeepers_reject_with_codes() {
-    let vendor_public = b64(&SigningKey::from_bytes(&VENDOR_SEED)
-        .verifying_key()
-        .to_bytes());
+    let gatekeeper_public = b64(&SigningKey::from_bytes(&[12; 32]).verifying_key().to_bytes());
     let client = GatekeeperClient::new(
         options(
             "http://127.0.0.1:9",
             "gk.test",
-            &format!("gk-1:{vendor_public}"),
+            &format!("gk-1:{gatekeeper_public}"),
             signer(VENDOR_SEED, VENDOR_KEY_ID),
             "user-1",
         )
@@ -214,7 +225,7 @@ async fn put_get_list_through_a_real_gatekeeper() {
     assert_eq!(Uint8Array::new(&get(&both.get(0), "bytes")).to_vec(), body);
     assert_eq!(get(&both.get(1), "code").as_string().unwrap(), "not_found");
 
-    let page = settle(client.list_objects(format!("org-1/{run}/"), None))
+    let page = settle(client.list_objects(format!("org-1/{run}/"), None, None))
         .await
         .unwrap();
     let objects = Array::from(&get(&page, "objects"));
@@ -228,4 +239,134 @@ async fn put_get_list_through_a_real_gatekeeper() {
     .unwrap();
     let err = settle(stranger.get_object(key.clone())).await.unwrap_err();
     assert_eq!(get(&err, "code").as_string().unwrap(), "unknown_key");
+}
+
+fn code_of(err: &JsValue) -> String {
+    get(err, "code").as_string().unwrap_or_default()
+}
+
+fn listed_keys(page: &JsValue) -> Vec<String> {
+    Array::from(&get(page, "objects"))
+        .iter()
+        .map(|o| get(&o, "key").as_string().unwrap())
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn listings_page_with_encoded_cursors_and_tampering_is_refused() {
+    let Some((url, id, gk_key)) = gatekeeper() else {
+        assert!(
+            option_env!("CI").is_none(),
+            "CI must run the browser tests against a gatekeeper"
+        );
+        return;
+    };
+    let proxy = option_env!("COUNTERSIGN_TEST_PROXY_URL");
+    assert!(
+        proxy.is_some(),
+        "the test command starts the tamper proxy with the gatekeeper"
+    );
+    let Some(proxy) = proxy else { return };
+    let run = format!("{:x}", js_sys::Date::now() as u64);
+    let client = |base: &str| {
+        GatekeeperClient::new(
+            options(
+                base,
+                id,
+                gk_key,
+                signer(VENDOR_SEED, VENDOR_KEY_ID),
+                "user-42",
+            )
+            .into(),
+        )
+        .unwrap()
+    };
+    let direct = client(url);
+    let via = |mode: &str| client(&format!("{proxy}/{mode}"));
+
+    // Three objects; the first key needs encoding in a URL (`&`, space, `%`).
+    let prefix = format!("org-1/{run}/");
+    let keys = [
+        format!("{prefix}a&b c%d.txt"),
+        format!("{prefix}b.txt"),
+        format!("{prefix}c.txt"),
+    ];
+    for key in &keys {
+        settle(direct.put_object(key.clone(), key.as_bytes().to_vec(), "text/plain".into()))
+            .await
+            .unwrap();
+    }
+
+    // Page by page: each cursor is the previous page's last key, sent encoded.
+    let page = settle(direct.list_objects(prefix.clone(), None, Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(listed_keys(&page), [keys[0].clone()]);
+    let cursor = get(&page, "nextAfter").as_string().unwrap();
+    assert_eq!(cursor, keys[0]);
+    let page = settle(direct.list_objects(prefix.clone(), Some(cursor), Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(listed_keys(&page), [keys[1].clone()]);
+    let page =
+        settle(direct.list_objects(prefix.clone(), get(&page, "nextAfter").as_string(), None))
+            .await
+            .unwrap();
+    assert_eq!(listed_keys(&page), [keys[2].clone()]);
+    assert!(get(&page, "nextAfter").is_undefined());
+    let object = get(&page, "objects");
+    let last = Array::from(&object).get(0);
+    assert_eq!(get(&last, "size").as_f64().unwrap() as usize, keys[2].len());
+    assert_eq!(get(&last, "contentType").as_string().unwrap(), "text/plain");
+
+    // The proxy itself breaks nothing.
+    let page = settle(via("pass").list_objects(prefix.clone(), None, None))
+        .await
+        .unwrap();
+    assert_eq!(listed_keys(&page), keys);
+    let object = settle(via("pass").get_object(keys[1].clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        Uint8Array::new(&get(&object, "bytes")).to_vec(),
+        keys[1].as_bytes()
+    );
+
+    // An object hidden from the signed listing: the signature no longer verifies.
+    let err = settle(via("hide").list_objects(prefix.clone(), None, None))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "bad_signature", "{:?}", get(&err, "message"));
+
+    // The first page (genuinely signed) passed off as the page after `keys[0]`.
+    let err = settle(via("first-page").list_objects(prefix.clone(), Some(keys[0].clone()), None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_of(&err),
+        "listing_mismatch",
+        "{:?}",
+        get(&err, "message")
+    );
+
+    // A body longer than the manifest signs: announced (refused before reading) or
+    // streamed without a length (refused as soon as a byte too many arrives; the
+    // proxy would send more forever).
+    for mode in ["longer", "endless"] {
+        let err = settle(via(mode).get_object(keys[1].clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code_of(&err),
+            "body_mismatch",
+            "{mode}: {:?}",
+            get(&err, "message")
+        );
+    }
+
+    // A cursor that is not an object key is refused before anything is signed.
+    let err = settle(direct.list_objects(prefix.clone(), Some("../x".into()), None))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "invalid_key_path");
 }
