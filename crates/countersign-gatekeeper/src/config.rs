@@ -125,7 +125,7 @@ impl Default for Limits {
             max_connections: 1_024,
             upload_memory_bytes: 256 * 1024 * 1024,
             reconcile_interval_secs: 60,
-            reservation_grace_secs: 30,
+            reservation_grace_secs: 10,
             preauth_failure_burst: 60,
             preauth_failures_per_sec: 10,
         }
@@ -569,7 +569,7 @@ impl RawConfig {
             ranged(
                 "upload_memory_bytes",
                 l.upload_memory_bytes,
-                16 << 20,
+                32 << 20,
                 1 << 40,
                 &mut limits.upload_memory_bytes,
             )?;

@@ -30,11 +30,7 @@ use bytes::Bytes;
 use countersign_core::signature::encode_list;
 use countersign_core::text::b64;
 use countersign_core::{BodyDigest, ErrorCode, Manifest, ObjectKey};
-use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
-
-/// Longest wait for upload memory before answering `overloaded`.
-const MEMORY_WAIT: Duration = Duration::from_secs(5);
 
 /// A reserved key with its upload staged in progress.
 pub struct Reserved {
@@ -63,9 +59,11 @@ impl Reserved {
         key: &ObjectKey,
         length: u64,
     ) -> Result<Self, ApiError> {
+        // Wait for memory as long as the request may run: answering early while the
+        // client is still sending would reset the connection and lose the answer.
         let kib = u32::try_from(upload_buffer_bytes(length).div_ceil(1024)).unwrap_or(u32::MAX);
-        let memory = tokio::time::timeout(
-            MEMORY_WAIT,
+        let memory = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(auth.deadline()),
             gk.upload_memory.clone().acquire_many_owned(kib),
         )
         .await

@@ -219,9 +219,19 @@ async fn kill9_during_uploads_loses_no_acknowledged_put_and_leaves_nothing_stuck
                 })
             })
             .collect();
-        // Kill somewhere in the middle of the uploads.
+        // Kill somewhere in the middle of the uploads, once this round has an
+        // acknowledged PUT (on a loaded machine that can take a while).
         let wait = 2500 + (u64::from(faultkit::random_body(1)[0]) * 8);
         tokio::time::sleep(Duration::from_millis(wait)).await;
+        let round_prefix = format!("kill/r{round}/");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20)
+            && !journal.lock().unwrap().iter().any(|t| {
+                t.outcome == Outcome::Acked && t.req.key.starts_with(&round_prefix)
+            })
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         server.kill9();
         restart = Some(Instant::now());
         for c in clients {

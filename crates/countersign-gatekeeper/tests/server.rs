@@ -34,6 +34,12 @@ fn config_errors_name_the_key() {
         (good.replace("deny_ips = [\"127.0.0.2/32\"]", "deny_ips = [\"300.1.1.1\"]"), "network.deny_ips[0]"),
         (good.replace("groups = [\"staff\"]", "groups = [\"nobody\"]"), "acl[1].groups[0]"),
         (good.replace("key_id = \"v2\"", "key_id = \"v1\""), "keys[1].key_id"),
+        // One public key under two key ids would count twice towards a threshold.
+        (
+            good.replace(&format!("public_key = \"{}\"", b64(&keys().v2.verifying_key().to_bytes())), &format!("public_key = \"{}\"", b64(&keys().v1.verifying_key().to_bytes()))),
+            "keys[1].public_key",
+        ),
+        (good.replace("[limits]\n", "[limits]\nupload_memory_bytes = 1024\n"), "limits.upload_memory_bytes"),
         (good.replace("origins = [\"https://reports.example.com\"]", "origins = [\"reports.example.com/\"]"), "cors.origins[0]"),
         (good.replace("[buckets.reports]\nstore = \"local\"\n", "[buckets.reports]\nstore = \"s3\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n"), "buckets.reports.endpoint"),
         (format!("{good}\nsurprise = 1\n"), "unknown field"),
@@ -372,5 +378,32 @@ async fn tls_serves_healthz_and_refuses_plain_http() {
             .await
             .is_err()
     );
+    server.abort();
+}
+
+/// A client that sends half a request's headers, or nothing at all, is cut off:
+/// idle sockets cannot pile up.
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let mut config = h.config.clone();
+    config.limits.header_read_timeout_ms = 300;
+    config.limits.idle_timeout_ms = 600;
+    let (state, _) = countersign_gatekeeper::server::build_state(config)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(serve(state, listener));
+    for first in ["GET /healthz HTTP/1.1\r\nHost: x\r\n", ""] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let closed =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "the connection stayed open ({first:?})");
+    }
     server.abort();
 }

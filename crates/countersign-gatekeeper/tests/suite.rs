@@ -72,6 +72,7 @@ suite!(
     audit_keeps_nul_bytes,
     preauth_failures_are_rate_limited,
     object_responses_cannot_run_script,
+    one_key_per_key_id_across_instances,
 );
 
 fn gk_policy(h: &Harness) -> countersign_core::Policy {
@@ -938,6 +939,33 @@ async fn list_pagination(b: &Backend) {
         let r = h.send(http).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+        // The signed listing says exactly what the convenience members say.
+        let listing =
+            countersign_core::text::parse_b64(v["listing"].as_str().unwrap(), "l").unwrap();
+        let sigs =
+            countersign_core::signature::parse_list(v["listing_signature"].as_str().unwrap())
+                .unwrap();
+        let verified =
+            countersign_core::Listing::verify(&listing, &sigs, &gk_policy(&h), &req.encode())
+                .unwrap();
+        let sent_after = (!after.is_empty()).then(|| {
+            ObjectKey::parse(&countersign_core::names::percent_decode(&after, "after").unwrap())
+                .unwrap()
+        });
+        verified.check_after(sent_after.as_ref()).unwrap();
+        let signed_keys: Vec<&str> = verified
+            .listing()
+            .objects()
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        let plain_keys: Vec<&str> = v["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(signed_keys, plain_keys);
         for o in v["objects"].as_array().unwrap() {
             seen.push(o["key"].as_str().unwrap().to_owned());
         }
@@ -1117,4 +1145,17 @@ async fn object_responses_cannot_run_script(b: &Backend) {
         header(&r, "content-security-policy").as_deref(),
         Some("sandbox")
     );
+}
+
+/// Instances sharing a database must sign the log with one key per key id: a second
+/// key under the same id is refused at start-up, naming the problem.
+async fn one_key_per_key_id_across_instances(b: &Backend) {
+    let h = Harness::new(b).await;
+    let mut config = h.config.clone();
+    config.key_path = h.dir.join("another.key");
+    let e = countersign_gatekeeper::server::build_state(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("another public key"), "{e}");
 }

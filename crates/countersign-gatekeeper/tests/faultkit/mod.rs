@@ -199,7 +199,15 @@ pub async fn audit_rows(url: &str) -> Result<Vec<AuditRow>, String> {
                 })?,
                 decision: r.try_get(3).map_err(|e| e.to_string())?,
                 error: r.try_get(4).map_err(|e| e.to_string())?,
-                request: r.try_get(5).map_err(|e| e.to_string())?,
+                // The log keeps the `countersign-request` header text as received:
+                // decode it to compare with the canonical bytes the client sent.
+                request: {
+                    let raw: Vec<u8> = r.try_get(5).map_err(|e| e.to_string())?;
+                    std::str::from_utf8(&raw)
+                        .ok()
+                        .and_then(|t| countersign_core::text::parse_b64(t, "request").ok())
+                        .unwrap_or(raw)
+                },
             })
         })
         .collect()
