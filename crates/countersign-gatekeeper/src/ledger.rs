@@ -228,15 +228,20 @@ impl Ledger {
             Dialect::Postgres
         };
         let options = AnyPoolOptions::new().acquire_timeout(deadline);
+        let busy = deadline;
         // SQLite has one writer; one connection avoids SQLITE_BUSY on lock upgrades,
         // and its statements take microseconds. Per-connection settings are applied to
         // every new connection, since a connection that failed is discarded (below).
         let options = match dialect {
-            Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
+            Dialect::Sqlite => options.max_connections(1).after_connect(move |conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA busy_timeout = 2000")
-                        .execute(&mut *conn)
-                        .await?;
+                    // Wait for another writer (a second process) up to the deadline.
+                    sqlx::query(AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {}",
+                        busy.as_millis()
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
                         .await?;
@@ -389,6 +394,20 @@ impl Ledger {
             .map_err(|_| LedgerError::Timeout(self.deadline))?
     }
 
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads and then writes fails with
+    /// SQLITE_BUSY at once, without waiting, when another process (`reconcile`, a
+    /// second instance) wrote in between.
+    async fn begin_write<'c>(
+        &self,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => sqlx::Connection::begin(&mut **conn).await?,
+        })
+    }
+
     /// Takes a connection for a transaction (see [`discard_on_error`]).
     async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         self.within(async { Ok(self.pool.acquire().await?) }).await
@@ -415,7 +434,7 @@ impl Ledger {
         let mut conn = self.write_conn().await?;
         let entry = self
             .within(async {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut tx = self.begin_write(&mut conn).await?;
                 if self.dialect == Dialect::Postgres {
                     sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
                         .execute(&mut *tx)
@@ -536,7 +555,7 @@ impl Ledger {
         let mut conn = self.write_conn().await?;
         let result = self
             .within(async {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut tx = self.begin_write(&mut conn).await?;
                 if self.dialect == Dialect::Postgres {
                     sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
                         .execute(&mut *tx)

@@ -134,6 +134,9 @@ impl Transform for Identity {
 struct BucketStore {
     store: Arc<dyn ObjectStore>,
     multipart: Option<Arc<dyn MultipartStore>>,
+    /// The directory of a local bucket: `object_store` does not list the staging
+    /// files (`objects/<name>#<n>`) of uploads that died, so recovery reads it.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for BucketStore {
@@ -165,6 +168,7 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
             Ok(BucketStore {
                 store: Arc::new(store),
                 multipart: None,
+                local_root: Some(path.clone()),
             })
         }
         StorageConfig::S3 {
@@ -183,10 +187,12 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
             let s3 = Arc::new(
                 // Client options first: they carry `allow_http`, which the builder's
                 // own setter below must not be overwritten by.
+                // No total request timeout: it would cut long downloads; every call
+                // and every streamed chunk has its own deadline instead (`timed`).
                 AmazonS3Builder::new()
                     .with_client_options(
                         ClientOptions::new()
-                            .with_timeout(deadline)
+                            .with_timeout_disabled()
                             .with_connect_timeout(deadline),
                     )
                     .with_endpoint(endpoint)
@@ -202,6 +208,7 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
             Ok(BucketStore {
                 store: s3.clone(),
                 multipart: Some(s3),
+                local_root: None,
             })
         }
     }
@@ -310,11 +317,12 @@ impl Storage {
         }
     }
 
-    /// Starts an invisible upload under the fresh `storage_name`.
+    /// Starts an invisible upload of `length` bytes under the fresh `storage_name`.
     pub fn begin_put(
         &self,
         bucket: &Bucket,
         storage_name: &str,
+        length: u64,
     ) -> Result<PendingPut, StorageError> {
         let b = self.bucket(bucket)?;
         Ok(PendingPut {
@@ -325,7 +333,12 @@ impl Storage {
             sealer: self.transform.sealer(),
             hasher: Sha256::new(),
             length: 0,
-            state: State::Buffer(BytesMut::new()),
+            // Exactly the memory the upload was granted (no doubling as it grows).
+            state: State::Buffer(BytesMut::with_capacity(
+                usize::try_from(length)
+                    .unwrap_or(SMALL_OBJECT_BYTES)
+                    .min(SMALL_OBJECT_BYTES),
+            )),
         })
     }
 
@@ -363,6 +376,9 @@ impl Storage {
     /// Every file in the bucket's store (for recovery).
     pub async fn files(&self, bucket: &Bucket) -> Result<Vec<StoredFile>, StorageError> {
         let b = self.bucket(bucket)?;
+        if let Some(root) = &b.local_root {
+            return local_files(root).await;
+        }
         let listing = self
             .within(async {
                 b.store
@@ -377,13 +393,10 @@ impl Storage {
             .into_iter()
             .map(|m| {
                 let path = m.location.to_string();
-                let storage_name = path
-                    .split_once('/')
-                    .filter(|(dir, _)| *dir == OBJECTS_DIR || *dir == MANIFESTS_DIR)
-                    .map(|(_, rest)| rest.split('#').next().unwrap_or(rest))
-                    .filter(|n| is_storage_name(n))
-                    .map(str::to_owned);
-                StoredFile { path, storage_name }
+                StoredFile {
+                    storage_name: storage_name_of(&path),
+                    path,
+                }
             })
             .collect())
     }
@@ -391,6 +404,15 @@ impl Storage {
     /// Deletes one file (recovery only: an upload that never completed).
     pub async fn delete_file(&self, bucket: &Bucket, path: &str) -> Result<(), StorageError> {
         let b = self.bucket(bucket)?;
+        if let Some(root) = &b.local_root {
+            // Staging files are not object_store paths; remove them directly.
+            let file = root.join(path);
+            return match tokio::fs::remove_file(&file).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StorageError::Config(format!("cannot delete {path}: {e}"))),
+            };
+        }
         match self.within(b.store.delete(&Path::from(path))).await {
             Ok(()) | Err(StorageError::Store(object_store::Error::NotFound { .. })) => Ok(()),
             Err(e) => Err(e),
@@ -419,8 +441,53 @@ impl Storage {
         self.delete_file(bucket, object_path(storage_name).as_ref())
             .await?;
         self.delete_file(bucket, manifest_path(storage_name).as_ref())
-            .await
+            .await?;
+        // A local upload that died mid-way leaves its staging files.
+        if let Some(root) = &b.local_root {
+            for f in local_files(root).await? {
+                if f.storage_name.as_deref() == Some(storage_name) && f.path.contains('#') {
+                    self.delete_file(bucket, &f.path).await?;
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+/// The storage name a file belongs to, if its path has the layout's shape (a local
+/// staging file `objects/<name>#<n>` belongs to `<name>`).
+fn storage_name_of(path: &str) -> Option<String> {
+    path.split_once('/')
+        .filter(|(dir, _)| *dir == OBJECTS_DIR || *dir == MANIFESTS_DIR)
+        .and_then(|(_, rest)| rest.split('#').next())
+        .filter(|n| is_storage_name(n))
+        .map(str::to_owned)
+}
+
+/// Every file under a local bucket's `objects/` and `manifests/`, staging files
+/// included.
+async fn local_files(root: &std::path::Path) -> Result<Vec<StoredFile>, StorageError> {
+    let mut out = Vec::new();
+    for dir in [OBJECTS_DIR, MANIFESTS_DIR] {
+        let mut entries = match tokio::fs::read_dir(root.join(dir)).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StorageError::Config(format!("cannot list {dir}: {e}"))),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| StorageError::Config(format!("cannot list {dir}: {e}")))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = format!("{dir}/{name}");
+            out.push(StoredFile {
+                storage_name: storage_name_of(&path),
+                path,
+            });
+        }
+    }
+    Ok(out)
 }
 
 enum State {
@@ -475,6 +542,9 @@ impl PendingPut {
                 match &self.multipart {
                     Some(mp) => {
                         let id = timed(deadline, mp.create_multipart(&path)).await?;
+                        // No part is sent before the caller has recorded the id: a
+                        // crash now leaves at most an empty upload, which recovery
+                        // can abort by that id.
                         self.state = State::Multipart {
                             id: id.clone(),
                             buffer: first,
@@ -482,7 +552,6 @@ impl PendingPut {
                             in_flight: JoinSet::new(),
                             done: Vec::new(),
                         };
-                        self.send_full_parts().await?;
                         Ok(Some(id))
                     }
                     None => {
@@ -543,7 +612,8 @@ impl PendingPut {
         *next_part += 1;
         let id = id.clone();
         in_flight.spawn(async move {
-            let part_id = timed(deadline, mp.put_part(&path, &id, idx, part.into())).await?;
+            let part_deadline = write_deadline(deadline, part.len());
+            let part_id = timed(part_deadline, mp.put_part(&path, &id, idx, part.into())).await?;
             Ok((idx, part_id))
         });
         Ok(())
@@ -656,6 +726,12 @@ async fn collect_part(
     }
 }
 
+/// The deadline of a write of `bytes`: the base deadline plus one second per MiB, so
+/// a slow but working store is not mistaken for a frozen one.
+fn write_deadline(base: Duration, bytes: usize) -> Duration {
+    base + Duration::from_secs((bytes >> 20) as u64)
+}
+
 async fn timed<T, E: Into<StorageError>>(
     deadline: Duration,
     f: impl Future<Output = Result<T, E>>,
@@ -679,6 +755,7 @@ async fn create(
         mode: PutMode::Create,
         ..PutOptions::default()
     };
+    let deadline = write_deadline(deadline, payload.content_length());
     match timed(deadline, store.put_opts(path, payload.clone(), opts)).await {
         Ok(_) => Ok(()),
         Err(StorageError::Store(object_store::Error::AlreadyExists { .. })) => {

@@ -100,7 +100,7 @@ impl Reserved {
         }
         match gk
             .storage
-            .begin_put(auth.bucket(), &reservation.storage_name)
+            .begin_put(auth.bucket(), &reservation.storage_name, length)
         {
             Ok(pending) => Ok(Self {
                 reservation,

@@ -226,9 +226,11 @@ async fn kill9_during_uploads_loses_no_acknowledged_put_and_leaves_nothing_stuck
         let round_prefix = format!("kill/r{round}/");
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(20)
-            && !journal.lock().unwrap().iter().any(|t| {
-                t.outcome == Outcome::Acked && t.req.key.starts_with(&round_prefix)
-            })
+            && !journal
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|t| t.outcome == Outcome::Acked && t.req.key.starts_with(&round_prefix))
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
