@@ -480,6 +480,21 @@ impl LargeRow {
     }
 }
 
+fn s3_store(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
+    build_object_store(
+        &StorageConfig::S3 {
+            endpoint: endpoint.to_owned(),
+            region: "us-east-1".into(),
+            s3_bucket: bucket.to_owned(),
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+            allow_http: true,
+        },
+        Duration::from_secs(60),
+    )
+    .unwrap()
+}
+
 /// Where the direct-S3 baseline stores an object (the gatekeeper uses opaque names).
 fn object_path(key: &ObjectKey) -> object_store::path::Path {
     object_store::path::Path::from_iter(key.segments())
@@ -523,42 +538,44 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         })
         .collect();
 
-    let s3_bucket = format!("gk-bench-{}", random_hex(6));
-    create_s3_bucket(s3_endpoint, &s3_bucket).await;
-    let store = build_object_store(
-        &StorageConfig::S3 {
-            endpoint: s3_endpoint.to_owned(),
-            region: "us-east-1".into(),
-            s3_bucket: s3_bucket.clone(),
-            access_key_id: "testing".into(),
-            secret_access_key: "testing".into(),
-            allow_http: true,
-        },
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    // One S3 bucket per side: a gatekeeper treats every file in its bucket that its
+    // own index does not know as an orphan of a crashed upload and removes it, so two
+    // gatekeepers with separate databases must not share a bucket.
+    let run_id = random_hex(6);
+    let direct_bucket = format!("gk-bench-{run_id}-direct");
+    create_s3_bucket(s3_endpoint, &direct_bucket).await;
+    let store = s3_store(s3_endpoint, &direct_bucket);
 
-    // One gatekeeper per audit store, all on the same bucket.
+    // One gatekeeper per audit store, each with its own bucket on the same S3 server.
     let mut gks = Vec::new();
+    let mut gk_buckets = Vec::new();
     if let Some(pg) = pg_url {
         let db = create_pg_database(pg).await;
+        let bucket = format!("gk-bench-{run_id}-pg");
+        create_s3_bucket(s3_endpoint, &bucket).await;
         gks.push(Gatekeeper::start(
             "PostgreSQL",
             s3_endpoint,
-            &s3_bucket,
+            &bucket,
             Some(&db),
         ));
+        gk_buckets.push(bucket);
     } else {
         eprintln!(
             "note: COUNTERSIGN_TEST_PG_URL is not set; measuring the SQLite audit store only"
         );
     }
-    gks.push(Gatekeeper::start("SQLite", s3_endpoint, &s3_bucket, None));
+    let bucket = format!("gk-bench-{run_id}-sqlite");
+    create_s3_bucket(s3_endpoint, &bucket).await;
+    gks.push(Gatekeeper::start("SQLite", s3_endpoint, &bucket, None));
+    gk_buckets.push(bucket);
+    // The large-object gatekeeper's bucket, emptied between transfers.
+    let gk_store = s3_store(s3_endpoint, &gk_buckets[0]);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     // --- small-object GET -------------------------------------------------------
     // Each gatekeeper indexes its own objects (its own database): one object each,
-    // stored through it; the direct client reads the first one.
+    // stored through it; the direct client reads a copy of the first one.
     let small = random_bytes(SMALL_BYTES);
     let mut small_keys = Vec::new();
     for gk in &gks {
@@ -575,6 +592,12 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         assert!(r.status().is_success(), "small PUT: {}", r.status());
         small_keys.push(key);
     }
+    // The gatekeeper stores bytes under opaque names: the direct client reads its own
+    // copy, stored under the key itself.
+    store
+        .put(&object_path(&small_keys[0]), small.clone().into())
+        .await
+        .unwrap();
     let mut targets = vec![Target::Direct];
     targets.extend((0..gks.len()).map(Target::Gatekeeper));
     let mut small_results = Vec::new();
@@ -651,9 +674,9 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             }
             // Free the S3 server's memory (the gatekeeper never deletes; we do).
             let _ = store.delete(&object_path(&dk)).await;
-            let stored: Vec<_> = store.list(None).collect().await;
+            let stored: Vec<_> = gk_store.list(None).collect().await;
             for m in stored.into_iter().flatten() {
-                let _ = store.delete(&m.location).await;
+                let _ = gk_store.delete(&m.location).await;
             }
         }
         large_rows.push((mib, body.digest.length, put, get));
@@ -662,7 +685,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     // --- report -----------------------------------------------------------------
     println!();
     println!(
-        "Gatekeeper vs direct S3 (same moto server at {s3_endpoint}); gatekeeper = separate process, release build"
+        "Gatekeeper vs direct S3 (same moto server at {s3_endpoint}, one bucket per side); gatekeeper = separate process, release build"
     );
     println!();
     println!(
