@@ -373,6 +373,9 @@ impl Ledger {
                     PRIMARY KEY (bucket, object_key))"
             ),
             "CREATE INDEX IF NOT EXISTS objects_pending ON objects (state, deadline)".to_owned(),
+            // Recovery looks every stored file's name up.
+            "CREATE INDEX IF NOT EXISTS objects_storage ON objects (bucket, storage_name)"
+                .to_owned(),
             format!(
                 "CREATE TABLE IF NOT EXISTS gatekeeper_keys (
                     key_id TEXT PRIMARY KEY,
@@ -767,6 +770,21 @@ impl Ledger {
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// Whether `storage_name` in `bucket` belongs to an upload in progress.
+    pub async fn storage_name_pending(&self, bucket: &str, storage_name: &str) -> Result<bool> {
+        self.within(async {
+            let row = sqlx::query(self.sql(
+                "SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ? AND state = 'pending'",
+            ))
+            .bind(bucket.to_owned())
+            .bind(storage_name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.is_some())
         })
         .await
     }

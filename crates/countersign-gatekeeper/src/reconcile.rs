@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 /// One thing recovery did (or, in a dry run, would do).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Action {
-    /// `release_reservation` or `delete_orphan`.
+    /// `release_reservation`, `abort_upload` or `delete_orphan`.
     pub action: &'static str,
     /// The bucket.
     pub bucket: String,
@@ -76,6 +76,39 @@ pub async fn reconcile(
         actions.push(action);
     }
     let buckets: Vec<Bucket> = storage.buckets().cloned().collect();
+    for bucket in &buckets {
+        let uploads = storage
+            .unfinished_uploads(bucket, now)
+            .await
+            .map_err(|e| format!("cannot list multipart uploads of {bucket}: {e}"))?;
+        for (name, upload_id) in uploads {
+            // A live upload has its pending reservation; any other is left over.
+            let live = ledger
+                .storage_name_pending(bucket.as_str(), &name)
+                .await
+                .map_err(|e| format!("cannot read the index: {e}"))?;
+            if live {
+                continue;
+            }
+            let target = format!("objects/{name} (multipart upload {upload_id})");
+            if !dry_run {
+                ledger
+                    .append(draft(bucket.as_str(), &target, ErrorCode::Internal), None)
+                    .await
+                    .map_err(|e| format!("cannot write the audit log: {e}"))?;
+                storage
+                    .abort_upload(bucket, &name, &upload_id)
+                    .await
+                    .map_err(|e| format!("cannot abort an upload in {bucket}: {e}"))?;
+            }
+            actions.push(Action {
+                action: "abort_upload",
+                bucket: bucket.to_string(),
+                target,
+                storage_name: name,
+            });
+        }
+    }
     for bucket in buckets {
         let files = storage
             .files(&bucket)

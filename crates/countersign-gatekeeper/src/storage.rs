@@ -137,6 +137,8 @@ struct BucketStore {
     /// The directory of a local bucket: `object_store` does not list the staging
     /// files (`objects/<name>#<n>`) of uploads that died, so recovery reads it.
     local_root: Option<std::path::PathBuf>,
+    /// How to list an S3 bucket's unfinished multipart uploads.
+    s3_access: Option<crate::s3_uploads::S3Access>,
 }
 
 impl std::fmt::Debug for BucketStore {
@@ -169,6 +171,7 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
                 store: Arc::new(store),
                 multipart: None,
                 local_root: Some(path.clone()),
+                s3_access: None,
             })
         }
         StorageConfig::S3 {
@@ -209,6 +212,13 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
                 store: s3.clone(),
                 multipart: Some(s3),
                 local_root: None,
+                s3_access: Some(crate::s3_uploads::S3Access {
+                    endpoint: endpoint.clone(),
+                    region: region.clone(),
+                    bucket: s3_bucket.clone(),
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: secret_access_key.clone(),
+                }),
             })
         }
     }
@@ -451,6 +461,49 @@ impl Storage {
             }
         }
         Ok(())
+    }
+}
+
+impl Storage {
+    /// The unfinished multipart uploads under `objects/` of an S3 bucket, as
+    /// (storage name, upload id); none for a local bucket.
+    pub async fn unfinished_uploads(
+        &self,
+        bucket: &Bucket,
+        now: u64,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let b = self.bucket(bucket)?;
+        let Some(access) = &b.s3_access else {
+            return Ok(Vec::new());
+        };
+        let uploads = crate::s3_uploads::list_uploads(access, "objects/", now, self.deadline)
+            .await
+            .map_err(StorageError::Config)?;
+        Ok(uploads
+            .into_iter()
+            .filter_map(|u| storage_name_of(&u.key).map(|n| (n, u.upload_id)))
+            .collect())
+    }
+
+    /// Aborts one multipart upload (recovery only).
+    pub async fn abort_upload(
+        &self,
+        bucket: &Bucket,
+        storage_name: &str,
+        upload_id: &str,
+    ) -> Result<(), StorageError> {
+        let b = self.bucket(bucket)?;
+        let Some(mp) = &b.multipart else {
+            return Ok(());
+        };
+        let id = upload_id.to_owned();
+        match self
+            .within(mp.abort_multipart(&object_path(storage_name), &id))
+            .await
+        {
+            Ok(()) | Err(StorageError::Store(object_store::Error::NotFound { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
