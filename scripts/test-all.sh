@@ -5,7 +5,8 @@
 # ChromeDriver, Node.js and the node packages; scripts/services.sh installs moto and
 # PostgreSQL), then runs every check: formatting, clippy (native and wasm32), docs,
 # vector regeneration, the independent vector check, the native tests against real
-# S3 and PostgreSQL servers, and the browser tests in headless Chromium.
+# S3 and PostgreSQL servers (the gatekeeper's fault-injection suite included), and the
+# browser tests in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +36,8 @@ done
 step "test vectors: independent implementation (Node's Ed25519)"
 node tests/vectors/check-independent.mjs
 
-step "native tests (with moto and a throw-away PostgreSQL, see scripts/services.sh)"
-scripts/services.sh cargo test --workspace
+step "native tests, the gatekeeper's fault-injection suite included (moto and a throw-away PostgreSQL, see scripts/services.sh; the faults need root)"
+scripts/services.sh cargo test --workspace --features countersign-gatekeeper/fault-suite
 
 export CHROMEDRIVER=/usr/bin/chromedriver
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/webdriver.json"
