@@ -42,6 +42,8 @@
 // The integration tests' harness: clock, random names, bucket and database creation.
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "load/mod.rs"]
+mod load;
 
 use common::{create_pg_database, create_s3_bucket, now, random_hex};
 use countersign_core::ed25519_dalek::{Signer as _, SigningKey};
@@ -51,13 +53,13 @@ use countersign_core::{
     BodyDigest, Bucket, ContentType, Decision, GatekeeperId, KeyId, ListPrefix, Nonce, ObjectKey,
     Operation, Receipt, Request, Role, SignatureEntry, Subject,
 };
+use load::{env_num, random_bytes, round};
 use sqlx::Row as _;
-use std::future::Future;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -67,22 +69,6 @@ const SMALL_BYTES: usize = 4096;
 const LIST_OBJECT_BYTES: usize = 64;
 /// `USER_HZ`: the unit of `utime`/`stime` in `/proc/PID/stat` (100 on Linux).
 const TICKS_PER_SEC: f64 = 100.0;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} must be a number"))
-        })
-        .unwrap_or(default)
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut b = vec![0u8; n];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b
-}
 
 fn vendor_keys() -> [SigningKey; 2] {
     [
@@ -720,42 +706,6 @@ fn find_nginx() -> Option<String> {
 }
 
 // --- load -----------------------------------------------------------------------------
-
-/// Runs `n` operations on `concurrency` workers; returns the wall time and each
-/// operation's latency.
-async fn round<F, Fut>(n: usize, concurrency: usize, op: F) -> (Duration, Vec<Duration>)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let op = Arc::clone(&op);
-            let next = Arc::clone(&next);
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let t = Instant::now();
-                    op(i).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(n);
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    (start.elapsed(), all)
-}
 
 /// GETs of `url`, each with its own pre-signed headers (none for nginx).
 async fn get_round(

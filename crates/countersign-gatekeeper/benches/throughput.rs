@@ -32,6 +32,8 @@
 // The integration tests' harness: clock, random names, bucket and database creation.
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "load/mod.rs"]
+mod load;
 
 use bytes::Bytes;
 use common::{create_pg_database, create_s3_bucket, now, random_hex};
@@ -45,13 +47,12 @@ use countersign_core::{
 use countersign_gatekeeper::config::StorageConfig;
 use countersign_gatekeeper::storage::build_object_store;
 use futures::StreamExt as _;
+use load::{env_num, random_bytes, round};
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest as _, Sha256};
-use std::future::Future;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const GK_ID: &str = "gk.bench";
@@ -62,22 +63,6 @@ const BLOCK_BYTES: usize = 1024 * 1024;
 const PART_BYTES: usize = countersign_gatekeeper::storage::PART_BYTES;
 const PARTS_IN_FLIGHT: usize = countersign_gatekeeper::storage::PARTS_IN_FLIGHT;
 const MIB: f64 = 1024.0 * 1024.0;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} must be a number"))
-        })
-        .unwrap_or(default)
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut b = vec![0u8; n];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b
-}
 
 fn vendor_key() -> SigningKey {
     SigningKey::from_bytes(&[21; 32])
@@ -246,42 +231,6 @@ impl Drop for Gatekeeper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs `n` operations on `concurrency` workers; returns the wall time and each
-/// operation's latency.
-async fn round<F, Fut>(n: usize, concurrency: usize, op: F) -> (Duration, Vec<Duration>)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let op = Arc::clone(&op);
-            let next = Arc::clone(&next);
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let t = Instant::now();
-                    op(i).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(n);
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    (start.elapsed(), all)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
