@@ -5,6 +5,7 @@
 use crate::common;
 use countersign_core::text::{b64, parse_b64};
 use countersign_core::{Method, Receipt, Request};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -18,8 +19,9 @@ pub struct Signed {
     pub canonical: Vec<u8>,
     /// Request line and headers, ending with the blank line.
     pub head: Vec<u8>,
-    /// The body (PUT only).
-    pub body: Vec<u8>,
+    /// The body (PUT only), shared: the journal keeps every request a test sent, and
+    /// a copy of every body would take gigabytes.
+    pub body: Arc<[u8]>,
     /// Whether it is a PUT.
     pub is_put: bool,
 }
@@ -30,19 +32,25 @@ pub const LIFETIME_SECS: u64 = 10;
 
 /// A signed PUT of `body` to `key`.
 pub fn put(key: &str, body: &[u8]) -> Signed {
-    let mut r = common::put(key, body);
+    put_shared(key, body.into())
+}
+
+/// A signed PUT of a body the caller keeps sharing (a retry loop signs the same bytes
+/// again and again without copying them).
+pub fn put_shared(key: &str, body: Arc<[u8]>) -> Signed {
+    let mut r = common::put(key, &body);
     r.expires_at = common::now() + LIFETIME_SECS;
-    build(&r.request(), key, body.to_vec())
+    build(&r.request(), key, body)
 }
 
 /// A signed GET of `key`.
 pub fn get(key: &str) -> Signed {
     let mut r = common::get(key);
     r.expires_at = common::now() + LIFETIME_SECS;
-    build(&r.request(), key, Vec::new())
+    build(&r.request(), key, Arc::default())
 }
 
-fn build(request: &Request, key: &str, body: Vec<u8>) -> Signed {
+fn build(request: &Request, key: &str, body: Arc<[u8]>) -> Signed {
     let canonical = request.encode();
     let is_put = request.method() == Method::Put;
     let sigs = common::vendor_sigs(&canonical, is_put);

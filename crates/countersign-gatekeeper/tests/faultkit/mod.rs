@@ -288,18 +288,23 @@ pub async fn unstick(
     server: &Server,
     journal: &Journal,
     key: &str,
-    body: &[u8],
+    body: &Arc<[u8]>,
     v: &Mutex<Violations>,
 ) -> Option<Duration> {
     let t0 = Instant::now();
     let mut last = String::new();
     while t0.elapsed() < UNSTICK_WITHIN {
-        let t = send(journal, server.port, &client::put(key, body)).await;
+        let t = send(
+            journal,
+            server.port,
+            &client::put_shared(key, Arc::clone(body)),
+        )
+        .await;
         match &t.outcome {
             Outcome::Acked => return Some(t0.elapsed()),
             Outcome::Refused { code, .. } if code == "already_exists" => {
                 match read_back(server, key).await {
-                    Ok(b) if b == body => return Some(t0.elapsed()),
+                    Ok(b) if *b == **body => return Some(t0.elapsed()),
                     Ok(_) => last = "409 already_exists, and the stored bytes differ".into(),
                     Err(e) => last = format!("409 already_exists, but a GET answers {e}"),
                 }
@@ -359,7 +364,7 @@ pub async fn verify_end_state(
         end.acked += 1;
         acked_keys.insert(t.req.key.clone());
         match read_back(server, &t.req.key).await {
-            Ok(b) if b == t.req.body => {}
+            Ok(b) if *b == *t.req.body => {}
             Ok(b) => {
                 end.lost += 1;
                 v.add(format!(
@@ -380,7 +385,7 @@ pub async fn verify_end_state(
     }
 
     // 2. Nothing stuck.
-    let mut unfinished: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut unfinished: BTreeMap<String, Arc<[u8]>> = BTreeMap::new();
     for t in sent.iter().filter(|t| t.req.is_put) {
         if !acked_keys.contains(&t.req.key) {
             unfinished.insert(t.req.key.clone(), t.req.body.clone());
