@@ -39,3 +39,8 @@ fn speccheck_in_the_browser() {
         SPECCHECK_DECISIONS
     );
 }
+
+#[wasm_bindgen_test]
+fn object_keys_are_exactly_the_nfc_strings_in_the_browser() {
+    data::assert_object_keys_are_exactly_the_nfc_strings();
+}

@@ -62,3 +62,8 @@ fn speccheck_decisions_are_pinned() {
         SPECCHECK_DECISIONS
     );
 }
+
+#[test]
+fn object_keys_are_exactly_the_nfc_strings() {
+    data::assert_object_keys_are_exactly_the_nfc_strings();
+}
