@@ -40,6 +40,7 @@ async function report(): Promise<string[]> {
     bucket: "patient-reports",
     subject: "user-42",
     lifetimeSecs: 60,
+    concurrency: 4,
     keys: [{ keyId: "gk-1", role: "gatekeeper", publicKey: "o1HEnwofyWYuyKYTTH22e4LHDTqiqav4WPokrDFfL-k", notBefore: 0 }],
     sign: async (requests: string[]): Promise<string[]> => requests.map(() => ""),
   };
@@ -63,7 +64,11 @@ async function report(): Promise<string[]> {
   try {
     await client.listObjects("org-1/", "../not-a-key");
   } catch (e) {
-    if (e instanceof CountersignError) failure = explain(e);
+    if (e instanceof CountersignError) {
+      // A CountersignError is an Error: generic handlers take it as one.
+      const asError: Error = e;
+      failure = `${asError.name}: ${explain(e)}`;
+    }
   }
   return [url, text, String(bytes.length + size + put.size + sizes), ...signers.uploader, ...codes, next ?? "", ...described, failure];
 }

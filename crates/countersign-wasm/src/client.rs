@@ -18,6 +18,8 @@ use countersign_core::{
 };
 use gloo_net::http::Request as HttpRequest;
 use js_sys::{Array, Promise, Uint8Array};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -49,6 +51,8 @@ export interface ClientOptions {
   keys: TrustedKey[];
   vendorThreshold?: number;
   gatekeeperThreshold?: number;
+  /** How many objects `getObjects` fetches at once (1–64, default 6). */
+  concurrency?: number;
   /** Has the vendor sign base64url canonical requests; one signature list each. */
   sign: (requests: string[]) => Promise<string[]> | string[];
 }
@@ -99,6 +103,7 @@ impl GatekeeperClient {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
     ) -> Result<GatekeeperClient> {
+        crate::error::make_errors_extend_error();
         Ok(Self {
             config: Rc::new(Config::from_js(&options)?),
         })
@@ -123,7 +128,7 @@ impl GatekeeperClient {
     }
 
     /// Fetches and verifies several objects with one signing call (a report page
-    /// needs many). Resolves to an array holding, per key, a `VerifiedObject` or the
+    /// needs many), `options.concurrency` (default 6) at a time. Resolves to an array holding, per key, a `VerifiedObject` or the
     /// `CountersignError` for that key.
     #[wasm_bindgen(
         js_name = getObjects,
@@ -161,22 +166,39 @@ impl GatekeeperClient {
                 .map_err(JsValue::from)?
                 .into_iter();
             let mut requests = requests.into_iter();
-            for item in pending {
-                let result = match item {
-                    Ok(key) => match (requests.next(), signatures.next()) {
-                        (Some(r), Some(Ok(s))) => fetch_verified(&config, &r, &s, &key)
-                            .await
-                            .map(JsValue::from),
-                        (_, Some(Err(e))) => Err(e),
-                        _ => Err(CountersignError::other(
-                            "bad_options",
-                            "signing returned too few results",
-                        )),
-                    },
-                    Err(e) => Err(e),
-                };
-                out.push(&result.unwrap_or_else(JsValue::from));
+            // The work, in the caller's order; `concurrency` workers take the next item
+            // and write its result into the slot of the same index.
+            let work: VecDeque<_> = pending
+                .into_iter()
+                .map(|item| item.map(|key| (key, requests.next(), signatures.next())))
+                .enumerate()
+                .collect();
+            let work = Rc::new(RefCell::new(work));
+            let workers = Array::new();
+            for _ in 0..config.concurrency.min(work.borrow().len()) {
+                let (work, config, out) = (work.clone(), config.clone(), out.clone());
+                workers.push(&future_to_promise(async move {
+                    loop {
+                        let Some((slot, item)) = work.borrow_mut().pop_front() else {
+                            return Ok(JsValue::UNDEFINED);
+                        };
+                        let result = match item {
+                            Ok((key, Some(r), Some(Ok(s)))) => {
+                                fetch_verified(&config, &r, &s, &key)
+                                    .await
+                                    .map(JsValue::from)
+                            }
+                            Ok((_, _, Some(Err(e)))) | Err(e) => Err(e),
+                            Ok(_) => Err(CountersignError::other(
+                                "bad_options",
+                                "signing returned too few results",
+                            )),
+                        };
+                        out.set(slot as u32, result.unwrap_or_else(JsValue::from));
+                    }
+                }));
             }
+            JsFuture::from(Promise::all(&workers)).await?;
             Ok(out.into())
         })
     }

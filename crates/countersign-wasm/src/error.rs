@@ -60,6 +60,30 @@ export type ErrorCode = ProtocolErrorCode | ClientErrorCode | (string & {});
 #[wasm_bindgen(typescript_custom_section)]
 const ERROR_CODES_TS: &str = ERROR_CODES;
 
+#[wasm_bindgen(typescript_custom_section)]
+const EXTENDS_ERROR_TS: &str = r#"
+/** `CountersignError` is an `Error`: `instanceof Error` holds, `name` is `"CountersignError"`. */
+export interface CountersignError extends Error {}
+"#;
+
+/// Puts `Error.prototype` under `CountersignError.prototype` (once), so a page's
+/// generic error handling (`instanceof Error`, `err.name`, logging) treats it as the
+/// error it is. `new GatekeeperClient` calls it first, before any error can be thrown.
+pub(crate) fn make_errors_extend_error() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let sample = JsValue::from(CountersignError::other("internal", ""));
+        let class_prototype = js_sys::Object::get_prototype_of(&sample);
+        let error_prototype = js_sys::Object::get_prototype_of(&js_sys::Error::new("").into());
+        js_sys::Object::set_prototype_of(&class_prototype, &error_prototype);
+        let _ = js_sys::Reflect::set(
+            &class_prototype,
+            &JsValue::from_str("name"),
+            &JsValue::from_str("CountersignError"),
+        );
+    });
+}
+
 /// A Countersign error. `code` is one of the protocol's stable error codes
 /// (`docs/PROTOCOL.md`, "Error codes"), or `network` when the gatekeeper or the signing
 /// function could not be reached, or `bad_options` for a client misconfiguration.

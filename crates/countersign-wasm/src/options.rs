@@ -21,6 +21,8 @@ struct RawOptions {
     vendor_threshold: Option<usize>,
     #[serde(default)]
     gatekeeper_threshold: Option<usize>,
+    #[serde(default)]
+    concurrency: Option<usize>,
     // Read separately: serde cannot hold a JavaScript function.
     #[serde(default, rename = "sign")]
     _sign: serde::de::IgnoredAny,
@@ -52,7 +54,15 @@ pub(crate) struct Config {
     /// `async (requests: string[]) => string[]`: base64url canonical requests in,
     /// signature lists out.
     pub sign: js_sys::Function,
+    /// How many objects `getObjects` fetches at once.
+    pub concurrency: usize,
 }
+
+/// `getObjects` fetches this many objects at once unless told otherwise: what a
+/// browser opens to one origin over HTTP/1.1.
+pub(crate) const DEFAULT_CONCURRENCY: usize = 6;
+/// The most `options.concurrency` may ask for.
+pub(crate) const MAX_CONCURRENCY: usize = 64;
 
 fn bad(message: impl Into<String>) -> CountersignError {
     CountersignError::other("bad_options", message)
@@ -80,6 +90,12 @@ impl Config {
         let lifetime_secs = raw.lifetime_secs.unwrap_or(120);
         if lifetime_secs == 0 || lifetime_secs > countersign_core::canonical::MAX_LIFETIME_SECS {
             return Err(bad("options.lifetimeSecs must be 1 to 86400"));
+        }
+        let concurrency = raw.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(bad(format!(
+                "options.concurrency must be 1 to {MAX_CONCURRENCY}"
+            )));
         }
         let mut keys = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {
@@ -115,6 +131,7 @@ impl Config {
             gatekeeper,
             uploader,
             sign,
+            concurrency,
         })
     }
 }

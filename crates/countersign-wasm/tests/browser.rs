@@ -142,6 +142,12 @@ fn options_are_validated_with_codes() {
     set(&o, "keys", keys);
     assert_eq!(error_code(GatekeeperClient::new(o.into())), "duplicate_key");
 
+    for bad in [0, 65] {
+        let o = good();
+        set(&o, "concurrency", bad);
+        assert_eq!(error_code(GatekeeperClient::new(o.into())), "bad_options");
+    }
+
     let o = good();
     set(&o, "subject", "has space");
     assert_eq!(error_code(GatekeeperClient::new(o.into())), "invalid_field");
@@ -165,6 +171,12 @@ async fn bad_keys_and_unreachable_gatekeepers_reject_with_codes() {
         .await
         .unwrap_err();
     assert_eq!(get(&err, "code").as_string().unwrap(), "invalid_key_path");
+    assert!(
+        err.is_instance_of::<js_sys::Error>(),
+        "a CountersignError is an Error"
+    );
+    assert_eq!(get(&err, "name").as_string().unwrap(), "CountersignError");
+    assert!(get(&err, "message").as_string().unwrap().contains(".."));
     // Port 9 (discard) is closed on 127.0.0.1: the fetch itself fails.
     let err = settle(client.get_object("org-1/a.txt".into()))
         .await
@@ -224,6 +236,37 @@ async fn put_get_list_through_a_real_gatekeeper() {
     let both = Array::from(&both);
     assert_eq!(Uint8Array::new(&get(&both.get(0), "bytes")).to_vec(), body);
     assert_eq!(get(&both.get(1), "code").as_string().unwrap(), "not_found");
+
+    // A larger batch, fetched two at a time: every result in the caller's order.
+    let narrow_options = options(
+        url,
+        id,
+        gk_key,
+        signer(VENDOR_SEED, VENDOR_KEY_ID),
+        "user-42",
+    );
+    set(&narrow_options, "concurrency", 2);
+    let narrow = GatekeeperClient::new(narrow_options.into()).unwrap();
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        let k = format!("org-1/{run}-batch/{i}.txt");
+        settle(narrow.put_object(k.clone(), k.clone().into_bytes(), "text/plain".into()))
+            .await
+            .unwrap();
+        keys.push(k);
+    }
+    keys.insert(2, format!("org-1/{run}-batch/missing.txt"));
+    keys.insert(4, "../bad".into());
+    let results = Array::from(&settle(narrow.get_objects(keys.clone())).await.unwrap());
+    assert_eq!(results.length() as usize, keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        let r = results.get(i as u32);
+        match i {
+            2 => assert_eq!(get(&r, "code").as_string().unwrap(), "not_found"),
+            4 => assert_eq!(get(&r, "code").as_string().unwrap(), "invalid_key_path"),
+            _ => assert_eq!(&Uint8Array::new(&get(&r, "bytes")).to_vec(), k.as_bytes()),
+        }
+    }
 
     let page = settle(client.list_objects(format!("org-1/{run}/"), None, None))
         .await
