@@ -13,8 +13,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row as _};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// A database failure. Callers answer `audit_unavailable` (fail closed); the detail
 /// goes to the server log only.
@@ -29,6 +29,12 @@ pub enum LedgerError {
     /// The database did not answer within its deadline.
     #[error("the database did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The transaction that carried this append and others failed (detail: why).
+    #[error("the append batch failed: {0}")]
+    Batch(String),
+    /// The sequencer is gone (the ledger is shutting down).
+    #[error("the audit sequencer has stopped")]
+    Sequencer,
 }
 
 type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -193,7 +199,7 @@ pub struct Ledger {
     signer: Arc<CheckpointSigner>,
     checkpoint_every: u64,
     append_lock: Arc<Mutex<()>>,
-    nonce_inserts: Arc<AtomicU64>,
+    appends: mpsc::Sender<AppendJob>,
     deadline: std::time::Duration,
 }
 
@@ -232,37 +238,54 @@ impl Ledger {
         // SQLite has one writer; one connection avoids SQLITE_BUSY on lock upgrades,
         // and its statements take microseconds. Per-connection settings are applied to
         // every new connection, since a connection that failed is discarded (below).
+        // A SQLite connection is a file handle that no server can drop, so it is not
+        // pinged before each use (a ping is a round trip to its worker thread); a
+        // PostgreSQL connection is, so that a restarted server costs no request.
         let options = match dialect {
-            Dialect::Sqlite => options.max_connections(1).after_connect(move |conn, _| {
-                Box::pin(async move {
-                    // Wait for another writer (a second process) up to the deadline.
-                    sqlx::query(AssertSqlSafe(format!(
-                        "PRAGMA busy_timeout = {}",
-                        busy.as_millis()
-                    )))
-                    .execute(&mut *conn)
-                    .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
+            Dialect::Sqlite => options
+                .max_connections(1)
+                .test_before_acquire(false)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        // Wait for another writer (a second process) up to the deadline.
+                        sqlx::query(AssertSqlSafe(format!(
+                            "PRAGMA busy_timeout = {}",
+                            busy.as_millis()
+                        )))
                         .execute(&mut *conn)
                         .await?;
-                    Ok(())
-                })
-            }),
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                }),
             Dialect::Postgres => options.max_connections(16),
         };
         let pool = tokio::time::timeout(deadline, options.connect(url))
             .await
             .map_err(|_| LedgerError::Timeout(deadline))??;
+        let (appends, queue) = mpsc::channel(QUEUE);
         let ledger = Self {
             pool,
             dialect,
             signer: Arc::new(signer),
             checkpoint_every: checkpoint_every.max(1),
             append_lock: Arc::new(Mutex::new(())),
-            nonce_inserts: Arc::new(AtomicU64::new(0)),
+            appends,
             deadline,
         };
         ledger.migrate().await?;
+        let sequencer = Sequencer {
+            pool: ledger.pool.clone(),
+            dialect,
+            signer: Arc::clone(&ledger.signer),
+            checkpoint_every: ledger.checkpoint_every,
+            append_lock: Arc::clone(&ledger.append_lock),
+            deadline,
+            appended: 0,
+        };
+        tokio::spawn(sequencer.run(queue));
         Ok(ledger)
     }
 
@@ -286,26 +309,9 @@ impl Ledger {
         .await
     }
 
-    /// Adapts placeholders to the dialect. Every query text is built from constants
-    /// in this module; values are always bound, never spliced in.
+    /// [`sql`] in this ledger's dialect.
     fn sql(&self, q: &str) -> AssertSqlSafe<String> {
-        AssertSqlSafe(match self.dialect {
-            Dialect::Sqlite => q.to_owned(),
-            Dialect::Postgres => {
-                let mut out = String::with_capacity(q.len() + 8);
-                let mut n = 0;
-                for c in q.chars() {
-                    if c == '?' {
-                        n += 1;
-                        out.push('$');
-                        out.push_str(&n.to_string());
-                    } else {
-                        out.push(c);
-                    }
-                }
-                out
-            }
-        })
+        sql(self.dialect, q)
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -419,136 +425,23 @@ impl Ledger {
     /// Appends an entry to the chain and returns it with its sequence number.
     ///
     /// With `nonce`, the nonce is recorded in the same transaction, so a nonce is
-    /// used if and only if its request's entry exists. If the nonce was already used,
-    /// the entry is written as a `replayed` denial instead (the caller reads the
-    /// returned entry's decision).
+    /// used if and only if its request's entry exists. If the nonce was already used
+    /// (also by an earlier append of the same batch), the entry is written as a
+    /// `replayed` denial instead (the caller reads the returned entry's decision).
     ///
-    /// Appends are serialized: in-process by a mutex, and across instances sharing
-    /// PostgreSQL by a transaction-scoped advisory lock (the primary key on `seq` is
-    /// the last line of defence). Every `checkpoint_every` entries a signed checkpoint
-    /// is written in the same transaction. Nothing is returned unless the transaction
-    /// committed; on any failure the connection is discarded.
-    pub async fn append(
-        &self,
-        mut draft: AuditDraft,
-        nonce: Option<NonceUse>,
-    ) -> Result<AuditEntry> {
-        let _guard = self.append_lock.lock().await;
-        let mut conn = self.write_conn().await?;
-        let entry = self
-            .within(async {
-                let mut tx = self.begin_write(&mut conn).await?;
-                if self.dialect == Dialect::Postgres {
-                    sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some(n) = nonce {
-                    let done = sqlx::query(self.sql(
-                        "INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
-                         ON CONFLICT (nonce) DO NOTHING",
-                    ))
-                    .bind(n.nonce.to_vec())
-                    .bind(to_i64(n.until, "expiry")?)
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() != 1 {
-                        draft.decision = Decision::Deny(ErrorCode::Replayed);
-                    }
-                }
-                let entry = self.insert_entry(&mut tx, draft).await?;
-                tx.commit().await?;
-                Ok(entry)
-            })
-            .await;
-        discard_on_error(&mut conn, entry)
-    }
-
-    async fn insert_entry(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        draft: AuditDraft,
-    ) -> Result<AuditEntry> {
-        let last = sqlx::query("SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
-        let (seq, prev) = match last {
-            Some(row) => (
-                to_u64(row.try_get::<i64, _>(0)?, "seq")? + 1,
-                hash32(row.try_get::<Vec<u8>, _>(1)?, "entry_sha256")?,
-            ),
-            None => (0, GENESIS),
-        };
-        let entry = AuditEntry {
-            seq,
-            prev_sha256: prev,
-            time_ms: draft.time_ms,
-            gatekeeper: self.signer.gatekeeper.clone(),
-            client_ip: draft.client_ip,
-            operation: draft.operation,
-            bucket: draft.bucket,
-            key: draft.key,
-            subject: draft.subject,
-            decision: draft.decision,
-            bytes: draft.bytes,
-            latency_us: draft.latency_us,
-            request: draft.request,
-            signatures: draft.signatures,
-        };
-        let hash = entry.hash();
-        sqlx::query(self.sql(
-            "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper, client_ip,
-             operation, bucket, object_key, subject, decision, error_code, bytes, latency_us,
-             request, request_sha256, request_length, signatures, signatures_sha256,
-             signatures_length)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(to_i64(entry.seq, "seq")?)
-        .bind(entry.prev_sha256.to_vec())
-        .bind(hash.to_vec())
-        .bind(to_i64(entry.time_ms, "time")?)
-        .bind(entry.gatekeeper.as_str().to_owned())
-        .bind(entry.client_ip.to_string())
-        .bind(entry.operation.clone())
-        .bind(entry.bucket.clone())
-        .bind(entry.key.clone())
-        .bind(entry.subject.clone())
-        .bind(entry.decision.as_str().to_owned())
-        .bind(
-            entry
-                .decision
-                .error()
-                .map_or("", ErrorCode::as_str)
-                .to_owned(),
-        )
-        .bind(to_i64(entry.bytes, "bytes")?)
-        .bind(to_i64(entry.latency_us, "latency")?)
-        .bind(entry.request.stored().to_vec())
-        .bind(entry.request.sha256().to_vec())
-        .bind(to_i64(entry.request.length(), "request length")?)
-        .bind(entry.signatures.stored().to_vec())
-        .bind(entry.signatures.sha256().to_vec())
-        .bind(to_i64(entry.signatures.length(), "signatures length")?)
-        .execute(&mut **tx)
-        .await?;
-        if (seq + 1) % self.checkpoint_every == 0 {
-            let checkpoint = Checkpoint {
-                gatekeeper: self.signer.gatekeeper.clone(),
-                seq,
-                head_sha256: hash,
-                created_at: entry.time_ms / 1000,
-            };
-            let (body, sig) = checkpoint.sign(&self.signer.key, self.signer.key_id.clone());
-            sqlx::query(
-                self.sql("INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)"),
-            )
-            .bind(to_i64(seq, "seq")?)
-            .bind(body)
-            .bind(countersign_core::signature::encode_list(&[sig]))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(entry)
+    /// The append is handed to this ledger's sequencer (see [`Sequencer`]), which
+    /// writes concurrent appends in one transaction (group commit) and answers each
+    /// only once that transaction committed; if it failed, every append of the batch
+    /// fails. The sequencer is a task of its own: once handed over, the append is
+    /// written (or fails) even if the caller is dropped.
+    pub async fn append(&self, draft: AuditDraft, nonce: Option<NonceUse>) -> Result<AuditEntry> {
+        let draft = Pending::new(draft, nonce, self.deadline)?;
+        let (reply, answer) = oneshot::channel();
+        self.appends
+            .send(AppendJob { draft, reply })
+            .await
+            .map_err(|_| LedgerError::Sequencer)?;
+        answer.await.map_err(|_| LedgerError::Sequencer)?
     }
 
     /// Signs a checkpoint over the current head now (used by `audit export` so an
@@ -560,7 +453,8 @@ impl Ledger {
             .within(async {
                 let mut tx = self.begin_write(&mut conn).await?;
                 if self.dialect == Dialect::Postgres {
-                    sqlx::query("SELECT pg_advisory_xact_lock(727470001)")
+                    sqlx::query(self.sql("SELECT pg_advisory_xact_lock(?)"))
+                        .bind(APPEND_LOCK_KEY)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -634,18 +528,11 @@ impl Ledger {
         .await
     }
 
-    /// Whether a nonce is recorded (a cheap early check; the binding insert happens
-    /// with the request's audit entry in [`Ledger::append`]). Expired nonces are swept
-    /// now and then.
-    pub async fn nonce_used(&self, nonce: &[u8; 16], now: u64) -> Result<bool> {
+    /// Whether a nonce is recorded: an early check before a PUT receives its body
+    /// (the binding insert happens with the request's audit entry in
+    /// [`Ledger::append`], which also sweeps expired nonces now and then).
+    pub async fn nonce_used(&self, nonce: &[u8; 16]) -> Result<bool> {
         self.within(async {
-            let n = self.nonce_inserts.fetch_add(1, Ordering::Relaxed);
-            if n.is_multiple_of(1024) {
-                sqlx::query(self.sql("DELETE FROM nonces WHERE expires_at <= ?"))
-                    .bind(to_i64(now, "now")?)
-                    .execute(&self.pool)
-                    .await?;
-            }
             let row = sqlx::query(self.sql("SELECT 1 FROM nonces WHERE nonce = ?"))
                 .bind(nonce.to_vec())
                 .fetch_optional(&self.pool)
@@ -1029,4 +916,320 @@ impl Ledger {
             })
             .collect()
     }
+}
+
+/// Most appends one transaction carries (20 bound values each: far below SQLite's
+/// 32,766 and PostgreSQL's 65,535 parameters per statement).
+const MAX_BATCH: usize = 256;
+
+/// Appends waiting for the sequencer; a caller waits for room when it is full.
+const QUEUE: usize = 4 * MAX_BATCH;
+
+/// Expired nonces are deleted after this many appends, in the append transaction.
+const SWEEP_EVERY: u64 = 1024;
+
+/// The key of the PostgreSQL advisory lock that orders appends across instances.
+const APPEND_LOCK_KEY: i64 = 727_470_001;
+
+/// An append checked and converted before it is queued, so one bad value can fail
+/// only its own request, never the batch.
+struct Pending {
+    draft: AuditDraft,
+    nonce: Option<([u8; 16], i64)>,
+    time_ms: i64,
+    bytes: i64,
+    latency_us: i64,
+    request_length: i64,
+    signatures_length: i64,
+    /// An append still queued past this instant fails with [`LedgerError::Timeout`]
+    /// unwritten (its caller has answered, or is about to answer, that the log is
+    /// unavailable).
+    expires: tokio::time::Instant,
+}
+
+impl Pending {
+    fn new(draft: AuditDraft, nonce: Option<NonceUse>, deadline: Duration) -> Result<Self> {
+        Ok(Self {
+            nonce: nonce
+                .map(|n| Ok::<_, LedgerError>((n.nonce, to_i64(n.until, "expiry")?)))
+                .transpose()?,
+            time_ms: to_i64(draft.time_ms, "time")?,
+            bytes: to_i64(draft.bytes, "bytes")?,
+            latency_us: to_i64(draft.latency_us, "latency")?,
+            request_length: to_i64(draft.request.length(), "request length")?,
+            signatures_length: to_i64(draft.signatures.length(), "signatures length")?,
+            expires: tokio::time::Instant::now() + deadline,
+            draft,
+        })
+    }
+}
+
+struct AppendJob {
+    draft: Pending,
+    reply: oneshot::Sender<Result<AuditEntry>>,
+}
+
+/// The single writer of the audit log in this process. It takes every queued append
+/// (up to [`MAX_BATCH`]) and writes them in one transaction, in one statement per
+/// table: while one batch is in the database, the next one queues up, so the cost
+/// of a transaction (its fsync above all) is shared by every request that arrived
+/// meanwhile. Across instances sharing PostgreSQL, batches are ordered by a
+/// transaction-scoped advisory lock.
+struct Sequencer {
+    pool: AnyPool,
+    dialect: Dialect,
+    signer: Arc<CheckpointSigner>,
+    checkpoint_every: u64,
+    append_lock: Arc<Mutex<()>>,
+    deadline: Duration,
+    appended: u64,
+}
+
+impl Sequencer {
+    async fn run(mut self, mut queue: mpsc::Receiver<AppendJob>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let now = tokio::time::Instant::now();
+            let (live, late): (Vec<_>, Vec<_>) =
+                batch.drain(..).partition(|j| j.draft.expires > now);
+            for job in late {
+                let _ = job.reply.send(Err(LedgerError::Timeout(self.deadline)));
+            }
+            if live.is_empty() {
+                continue;
+            }
+            let (drafts, replies): (Vec<_>, Vec<_>) =
+                live.into_iter().map(|j| (j.draft, j.reply)).unzip();
+            match self.write(drafts).await {
+                Ok(entries) => {
+                    for (reply, entry) in replies.into_iter().zip(entries) {
+                        let _ = reply.send(Ok(entry));
+                    }
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(LedgerError::Batch(why.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one batch in one transaction within the deadline; nothing is returned
+    /// unless it committed, and on any failure the connection is discarded.
+    async fn write(&mut self, drafts: Vec<Pending>) -> Result<Vec<AuditEntry>> {
+        let _guard = self.append_lock.lock().await;
+        let deadline = self.deadline;
+        let sweep =
+            self.appended / SWEEP_EVERY != (self.appended + drafts.len() as u64) / SWEEP_EVERY;
+        let mut conn = tokio::time::timeout(deadline, self.pool.acquire())
+            .await
+            .map_err(|_| LedgerError::Timeout(deadline))??;
+        let written = tokio::time::timeout(deadline, self.transaction(&mut conn, drafts, sweep))
+            .await
+            .map_err(|_| LedgerError::Timeout(deadline))
+            .and_then(|r| r);
+        let written = discard_on_error(&mut conn, written)?;
+        self.appended += written.len() as u64;
+        Ok(written)
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+        drafts: Vec<Pending>,
+        sweep: bool,
+    ) -> Result<Vec<AuditEntry>> {
+        let mut tx = match self.dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => {
+                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+                sqlx::query(sql(self.dialect, "SELECT pg_advisory_xact_lock(?)"))
+                    .bind(APPEND_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        if sweep {
+            let now = i64::try_from(crate::http::now_ms() / 1000).unwrap_or(i64::MAX);
+            sqlx::query(sql(
+                self.dialect,
+                "DELETE FROM nonces WHERE expires_at <= ?",
+            ))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let fresh = self.record_nonces(&mut tx, &drafts).await?;
+        let last = sqlx::query("SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (mut seq, mut prev) = match last {
+            Some(row) => (
+                to_u64(row.try_get::<i64, _>(0)?, "seq")? + 1,
+                hash32(row.try_get::<Vec<u8>, _>(1)?, "entry_sha256")?,
+            ),
+            None => (0, GENESIS),
+        };
+        let mut rows = Vec::with_capacity(drafts.len());
+        for (p, fresh) in drafts.into_iter().zip(fresh) {
+            let mut decision = p.draft.decision;
+            if !fresh {
+                decision = Decision::Deny(ErrorCode::Replayed);
+            }
+            let entry = AuditEntry {
+                seq,
+                prev_sha256: prev,
+                time_ms: p.draft.time_ms,
+                gatekeeper: self.signer.gatekeeper.clone(),
+                client_ip: p.draft.client_ip,
+                operation: p.draft.operation,
+                bucket: p.draft.bucket,
+                key: p.draft.key,
+                subject: p.draft.subject,
+                decision,
+                bytes: p.draft.bytes,
+                latency_us: p.draft.latency_us,
+                request: p.draft.request,
+                signatures: p.draft.signatures,
+            };
+            let hash = entry.hash();
+            rows.push((
+                to_i64(seq, "seq")?,
+                hash,
+                p.time_ms,
+                p.bytes,
+                p.latency_us,
+                p.request_length,
+                p.signatures_length,
+                entry,
+            ));
+            prev = hash;
+            seq += 1;
+        }
+        let mut insert = String::from(
+            "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper, client_ip,
+             operation, bucket, object_key, subject, decision, error_code, bytes, latency_us,
+             request, request_sha256, request_length, signatures, signatures_sha256,
+             signatures_length) VALUES ",
+        );
+        push_tuples(&mut insert, rows.len(), 20);
+        let mut q = sqlx::query(sql(self.dialect, &insert));
+        for (seq, hash, time_ms, bytes, latency_us, request_length, signatures_length, e) in &rows {
+            q = q
+                .bind(*seq)
+                .bind(e.prev_sha256.to_vec())
+                .bind(hash.to_vec())
+                .bind(*time_ms)
+                .bind(e.gatekeeper.as_str().to_owned())
+                .bind(e.client_ip.to_string())
+                .bind(e.operation.clone())
+                .bind(e.bucket.clone())
+                .bind(e.key.clone())
+                .bind(e.subject.clone())
+                .bind(e.decision.as_str().to_owned())
+                .bind(e.decision.error().map_or("", ErrorCode::as_str).to_owned())
+                .bind(*bytes)
+                .bind(*latency_us)
+                .bind(e.request.stored().to_vec())
+                .bind(e.request.sha256().to_vec())
+                .bind(*request_length)
+                .bind(e.signatures.stored().to_vec())
+                .bind(e.signatures.sha256().to_vec())
+                .bind(*signatures_length);
+        }
+        q.execute(&mut *tx).await?;
+        for (seq, hash, .., e) in &rows {
+            if (e.seq + 1) % self.checkpoint_every == 0 {
+                let checkpoint = Checkpoint {
+                    gatekeeper: self.signer.gatekeeper.clone(),
+                    seq: e.seq,
+                    head_sha256: *hash,
+                    created_at: e.time_ms / 1000,
+                };
+                let (body, sig) = checkpoint.sign(&self.signer.key, self.signer.key_id.clone());
+                sqlx::query(sql(
+                    self.dialect,
+                    "INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)",
+                ))
+                .bind(*seq)
+                .bind(body)
+                .bind(countersign_core::signature::encode_list(&[sig]))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|r| r.7).collect())
+    }
+
+    /// Records the batch's nonces in one statement; returns, for each draft, whether
+    /// its nonce is new (a draft without a nonce counts as new). Of two drafts of one
+    /// batch with the same nonce, only the first can be new.
+    async fn record_nonces(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        drafts: &[Pending],
+    ) -> Result<Vec<bool>> {
+        let mut first = std::collections::HashSet::new();
+        let wanted: Vec<(usize, [u8; 16], i64)> = drafts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.nonce.map(|(n, until)| (i, n, until)))
+            .filter(|(_, n, _)| first.insert(*n))
+            .collect();
+        let mut fresh: Vec<bool> = drafts.iter().map(|p| p.nonce.is_none()).collect();
+        if wanted.is_empty() {
+            return Ok(fresh);
+        }
+        let mut insert = String::from("INSERT INTO nonces (nonce, expires_at) VALUES ");
+        push_tuples(&mut insert, wanted.len(), 2);
+        insert.push_str(" ON CONFLICT (nonce) DO NOTHING RETURNING nonce");
+        let mut q = sqlx::query(sql(self.dialect, &insert));
+        for (_, n, until) in &wanted {
+            q = q.bind(n.to_vec()).bind(*until);
+        }
+        let inserted: std::collections::HashSet<Vec<u8>> = q
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>(0))
+            .collect::<Result<_, _>>()?;
+        for (i, n, _) in wanted {
+            if let Some(f) = fresh.get_mut(i) {
+                *f = inserted.contains(n.as_slice());
+            }
+        }
+        Ok(fresh)
+    }
+}
+
+/// Appends `rows` placeholder tuples of `columns` values each (`(?, ?), (?, ?)`).
+fn push_tuples(sql: &mut String, rows: usize, columns: usize) {
+    let tuple = format!("({})", vec!["?"; columns].join(", "));
+    sql.push_str(&vec![tuple; rows].join(", "));
+}
+
+/// Adapts placeholders to the dialect. Every query text is built from constants in
+/// this module; values are always bound, never spliced in.
+fn sql(dialect: Dialect, q: &str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(match dialect {
+        Dialect::Sqlite => q.to_owned(),
+        Dialect::Postgres => {
+            let mut out = String::with_capacity(q.len() + 8);
+            let mut n = 0;
+            for c in q.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    })
 }

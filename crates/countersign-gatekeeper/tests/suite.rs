@@ -73,6 +73,9 @@ suite!(
     preauth_failures_are_rate_limited,
     object_responses_cannot_run_script,
     one_key_per_key_id_across_instances,
+    group_commit_replay_in_a_batch_fails_only_its_request,
+    group_commit_failed_batch_fails_every_append_closed,
+    group_commit_append_outlives_its_dropped_caller,
 );
 
 fn gk_policy(h: &Harness) -> countersign_core::Policy {
@@ -1158,4 +1161,209 @@ async fn one_key_per_key_id_across_instances(b: &Backend) {
         .unwrap_err()
         .to_string();
     assert!(e.contains("another public key"), "{e}");
+}
+
+// --- the append sequencer (group commit) ----------------------------------------------
+
+/// Takes the audit log's write lock from outside the gatekeeper (SQLite: a write
+/// transaction; PostgreSQL: the append advisory lock), so that the sequencer's next
+/// batch waits and the appends made meanwhile queue up into one batch.
+async fn hold_append_lock(url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection as _;
+    let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+    let sql = if url.starts_with("sqlite:") {
+        "BEGIN IMMEDIATE"
+    } else {
+        "SELECT pg_advisory_lock(727470001)"
+    };
+    sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    c
+}
+
+async fn release_append_lock(url: &str, mut c: sqlx::AnyConnection) {
+    let sql = if url.starts_with("sqlite:") {
+        "COMMIT"
+    } else {
+        "SELECT pg_advisory_unlock(727470001)"
+    };
+    sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+}
+
+fn ledger_draft(key: &str) -> countersign_gatekeeper::ledger::AuditDraft {
+    countersign_gatekeeper::ledger::AuditDraft {
+        time_ms: now() * 1000,
+        client_ip: "127.0.0.1".parse().unwrap(),
+        operation: b"GET".to_vec(),
+        bucket: b"reports".to_vec(),
+        key: key.as_bytes().to_vec(),
+        subject: b"user-1".to_vec(),
+        decision: Decision::Allow,
+        bytes: 0,
+        latency_us: 1,
+        request: countersign_core::audit::CapturedHeader::whole(b"r"),
+        signatures: countersign_core::audit::CapturedHeader::whole(b"s"),
+    }
+}
+
+fn nonce_use(byte: u8) -> Option<countersign_gatekeeper::ledger::NonceUse> {
+    Some(countersign_gatekeeper::ledger::NonceUse {
+        nonce: [byte; 16],
+        until: now() + 600,
+    })
+}
+
+/// Starts an append that opens a batch stuck behind the held lock; the appends made
+/// after it queue up into the next batch.
+async fn stuck_batch(
+    h: &Harness,
+) -> (
+    countersign_gatekeeper::ledger::Ledger,
+    sqlx::AnyConnection,
+    tokio::task::JoinHandle<countersign_core::audit::AuditEntry>,
+) {
+    let ledger = h.ledger().await;
+    let lock = hold_append_lock(&h.config.database_url).await;
+    let first = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            ledger
+                .append(ledger_draft("first"), nonce_use(1))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    (ledger, lock, first)
+}
+
+async fn group_commit_replay_in_a_batch_fails_only_its_request(b: &Backend) {
+    let h = Harness::new(b).await;
+    let (ledger, lock, first) = stuck_batch(&h).await;
+    let url = h.config.database_url.clone();
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        release_append_lock(&url, lock).await;
+    };
+    // Queued in this order while the first batch waits: one batch of four, the third
+    // reusing the second's nonce and the fourth reusing the stuck batch's.
+    let ((b2, b3, b4, b5), ()) = tokio::join!(
+        async {
+            tokio::join!(
+                ledger.append(ledger_draft("b"), nonce_use(2)),
+                ledger.append(ledger_draft("c"), nonce_use(2)),
+                ledger.append(ledger_draft("d"), nonce_use(1)),
+                ledger.append(ledger_draft("e"), nonce_use(3)),
+            )
+        },
+        release
+    );
+    let first = first.await.unwrap();
+    let (b2, b3, b4, b5) = (b2.unwrap(), b3.unwrap(), b4.unwrap(), b5.unwrap());
+    assert_eq!(first.decision, Decision::Allow);
+    assert_eq!(b2.decision, Decision::Allow);
+    assert_eq!(b3.decision, Decision::Deny(ErrorCode::Replayed));
+    assert_eq!(b4.decision, Decision::Deny(ErrorCode::Replayed));
+    assert_eq!(b5.decision, Decision::Allow);
+    let seqs = [first.seq, b2.seq, b3.seq, b4.seq, b5.seq];
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // The stored log is one chain, and holds each entry as returned.
+    let entries = h.all_entries().await;
+    countersign_core::audit::verify_chain(&entries, 0, countersign_core::audit::GENESIS).unwrap();
+    for e in [&first, &b2, &b3, &b4, &b5] {
+        assert_eq!(&entries[usize::try_from(e.seq).unwrap()], e);
+    }
+    ledger.close().await;
+}
+
+async fn group_commit_failed_batch_fails_every_append_closed(b: &Backend) {
+    let h = Harness::new(b).await;
+    // An entry for key `poison` fails its batch: on PostgreSQL at COMMIT (a deferred
+    // constraint trigger), on SQLite at the INSERT (SQLite has no deferred triggers).
+    let poison: &[&'static str] = if h.config.database_url.starts_with("sqlite:") {
+        &[
+            "CREATE TRIGGER poison BEFORE INSERT ON audit_log WHEN NEW.object_key = X'706F69736F6E'
+           BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        ]
+    } else {
+        &[
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+             IF NEW.object_key = '\\x706f69736f6e'::bytea THEN RAISE EXCEPTION 'poisoned'; END IF;
+             RETURN NULL; END $$",
+            "CREATE CONSTRAINT TRIGGER poison AFTER INSERT ON audit_log DEFERRABLE INITIALLY
+             DEFERRED FOR EACH ROW EXECUTE FUNCTION poison()",
+        ]
+    };
+    {
+        use sqlx::Connection as _;
+        let mut c = sqlx::AnyConnection::connect(&h.config.database_url)
+            .await
+            .unwrap();
+        for sql in poison {
+            sqlx::raw_sql(*sql).execute(&mut c).await.unwrap();
+        }
+    }
+    let (ledger, lock, first) = stuck_batch(&h).await;
+    let url = h.config.database_url.clone();
+    let ((b2, b3, b4), ()) = tokio::join!(
+        async {
+            tokio::join!(
+                ledger.append(ledger_draft("b"), nonce_use(2)),
+                ledger.append(ledger_draft("poison"), nonce_use(3)),
+                ledger.append(ledger_draft("d"), nonce_use(4)),
+            )
+        },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            release_append_lock(&url, lock).await;
+        }
+    );
+    let first = first.await.unwrap();
+    assert!(
+        b2.is_err() && b3.is_err() && b4.is_err(),
+        "{b2:?} {b3:?} {b4:?}"
+    );
+    // Nothing of the failed batch was written: not its entries, not its nonces.
+    let entries = h.all_entries().await;
+    assert_eq!(entries.last(), Some(&first));
+    let again = ledger
+        .append(ledger_draft("b"), nonce_use(2))
+        .await
+        .unwrap();
+    assert_eq!(again.decision, Decision::Allow);
+    assert_eq!(again.seq, first.seq + 1);
+    ledger.close().await;
+}
+
+async fn group_commit_append_outlives_its_dropped_caller(b: &Backend) {
+    let h = Harness::new(b).await;
+    let (ledger, lock, first) = stuck_batch(&h).await;
+    // The caller gives up while its append waits for the stuck batch.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        ledger.append(ledger_draft("dropped"), nonce_use(2)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the append should still be waiting");
+    release_append_lock(&h.config.database_url, lock).await;
+    first.await.unwrap();
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        entries = h.all_entries().await;
+        if entries.iter().any(|e| e.key == b"dropped") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dropped = entries
+        .iter()
+        .find(|e| e.key == b"dropped")
+        .expect("the entry was not written");
+    assert_eq!(dropped.decision, Decision::Allow);
+    // Its nonce was recorded with it.
+    let replay = ledger
+        .append(ledger_draft("again"), nonce_use(2))
+        .await
+        .unwrap();
+    assert_eq!(replay.decision, Decision::Deny(ErrorCode::Replayed));
+    ledger.close().await;
 }

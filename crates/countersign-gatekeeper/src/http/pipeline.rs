@@ -9,7 +9,8 @@
 //! 4. the two headers, each exactly once, decoded and parsed;
 //! 5. the URL, method and range must be the signed request's;
 //! 6. signatures, audience, lifetime and time window;
-//! 7. the nonce (an early check; it is recorded with the audit entry);
+//! 7. the nonce (checked and recorded with the audit entry; a PUT also checks it
+//!    early, before it receives its body);
 //! 8. the ACL;
 //!
 //! then the operation prepares what it will do, and [`finish`] records the decision
@@ -461,20 +462,24 @@ async fn run(
         nonce: request.nonce().0,
         until: verified.replay_until(),
     });
-    // 7. Replay: an early check; the nonce is recorded with the audit entry.
-    let used = gk
-        .ledger
-        .nonce_used(&request.nonce().0, now)
-        .await
-        .map_err(|e| {
-            eprintln!("nonce lookup failed: {e}");
-            ApiError::audit_unavailable()
-        })?;
-    if used {
-        return Err(ApiError::new(
-            ErrorCode::Replayed,
-            "this request's nonce was already used",
-        ));
+    // 7. Replay: the nonce is checked and recorded with the audit entry, in one
+    // transaction. Only a PUT, which would receive its whole body first, checks it
+    // early too.
+    if operation == Operation::Put {
+        let used = gk
+            .ledger
+            .nonce_used(&request.nonce().0)
+            .await
+            .map_err(|e| {
+                eprintln!("nonce lookup failed: {e}");
+                ApiError::audit_unavailable()
+            })?;
+        if used {
+            return Err(ApiError::new(
+                ErrorCode::Replayed,
+                "this request's nonce was already used",
+            ));
+        }
     }
     // 8. The ACL (audit requests are governed by their own threshold).
     if operation != Operation::Audit {

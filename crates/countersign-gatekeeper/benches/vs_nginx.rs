@@ -1,0 +1,674 @@
+//! Small requests through the gatekeeper next to nginx, the way a newcomer would
+//! measure them, and the audit log's append throughput.
+//!
+//! - **1 KiB GET and PUT**: the gatekeeper (SQLite + local directory) and Debian's
+//!   nginx (one process, no master) serving the same directory (PUT through nginx's
+//!   WebDAV module), each loaded by `wrk` (one thread) replaying pre-signed requests,
+//!   every request with its own nonce (nginx gets the same requests and ignores the
+//!   headers). Printed per method and concurrency: requests/s, the ratio to nginx, CPU
+//!   µs per request of the server process (`utime + stime`, `/proc/PID/stat`), its
+//!   context switches per request (voluntary + involuntary over all its threads,
+//!   `/proc/PID/task/*/status`), p50 and p99, and the p50 the gatekeeper adds to
+//!   nginx's. The crypto a request needs at least (two strict verifications and one
+//!   signature) is timed in-process for reference.
+//! - **Append throughput**: 16 tasks appending audit entries (each with a nonce) to a
+//!   ledger on SQLite and, when `COUNTERSIGN_TEST_PG_URL` is set, on PostgreSQL.
+//!
+//! ```text
+//! scripts/bench-vs-nginx.sh
+//! ```
+//!
+//! Environment: `COUNTERSIGN_BENCH_SECS` (seconds per wrk run and per append run,
+//! default 5), `COUNTERSIGN_BENCH_CONCURRENCY` (default `1,16`),
+//! `COUNTERSIGN_BENCH_GATEKEEPER` (the gatekeeper binary; default the one this
+//! package builds: point it at another build to compare two versions),
+//! `COUNTERSIGN_BENCH_NGINX` and `COUNTERSIGN_BENCH_WRK` (default `nginx` and `wrk`
+//! on `PATH`), `COUNTERSIGN_BENCH_MAX_RATE` (requests/s the pre-signed set is sized
+//! for, default 20000: a run that exhausts it reports `reused` > 0, and the reused
+//! requests are refused as replays).
+
+// A benchmark is a developer tool, not a server: a panic is a failed run with a
+// message, so unwrap/expect/panic/indexing are fine here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+// This bench drives its load with wrk, so `round` goes unused here.
+#[allow(dead_code)]
+#[path = "load/mod.rs"]
+mod load;
+
+use common::{create_pg_database, now};
+use countersign_core::audit::CapturedHeader;
+use countersign_core::ed25519_dalek::SigningKey;
+use countersign_core::signature::encode_list;
+use countersign_core::text::b64;
+use countersign_core::{
+    BodyDigest, Bucket, ContentType, Decision, GatekeeperId, KeyId, Nonce, ObjectKey, Operation,
+    Receipt, Request, Role, SignatureEntry, Subject,
+};
+use countersign_gatekeeper::ledger::{AuditDraft, CheckpointSigner, Ledger, NonceUse};
+use load::{env_num, random_bytes};
+use std::io::{BufRead as _, BufReader};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const GK_ID: &str = "gk.bench";
+const BUCKET: &str = "bench";
+const SMALL: usize = 1024;
+/// `USER_HZ`: the unit of `utime`/`stime` in `/proc/PID/stat`.
+const TICKS_PER_SEC: f64 = 100.0;
+
+fn vendor_keys() -> [SigningKey; 2] {
+    [
+        SigningKey::from_bytes(&[21; 32]),
+        SigningKey::from_bytes(&[22; 32]),
+    ]
+}
+
+/// The two header values of a request signed by both vendor keys.
+fn sign(op: Operation) -> (String, String) {
+    let t = now();
+    let request = Request::from_parts(
+        GatekeeperId::parse(GK_ID).unwrap(),
+        Bucket::parse(BUCKET).unwrap(),
+        op,
+        Subject::parse("bench-client").unwrap(),
+        t - 5,
+        t + 900,
+        Nonce(random_bytes(16).try_into().unwrap()),
+    )
+    .unwrap();
+    let canonical = request.encode();
+    let sigs: Vec<_> = vendor_keys()
+        .iter()
+        .zip(["v1", "v2"])
+        .map(|(k, id)| {
+            SignatureEntry::sign(k, Role::vendor(), KeyId::parse(id).unwrap(), &canonical)
+        })
+        .collect();
+    (b64(&canonical), encode_list(&sigs))
+}
+
+fn put_op(key: &str, body: &[u8]) -> Operation {
+    Operation::Put {
+        key: ObjectKey::parse(key).unwrap(),
+        content_type: ContentType::parse("application/octet-stream").unwrap(),
+        body: BodyDigest::of(body),
+    }
+}
+
+// --- what a process costs ----------------------------------------------------------
+
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    ticks: u64,
+    switches: u64,
+}
+
+/// CPU ticks of a process (its threads included, live or exited) and the context
+/// switches of its live threads.
+fn process_cost(pid: u32) -> Cost {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces: the fields start after the last `)`.
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    let mut switches = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
+            for l in s.lines() {
+                if let Some(v) = l
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    switches += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    Cost { ticks, switches }
+}
+
+// --- servers --------------------------------------------------------------------------
+
+/// A child process killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gatekeeper(dir: &Path, bucket: &Path) -> Server {
+    let [k1, k2] = vendor_keys();
+    let config = format!(
+        r#"gatekeeper_id = "{GK_ID}"
+
+[[keys]]
+key_id = "v1"
+role = "vendor"
+public_key = "{pk1}"
+
+[[keys]]
+key_id = "v2"
+role = "vendor"
+public_key = "{pk2}"
+
+[limits]
+reconcile_interval_secs = 86400
+
+[thresholds]
+GET = {{ vendor = 2 }}
+PUT = {{ vendor = 2 }}
+
+[buckets.{BUCKET}]
+store = "local"
+path = "{bucket}"
+
+[[acl]]
+effect = "allow"
+subjects = ["*"]
+operations = ["GET", "PUT"]
+"#,
+        pk1 = b64(&k1.verifying_key().to_bytes()),
+        pk2 = b64(&k2.verifying_key().to_bytes()),
+        bucket = bucket.display(),
+    );
+    std::fs::write(dir.join("gatekeeper.toml"), config).unwrap();
+    let binary = std::env::var("COUNTERSIGN_BENCH_GATEKEEPER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_countersign-gatekeeper").to_owned());
+    let mut child = Command::new(&binary)
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("gatekeeper.toml"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(|a| a.trim().to_owned()))
+        .expect("the gatekeeper exited before listening");
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("[gatekeeper] {line}");
+        }
+    });
+    Server { child, base }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx, one process, serving `root` (GET) and taking PUTs under `/put/` into it.
+fn nginx(binary: &str, dir: &Path, root: &Path) -> Server {
+    let port = free_port();
+    let d = dir.display();
+    // Defaults otherwise, an access log line per request included.
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log {d}/access.log;\n  sendfile on;\n  tcp_nodelay on;\n  keepalive_requests 1000000;\n\
+           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+           uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           server {{ listen 127.0.0.1:{port}; root {root};\n\
+             location / {{ }}\n\
+             location /put/ {{ dav_methods PUT; create_full_put_path on; }} }}\n}}\n",
+        root = root.display()
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut child = Command::new(binary)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Server {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("nginx did not listen on 127.0.0.1:{port}");
+}
+
+// --- wrk ------------------------------------------------------------------------------
+
+/// Pre-formats every request once (so that the Lua side costs wrk little), sends them
+/// in order, and prints one `RESULT` line.
+const WRK_SCRIPT: &str = r#"
+local reqs = {}
+local n = 0
+local sent = 0
+init = function(args)
+  local body = nil
+  if args[2] ~= "" then
+    local f = io.open(args[2], "rb"); body = f:read("*a"); f:close()
+  end
+  for l in io.lines(args[1]) do
+    local method, path, req, sig = l:match("^(%S+) (%S+) (%S+) (%S+)$")
+    n = n + 1
+    reqs[n] = wrk.format(method, path, {
+      ["countersign-request"] = req,
+      ["countersign-signature"] = sig,
+      ["content-type"] = "application/octet-stream",
+    }, body)
+  end
+end
+request = function()
+  sent = sent + 1
+  return reqs[(sent - 1) % n + 1]
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d non2xx=%d socket_errors=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"#;
+
+struct Run {
+    rps: f64,
+    cpu_us: f64,
+    switches: f64,
+    p50_us: f64,
+    p99_us: f64,
+    refused: u64,
+    reused: u64,
+}
+
+fn field(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("wrk printed no {name}: {line}"))
+}
+
+/// Runs wrk against `server` with the requests of `lines` (one thread, `connections`
+/// connections, `secs` seconds).
+#[allow(clippy::too_many_arguments)]
+fn wrk(
+    wrk_bin: &str,
+    dir: &Path,
+    server: &Server,
+    lines: &[String],
+    body: Option<&Path>,
+    connections: usize,
+    secs: usize,
+) -> Run {
+    let script = dir.join("replay.lua");
+    std::fs::write(&script, WRK_SCRIPT).unwrap();
+    let list = dir.join("requests.txt");
+    std::fs::write(&list, lines.join("\n") + "\n").unwrap();
+    let pid = server.child.id();
+    let before = process_cost(pid);
+    let out = Command::new(wrk_bin)
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
+        .arg("-s")
+        .arg(&script)
+        .arg(&server.base)
+        .arg("--")
+        .arg(&list)
+        .arg(body.map(|b| b.display().to_string()).unwrap_or_default())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {wrk_bin}: {e}"));
+    let after = process_cost(pid);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "wrk printed no result: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let requests = field(line, "requests");
+    let n = requests.max(1) as f64;
+    Run {
+        rps: requests as f64 / (field(line, "duration_us") as f64 / 1e6),
+        cpu_us: (after.ticks - before.ticks) as f64 / TICKS_PER_SEC * 1e6 / n,
+        switches: (after.switches - before.switches) as f64 / n,
+        p50_us: field(line, "p50_us") as f64,
+        p99_us: field(line, "p99_us") as f64,
+        refused: field(line, "non2xx") + field(line, "socket_errors"),
+        reused: requests.saturating_sub(lines.len() as u64),
+    }
+}
+
+fn find(var: &str, name: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .chain([PathBuf::from("/usr/sbin")])
+                    .map(|p| p.join(name))
+                    .find(|p| p.is_file())
+            })
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| {
+                panic!("no `{name}` found: install it (apt-get install {name}) or set {var}")
+            })
+    })
+}
+
+/// The stored file of the object `small`: the bucket directory's only regular file
+/// outside `.countersign/`.
+fn stored_file(bucket: &Path) -> String {
+    let mut found = Vec::new();
+    let mut stack = vec![bucket.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(bucket).unwrap().display().to_string();
+            if rel.starts_with(".countersign") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                found.push(rel);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "expected one stored file, found {found:?}");
+    found.remove(0)
+}
+
+fn crypto_us() -> f64 {
+    let (request, signatures) = sign(Operation::Get {
+        key: ObjectKey::parse("small").unwrap(),
+        range: None,
+    });
+    let canonical = countersign_core::text::parse_b64(&request, "").unwrap();
+    let sigs: Vec<SignatureEntry> = countersign_core::signature::parse_list(&signatures).unwrap();
+    let receipt_key = SigningKey::from_bytes(&[7; 32]);
+    let n = 2000;
+    let t = Instant::now();
+    for _ in 0..n {
+        for (s, k) in sigs.iter().zip(vendor_keys()) {
+            k.verifying_key()
+                .verify_strict(
+                    &canonical,
+                    &countersign_core::ed25519_dalek::Signature::from_bytes(&s.signature),
+                )
+                .unwrap();
+        }
+        let receipt = Receipt {
+            gatekeeper: GatekeeperId::parse(GK_ID).unwrap(),
+            request_sha256: [1; 32],
+            decision: Decision::Allow,
+            decided_at: 0,
+            audit_seq: 1,
+        };
+        std::hint::black_box(receipt.sign(&receipt_key, KeyId::parse("gk").unwrap()));
+    }
+    t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
+
+fn requests(secs: usize) -> usize {
+    env_num("COUNTERSIGN_BENCH_MAX_RATE", 20_000) * secs
+}
+
+async fn http_vs_nginx(secs: usize, levels: &[usize]) {
+    let wrk_bin = find("COUNTERSIGN_BENCH_WRK", "wrk");
+    let nginx_bin = find("COUNTERSIGN_BENCH_NGINX", "nginx");
+    let dir = tempfile::Builder::new()
+        .prefix("countersign-bench-")
+        .tempdir()
+        .unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let gk = gatekeeper(dir.path(), &bucket);
+    let body = random_bytes(SMALL);
+    let body_file = dir.path().join("body");
+    std::fs::write(&body_file, &body).unwrap();
+    // The object every GET reads.
+    let (request, signature) = sign(put_op("small", &body));
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/objects/{BUCKET}/small", gk.base))
+        .header("countersign-request", request)
+        .header("countersign-signature", signature)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "PUT small: {}", r.status());
+    let file = stored_file(&bucket);
+    let ngx_dir = dir.path().join("nginx");
+    std::fs::create_dir_all(&ngx_dir).unwrap();
+    let ngx = nginx(&nginx_bin, &ngx_dir, &bucket);
+    println!(
+        "1 KiB requests, wrk -t1 replaying pre-signed requests, {secs} s per run; \
+         nginx serves the gatekeeper's stored file `{file}` ({} bytes) from the same directory",
+        std::fs::metadata(bucket.join(&file)).unwrap().len()
+    );
+    println!(
+        "crypto alone (2 verify_strict + 1 receipt signature): {:.0} µs/request\n",
+        crypto_us()
+    );
+    println!(
+        "{:<4} {:>3} {:<10} {:>9} {:>7} {:>8} {:>9} {:>8} {:>8} {:>9} {:>8} {:>7}",
+        "op",
+        "c",
+        "server",
+        "req/s",
+        "ratio",
+        "CPU µs",
+        "ctx sw",
+        "p50 µs",
+        "p99 µs",
+        "+p50 µs",
+        "refused",
+        "reused"
+    );
+    let mut run_no = 0;
+    for method in ["GET", "PUT"] {
+        for &c in levels {
+            run_no += 1;
+            let n = requests(secs);
+            let (gk_lines, ngx_lines): (Vec<String>, Vec<String>) = (0..n)
+                .map(|i| {
+                    let (path, op) = if method == "GET" {
+                        (
+                            format!("/v1/objects/{BUCKET}/small"),
+                            Operation::Get {
+                                key: ObjectKey::parse("small").unwrap(),
+                                range: None,
+                            },
+                        )
+                    } else {
+                        let key = format!("put/{run_no}/{i}");
+                        (format!("/v1/objects/{BUCKET}/{key}"), put_op(&key, &body))
+                    };
+                    let (req, sig) = sign(op);
+                    let ngx_path = if method == "GET" {
+                        format!("/{file}")
+                    } else {
+                        format!("/put/{run_no}/{i}")
+                    };
+                    (
+                        format!("{method} {path} {req} {sig}"),
+                        format!("{method} {ngx_path} {req} {sig}"),
+                    )
+                })
+                .unzip();
+            let put_body = (method == "PUT").then_some(body_file.as_path());
+            let base = wrk(&wrk_bin, &ngx_dir, &ngx, &ngx_lines, put_body, c, secs);
+            let ours = wrk(&wrk_bin, dir.path(), &gk, &gk_lines, put_body, c, secs);
+            for (name, r) in [("nginx", &base), ("gatekeeper", &ours)] {
+                println!(
+                    "{method:<4} {c:>3} {name:<10} {:>9.0} {:>7.3} {:>8.1} {:>9.2} {:>8.0} {:>8.0} {:>9} {:>8} {:>7}",
+                    r.rps,
+                    r.rps / base.rps,
+                    r.cpu_us,
+                    r.switches,
+                    r.p50_us,
+                    r.p99_us,
+                    if name == "nginx" {
+                        "-".to_owned()
+                    } else {
+                        format!("{:.0}", r.p50_us - base.p50_us)
+                    },
+                    r.refused,
+                    if name == "nginx" {
+                        "-".to_owned()
+                    } else {
+                        r.reused.to_string()
+                    },
+                );
+            }
+        }
+    }
+}
+
+// --- append throughput -------------------------------------------------------------------
+
+async fn append_throughput(label: &str, url: &str, secs: usize, clients: usize) {
+    let ledger = Ledger::connect(
+        url,
+        CheckpointSigner {
+            gatekeeper: GatekeeperId::parse(GK_ID).unwrap(),
+            key: SigningKey::from_bytes(&[9; 32]),
+            key_id: KeyId::parse("gk").unwrap(),
+        },
+        1000,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let request = CapturedHeader::whole(&random_bytes(400));
+    let signatures = CapturedHeader::whole(&random_bytes(180));
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (ledger, stop, done, failed) = (
+                ledger.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&done),
+                Arc::clone(&failed),
+            );
+            let (request, signatures) = (request.clone(), signatures.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let draft = AuditDraft {
+                        time_ms: now() * 1000,
+                        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        operation: b"GET".to_vec(),
+                        bucket: BUCKET.as_bytes().to_vec(),
+                        key: b"small".to_vec(),
+                        subject: b"bench-client".to_vec(),
+                        decision: Decision::Allow,
+                        bytes: SMALL as u64,
+                        latency_us: 100,
+                        request: request.clone(),
+                        signatures: signatures.clone(),
+                    };
+                    let nonce = NonceUse {
+                        nonce: random_bytes(16).try_into().unwrap(),
+                        until: now() + 900,
+                    };
+                    match ledger.append(draft, Some(nonce)).await {
+                        Ok(e) if e.decision == Decision::Allow => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(secs as u64)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let took = t.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "{label:<11} {clients:>7} {:>10.0} {:>8} {:>8}",
+        n as f64 / took,
+        n,
+        failed.load(Ordering::Relaxed)
+    );
+    ledger.close().await;
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let secs = env_num("COUNTERSIGN_BENCH_SECS", 5);
+    let levels: Vec<usize> = std::env::var("COUNTERSIGN_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,16".into())
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .parse()
+                .expect("COUNTERSIGN_BENCH_CONCURRENCY: numbers")
+        })
+        .collect();
+    rt.block_on(async {
+        http_vs_nginx(secs, &levels).await;
+        println!("\naudit append throughput, {secs} s, every entry with its nonce");
+        println!("{:<11} {:>7} {:>10} {:>8} {:>8}", "database", "clients", "entries/s", "entries", "failed");
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("append.sqlite").display());
+        append_throughput("SQLite", &sqlite, secs, 16).await;
+        match std::env::var("COUNTERSIGN_TEST_PG_URL") {
+            Ok(pg) => {
+                let url = create_pg_database(&pg).await;
+                append_throughput("PostgreSQL", &url, secs, 16).await;
+            }
+            Err(_) => println!("PostgreSQL: skipped (set COUNTERSIGN_TEST_PG_URL, or run under scripts/services.sh)"),
+        }
+    });
+}
