@@ -107,6 +107,8 @@ pub struct Limits {
     pub preauth_failure_burst: u32,
     /// Refill rate of the allowance above.
     pub preauth_failures_per_sec: u32,
+    /// On SIGTERM/SIGINT, requests in progress get this long to finish.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Limits {
@@ -128,6 +130,7 @@ impl Default for Limits {
             reservation_grace_secs: 10,
             preauth_failure_burst: 60,
             preauth_failures_per_sec: 10,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -331,6 +334,7 @@ struct RawLimits {
     reservation_grace_secs: Option<u64>,
     preauth_failure_burst: Option<u32>,
     preauth_failures_per_sec: Option<u32>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -586,6 +590,13 @@ impl RawConfig {
                 1,
                 86_400,
                 &mut limits.reservation_grace_secs,
+            )?;
+            ranged(
+                "shutdown_grace_ms",
+                l.shutdown_grace_ms,
+                0,
+                3_600_000,
+                &mut limits.shutdown_grace_ms,
             )?;
             let mut n = limits.max_connections as u64;
             ranged(

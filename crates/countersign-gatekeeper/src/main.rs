@@ -162,6 +162,23 @@ async fn open_ledger(config: &Config) -> Result<Ledger, String> {
     .map_err(|e| format!("cannot open the database: {e}"))
 }
 
+/// Completes at the first SIGTERM or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("cannot install the SIGTERM/SIGINT handlers; stop the process with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    eprintln!("{name}: no longer accepting connections; draining requests in progress");
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -201,9 +218,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "listening on {scheme}://{}",
                 listener.local_addr().map_err(|e| e.to_string())?
             );
-            server::serve(state, listener)
+            let drained = server::serve_until(state, listener, stop_signal())
                 .await
-                .map_err(|e| format!("server stopped: {e}"))
+                .map_err(|e| format!("server stopped: {e}"))?;
+            if drained.abandoned == 0 {
+                eprintln!("stopped: every request finished");
+            } else {
+                eprintln!(
+                    "stopped: {} requests or connections were still running at the grace deadline; recovery finishes them at the next start",
+                    drained.abandoned
+                );
+            }
+            Ok(())
         }
         Command::Audit { command } => audit(command).await,
         Command::Reconcile { source, dry_run } => {

@@ -407,3 +407,151 @@ async fn slow_headers_and_idle_connections_are_closed() {
     }
     server.abort();
 }
+
+/// A free port on 127.0.0.1 (bound, read and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `127.0.0.1:port` accepts (`true`) or refuses (`false`) connections.
+async fn wait_for_port(port: u16, accepting: bool) {
+    for _ in 0..200 {
+        let up = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok();
+        if up == accepting {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("port {port} never became accepting={accepting}");
+}
+
+/// Starts the gatekeeper binary on the harness's data and a config file with
+/// `limits` added to its `[limits]`, listening on a free port.
+fn spawn_gatekeeper(h: &Harness, limits: &str) -> (std::process::Child, u16, std::path::PathBuf) {
+    let config_path = h.dir.join("gatekeeper.toml");
+    std::fs::write(
+        &config_path,
+        config_text(
+            &format!(
+                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+                h.dir.join("bucket").display()
+            ),
+            "",
+            "",
+        )
+        .replace("[limits]\n", &format!("[limits]\n{limits}")),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&h.dir)
+        .arg("--config")
+        .arg(&config_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, port, config_path)
+}
+
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_uploads_and_exits_0() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, _) = spawn_gatekeeper(&h, "");
+    wait_for_port(port, true).await;
+
+    // An upload whose body is half sent when the signal arrives.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let req = put("drain/report.pdf", &body).request();
+    let c = req.encode();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(&req),
+        body.len(),
+        b64(&c),
+        vendor_sigs(&c, true)
+    );
+    let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.write_all(&body[..100_000]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    send_signal(&child, "TERM");
+    // New connections are refused while the upload is still running.
+    wait_for_port(port, false).await;
+    upload.write_all(&body[100_000..]).await.unwrap();
+    let mut response = Vec::new();
+    upload.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(0), "{log}");
+    assert!(log.contains("every request finished"), "{log}");
+
+    let entry = h.last_entry().await;
+    assert_eq!(entry.key, b"drain/report.pdf");
+    assert_eq!(entry.decision, countersign_core::Decision::Allow);
+    assert_eq!(entry.bytes, body.len() as u64);
+    assert_eq!(h.bucket_contents().await.len(), 2, "object and manifest");
+}
+
+#[tokio::test]
+async fn shutdown_grace_deadline_bounds_the_drain() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, _) = spawn_gatekeeper(&h, "shutdown_grace_ms = 300\n");
+    wait_for_port(port, true).await;
+    // An upload that never finishes.
+    let body = vec![7u8; 100_000];
+    let req = put("drain/stuck.pdf", &body).request();
+    let c = req.encode();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(&req),
+        body.len(),
+        b64(&c),
+        vendor_sigs(&c, true)
+    );
+    let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.write_all(&body[..1000]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    send_signal(&child, "INT");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("still running at the grace deadline"), "{log}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(h.bucket_contents().await.is_empty());
+}

@@ -73,6 +73,8 @@ pub struct Gatekeeper {
     pub(crate) upload_memory: Arc<Semaphore>,
     /// Failures before verified signatures, per client address.
     failures: FailureLimiter,
+    /// Every connection and request task, so that shutdown can wait for them.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// The shared state.
@@ -140,6 +142,7 @@ impl Gatekeeper {
             metrics: Metrics::default(),
             upload_memory: Arc::new(Semaphore::new(kib)),
             failures,
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -247,7 +250,7 @@ async fn detached(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     req: HttpRequest,
 ) -> Response {
-    let task = tokio::spawn(pipeline::handle(gk, peer, req));
+    let task = gk.tasks.clone().spawn(pipeline::handle(gk, peer, req));
     match task.await {
         Ok(r) => r,
         Err(e) => {
