@@ -53,6 +53,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file: prints every problem with its TOML path and
+    /// line and exits 1, or prints `FILE: OK` and exits 0. Secrets are never printed.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+        /// Resolve relative paths against this directory instead of the file's
+        /// `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -61,7 +80,7 @@ struct Source {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// A TOML configuration file (see gatekeeper.example.toml).
-    #[arg(long)]
+    #[arg(long, env = "COUNTERSIGN_CONFIG")]
     config: Option<PathBuf>,
 }
 
@@ -153,7 +172,7 @@ async fn open_ledger(config: &Config) -> Result<Ledger, String> {
         key_id: config.key_id.clone(),
     };
     Ledger::connect(
-        &config.database_url,
+        config.database_url.expose(),
         signer,
         config.checkpoint_every,
         config.limits.database_timeout(),
@@ -232,6 +251,27 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Audit { command } => audit(command).await,
+        Command::Config {
+            command: ConfigCommand::Check { file, data_dir },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            match Config::check(&text, data_dir.as_deref()) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    Ok(())
+                }
+                Err(problems) => {
+                    let mut out = std::io::stdout().lock();
+                    for p in &problems {
+                        let at = p.line.map(|l| format!(":{l}")).unwrap_or_default();
+                        writeln!(out, "{}{at}: {}: {}", file.display(), p.key, p.message)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Err(format!("{}: {} problem(s)", file.display(), problems.len()))
+                }
+            }
+        }
         Command::Reconcile { source, dry_run } => {
             let config = load_config(&source, &[])?;
             let ledger = open_ledger(&config).await?;

@@ -48,7 +48,7 @@ pub async fn build_state(config: Config) -> Result<(AppState, bool), StartError>
         key_id: config.key_id.clone(),
     };
     let ledger = Ledger::connect(
-        &config.database_url,
+        config.database_url.expose(),
         signer,
         config.checkpoint_every,
         config.limits.database_timeout(),

@@ -212,7 +212,7 @@ async fn cli_audit_verify_detects_tampering() {
     // Alter an entry in the database: verification from the database fails.
     let ledger = h.ledger().await;
     drop(ledger);
-    let pool = sqlx::AnyPool::connect(&h.config.database_url)
+    let pool = sqlx::AnyPool::connect(h.config.database_url.expose())
         .await
         .unwrap();
     sqlx::query("UPDATE audit_log SET subject = 'someone-else' WHERE seq = 1")
@@ -554,4 +554,243 @@ async fn shutdown_grace_deadline_bounds_the_drain() {
     assert!(log.contains("still running at the grace deadline"), "{log}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert!(h.bucket_contents().await.is_empty());
+}
+
+/// Runs the gatekeeper binary with `args` and extra environment variables.
+fn run_bin(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args(args)
+        .env_remove("COUNTERSIGN_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn config_check_reports_every_problem_with_its_line() {
+    let dir = temp_dir();
+    let good = config_text("[buckets.reports]\nstore = \"local\"\n", "", "");
+    let good_path = dir.path().join("good.toml");
+    std::fs::write(&good_path, &good).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run_bin(
+        &[
+            "config",
+            "check",
+            good_path.to_str().unwrap(),
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": OK\n"));
+
+    // Five independent mistakes, each on a line of its own.
+    let bad = good
+        .replace("gatekeeper_id = \"gk.test\"", "gatekeeper_id = \"GK!\"")
+        .replace("PUT = { vendor = 2 }", "PUT = { vendor = 7 }")
+        .replace(
+            "deny_ips = [\"127.0.0.2/32\"]",
+            "deny_ips = [\"300.1.1.1\"]",
+        )
+        .replace("groups = [\"staff\"]", "groups = [\"nobody\"]")
+        .replace("[limits]\n", "[limits]\nclock_skew_secs = 5000\n");
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let expected = [
+        ("gatekeeper_id", line_of("GK!")),
+        ("limits.clock_skew_secs", line_of("clock_skew_secs")),
+        ("thresholds.PUT.vendor", line_of("vendor = 7")),
+        ("network.deny_ips[0]", line_of("300.1.1.1")),
+        ("acl[1].groups[0]", line_of("\"nobody\"")),
+    ];
+    let problems = Config::check(&bad, Some(dir.path())).unwrap_err();
+    assert_eq!(problems.len(), expected.len(), "{problems:?}");
+    for (key, line) in expected {
+        let p = problems
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("{key}: {problems:?}"));
+        assert_eq!(p.line, Some(line), "{key}");
+    }
+    // The first problem is what `from_toml` (and so `serve`) reports.
+    assert!(config_error(&bad).contains(&format!("line {}: gatekeeper_id", line_of("GK!"))));
+
+    let bad_path = dir.path().join("bad.toml");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let bad_file = bad_path.to_str().unwrap();
+    let out = run_bin(&["config", "check", bad_file, "--data-dir", d], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{bad_file}:{}: thresholds.PUT.vendor: must be between 1 and the 3",
+            line_of("vendor = 7")
+        )),
+        "{stdout}"
+    );
+
+    // Syntax errors: all of them, each with its line.
+    let broken = "gatekeeper_id = \"a\"\n[limits\nx = = 1\n\n[y]\nz = \"open\n";
+    let problems = Config::check(broken, Some(dir.path())).unwrap_err();
+    let lines: Vec<_> = problems.iter().map(|p| p.line).collect();
+    assert!(
+        lines.contains(&Some(2)) && lines.contains(&Some(3)) && lines.contains(&Some(6)),
+        "{problems:?}"
+    );
+    // A mistyped or unknown key: the file's shape, named by path and line.
+    let shape = good.replace("[limits]\n", "[limits]\nbogus = 1\n");
+    let problems = Config::check(&shape, Some(dir.path())).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].key, "limits.bogus");
+    assert_eq!(
+        problems[0].line,
+        Some(shape.lines().position(|l| l == "bogus = 1").unwrap() + 1)
+    );
+}
+
+#[test]
+fn secrets_are_never_printed_and_load_from_env_or_file() {
+    let dir = temp_dir();
+    let d = dir.path().to_str().unwrap();
+    let s3 = |secret_line: &str| {
+        config_text(
+            &format!(
+                "[buckets.reports]\nstore = \"s3\"\nendpoint = \"https://s3.example.com\"\naccess_key_id = \"AKIA-ID\"\n{secret_line}\n"
+            ),
+            "[database]\nurl = \"postgres://gk:db-pass-123@127.0.0.1:5432/gk\"\n",
+            "",
+        )
+    };
+    let text = s3("secret_access_key = \"s3-secret-456\"");
+    let config = Config::from_toml(&text, Some(dir.path())).unwrap();
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("s3-secret-456") && !debug.contains("db-pass-123"),
+        "{debug}"
+    );
+    assert!(debug.contains("[redacted]"));
+    // An error in the file does not echo the secrets either.
+    let bad = text.replace("postgres://", "mysql://");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &bad).unwrap();
+    let out = run_bin(
+        &["config", "check", path.to_str().unwrap(), "--data-dir", d],
+        &[],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("database.url"), "{all}");
+    assert!(
+        !all.contains("db-pass-123") && !all.contains("s3-secret-456"),
+        "{all}"
+    );
+
+    // From a file (mode 0600) and from the environment.
+    use std::os::unix::fs::PermissionsExt as _;
+    let secret_file = dir.path().join("s3.secret");
+    std::fs::write(&secret_file, "from-file\n").unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = Config::from_toml(
+        &s3("secret_access_key_file = \"s3.secret\""),
+        Some(dir.path()),
+    )
+    .unwrap();
+    let storage = &config.buckets.values().next().unwrap().storage;
+    let countersign_gatekeeper::config::StorageConfig::S3 {
+        secret_access_key, ..
+    } = storage
+    else {
+        panic!("s3 expected");
+    };
+    assert_eq!(secret_access_key.expose(), "from-file");
+    // A secret file others can read is refused.
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = config_error(&s3("secret_access_key_file = \"/nonexistent/s3.secret\""));
+    assert!(e.contains("buckets.reports.secret_access_key_file"), "{e}");
+    let e = Config::from_toml(
+        &s3("secret_access_key_file = \"s3.secret\""),
+        Some(dir.path()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("readable by group or others") && !e.contains("from-file"),
+        "{e}"
+    );
+    // Two sources at once are ambiguous.
+    let e = config_error(&s3(
+        "secret_access_key = \"a\"\nsecret_access_key_env = \"B\"",
+    ));
+    assert!(e.contains("set only one of"), "{e}");
+    // The database URL from the environment.
+    let from_env = s3("secret_access_key = \"x\"").replace(
+        "url = \"postgres://gk:db-pass-123@127.0.0.1:5432/gk\"",
+        "url_env = \"GK_TEST_DB_URL_UNSET\"",
+    );
+    assert!(config_error(&from_env).contains("database.url_env"));
+}
+
+#[tokio::test]
+async fn group_readable_gatekeeper_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let key = &h.config.key_path;
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = countersign_gatekeeper::server::build_state(h.config.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("readable by group or others (mode 640)"), "{e}");
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        countersign_gatekeeper::server::build_state(h.config.clone())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn config_path_from_the_environment() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let r = h.send(signed(&get("a/1").request(), vec![])).await;
+    assert_eq!(r.status(), 404);
+    let config_path = h.dir.join("gatekeeper.toml");
+    std::fs::write(
+        &config_path,
+        config_text(
+            &format!(
+                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+                h.dir.join("bucket").display()
+            ),
+            "",
+            "",
+        ),
+    )
+    .unwrap();
+    let dir = h.dir.to_str().unwrap();
+    let out = run_bin(
+        &["audit", "verify", "--data-dir", dir],
+        &[("COUNTERSIGN_CONFIG", config_path.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The variable's path is the one read.
+    let out = run_bin(
+        &["audit", "verify", "--data-dir", dir],
+        &[("COUNTERSIGN_CONFIG", "/nonexistent/gatekeeper.toml")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/gatekeeper.toml"));
 }
