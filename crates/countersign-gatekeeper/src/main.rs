@@ -8,6 +8,7 @@ use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_ke
 use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
 use countersign_gatekeeper::http::gatekeeper_policy;
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
+use countersign_gatekeeper::reload::{ReloadSource, Requester, reload};
 use countersign_gatekeeper::server;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -181,6 +182,26 @@ async fn open_ledger(config: &Config) -> Result<Ledger, String> {
     .map_err(|e| format!("cannot open the database: {e}"))
 }
 
+/// Reloads the policy at every SIGHUP, for as long as the process lives. The handler
+/// is installed before this returns, so a SIGHUP never kills a started server.
+fn reload_on_sighup(state: countersign_gatekeeper::http::AppState) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match reload(&state, &Requester::Signal).await {
+                Ok(done) => eprintln!(
+                    "SIGHUP: policy reloaded: sha256 {}",
+                    countersign_core::text::hex(&done.sha256)
+                ),
+                Err(e) => eprintln!("SIGHUP: policy reload refused: {e}"),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Completes at the first SIGTERM or SIGINT (Ctrl-C).
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -218,6 +239,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (state, created) = server::build_state(config)
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(path) = &source.config {
+                let _ = state.reload_source.set(ReloadSource {
+                    path: path.clone(),
+                    data_dir: source.data_dir.clone(),
+                });
+            }
+            reload_on_sighup(state.clone())?;
             let pk = countersign_core::text::b64(&state.public_key());
             eprintln!(
                 "gatekeeper `{}` key `{}` public key {pk}{}",

@@ -794,3 +794,218 @@ async fn config_path_from_the_environment() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/gatekeeper.toml"));
 }
+
+/// A customer-admin reload request (POST, signed as LIST of the audit bucket with
+/// the prefix `reload`).
+fn reload_request(prefix: &str) -> axum::http::Request<axum::body::Body> {
+    let mut r = list(prefix);
+    r.bucket = "countersign-audit".into();
+    r.subject = "it-admin".into();
+    let c = r.request().encode();
+    let sigs = countersign_core::signature::encode_list(&[sign(
+        &keys().admin,
+        countersign_core::Role::customer_admin(),
+        "admin1",
+        &c,
+    )]);
+    raw("POST", "/v1/audit/reload", &b64(&c), &sigs, vec![])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_swaps_the_acl_atomically() {
+    use countersign_gatekeeper::reload::ReloadSource;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (bucket, database, _) = backend_config(&Backend::SqliteLocal, &h.dir).await;
+    let original = config_text(&bucket, &database, "");
+    let path = h.dir.join("gatekeeper.toml");
+    std::fs::write(&path, &original).unwrap();
+    let source = ReloadSource {
+        path: path.clone(),
+        data_dir: Some(h.dir.clone()),
+    };
+    h.state.reload_source.set(source).unwrap();
+
+    // Load: user-1 reads a missing object (404 = allowed) in a loop on 4 clients.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let state = h.state.clone();
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let r = send_to(&state, signed(&get("a/1").request(), vec![]), "127.0.0.1").await;
+                seen.push((started, Instant::now(), r.status().as_u16()));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new policy gives user-1's rule to user-2.
+    let changed = original.replace("subjects = [\"user-1\"]", "subjects = [\"user-2\"]");
+    std::fs::write(&path, &changed).unwrap();
+    let reload_started = Instant::now();
+    let r = h.send(reload_request("reload")).await;
+    let reloaded = Instant::now();
+    let status = r.status();
+    let body: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let new_hash =
+        countersign_core::text::hex(&<sha2::Sha256 as sha2::Digest>::digest(changed.as_bytes()));
+    assert_eq!(body["policy_sha256"], new_hash.as_str());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // An invalid file changes nothing and says why.
+    let invalid = changed.replace("groups = [\"staff\"]", "groups = [\"nobody\"]");
+    std::fs::write(&path, &invalid).unwrap();
+    let r = h.send(reload_request("reload")).await;
+    assert_eq!(r.status(), 400);
+    let text = String::from_utf8(body_bytes(r).await).unwrap();
+    assert!(
+        text.contains("invalid_field") && text.contains("acl[1].groups[0]"),
+        "{text}"
+    );
+    let invalid_done = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut before = 0;
+    let mut after = 0;
+    let mut after_invalid = 0;
+    for client in clients {
+        for (started, ended, status) in client.await.unwrap() {
+            // No request fails: each is decided under one policy or the other.
+            assert!(status == 404 || status == 403, "status {status}");
+            if ended < reload_started {
+                assert_eq!(status, 404, "old policy");
+                before += 1;
+            }
+            if started > reloaded {
+                assert_eq!(status, 403, "the new ACL applies from the next request");
+                after += 1;
+            }
+            if started > invalid_done {
+                assert_eq!(status, 403, "the invalid file changed nothing");
+                after_invalid += 1;
+            }
+        }
+    }
+    assert!(
+        before > 0 && after > 0 && after_invalid > 0,
+        "{before} {after} {after_invalid}"
+    );
+
+    // Both attempts are in the audit log with the file's hash.
+    let reloads: Vec<_> = h
+        .all_entries()
+        .await
+        .into_iter()
+        .filter(|e| e.operation == b"policy:reload")
+        .collect();
+    assert_eq!(reloads.len(), 2);
+    assert_eq!(reloads[0].key, format!("sha256:{new_hash}").into_bytes());
+    assert_eq!(reloads[0].subject, b"admin:it-admin");
+    assert_eq!(reloads[0].decision, countersign_core::Decision::Allow);
+    assert_eq!(
+        reloads[1].decision,
+        countersign_core::Decision::Deny(countersign_core::ErrorCode::InvalidField)
+    );
+
+    // A setting only a restart can change is refused, naming it.
+    std::fs::write(
+        &path,
+        changed.replace("[limits]\n", "[limits]\nclock_skew_secs = 5\n"),
+    )
+    .unwrap();
+    let r = h.send(reload_request("reload")).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        String::from_utf8(body_bytes(r).await)
+            .unwrap()
+            .contains("limits: changes only on restart")
+    );
+    // A signature over another prefix (say, one made for reading the log) cannot reload.
+    let r = h.send(reload_request("")).await;
+    assert_eq!(error_code(r).await, "request_mismatch");
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_an_invalid_file_keeps_the_policy() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, config_path) = spawn_gatekeeper(&h, "");
+    wait_for_port(port, true).await;
+    let get_status = || async {
+        let req = get("a/1").request();
+        let c = req.encode();
+        let text = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+            url_of(&req),
+            b64(&c),
+            vendor_sigs(&c, false)
+        );
+        let resp = http_from("127.0.0.1", port, &text).await;
+        resp.get(9..12).unwrap_or("").to_owned()
+    };
+    assert_eq!(get_status().await, "404");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let changed = original.replace("subjects = [\"user-1\"]", "subjects = [\"user-2\"]");
+    std::fs::write(&config_path, &changed).unwrap();
+    send_signal(&child, "HUP");
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = get_status().await;
+        if status == "403" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "403", "the new ACL never applied");
+    // Back to the original ACL, but in a file with a mistake: nothing changes.
+    std::fs::write(
+        &config_path,
+        original.replace(
+            "origins = [\"https://reports.example.com\"]",
+            "origins = [\"nope\"]",
+        ),
+    )
+    .unwrap();
+    send_signal(&child, "HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(get_status().await, "403");
+    send_signal(&child, "TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("SIGHUP: policy reloaded"), "{log}");
+    assert!(
+        log.contains("SIGHUP: policy reload refused") && log.contains("cors.origins[0]"),
+        "{log}"
+    );
+    // The reload entries keep the chain verifiable.
+    let dir = h.dir.to_str().unwrap();
+    let cfg = config_path.to_str().unwrap();
+    std::fs::write(&config_path, &changed).unwrap();
+    let out = run_bin(
+        &["audit", "verify", "--config", cfg, "--data-dir", dir],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_bin(
+        &["audit", "search", "--config", cfg, "--data-dir", dir],
+        &[],
+    );
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(lines.matches("\"policy:reload\"").count(), 2, "{lines}");
+}
