@@ -436,7 +436,7 @@ fn s3_store(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
             region: "us-east-1".into(),
             s3_bucket: bucket.to_owned(),
             access_key_id: "testing".into(),
-            secret_access_key: "testing".into(),
+            secret_access_key: countersign_gatekeeper::config::Secret::new("testing"),
             allow_http: true,
         },
         Duration::from_secs(60),

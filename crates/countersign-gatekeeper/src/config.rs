@@ -19,12 +19,16 @@ pub const AUDIT_BUCKET: &str = "countersign-audit";
 /// The bucket of the zero-config start.
 pub const EMBEDDED_BUCKET: &str = "local";
 
-/// A configuration error: the key it concerns and what is wrong.
+/// A configuration error: the key it concerns, its line in the file when it has one,
+/// and what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("config: {key}: {message}")]
+#[error("config: {}{key}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
 pub struct ConfigError {
-    /// Dotted path of the offending key (`buckets.reports.endpoint`).
+    /// Dotted path of the offending key (`buckets.reports.endpoint`, `acl[1].groups[0]`).
     pub key: String,
+    /// 1-based line in the TOML file of the key (or of its nearest enclosing table when
+    /// the key is missing); `None` for problems outside a file (command-line flags).
+    pub line: Option<usize>,
     /// What is wrong.
     pub message: String,
 }
@@ -32,7 +36,32 @@ pub struct ConfigError {
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
+        line: None,
         message: message.into(),
+    }
+}
+
+/// A secret (an S3 secret key, a database URL with its password): its `Debug` prints
+/// `[redacted]` and it has no `Display`, so it reaches no log or error message; the
+/// value is read only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -55,7 +84,7 @@ pub enum StorageConfig {
         /// Access key id.
         access_key_id: String,
         /// Secret access key.
-        secret_access_key: String,
+        secret_access_key: Secret,
         /// Allow plain-HTTP endpoints (test servers only).
         allow_http: bool,
     },
@@ -107,6 +136,8 @@ pub struct Limits {
     pub preauth_failure_burst: u32,
     /// Refill rate of the allowance above.
     pub preauth_failures_per_sec: u32,
+    /// On SIGTERM/SIGINT, requests in progress get this long to finish.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Limits {
@@ -128,6 +159,7 @@ impl Default for Limits {
             reservation_grace_secs: 10,
             preauth_failure_burst: 60,
             preauth_failures_per_sec: 10,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -166,8 +198,8 @@ pub struct Config {
     pub key_path: PathBuf,
     /// Key id of the gatekeeper's signing key.
     pub key_id: KeyId,
-    /// Database URL: `sqlite://…` or `postgres://…`.
-    pub database_url: String,
+    /// Database URL: `sqlite://…` or `postgres://…` (it may hold a password).
+    pub database_url: Secret,
     /// Limits.
     pub limits: Limits,
     /// Vendor and customer-admin keys.
@@ -221,7 +253,7 @@ impl Config {
             data_dir: data_dir.to_owned(),
             key_path: data_dir.join("gatekeeper.key"),
             key_id: KeyId::parse("gatekeeper-1").map_err(|e| err("key.key_id", e.message()))?,
-            database_url: sqlite_url(&data_dir.join("gatekeeper.sqlite")),
+            database_url: Secret::new(sqlite_url(&data_dir.join("gatekeeper.sqlite"))),
             limits: Limits::default(),
             keys: vendor_keys,
             thresholds,
@@ -249,24 +281,166 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and validates a TOML file. Relative paths in it are relative to
+    /// Reads and validates a TOML file, stopping at the first problem (see
+    /// [`Config::check`] for all of them). Relative paths in it are relative to
     /// `data_dir`; `data_dir` from the command line wins over the file's.
     pub fn from_toml(text: &str, data_dir_override: Option<&Path>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_owned();
-            let key = e.span().and_then(|s| text.get(..s.start)).map_or_else(
-                || "(file)".to_owned(),
-                |before| format!("line {}", before.lines().count().max(1)),
-            );
-            err(key, message)
-        })?;
-        raw.validate(data_dir_override)
+        Self::check(text, data_dir_override).map_err(|mut problems| {
+            problems.truncate(1);
+            problems
+                .pop()
+                .unwrap_or_else(|| err("(file)", "is not valid"))
+        })
+    }
+
+    /// Reads and validates a TOML file and returns every problem found, each with its
+    /// TOML path and line: all syntax errors; else the first error of the file's
+    /// shape (an unknown or mistyped key); else every invalid value (a value that
+    /// depends on a broken one is not reported again).
+    pub fn check(text: &str, data_dir_override: Option<&Path>) -> Result<Self, Vec<ConfigError>> {
+        let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+        let at_span = |span: Option<std::ops::Range<usize>>, message: &str| {
+            let key = span
+                .as_ref()
+                .and_then(|s| path_at(doc.get_ref(), s.start))
+                .unwrap_or_else(|| "(file)".to_owned());
+            ConfigError {
+                key,
+                line: span.map(|s| line_at(text, s.start)),
+                message: message.trim_end().to_owned(),
+            }
+        };
+        if !syntax.is_empty() {
+            // The document is incomplete here: name the line only.
+            return Err(syntax
+                .iter()
+                .map(|e| ConfigError {
+                    key: "(syntax)".to_owned(),
+                    line: e.span().map(|s| line_at(text, s.start)),
+                    message: e.message().trim_end().to_owned(),
+                })
+                .collect());
+        }
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| vec![at_span(e.span(), e.message())])?;
+        let mut problems = Vec::new();
+        let config = raw.validate(data_dir_override, &mut problems);
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(problems
+                .into_iter()
+                .map(|mut e| {
+                    e.line = Some(line_of_path(doc.get_ref(), text, &e.key));
+                    e
+                })
+                .collect()),
+        }
     }
 
     /// The required roles and thresholds of an operation.
     pub fn threshold(&self, operation: &str) -> Option<&[(Role, usize)]> {
         self.thresholds.get(operation).map(Vec::as_slice)
     }
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// One step of a TOML path: a key or an array index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Splits `acl[1].groups[0]` into steps; `None` if it is not such a path.
+fn steps(path: &str) -> Option<Vec<Step<'_>>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            out.push(Step::Key(name));
+        }
+        while !rest.is_empty() {
+            let (index, after) = rest.split_once(']')?;
+            out.push(Step::Index(index.parse().ok()?));
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    Some(out)
+}
+
+/// The line of `path` in the document, or of its deepest part that exists (a
+/// missing key is reported where its table is); line 1 if nothing matches.
+fn line_of_path(doc: &toml::de::DeTable<'_>, text: &str, path: &str) -> usize {
+    use toml::de::DeValue;
+    let mut span: Option<std::ops::Range<usize>> = None;
+    let mut table = Some(doc);
+    let mut array: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+    for step in steps(path).unwrap_or_default() {
+        let found = match (step, table, array) {
+            (Step::Key(k), Some(t), _) => t
+                .iter()
+                .find(|(name, _)| name.get_ref() == k)
+                .map(|(name, value)| (name.span(), value)),
+            (Step::Index(i), _, Some(a)) => a.get(i).map(|v| (v.span(), v)),
+            _ => None,
+        };
+        let Some((at, value)) = found else { break };
+        span = Some(at);
+        (table, array) = match value.get_ref() {
+            DeValue::Table(t) => (Some(t), None),
+            DeValue::Array(a) => (None, Some(&**a)),
+            _ => (None, None),
+        };
+    }
+    span.map_or(1, |s| line_at(text, s.start))
+}
+
+/// The dotted path of the last key that starts at or before byte `offset` (in a
+/// file that parsed, the key an error at `offset` is about).
+fn path_at(doc: &toml::de::DeTable<'_>, offset: usize) -> Option<String> {
+    use toml::de::DeValue;
+    fn walk(value: &DeValue<'_>, path: &str, offset: usize, best: &mut Option<(usize, String)>) {
+        let mut consider = |start: usize, path: String, value: &DeValue<'_>| {
+            if start <= offset && best.as_ref().is_none_or(|(b, _)| start >= *b) {
+                *best = Some((start, path.clone()));
+            }
+            walk(value, &path, offset, best);
+        };
+        match value {
+            DeValue::Table(t) => {
+                for (k, v) in t {
+                    let sep = if path.is_empty() { "" } else { "." };
+                    consider(
+                        k.span().start,
+                        format!("{path}{sep}{}", k.get_ref()),
+                        v.get_ref(),
+                    );
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    consider(v.span().start, format!("{path}[{i}]"), v.get_ref());
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut best = None;
+    for (k, v) in doc {
+        if k.span().start <= offset && best.as_ref().is_none_or(|(b, _)| k.span().start >= *b) {
+            best = Some((k.span().start, k.get_ref().to_string()));
+        }
+        walk(v.get_ref(), k.get_ref(), offset, &mut best);
+    }
+    best.map(|(_, path)| path)
 }
 
 /// A `sqlite://` URL that creates the file if missing.
@@ -309,7 +483,9 @@ struct RawKey {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
-    url: String,
+    url: Option<String>,
+    url_env: Option<String>,
+    url_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -331,6 +507,7 @@ struct RawLimits {
     reservation_grace_secs: Option<u64>,
     preauth_failure_burst: Option<u32>,
     preauth_failures_per_sec: Option<u32>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +531,7 @@ struct RawBucket {
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
     #[serde(default)]
     allow_http: bool,
     #[serde(default)]
@@ -428,14 +606,76 @@ fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
+/// Evaluates to `Some(value)`, or records the error in `$p` and evaluates to `None`.
+macro_rules! check {
+    ($p:ident, $e:expr) => {
+        match $e {
+            Ok(v) => Some(v),
+            Err(e) => {
+                $p.push(e);
+                None
+            }
+        }
+    };
+}
+
+/// A secret given inline (`KEY`), by environment variable (`KEY_env`) or in a file
+/// (`KEY_file`, relative to `data_dir`, refused if group/other-readable): at most one
+/// of the three; `None` if none is given.
+fn secret(
+    data_dir: &Path,
+    key: &str,
+    inline: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline, env, file) {
+        (None, None, None) => Ok(None),
+        (Some(v), None, None) => Ok(Some(Secret::new(v))),
+        (None, Some(var), None) => {
+            std::env::var(&var)
+                .map(|v| Some(Secret::new(v)))
+                .map_err(|_| {
+                    err(
+                        format!("{key}_env"),
+                        format!("environment variable `{var}` is not set"),
+                    )
+                })
+        }
+        (None, None, Some(path)) => {
+            let path = resolve(data_dir, path);
+            let at = format!("{key}_file");
+            let file = std::fs::File::open(&path)
+                .map_err(|e| err(&at, format!("cannot read {}: {e}", path.display())))?;
+            refuse_shared(&file, &at)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::Read::take(file, 64 * 1024), &mut text)
+                .map_err(|e| err(&at, format!("cannot read {}: {e}", path.display())))?;
+            Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+        }
+        _ => Err(err(
+            key,
+            format!("set only one of {key}, {key}_env and {key}_file"),
+        )),
+    }
+}
+
 fn need<T>(v: Option<T>, key: String, what: &str) -> Result<T, ConfigError> {
     v.ok_or_else(|| err(key, format!("is required for {what}")))
 }
 
 impl RawConfig {
-    fn validate(self, data_dir_override: Option<&Path>) -> Result<Config, ConfigError> {
-        let gatekeeper_id = GatekeeperId::parse(&self.gatekeeper_id)
-            .map_err(|e| err("gatekeeper_id", e.message()))?;
+    /// Validates every section, recording each problem in `p` (independent parts are
+    /// all checked; a part that depends on a broken one is skipped). `None` if any.
+    fn validate(
+        self,
+        data_dir_override: Option<&Path>,
+        p: &mut Vec<ConfigError>,
+    ) -> Option<Config> {
+        let gatekeeper_id = check!(
+            p,
+            GatekeeperId::parse(&self.gatekeeper_id).map_err(|e| err("gatekeeper_id", e.message()))
+        );
         let listen = self
             .listen
             .map(|l| {
@@ -446,11 +686,15 @@ impl RawConfig {
                     )
                 })
             })
-            .transpose()?;
+            .transpose();
+        let listen = check!(p, listen);
         let data_dir = match (data_dir_override, self.data_dir) {
             (Some(d), _) => d.to_owned(),
             (None, Some(d)) => d,
-            (None, None) => return Err(err("data_dir", "is required (or pass --data-dir)")),
+            (None, None) => {
+                p.push(err("data_dir", "is required (or pass --data-dir)"));
+                return None;
+            }
         };
         let (key_path, key_id) = match self.key {
             Some(k) => (
@@ -462,22 +706,39 @@ impl RawConfig {
             ),
             None => (data_dir.join("gatekeeper.key"), "gatekeeper-1".to_owned()),
         };
-        let key_id = KeyId::parse(&key_id).map_err(|e| err("key.key_id", e.message()))?;
+        let key_id = check!(
+            p,
+            KeyId::parse(&key_id).map_err(|e| err("key.key_id", e.message()))
+        );
         let database_url = match self.database {
-            Some(d)
-                if d.url.starts_with("sqlite:")
-                    || d.url.starts_with("postgres://")
-                    || d.url.starts_with("postgresql://") =>
-            {
-                d.url
-            }
-            Some(_) => {
-                return Err(err(
-                    "database.url",
-                    "must start with sqlite: or postgres://",
-                ));
-            }
-            None => sqlite_url(&data_dir.join("gatekeeper.sqlite")),
+            Some(d) => match check!(
+                p,
+                secret(&data_dir, "database.url", d.url, d.url_env, d.url_file)
+            ) {
+                Some(Some(url))
+                    if url.expose().starts_with("sqlite:")
+                        || url.expose().starts_with("postgres://")
+                        || url.expose().starts_with("postgresql://") =>
+                {
+                    url
+                }
+                Some(Some(_)) => {
+                    p.push(err(
+                        "database.url",
+                        "must start with sqlite: or postgres://",
+                    ));
+                    Secret::new("")
+                }
+                Some(None) => {
+                    p.push(err(
+                        "database.url",
+                        "is required in [database] (or url_env, url_file)",
+                    ));
+                    Secret::new("")
+                }
+                None => Secret::new(""),
+            },
+            None => Secret::new(sqlite_url(&data_dir.join("gatekeeper.sqlite"))),
         };
         let mut limits = Limits::default();
         if let Some(l) = self.limits {
@@ -486,39 +747,43 @@ impl RawConfig {
             }
             if let Some(v) = l.max_header_bytes {
                 if !(256..=65_536).contains(&v) {
-                    return Err(err(
+                    p.push(err(
                         "limits.max_header_bytes",
                         "must be between 256 and 65536",
                     ));
+                } else {
+                    limits.max_header_bytes = v;
                 }
-                limits.max_header_bytes = v;
             }
             if let Some(v) = l.max_lifetime_secs {
                 if v == 0 || v > countersign_core::canonical::MAX_LIFETIME_SECS {
-                    return Err(err(
+                    p.push(err(
                         "limits.max_lifetime_secs",
                         "must be between 1 and 86400",
                     ));
+                } else {
+                    limits.max_lifetime_secs = v;
                 }
-                limits.max_lifetime_secs = v;
             }
             if let Some(v) = l.clock_skew_secs {
                 if v > 600 {
-                    return Err(err("limits.clock_skew_secs", "must be at most 600"));
+                    p.push(err("limits.clock_skew_secs", "must be at most 600"));
+                } else {
+                    limits.clock_skew_secs = v;
                 }
-                limits.clock_skew_secs = v;
             }
             if let Some(v) = l.max_list_page {
                 let most = countersign_core::listing::MAX_LISTING_OBJECTS;
                 if v == 0 || v as usize > most {
-                    return Err(err(
+                    p.push(err(
                         "limits.max_list_page",
                         format!(
                             "must be between 1 and {most} (a signed listing holds at most {most} objects)"
                         ),
                     ));
+                } else {
+                    limits.max_list_page = v;
                 }
-                limits.max_list_page = v;
             }
             let ranged = |name: &str, v: Option<u64>, lo: u64, hi: u64, slot: &mut u64| match v {
                 Some(v) if !(lo..=hi).contains(&v) => Err(err(
@@ -531,127 +796,197 @@ impl RawConfig {
                 }
                 None => Ok(()),
             };
-            ranged(
-                "storage_timeout_ms",
-                l.storage_timeout_ms,
-                100,
-                600_000,
-                &mut limits.storage_timeout_ms,
-            )?;
-            ranged(
-                "database_timeout_ms",
-                l.database_timeout_ms,
-                100,
-                600_000,
-                &mut limits.database_timeout_ms,
-            )?;
-            ranged(
-                "header_read_timeout_ms",
-                l.header_read_timeout_ms,
-                100,
-                600_000,
-                &mut limits.header_read_timeout_ms,
-            )?;
-            ranged(
-                "idle_timeout_ms",
-                l.idle_timeout_ms,
-                100,
-                3_600_000,
-                &mut limits.idle_timeout_ms,
-            )?;
-            ranged(
-                "min_body_bytes_per_sec",
-                l.min_body_bytes_per_sec,
-                0,
-                1 << 30,
-                &mut limits.min_body_bytes_per_sec,
-            )?;
-            ranged(
-                "upload_memory_bytes",
-                l.upload_memory_bytes,
-                32 << 20,
-                1 << 40,
-                &mut limits.upload_memory_bytes,
-            )?;
-            ranged(
-                "reconcile_interval_secs",
-                l.reconcile_interval_secs,
-                1,
-                86_400,
-                &mut limits.reconcile_interval_secs,
-            )?;
-            ranged(
-                "reservation_grace_secs",
-                l.reservation_grace_secs,
-                1,
-                86_400,
-                &mut limits.reservation_grace_secs,
-            )?;
+            check!(
+                p,
+                ranged(
+                    "storage_timeout_ms",
+                    l.storage_timeout_ms,
+                    100,
+                    600_000,
+                    &mut limits.storage_timeout_ms,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "database_timeout_ms",
+                    l.database_timeout_ms,
+                    100,
+                    600_000,
+                    &mut limits.database_timeout_ms,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "header_read_timeout_ms",
+                    l.header_read_timeout_ms,
+                    100,
+                    600_000,
+                    &mut limits.header_read_timeout_ms,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "idle_timeout_ms",
+                    l.idle_timeout_ms,
+                    100,
+                    3_600_000,
+                    &mut limits.idle_timeout_ms,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "min_body_bytes_per_sec",
+                    l.min_body_bytes_per_sec,
+                    0,
+                    1 << 30,
+                    &mut limits.min_body_bytes_per_sec,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "upload_memory_bytes",
+                    l.upload_memory_bytes,
+                    32 << 20,
+                    1 << 40,
+                    &mut limits.upload_memory_bytes,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "reconcile_interval_secs",
+                    l.reconcile_interval_secs,
+                    1,
+                    86_400,
+                    &mut limits.reconcile_interval_secs,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "reservation_grace_secs",
+                    l.reservation_grace_secs,
+                    1,
+                    86_400,
+                    &mut limits.reservation_grace_secs,
+                )
+            );
+            check!(
+                p,
+                ranged(
+                    "shutdown_grace_ms",
+                    l.shutdown_grace_ms,
+                    0,
+                    3_600_000,
+                    &mut limits.shutdown_grace_ms,
+                )
+            );
             let mut n = limits.max_connections as u64;
-            ranged(
-                "max_connections",
-                l.max_connections.map(|v| v as u64),
-                1,
-                1_000_000,
-                &mut n,
-            )?;
+            check!(
+                p,
+                ranged(
+                    "max_connections",
+                    l.max_connections.map(|v| v as u64),
+                    1,
+                    1_000_000,
+                    &mut n,
+                )
+            );
             limits.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
             let mut n = u64::from(limits.preauth_failure_burst);
-            ranged(
-                "preauth_failure_burst",
-                l.preauth_failure_burst.map(u64::from),
-                1,
-                1_000_000,
-                &mut n,
-            )?;
+            check!(
+                p,
+                ranged(
+                    "preauth_failure_burst",
+                    l.preauth_failure_burst.map(u64::from),
+                    1,
+                    1_000_000,
+                    &mut n,
+                )
+            );
             limits.preauth_failure_burst = u32::try_from(n).unwrap_or(u32::MAX);
             let mut n = u64::from(limits.preauth_failures_per_sec);
-            ranged(
-                "preauth_failures_per_sec",
-                l.preauth_failures_per_sec.map(u64::from),
-                1,
-                1_000_000,
-                &mut n,
-            )?;
+            check!(
+                p,
+                ranged(
+                    "preauth_failures_per_sec",
+                    l.preauth_failures_per_sec.map(u64::from),
+                    1,
+                    1_000_000,
+                    &mut n,
+                )
+            );
             limits.preauth_failures_per_sec = u32::try_from(n).unwrap_or(u32::MAX);
         }
 
+        // Keys and buckets that are declared but broken (already reported) still
+        // count below, so that their breakage is not reported a second time.
+        let declared_roles: Vec<String> = self.keys.iter().map(|k| k.role.clone()).collect();
+        let declared_buckets: BTreeSet<String> = self.buckets.keys().cloned().collect();
         let mut keys = Vec::new();
         let mut seen_ids = BTreeSet::new();
         let mut seen_keys: BTreeMap<Vec<u8>, KeyId> = BTreeMap::new();
         for (i, k) in self.keys.into_iter().enumerate() {
             let at = |f: &str| format!("keys[{i}].{f}");
-            let key_id = KeyId::parse(&k.key_id).map_err(|e| err(at("key_id"), e.message()))?;
+            let Some(key_id) = check!(
+                p,
+                KeyId::parse(&k.key_id).map_err(|e| err(at("key_id"), e.message()))
+            ) else {
+                continue;
+            };
             if !seen_ids.insert(key_id.clone()) {
-                return Err(err(
+                p.push(err(
                     at("key_id"),
                     format!("`{key_id}` is used by two keys; key ids must be unique"),
                 ));
+                continue;
             }
-            let role = Role::parse(&k.role).map_err(|e| err(at("role"), e.message()))?;
+            let Some(role) = check!(
+                p,
+                Role::parse(&k.role).map_err(|e| err(at("role"), e.message()))
+            ) else {
+                continue;
+            };
             if role == Role::gatekeeper() {
-                return Err(err(
+                p.push(err(
                     at("role"),
                     "gatekeeper keys are not configured here; the gatekeeper's own key is in [key]",
                 ));
+                continue;
             }
-            let raw = base64_decode(&k.public_key)
-                .ok_or_else(|| err(at("public_key"), "must be 32 bytes in unpadded base64url"))?;
-            let public_key =
-                PublicKey::from_slice(&raw).map_err(|e| err(at("public_key"), e.message()))?;
+            let Some(raw) = base64_decode(&k.public_key) else {
+                p.push(err(
+                    at("public_key"),
+                    "must be 32 bytes in unpadded base64url",
+                ));
+                continue;
+            };
+            let Some(public_key) = check!(
+                p,
+                PublicKey::from_slice(&raw).map_err(|e| err(at("public_key"), e.message()))
+            ) else {
+                continue;
+            };
             // One key under two ids would count twice towards a threshold.
             if let Some(first) = seen_keys.insert(raw.clone(), key_id.clone()) {
-                return Err(err(
+                p.push(err(
                     at("public_key"),
                     format!(
                         "is already configured as key `{first}`; one public key may have only one key id (duplicate_key)"
                     ),
                 ));
+                continue;
             }
             if let (Some(nb), Some(na)) = (k.not_before, k.not_after)
                 && na <= nb
             {
-                return Err(err(at("not_after"), "must be after not_before"));
+                p.push(err(at("not_after"), "must be after not_before"));
+                continue;
             }
             keys.push(AuthorizedKey {
                 key_id,
@@ -665,52 +1000,74 @@ impl RawConfig {
         let mut thresholds = BTreeMap::new();
         for (op, roles) in self.thresholds {
             if !THRESHOLD_OPERATIONS.contains(&op.as_str()) {
-                return Err(err(
+                p.push(err(
                     format!("thresholds.{op}"),
                     "is not an operation; use GET, HEAD, PUT, LIST or AUDIT",
                 ));
+                continue;
+            }
+            if roles.is_empty() {
+                p.push(err(
+                    format!("thresholds.{op}"),
+                    "must require at least one role",
+                ));
+                continue;
             }
             let mut list = Vec::new();
             for (role, n) in roles {
                 let key = format!("thresholds.{op}.{role}");
-                let role = Role::parse(&role).map_err(|e| err(key.clone(), e.message()))?;
-                let available = keys.iter().filter(|k| k.role == role).count();
-                let n = usize::try_from(n).ok().filter(|n| *n >= 1 && *n <= available).ok_or_else(|| {
-                    err(key.clone(), format!("must be between 1 and the {available} configured key(s) of role `{role}`"))
-                })?;
+                let Some(role) = check!(
+                    p,
+                    Role::parse(&role).map_err(|e| err(key.clone(), e.message()))
+                ) else {
+                    continue;
+                };
+                let available = declared_roles
+                    .iter()
+                    .filter(|r| **r == role.as_str())
+                    .count();
+                let Some(n) = usize::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1 && *n <= available)
+                else {
+                    p.push(err(key, format!("must be between 1 and the {available} configured key(s) of role `{role}`")));
+                    continue;
+                };
                 list.push((role, n));
-            }
-            if list.is_empty() {
-                return Err(err(
-                    format!("thresholds.{op}"),
-                    "must require at least one role",
-                ));
             }
             thresholds.insert(op, list);
         }
         for op in ["GET", "HEAD", "PUT", "LIST"] {
             if !thresholds.contains_key(op) {
-                let available = keys.iter().filter(|k| k.role == Role::vendor()).count();
-                if available == 0 {
-                    return Err(err(
+                if !declared_roles.iter().any(|r| r == Role::VENDOR) {
+                    p.push(err(
                         format!("thresholds.{op}"),
                         "is not set and there is no key of role `vendor` to default to",
                     ));
+                    continue;
                 }
                 thresholds.insert(op.to_owned(), vec![(Role::vendor(), 1)]);
             }
         }
 
         let mut buckets = BTreeMap::new();
+        if declared_buckets.is_empty() {
+            p.push(err("buckets", "at least one bucket is required"));
+        }
         for (name, b) in self.buckets {
             let at = |f: &str| format!("buckets.{name}.{f}");
-            let bucket =
-                Bucket::parse(&name).map_err(|e| err(format!("buckets.{name}"), e.message()))?;
+            let Some(bucket) = check!(
+                p,
+                Bucket::parse(&name).map_err(|e| err(format!("buckets.{name}"), e.message()))
+            ) else {
+                continue;
+            };
             if name == AUDIT_BUCKET {
-                return Err(err(
+                p.push(err(
                     format!("buckets.{name}"),
                     "is reserved for audit requests",
                 ));
+                continue;
             }
             let storage = match b.store.as_str() {
                 "local" => StorageConfig::Local {
@@ -721,115 +1078,134 @@ impl RawConfig {
                     ),
                 },
                 "s3" => {
-                    let secret = match (b.secret_access_key, b.secret_access_key_env) {
-                        (Some(s), None) => s,
-                        (None, Some(var)) => std::env::var(&var).map_err(|_| {
-                            err(
-                                at("secret_access_key_env"),
-                                format!("environment variable `{var}` is not set"),
-                            )
-                        })?,
-                        (Some(_), Some(_)) => {
-                            return Err(err(
+                    let secret = match check!(
+                        p,
+                        secret(
+                            &data_dir,
+                            &at("secret_access_key"),
+                            b.secret_access_key,
+                            b.secret_access_key_env,
+                            b.secret_access_key_file
+                        )
+                    ) {
+                        Some(Some(s)) => s,
+                        Some(None) => {
+                            p.push(err(
                                 at("secret_access_key"),
-                                "set either secret_access_key or secret_access_key_env, not both",
+                                "is required for an s3 bucket (or secret_access_key_env, secret_access_key_file)",
                             ));
+                            continue;
                         }
-                        (None, None) => {
-                            return Err(err(
-                                at("secret_access_key"),
-                                "is required for an s3 bucket (or secret_access_key_env)",
-                            ));
-                        }
+                        None => continue,
                     };
-                    let endpoint = need(b.endpoint, at("endpoint"), "an s3 bucket")?;
+                    let Some(endpoint) =
+                        check!(p, need(b.endpoint, at("endpoint"), "an s3 bucket"))
+                    else {
+                        continue;
+                    };
                     if !(endpoint.starts_with("https://")
                         || (b.allow_http && endpoint.starts_with("http://")))
                     {
-                        return Err(err(
+                        p.push(err(
                             at("endpoint"),
                             "must be an https:// URL (http:// only with allow_http = true)",
                         ));
+                        continue;
                     }
+                    let Some(access_key_id) = check!(
+                        p,
+                        need(b.access_key_id, at("access_key_id"), "an s3 bucket")
+                    ) else {
+                        continue;
+                    };
                     StorageConfig::S3 {
                         endpoint,
                         region: b.region.unwrap_or_else(|| "us-east-1".to_owned()),
                         s3_bucket: b.s3_bucket.unwrap_or_else(|| name.clone()),
-                        access_key_id: need(b.access_key_id, at("access_key_id"), "an s3 bucket")?,
+                        access_key_id,
                         secret_access_key: secret,
                         allow_http: b.allow_http,
                     }
                 }
                 other => {
-                    return Err(err(
+                    p.push(err(
                         at("store"),
                         format!("`{other}` is not a store; use \"local\" or \"s3\""),
                     ));
+                    continue;
                 }
             };
-            let ip_rules = IpRules {
-                allow: cidrs(&b.allow_ips, &at("allow_ips"))?,
-                deny: cidrs(&b.deny_ips, &at("deny_ips"))?,
+            let (Some(allow), Some(deny)) = (
+                check!(p, cidrs(&b.allow_ips, &at("allow_ips"))),
+                check!(p, cidrs(&b.deny_ips, &at("deny_ips"))),
+            ) else {
+                continue;
             };
+            let ip_rules = IpRules { allow, deny };
             buckets.insert(bucket, BucketConfig { storage, ip_rules });
         }
-        if buckets.is_empty() {
-            return Err(err("buckets", "at least one bucket is required"));
-        }
 
-        let (ip_rules, trusted_proxies) = match self.network {
-            Some(n) => (
-                IpRules {
-                    allow: cidrs(&n.allow_ips, "network.allow_ips")?,
-                    deny: cidrs(&n.deny_ips, "network.deny_ips")?,
-                },
-                cidrs(&n.trusted_proxies, "network.trusted_proxies")?,
-            ),
-            None => (IpRules::default(), Vec::new()),
-        };
+        let network = self.network.unwrap_or(RawNetwork {
+            trusted_proxies: Vec::new(),
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
+        });
+        let allow = check!(p, cidrs(&network.allow_ips, "network.allow_ips"));
+        let deny = check!(p, cidrs(&network.deny_ips, "network.deny_ips"));
+        let trusted_proxies = check!(
+            p,
+            cidrs(&network.trusted_proxies, "network.trusted_proxies")
+        );
 
         let mut groups = BTreeMap::new();
         for (name, members) in self.groups {
             let mut set = BTreeSet::new();
             for (i, m) in members.iter().enumerate() {
-                set.insert(
-                    Subject::parse(m)
-                        .map_err(|e| err(format!("groups.{name}[{i}]"), e.message()))?,
-                );
+                if let Some(s) = check!(
+                    p,
+                    Subject::parse(m).map_err(|e| err(format!("groups.{name}[{i}]"), e.message()))
+                ) {
+                    set.insert(s);
+                }
             }
             groups.insert(name, set);
         }
         let mut rules = Vec::new();
         for (i, r) in self.acl.into_iter().enumerate() {
+            let reported = p.len();
             let at = |f: &str| format!("acl[{i}].{f}");
             let effect = match r.effect.as_str() {
                 "allow" => Effect::Allow,
                 "deny" => Effect::Deny,
                 other => {
-                    return Err(err(
+                    p.push(err(
                         at("effect"),
                         format!("`{other}` must be \"allow\" or \"deny\""),
                     ));
+                    Effect::Deny
                 }
             };
             let everyone = r.subjects.iter().any(|s| s == "*");
             let mut subjects = BTreeSet::new();
             for (j, s) in r.subjects.iter().enumerate().filter(|(_, s)| *s != "*") {
-                subjects.insert(
+                if let Some(s) = check!(
+                    p,
                     Subject::parse(s)
-                        .map_err(|e| err(format!("acl[{i}].subjects[{j}]"), e.message()))?,
-                );
+                        .map_err(|e| err(format!("acl[{i}].subjects[{j}]"), e.message()))
+                ) {
+                    subjects.insert(s);
+                }
             }
             for (j, g) in r.groups.iter().enumerate() {
                 if !groups.contains_key(g) {
-                    return Err(err(
+                    p.push(err(
                         format!("acl[{i}].groups[{j}]"),
                         format!("group `{g}` is not defined in [groups]"),
                     ));
                 }
             }
-            if !everyone && subjects.is_empty() && r.groups.is_empty() {
-                return Err(err(
+            if !everyone && r.subjects.is_empty() && r.groups.is_empty() {
+                p.push(err(
                     at("subjects"),
                     "a rule needs subjects, groups, or subjects = [\"*\"]",
                 ));
@@ -839,10 +1215,15 @@ impl RawConfig {
             } else {
                 let mut set = BTreeSet::new();
                 for (j, b) in r.buckets.iter().enumerate() {
-                    let bucket = Bucket::parse(b)
-                        .map_err(|e| err(format!("acl[{i}].buckets[{j}]"), e.message()))?;
-                    if !buckets.contains_key(&bucket) {
-                        return Err(err(
+                    let Some(bucket) = check!(
+                        p,
+                        Bucket::parse(b)
+                            .map_err(|e| err(format!("acl[{i}].buckets[{j}]"), e.message()))
+                    ) else {
+                        continue;
+                    };
+                    if !declared_buckets.contains(b) {
+                        p.push(err(
                             format!("acl[{i}].buckets[{j}]"),
                             format!("bucket `{b}` is not defined in [buckets]"),
                         ));
@@ -852,20 +1233,29 @@ impl RawConfig {
                 Some(set)
             };
             if !r.prefix.is_empty() {
-                countersign_core::ListPrefix::parse(&r.prefix)
-                    .map_err(|e| err(at("prefix"), e.message()))?;
+                check!(
+                    p,
+                    countersign_core::ListPrefix::parse(&r.prefix)
+                        .map_err(|e| err(at("prefix"), e.message()))
+                );
             }
             let mut operations = BTreeSet::new();
             for (j, op) in r.operations.iter().enumerate() {
-                operations.insert(Method::parse(op).map_err(|_| {
-                    err(
+                match Method::parse(op) {
+                    Ok(m) => {
+                        operations.insert(m);
+                    }
+                    Err(_) => p.push(err(
                         format!("acl[{i}].operations[{j}]"),
                         format!("`{op}` must be GET, HEAD, PUT or LIST"),
-                    )
-                })?);
+                    )),
+                }
             }
-            if operations.is_empty() {
-                return Err(err(at("operations"), "must name at least one operation"));
+            if r.operations.is_empty() {
+                p.push(err(at("operations"), "must name at least one operation"));
+            }
+            if p.len() > reported {
+                continue;
             }
             rules.push(AclRule {
                 effect,
@@ -888,7 +1278,7 @@ impl RawConfig {
                 && !o.ends_with('/')
                 && o.bytes().all(|b| b.is_ascii_graphic());
             if !ok {
-                return Err(err(
+                p.push(err(
                     format!("cors.origins[{i}]"),
                     format!(
                         "`{o}` must be an origin like https://reports.example.com (scheme and host, no path)"
@@ -898,21 +1288,27 @@ impl RawConfig {
         }
         let checkpoint_every = self.audit.and_then(|a| a.checkpoint_every).unwrap_or(100);
         if checkpoint_every == 0 {
-            return Err(err("audit.checkpoint_every", "must be at least 1"));
+            p.push(err("audit.checkpoint_every", "must be at least 1"));
         }
-        Ok(Config {
-            gatekeeper_id,
-            listen,
+        if !p.is_empty() {
+            return None;
+        }
+        Some(Config {
+            gatekeeper_id: gatekeeper_id?,
+            listen: listen?,
             data_dir,
             key_path,
-            key_id,
+            key_id: key_id?,
             database_url,
             limits,
             keys,
             thresholds,
             buckets,
-            ip_rules,
-            trusted_proxies,
+            ip_rules: IpRules {
+                allow: allow?,
+                deny: deny?,
+            },
+            trusted_proxies: trusted_proxies?,
             acl: Acl { groups, rules },
             tls,
             cors_origins,
@@ -952,8 +1348,12 @@ pub fn parse_vendor_key_flag(s: &str) -> Result<AuthorizedKey, ConfigError> {
 /// base64url.
 pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), ConfigError> {
     let key = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
+    match std::fs::File::open(path) {
+        Ok(file) => {
+            refuse_shared(&file, &key)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::Read::take(file, 1024), &mut text)
+                .map_err(|e| err(&key, format!("cannot read the key: {e}")))?;
             let raw = base64_decode(&text)
                 .ok_or_else(|| err(&key, "the gatekeeper key file must hold a base64url seed"))?;
             let seed: [u8; 32] = raw
@@ -976,6 +1376,32 @@ pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), ConfigError
         }
         Err(e) => Err(err(&key, format!("cannot read the key: {e}"))),
     }
+}
+
+/// Refuses, on Unix, a secret file that group or others may read (like the vendor
+/// SDK's key loader; checked on the opened file, so a swap after the check is
+/// harmless). The check is repeated rather than shared: the two crates share only
+/// the core, which does no I/O.
+fn refuse_shared(file: &std::fs::File, key: &str) -> Result<(), ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file
+            .metadata()
+            .map_err(|e| err(key, format!("cannot read the file's mode: {e}")))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(err(
+                key,
+                format!(
+                    "the secret file is readable by group or others (mode {:03o}); run `chmod 600` on it",
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

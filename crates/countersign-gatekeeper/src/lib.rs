@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reconcile;
+pub mod reload;
 pub mod s3_uploads;
 pub mod server;
 pub mod storage;

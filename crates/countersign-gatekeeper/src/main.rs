@@ -8,6 +8,7 @@ use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_ke
 use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
 use countersign_gatekeeper::http::gatekeeper_policy;
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
+use countersign_gatekeeper::reload::{ReloadSource, Requester, reload};
 use countersign_gatekeeper::server;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -53,6 +54,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file: prints every problem with its TOML path and
+    /// line and exits 1, or prints `FILE: OK` and exits 0. Secrets are never printed.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+        /// Resolve relative paths against this directory instead of the file's
+        /// `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -61,7 +81,7 @@ struct Source {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// A TOML configuration file (see gatekeeper.example.toml).
-    #[arg(long)]
+    #[arg(long, env = "COUNTERSIGN_CONFIG")]
     config: Option<PathBuf>,
 }
 
@@ -153,13 +173,50 @@ async fn open_ledger(config: &Config) -> Result<Ledger, String> {
         key_id: config.key_id.clone(),
     };
     Ledger::connect(
-        &config.database_url,
+        config.database_url.expose(),
         signer,
         config.checkpoint_every,
         config.limits.database_timeout(),
     )
     .await
     .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+/// Reloads the policy at every SIGHUP, for as long as the process lives. The handler
+/// is installed before this returns, so a SIGHUP never kills a started server.
+fn reload_on_sighup(state: countersign_gatekeeper::http::AppState) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match reload(&state, &Requester::Signal).await {
+                Ok(done) => eprintln!(
+                    "SIGHUP: policy reloaded: sha256 {}",
+                    countersign_core::text::hex(&done.sha256)
+                ),
+                Err(e) => eprintln!("SIGHUP: policy reload refused: {e}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Completes at the first SIGTERM or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("cannot install the SIGTERM/SIGINT handlers; stop the process with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    eprintln!("{name}: no longer accepting connections; draining requests in progress");
 }
 
 fn now_secs() -> u64 {
@@ -182,6 +239,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (state, created) = server::build_state(config)
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(path) = &source.config {
+                let _ = state.reload_source.set(ReloadSource {
+                    path: path.clone(),
+                    data_dir: source.data_dir.clone(),
+                });
+            }
+            reload_on_sighup(state.clone())?;
             let pk = countersign_core::text::b64(&state.public_key());
             eprintln!(
                 "gatekeeper `{}` key `{}` public key {pk}{}",
@@ -201,11 +265,41 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "listening on {scheme}://{}",
                 listener.local_addr().map_err(|e| e.to_string())?
             );
-            server::serve(state, listener)
+            let drained = server::serve_until(state, listener, stop_signal())
                 .await
-                .map_err(|e| format!("server stopped: {e}"))
+                .map_err(|e| format!("server stopped: {e}"))?;
+            if drained.abandoned == 0 {
+                eprintln!("stopped: every request finished");
+            } else {
+                eprintln!(
+                    "stopped: {} requests or connections were still running at the grace deadline; recovery finishes them at the next start",
+                    drained.abandoned
+                );
+            }
+            Ok(())
         }
         Command::Audit { command } => audit(command).await,
+        Command::Config {
+            command: ConfigCommand::Check { file, data_dir },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            match Config::check(&text, data_dir.as_deref()) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    Ok(())
+                }
+                Err(problems) => {
+                    let mut out = std::io::stdout().lock();
+                    for p in &problems {
+                        let at = p.line.map(|l| format!(":{l}")).unwrap_or_default();
+                        writeln!(out, "{}{at}: {}: {}", file.display(), p.key, p.message)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Err(format!("{}: {} problem(s)", file.display(), problems.len()))
+                }
+            }
+        }
         Command::Reconcile { source, dry_run } => {
             let config = load_config(&source, &[])?;
             let ledger = open_ledger(&config).await?;

@@ -1,7 +1,9 @@
 //! Starting the gatekeeper: key, database, stores, recovery, and the listener (plain
 //! TCP or TLS with rustls) with its bounds: at most `max_connections` connections,
 //! request headers within `header_read_timeout_ms`, connections on which nothing moves
-//! for `idle_timeout_ms` closed.
+//! for `idle_timeout_ms` closed. [`serve_until`] drains on shutdown: it stops
+//! accepting, lets in-flight requests finish for up to `shutdown_grace_ms`, and
+//! returns.
 
 use crate::config::{Config, load_or_create_key};
 use crate::http::{AppState, Gatekeeper, PeerAddr, app};
@@ -17,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
@@ -46,7 +48,7 @@ pub async fn build_state(config: Config) -> Result<(AppState, bool), StartError>
         key_id: config.key_id.clone(),
     };
     let ledger = Ledger::connect(
-        &config.database_url,
+        config.database_url.expose(),
         signer,
         config.checkpoint_every,
         config.limits.database_timeout(),
@@ -154,9 +156,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// Serves one connection with the router until it ends or goes idle.
-async fn serve_connection<T>(io: T, peer: SocketAddr, router: axum::Router, config: &Config)
-where
+/// Serves one connection with the router until it ends or goes idle. When
+/// `stopping` turns true, the connection finishes the request in progress (if any)
+/// and closes instead of waiting for another.
+async fn serve_connection<T>(
+    io: T,
+    peer: SocketAddr,
+    router: axum::Router,
+    config: &Config,
+    mut stopping: watch::Receiver<bool>,
+) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let last = Arc::new(AtomicU64::new(0));
@@ -180,11 +189,18 @@ where
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = Duration::from_millis(config.limits.idle_timeout_ms);
+    let mut draining = false;
     loop {
         let since = Duration::from_millis(last.load(Ordering::Relaxed));
         let quiet_until = epoch + since + idle;
         tokio::select! {
             _ = conn.as_mut() => return,
+            changed = stopping.wait_for(|s| *s), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
             () = tokio::time::sleep_until(quiet_until.into()) => {
                 let since_now = Duration::from_millis(last.load(Ordering::Relaxed));
                 if epoch + since_now + idle <= Instant::now() {
@@ -200,35 +216,55 @@ where
 /// Serves `state` on `listener` until the process is stopped: recovery runs first
 /// and then on a timer.
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
+    serve_until(state, listener, std::future::pending())
+        .await
+        .map(|_| ())
+}
+
+/// How a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drained {
+    /// Requests and connections still running when the grace period ran out (0: all
+    /// finished). Whatever they left behind is finished by recovery at the next start.
+    pub abandoned: usize,
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then drains: the
+/// listener is closed at once (new connections are refused), idle keep-alive
+/// connections are closed, requests in progress run to their end for up to
+/// `limits.shutdown_grace_ms`, and the database pool is closed.
+pub async fn serve_until(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<Drained> {
     spawn_reconciler(state.clone());
     let tls = match &state.config.tls {
         Some(t) => Some(tls_acceptor(&t.cert, &t.key).map_err(|e| std::io::Error::other(e.0))?),
         None => None,
     };
     let config = Arc::new(state.config.clone());
-    let router = app(state);
+    let router = app(state.clone());
     let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+    let (stop, stopping) = watch::channel(false);
+    tokio::pin!(shutdown);
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return Ok(());
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &slots) => accepted,
         };
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors, usually: wait instead of spinning.
-                eprintln!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((permit, tcp, peer)) = accepted else {
+            continue;
         };
         no_delay(&tcp);
         let router = router.clone();
         let config = config.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        let stopping = stopping.clone();
+        state.tasks.spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(tcp, peer, router, &config).await,
+                None => serve_connection(tcp, peer, router, &config, stopping).await,
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(
                         Duration::from_millis(config.limits.header_read_timeout_ms),
@@ -236,11 +272,39 @@ pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()
                     )
                     .await;
                     if let Ok(Ok(stream)) = handshake {
-                        serve_connection(stream, peer, router, &config).await;
+                        serve_connection(stream, peer, router, &config, stopping).await;
                     }
                 }
             }
         });
+    }
+    drop(listener);
+    // `send_replace` reaches connections whatever their receivers are doing.
+    stop.send_replace(true);
+    state.tasks.close();
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    let abandoned = match tokio::time::timeout(grace, state.tasks.wait()).await {
+        Ok(()) => 0,
+        Err(_) => state.tasks.len(),
+    };
+    state.ledger.close().await;
+    Ok(Drained { abandoned })
+}
+
+/// Waits for a connection slot and a connection; `None` after a failed accept.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    let permit = slots.clone().acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((tcp, peer)) => Some((permit, tcp, peer)),
+        Err(e) => {
+            // Out of file descriptors, usually: wait instead of spinning.
+            eprintln!("accept failed: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
     }
 }
 

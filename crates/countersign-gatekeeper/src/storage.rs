@@ -202,7 +202,7 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
                     .with_region(region)
                     .with_bucket_name(s3_bucket)
                     .with_access_key_id(access_key_id)
-                    .with_secret_access_key(secret_access_key)
+                    .with_secret_access_key(secret_access_key.expose())
                     .with_allow_http(*allow_http)
                     .with_virtual_hosted_style_request(false)
                     .with_retry(retry)
@@ -217,7 +217,7 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
                     region: region.clone(),
                     bucket: s3_bucket.clone(),
                     access_key_id: access_key_id.clone(),
-                    secret_access_key: secret_access_key.clone(),
+                    secret_access_key: secret_access_key.expose().to_owned(),
                 }),
             })
         }

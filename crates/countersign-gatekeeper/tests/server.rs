@@ -212,7 +212,7 @@ async fn cli_audit_verify_detects_tampering() {
     // Alter an entry in the database: verification from the database fails.
     let ledger = h.ledger().await;
     drop(ledger);
-    let pool = sqlx::AnyPool::connect(&h.config.database_url)
+    let pool = sqlx::AnyPool::connect(h.config.database_url.expose())
         .await
         .unwrap();
     sqlx::query("UPDATE audit_log SET subject = 'someone-else' WHERE seq = 1")
@@ -406,4 +406,606 @@ async fn slow_headers_and_idle_connections_are_closed() {
         assert!(closed.is_ok(), "the connection stayed open ({first:?})");
     }
     server.abort();
+}
+
+/// A free port on 127.0.0.1 (bound, read and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `127.0.0.1:port` accepts (`true`) or refuses (`false`) connections.
+async fn wait_for_port(port: u16, accepting: bool) {
+    for _ in 0..200 {
+        let up = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok();
+        if up == accepting {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("port {port} never became accepting={accepting}");
+}
+
+/// Starts the gatekeeper binary on the harness's data and a config file with
+/// `limits` added to its `[limits]`, listening on a free port.
+fn spawn_gatekeeper(h: &Harness, limits: &str) -> (std::process::Child, u16, std::path::PathBuf) {
+    let config_path = h.dir.join("gatekeeper.toml");
+    std::fs::write(
+        &config_path,
+        config_text(
+            &format!(
+                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+                h.dir.join("bucket").display()
+            ),
+            "",
+            "",
+        )
+        .replace("[limits]\n", &format!("[limits]\n{limits}")),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&h.dir)
+        .arg("--config")
+        .arg(&config_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, port, config_path)
+}
+
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_uploads_and_exits_0() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, _) = spawn_gatekeeper(&h, "");
+    wait_for_port(port, true).await;
+
+    // An upload whose body is half sent when the signal arrives.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let req = put("drain/report.pdf", &body).request();
+    let c = req.encode();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(&req),
+        body.len(),
+        b64(&c),
+        vendor_sigs(&c, true)
+    );
+    let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.write_all(&body[..100_000]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    send_signal(&child, "TERM");
+    // New connections are refused while the upload is still running.
+    wait_for_port(port, false).await;
+    upload.write_all(&body[100_000..]).await.unwrap();
+    let mut response = Vec::new();
+    upload.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(0), "{log}");
+    assert!(log.contains("every request finished"), "{log}");
+
+    let entry = h.last_entry().await;
+    assert_eq!(entry.key, b"drain/report.pdf");
+    assert_eq!(entry.decision, countersign_core::Decision::Allow);
+    assert_eq!(entry.bytes, body.len() as u64);
+    assert_eq!(h.bucket_contents().await.len(), 2, "object and manifest");
+}
+
+#[tokio::test]
+async fn shutdown_grace_deadline_bounds_the_drain() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, _) = spawn_gatekeeper(&h, "shutdown_grace_ms = 300\n");
+    wait_for_port(port, true).await;
+    // An upload that never finishes.
+    let body = vec![7u8; 100_000];
+    let req = put("drain/stuck.pdf", &body).request();
+    let c = req.encode();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(&req),
+        body.len(),
+        b64(&c),
+        vendor_sigs(&c, true)
+    );
+    let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.write_all(&body[..1000]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    send_signal(&child, "INT");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("still running at the grace deadline"), "{log}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(h.bucket_contents().await.is_empty());
+}
+
+/// Runs the gatekeeper binary with `args` and extra environment variables.
+fn run_bin(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args(args)
+        .env_remove("COUNTERSIGN_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn config_check_reports_every_problem_with_its_line() {
+    let dir = temp_dir();
+    let good = config_text("[buckets.reports]\nstore = \"local\"\n", "", "");
+    let good_path = dir.path().join("good.toml");
+    std::fs::write(&good_path, &good).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run_bin(
+        &[
+            "config",
+            "check",
+            good_path.to_str().unwrap(),
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": OK\n"));
+
+    // Five independent mistakes, each on a line of its own.
+    let bad = good
+        .replace("gatekeeper_id = \"gk.test\"", "gatekeeper_id = \"GK!\"")
+        .replace("PUT = { vendor = 2 }", "PUT = { vendor = 7 }")
+        .replace(
+            "deny_ips = [\"127.0.0.2/32\"]",
+            "deny_ips = [\"300.1.1.1\"]",
+        )
+        .replace("groups = [\"staff\"]", "groups = [\"nobody\"]")
+        .replace("[limits]\n", "[limits]\nclock_skew_secs = 5000\n");
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let expected = [
+        ("gatekeeper_id", line_of("GK!")),
+        ("limits.clock_skew_secs", line_of("clock_skew_secs")),
+        ("thresholds.PUT.vendor", line_of("vendor = 7")),
+        ("network.deny_ips[0]", line_of("300.1.1.1")),
+        ("acl[1].groups[0]", line_of("\"nobody\"")),
+    ];
+    let problems = Config::check(&bad, Some(dir.path())).unwrap_err();
+    assert_eq!(problems.len(), expected.len(), "{problems:?}");
+    for (key, line) in expected {
+        let p = problems
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("{key}: {problems:?}"));
+        assert_eq!(p.line, Some(line), "{key}");
+    }
+    // The first problem is what `from_toml` (and so `serve`) reports.
+    assert!(config_error(&bad).contains(&format!("line {}: gatekeeper_id", line_of("GK!"))));
+
+    let bad_path = dir.path().join("bad.toml");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let bad_file = bad_path.to_str().unwrap();
+    let out = run_bin(&["config", "check", bad_file, "--data-dir", d], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{bad_file}:{}: thresholds.PUT.vendor: must be between 1 and the 3",
+            line_of("vendor = 7")
+        )),
+        "{stdout}"
+    );
+
+    // Syntax errors: all of them, each with its line.
+    let broken = "gatekeeper_id = \"a\"\n[limits\nx = = 1\n\n[y]\nz = \"open\n";
+    let problems = Config::check(broken, Some(dir.path())).unwrap_err();
+    let lines: Vec<_> = problems.iter().map(|p| p.line).collect();
+    assert!(
+        lines.contains(&Some(2)) && lines.contains(&Some(3)) && lines.contains(&Some(6)),
+        "{problems:?}"
+    );
+    // A mistyped or unknown key: the file's shape, named by path and line.
+    let shape = good.replace("[limits]\n", "[limits]\nbogus = 1\n");
+    let problems = Config::check(&shape, Some(dir.path())).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].key, "limits.bogus");
+    assert_eq!(
+        problems[0].line,
+        Some(shape.lines().position(|l| l == "bogus = 1").unwrap() + 1)
+    );
+}
+
+#[test]
+fn secrets_are_never_printed_and_load_from_env_or_file() {
+    let dir = temp_dir();
+    let d = dir.path().to_str().unwrap();
+    let s3 = |secret_line: &str| {
+        config_text(
+            &format!(
+                "[buckets.reports]\nstore = \"s3\"\nendpoint = \"https://s3.example.com\"\naccess_key_id = \"AKIA-ID\"\n{secret_line}\n"
+            ),
+            "[database]\nurl = \"postgres://gk:db-pass-123@127.0.0.1:5432/gk\"\n",
+            "",
+        )
+    };
+    let text = s3("secret_access_key = \"s3-secret-456\"");
+    let config = Config::from_toml(&text, Some(dir.path())).unwrap();
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("s3-secret-456") && !debug.contains("db-pass-123"),
+        "{debug}"
+    );
+    assert!(debug.contains("[redacted]"));
+    // An error in the file does not echo the secrets either.
+    let bad = text.replace("postgres://", "mysql://");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &bad).unwrap();
+    let out = run_bin(
+        &["config", "check", path.to_str().unwrap(), "--data-dir", d],
+        &[],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("database.url"), "{all}");
+    assert!(
+        !all.contains("db-pass-123") && !all.contains("s3-secret-456"),
+        "{all}"
+    );
+
+    // From a file (mode 0600) and from the environment.
+    use std::os::unix::fs::PermissionsExt as _;
+    let secret_file = dir.path().join("s3.secret");
+    std::fs::write(&secret_file, "from-file\n").unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = Config::from_toml(
+        &s3("secret_access_key_file = \"s3.secret\""),
+        Some(dir.path()),
+    )
+    .unwrap();
+    let storage = &config.buckets.values().next().unwrap().storage;
+    let countersign_gatekeeper::config::StorageConfig::S3 {
+        secret_access_key, ..
+    } = storage
+    else {
+        panic!("s3 expected");
+    };
+    assert_eq!(secret_access_key.expose(), "from-file");
+    // A secret file others can read is refused.
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = config_error(&s3("secret_access_key_file = \"/nonexistent/s3.secret\""));
+    assert!(e.contains("buckets.reports.secret_access_key_file"), "{e}");
+    let e = Config::from_toml(
+        &s3("secret_access_key_file = \"s3.secret\""),
+        Some(dir.path()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("readable by group or others") && !e.contains("from-file"),
+        "{e}"
+    );
+    // Two sources at once are ambiguous.
+    let e = config_error(&s3(
+        "secret_access_key = \"a\"\nsecret_access_key_env = \"B\"",
+    ));
+    assert!(e.contains("set only one of"), "{e}");
+    // The database URL from the environment.
+    let from_env = s3("secret_access_key = \"x\"").replace(
+        "url = \"postgres://gk:db-pass-123@127.0.0.1:5432/gk\"",
+        "url_env = \"GK_TEST_DB_URL_UNSET\"",
+    );
+    assert!(config_error(&from_env).contains("database.url_env"));
+}
+
+#[tokio::test]
+async fn group_readable_gatekeeper_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let key = &h.config.key_path;
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = countersign_gatekeeper::server::build_state(h.config.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("readable by group or others (mode 640)"), "{e}");
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        countersign_gatekeeper::server::build_state(h.config.clone())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn config_path_from_the_environment() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let r = h.send(signed(&get("a/1").request(), vec![])).await;
+    assert_eq!(r.status(), 404);
+    let config_path = h.dir.join("gatekeeper.toml");
+    std::fs::write(
+        &config_path,
+        config_text(
+            &format!(
+                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+                h.dir.join("bucket").display()
+            ),
+            "",
+            "",
+        ),
+    )
+    .unwrap();
+    let dir = h.dir.to_str().unwrap();
+    let out = run_bin(
+        &["audit", "verify", "--data-dir", dir],
+        &[("COUNTERSIGN_CONFIG", config_path.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The variable's path is the one read.
+    let out = run_bin(
+        &["audit", "verify", "--data-dir", dir],
+        &[("COUNTERSIGN_CONFIG", "/nonexistent/gatekeeper.toml")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/gatekeeper.toml"));
+}
+
+/// A customer-admin reload request (POST, signed as LIST of the audit bucket with
+/// the prefix `reload`).
+fn reload_request(prefix: &str) -> axum::http::Request<axum::body::Body> {
+    let mut r = list(prefix);
+    r.bucket = "countersign-audit".into();
+    r.subject = "it-admin".into();
+    let c = r.request().encode();
+    let sigs = countersign_core::signature::encode_list(&[sign(
+        &keys().admin,
+        countersign_core::Role::customer_admin(),
+        "admin1",
+        &c,
+    )]);
+    raw("POST", "/v1/audit/reload", &b64(&c), &sigs, vec![])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_swaps_the_acl_atomically() {
+    use countersign_gatekeeper::reload::ReloadSource;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (bucket, database, _) = backend_config(&Backend::SqliteLocal, &h.dir).await;
+    let original = config_text(&bucket, &database, "");
+    let path = h.dir.join("gatekeeper.toml");
+    std::fs::write(&path, &original).unwrap();
+    let source = ReloadSource {
+        path: path.clone(),
+        data_dir: Some(h.dir.clone()),
+    };
+    h.state.reload_source.set(source).unwrap();
+
+    // Load: user-1 reads a missing object (404 = allowed) in a loop on 4 clients.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let state = h.state.clone();
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let r = send_to(&state, signed(&get("a/1").request(), vec![]), "127.0.0.1").await;
+                seen.push((started, Instant::now(), r.status().as_u16()));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new policy gives user-1's rule to user-2.
+    let changed = original.replace("subjects = [\"user-1\"]", "subjects = [\"user-2\"]");
+    std::fs::write(&path, &changed).unwrap();
+    let reload_started = Instant::now();
+    let r = h.send(reload_request("reload")).await;
+    let reloaded = Instant::now();
+    let status = r.status();
+    let body: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let new_hash =
+        countersign_core::text::hex(&<sha2::Sha256 as sha2::Digest>::digest(changed.as_bytes()));
+    assert_eq!(body["policy_sha256"], new_hash.as_str());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // An invalid file changes nothing and says why.
+    let invalid = changed.replace("groups = [\"staff\"]", "groups = [\"nobody\"]");
+    std::fs::write(&path, &invalid).unwrap();
+    let r = h.send(reload_request("reload")).await;
+    assert_eq!(r.status(), 400);
+    let text = String::from_utf8(body_bytes(r).await).unwrap();
+    assert!(
+        text.contains("invalid_field") && text.contains("acl[1].groups[0]"),
+        "{text}"
+    );
+    let invalid_done = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut before = 0;
+    let mut after = 0;
+    let mut after_invalid = 0;
+    for client in clients {
+        for (started, ended, status) in client.await.unwrap() {
+            // No request fails: each is decided under one policy or the other.
+            assert!(status == 404 || status == 403, "status {status}");
+            if ended < reload_started {
+                assert_eq!(status, 404, "old policy");
+                before += 1;
+            }
+            if started > reloaded {
+                assert_eq!(status, 403, "the new ACL applies from the next request");
+                after += 1;
+            }
+            if started > invalid_done {
+                assert_eq!(status, 403, "the invalid file changed nothing");
+                after_invalid += 1;
+            }
+        }
+    }
+    assert!(
+        before > 0 && after > 0 && after_invalid > 0,
+        "{before} {after} {after_invalid}"
+    );
+
+    // Both attempts are in the audit log with the file's hash.
+    let reloads: Vec<_> = h
+        .all_entries()
+        .await
+        .into_iter()
+        .filter(|e| e.operation == b"policy:reload")
+        .collect();
+    assert_eq!(reloads.len(), 2);
+    assert_eq!(reloads[0].key, format!("sha256:{new_hash}").into_bytes());
+    assert_eq!(reloads[0].subject, b"admin:it-admin");
+    assert_eq!(reloads[0].decision, countersign_core::Decision::Allow);
+    assert_eq!(
+        reloads[1].decision,
+        countersign_core::Decision::Deny(countersign_core::ErrorCode::InvalidField)
+    );
+
+    // A setting only a restart can change is refused, naming it.
+    std::fs::write(
+        &path,
+        changed.replace("[limits]\n", "[limits]\nclock_skew_secs = 5\n"),
+    )
+    .unwrap();
+    let r = h.send(reload_request("reload")).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        String::from_utf8(body_bytes(r).await)
+            .unwrap()
+            .contains("limits: changes only on restart")
+    );
+    // A signature over another prefix (say, one made for reading the log) cannot reload.
+    let r = h.send(reload_request("")).await;
+    assert_eq!(error_code(r).await, "request_mismatch");
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_an_invalid_file_keeps_the_policy() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, config_path) = spawn_gatekeeper(&h, "");
+    wait_for_port(port, true).await;
+    let get_status = || async {
+        let req = get("a/1").request();
+        let c = req.encode();
+        let text = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+            url_of(&req),
+            b64(&c),
+            vendor_sigs(&c, false)
+        );
+        let resp = http_from("127.0.0.1", port, &text).await;
+        resp.get(9..12).unwrap_or("").to_owned()
+    };
+    assert_eq!(get_status().await, "404");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let changed = original.replace("subjects = [\"user-1\"]", "subjects = [\"user-2\"]");
+    std::fs::write(&config_path, &changed).unwrap();
+    send_signal(&child, "HUP");
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = get_status().await;
+        if status == "403" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "403", "the new ACL never applied");
+    // Back to the original ACL, but in a file with a mistake: nothing changes.
+    std::fs::write(
+        &config_path,
+        original.replace(
+            "origins = [\"https://reports.example.com\"]",
+            "origins = [\"nope\"]",
+        ),
+    )
+    .unwrap();
+    send_signal(&child, "HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(get_status().await, "403");
+    send_signal(&child, "TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("SIGHUP: policy reloaded"), "{log}");
+    assert!(
+        log.contains("SIGHUP: policy reload refused") && log.contains("cors.origins[0]"),
+        "{log}"
+    );
+    // The reload entries keep the chain verifiable.
+    let dir = h.dir.to_str().unwrap();
+    let cfg = config_path.to_str().unwrap();
+    std::fs::write(&config_path, &changed).unwrap();
+    let out = run_bin(
+        &["audit", "verify", "--config", cfg, "--data-dir", dir],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_bin(
+        &["audit", "search", "--config", cfg, "--data-dir", dir],
+        &[],
+    );
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(lines.matches("\"policy:reload\"").count(), 2, "{lines}");
 }

@@ -1,5 +1,6 @@
 //! Audit search and export over HTTP, for `customer-admin` keys: GETs signed as LIST
-//! of bucket `countersign-audit` with an empty prefix.
+//! of bucket `countersign-audit` with an empty prefix; and the policy reload, a POST
+//! signed as LIST of that bucket with the prefix `reload`.
 
 use crate::audit::{AuditFilter, AuditLine, AuditRecord};
 use crate::error::ApiError;
@@ -9,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use countersign_core::ErrorCode;
-use countersign_core::text::b64;
+use countersign_core::text::{b64, hex as b16};
 
 /// The audit endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +19,9 @@ pub enum Endpoint {
     Search,
     /// `/v1/audit/export`: the whole log and its checkpoints as JSONL.
     Export,
+    /// `/v1/audit/reload` (POST): read the configuration file again and swap the
+    /// policy in (see [`crate::reload`]).
+    Reload,
 }
 
 impl Endpoint {
@@ -26,7 +30,25 @@ impl Endpoint {
         match s {
             "search" => Some(Self::Search),
             "export" => Some(Self::Export),
+            "reload" => Some(Self::Reload),
             _ => None,
+        }
+    }
+
+    /// The HTTP method of the endpoint.
+    pub fn method(self) -> axum::http::Method {
+        match self {
+            Self::Search | Self::Export => axum::http::Method::GET,
+            Self::Reload => axum::http::Method::POST,
+        }
+    }
+
+    /// The prefix the signed LIST request must carry: it binds the signature to the
+    /// action, so a signature for reading the log cannot trigger a reload.
+    pub fn signed_prefix(self) -> &'static str {
+        match self {
+            Self::Search | Self::Export => "",
+            Self::Reload => "reload",
         }
     }
 }
@@ -36,13 +58,15 @@ impl Endpoint {
 pub struct Query {
     endpoint: Endpoint,
     filter: AuditFilter,
+    subject: String,
 }
 
-/// Parses the filter.
-pub fn prepare(endpoint: Endpoint, parts: &Parts) -> Result<Query, ApiError> {
+/// Parses the filter; `subject` is the signed request's.
+pub fn prepare(endpoint: Endpoint, parts: &Parts, subject: &str) -> Result<Query, ApiError> {
     Ok(Query {
         endpoint,
         filter: parse_filter(parts.uri.query().unwrap_or(""))?,
+        subject: subject.to_owned(),
     })
 }
 
@@ -78,6 +102,25 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
                 HeaderValue::from_static("application/x-ndjson"),
             );
             Ok(r)
+        }
+        Endpoint::Reload => {
+            let by = crate::reload::Requester::Admin(query.subject);
+            match crate::reload::reload(gk, &by).await {
+                Ok(done) => {
+                    eprintln!(
+                        "policy reloaded (admin request): sha256 {}",
+                        b16(&done.sha256)
+                    );
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"status": "reloaded", "policy_sha256": b16(&done.sha256), "seq": done.seq}),
+                    ))
+                }
+                Err(e) => {
+                    eprintln!("policy reload refused (admin request): {e}");
+                    Err(ApiError::new(e.code(), e.to_string()))
+                }
+            }
         }
     }
 }

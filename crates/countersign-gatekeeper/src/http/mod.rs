@@ -24,7 +24,9 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::ratelimit::FailureLimiter;
+use crate::reload::{LivePolicy, ReloadSource};
 use crate::storage::Storage;
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,10 +36,7 @@ use countersign_core::transport::{
     MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER, RECEIPT_HEADER, RECEIPT_SIGNATURE_HEADER,
     REQUEST_HEADER, REQUEST_ID_HEADER, SIGNATURE_HEADER,
 };
-use countersign_core::{
-    ErrorCode, KeyId, Keyring, Policy, RequestVerifier, Role, ed25519_dalek::SigningKey,
-};
-use std::collections::BTreeMap;
+use countersign_core::{ErrorCode, KeyId, Keyring, Policy, Role, ed25519_dalek::SigningKey};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -59,8 +58,13 @@ impl
 /// Everything a request needs; shared by every handler.
 pub struct Gatekeeper {
     /// The configuration.
+    /// The configuration at start-up. Its policy parts (keys, thresholds, ACL, IP
+    /// rules) are not read by requests: they read [`Gatekeeper::policy`].
     pub config: Config,
-    verifiers: BTreeMap<pipeline::Operation, RequestVerifier>,
+    /// The policy in force; a request takes one snapshot (`load_full`) and keeps it.
+    pub policy: ArcSwap<LivePolicy>,
+    /// The file a reload reads, when the gatekeeper was started with one.
+    pub reload_source: std::sync::OnceLock<ReloadSource>,
     pub(crate) key: SigningKey,
     pub(crate) key_id: KeyId,
     /// The database.
@@ -73,6 +77,8 @@ pub struct Gatekeeper {
     pub(crate) upload_memory: Arc<Semaphore>,
     /// Failures before verified signatures, per client address.
     failures: FailureLimiter,
+    /// Every connection and request task, so that shutdown can wait for them.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// The shared state.
@@ -88,40 +94,15 @@ impl std::fmt::Debug for Gatekeeper {
 }
 
 impl Gatekeeper {
-    /// Assembles the state. Operations whose threshold needs keys that are not
-    /// configured get no verifier: their requests fail with `unknown_key`.
+    /// Assembles the state; the policy (keys, thresholds, ACL, IP rules) comes from
+    /// `config` and can later be replaced by [`crate::reload::reload`].
     pub fn new(
         config: Config,
         key: SigningKey,
         ledger: Ledger,
         storage: Storage,
     ) -> Result<Self, countersign_core::Error> {
-        let keyring = Keyring::new(config.keys.iter().cloned())?;
-        let mut verifiers = BTreeMap::new();
-        let mut thresholds = config.thresholds.clone();
-        if !thresholds.contains_key("AUDIT")
-            && keyring.iter().any(|k| k.role == Role::customer_admin())
-        {
-            thresholds.insert("AUDIT".to_owned(), vec![(Role::customer_admin(), 1)]);
-        }
-        for (op, roles) in thresholds {
-            let Some(op) = pipeline::Operation::from_policy_name(&op) else {
-                continue;
-            };
-            if roles
-                .iter()
-                .all(|(role, _)| keyring.iter().any(|k| &k.role == role))
-            {
-                let policy = Policy::new(keyring.clone(), roles)?;
-                let verifier = RequestVerifier::new(
-                    config.gatekeeper_id.clone(),
-                    policy,
-                    config.limits.max_lifetime_secs,
-                    config.limits.clock_skew_secs,
-                )?;
-                verifiers.insert(op, verifier);
-            }
-        }
+        let policy = LivePolicy::new(&config)?;
         let key_id = config.key_id.clone();
         let kib = usize::try_from(config.limits.upload_memory_bytes / 1024)
             .unwrap_or(usize::MAX)
@@ -132,7 +113,8 @@ impl Gatekeeper {
         );
         Ok(Self {
             config,
-            verifiers,
+            policy: ArcSwap::from_pointee(policy),
+            reload_source: std::sync::OnceLock::new(),
             key,
             key_id,
             ledger,
@@ -140,6 +122,7 @@ impl Gatekeeper {
             metrics: Metrics::default(),
             upload_memory: Arc::new(Semaphore::new(kib)),
             failures,
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -247,7 +230,7 @@ async fn detached(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     req: HttpRequest,
 ) -> Response {
-    let task = tokio::spawn(pipeline::handle(gk, peer, req));
+    let task = gk.tasks.clone().spawn(pipeline::handle(gk, peer, req));
     match task.await {
         Ok(r) => r,
         Err(e) => {

@@ -268,13 +268,13 @@ fn route(parts: &Parts) -> Result<Target<'_>, ApiError> {
         let endpoint = audit::Endpoint::parse(rest).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::NotFound,
-                "audit endpoints are /v1/audit/search and /v1/audit/export",
+                "audit endpoints are /v1/audit/search, /v1/audit/export and /v1/audit/reload",
             )
         })?;
-        if parts.method != HttpMethod::GET {
+        if parts.method != endpoint.method() {
             return Err(ApiError::new(
                 ErrorCode::RequestMismatch,
-                "audit requests are GETs",
+                "audit search and export are GETs; a reload is a POST",
             ));
         }
         return Ok(Target::Audit(endpoint));
@@ -389,13 +389,11 @@ async fn run(
     .ok()
     .and_then(|v| parse_b64(v, "").ok())
     .map(|c| sha2::Sha256::digest(&c).into());
+    // The policy in force now stays in force for this request, whatever reloads.
+    let policy = gk.policy.load_full();
     // 1. Client address.
     let forwarded = forwarded_for(&parts.headers);
-    attempt.client_ip = client_ip(
-        attempt.peer,
-        forwarded.as_deref(),
-        &gk.config.trusted_proxies,
-    )?;
+    attempt.client_ip = client_ip(attempt.peer, forwarded.as_deref(), &policy.trusted_proxies)?;
     if !gk.failures.allows(attempt.client_ip) {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
@@ -413,14 +411,14 @@ async fn run(
             .map_or_else(Vec::new, |p| p.as_str().as_bytes().to_vec());
     }
     // 3. IP rules, global then the addressed bucket's.
-    gk.config.ip_rules.check(attempt.client_ip, "global")?;
+    policy.ip_rules.check(attempt.client_ip, "global")?;
     let url_bucket = match &target {
         Target::Object { bucket, .. } | Target::List { bucket } => Bucket::parse(bucket).ok(),
         Target::Audit(_) => None,
     };
     if let Some((b, rules)) = url_bucket
         .as_ref()
-        .and_then(|b| gk.config.buckets.get(b).map(|c| (b, &c.ip_rules)))
+        .and_then(|b| policy.bucket_ip_rules.get(b).map(|rules| (b, rules)))
     {
         rules.check(attempt.client_ip, &format!("bucket `{b}`"))?;
     }
@@ -447,7 +445,7 @@ async fn run(
     }
     // 6. Signatures, audience, lifetime and window, under this operation's policy.
     let operation = target.operation();
-    let verifier = gk.verifiers.get(&operation).ok_or_else(|| {
+    let verifier = policy.verifiers.get(&operation).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownKey,
             format!(
@@ -483,7 +481,7 @@ async fn run(
     }
     // 8. The ACL (audit requests are governed by their own threshold).
     if operation != Operation::Audit {
-        gk.config.acl.check(&request)?;
+        policy.acl.check(&request)?;
     }
     let left = request
         .expires_at()
@@ -501,9 +499,11 @@ async fn run(
             put::receive(gk, &auth, parts, body, attempt).await?,
         )),
         (_, Operation::List) => Act::List(list::prepare(gk, &auth, parts).await?),
-        (Target::Audit(endpoint), Operation::Audit) => {
-            Act::Audit(audit::prepare(*endpoint, parts)?)
-        }
+        (Target::Audit(endpoint), Operation::Audit) => Act::Audit(audit::prepare(
+            *endpoint,
+            parts,
+            auth.verified().request().subject().as_str(),
+        )?),
         (_, Operation::Audit) => {
             return Err(ApiError::new(ErrorCode::Internal, "audit target expected"));
         }
@@ -575,15 +575,17 @@ fn bind(target: &Target<'_>, request: &Request, parts: &Parts) -> Result<(), Api
                 ));
             }
         }
-        Target::Audit(_) => {
+        Target::Audit(endpoint) => {
             if signed != Method::List || request.bucket().as_str() != AUDIT_BUCKET {
                 return Err(ApiError::new(
                     ErrorCode::RequestMismatch,
                     format!("audit requests are GETs signed as LIST of bucket `{AUDIT_BUCKET}`"),
                 ));
             }
-            if !request.operation().key_text().is_empty() {
-                return Err(mismatch("prefix (audit requests sign an empty prefix)"));
+            if request.operation().key_text() != endpoint.signed_prefix() {
+                return Err(mismatch(
+                    "prefix (audit search and export sign an empty prefix, a reload the prefix `reload`)",
+                ));
             }
         }
     }

@@ -188,7 +188,7 @@ pub async fn backend_config(
                     region: "us-east-1".into(),
                     s3_bucket: s3_bucket.clone(),
                     access_key_id: "testing".into(),
-                    secret_access_key: "testing".into(),
+                    secret_access_key: countersign_gatekeeper::config::Secret::new("testing"),
                     allow_http: true,
                 },
                 std::time::Duration::from_secs(10),
@@ -325,7 +325,7 @@ impl Harness {
             key_id: KeyId::parse("reader").unwrap(),
         };
         Ledger::connect(
-            &self.config.database_url,
+            self.config.database_url.expose(),
             signer,
             1_000_000,
             std::time::Duration::from_secs(5),

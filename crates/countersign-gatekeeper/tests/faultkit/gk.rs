@@ -72,7 +72,7 @@ impl World {
         Self {
             dir,
             config_path,
-            database_url: config.database_url,
+            database_url: config.database_url.expose().to_owned(),
             bucket: view,
             s3,
             _tmp: tmp,
