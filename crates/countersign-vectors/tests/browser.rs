@@ -39,3 +39,10 @@ fn speccheck_in_the_browser() {
         SPECCHECK_DECISIONS
     );
 }
+
+#[wasm_bindgen_test]
+fn transparency_log_vectors_in_the_browser() {
+    for (case, expected, got) in countersign_vectors::tlog::replay_tlog_file(data::TLOG).unwrap() {
+        assert_eq!(got, expected, "tlog.json case {case}");
+    }
+}

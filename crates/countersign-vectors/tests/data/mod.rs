@@ -36,3 +36,6 @@ pub const WYCHEPROOF: &str =
 /// The ed25519-speccheck cases.
 pub const SPECCHECK: &str =
     include_str!("../../../../tests/vectors/third_party/ed25519-speccheck/cases.json");
+
+/// The transparency-log vectors (`countersign_vectors::tlog`).
+pub const TLOG: &str = include_str!("../../../../tests/vectors/tlog.json");
