@@ -240,6 +240,38 @@ impl NoteVerifier {
         })
     }
 
+    /// The verifier of a log's plain Ed25519 note signatures (type `0x01`).
+    pub fn ed25519(name: &str, key: PublicKey) -> Result<Self> {
+        Self::with_type(name, TYPE_ED25519, key)
+    }
+
+    /// The verifier of a witness's `cosignature/v1` signatures (type `0x04`).
+    pub fn cosigner(name: &str, key: PublicKey) -> Result<Self> {
+        Self::with_type(name, TYPE_COSIGNATURE_V1, key)
+    }
+
+    fn with_type(name: &str, sig_type: u8, key: PublicKey) -> Result<Self> {
+        check_key_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            id: key_id(name, sig_type, &key.to_bytes()),
+            sig_type,
+            key,
+        })
+    }
+
+    /// The verifier key in its text form (what [`NoteVerifier::parse`] reads).
+    pub fn to_text(&self) -> String {
+        let mut material = vec![self.sig_type];
+        material.extend_from_slice(&self.key.to_bytes());
+        format!(
+            "{}+{}+{}",
+            self.name,
+            crate::text::hex(&self.id),
+            STANDARD.encode(material)
+        )
+    }
+
     /// The key name.
     pub fn name(&self) -> &str {
         &self.name

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Mutex;
 
+mod tlog;
+pub use tlog::{TreeCheckpoint, log_origin};
+
 /// A database failure. Callers answer `audit_unavailable` (fail closed); the detail
 /// goes to the server log only.
 #[derive(Debug, thiserror::Error)]
@@ -385,7 +388,7 @@ impl Ledger {
         for s in statements {
             sqlx::query(AssertSqlSafe(s)).execute(&self.pool).await?;
         }
-        Ok(())
+        self.migrate_tlog().await
     }
 
     /// Runs `f` within the deadline. A write that failed or timed out may leave its

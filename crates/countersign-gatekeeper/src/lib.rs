@@ -31,4 +31,5 @@ pub mod reconcile;
 pub mod s3_uploads;
 pub mod server;
 pub mod storage;
+pub mod transparency;
 pub mod upload;

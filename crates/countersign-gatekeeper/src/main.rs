@@ -7,8 +7,10 @@ use countersign_gatekeeper::audit::{AuditLine, AuditRecord, parse_jsonl, verify_
 use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_key_flag};
 use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
 use countersign_gatekeeper::http::gatekeeper_policy;
+use countersign_gatekeeper::ledger::log_origin;
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
 use countersign_gatekeeper::server;
+use countersign_gatekeeper::transparency::{checkpoint_verifier, verify_tree};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +83,10 @@ enum AuditCommand {
         /// The gatekeeper key's id; default: from the configuration.
         #[arg(long)]
         key_id: Option<String>,
+        /// The published checkpoints to check the database's Merkle tree against;
+        /// default: `audit.published_checkpoints` of the configuration.
+        #[arg(long)]
+        published: Option<PathBuf>,
     },
     /// Print matching entries as JSONL.
     Search {
@@ -238,7 +244,9 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             file,
             public_key,
             key_id,
+            published,
         } => {
+            let from_database = file.is_none();
             let (lines, default_key) = match file {
                 Some(f) => {
                     let text = std::fs::read_to_string(&f)
@@ -283,6 +291,24 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                 "audit log OK: {} entries, {} signed checkpoints verified, head {}",
                 report.entries, report.checkpoints, report.head
             );
+            // The database's Merkle tree against the checkpoints published outside it.
+            if let (true, Some(config)) = (from_database, &default_key) {
+                let ledger = open_ledger(config).await?;
+                let path = published.unwrap_or_else(|| config.published_checkpoints.clone());
+                let verifier = checkpoint_verifier(&config.gatekeeper_id, &pk)?;
+                let origin = log_origin(&config.gatekeeper_id);
+                let tree = verify_tree(&ledger, &path, &verifier, &origin)
+                    .await
+                    .map_err(|e| format!("audit log INVALID: {e}"))?;
+                println!(
+                    "audit tree OK: {} entries, {} published and {} stored checkpoints verified against {}, root {}",
+                    tree.entries,
+                    tree.published,
+                    tree.stored,
+                    path.display(),
+                    countersign_core::text::hex(&tree.root)
+                );
+            }
             Ok(())
         }
         AuditCommand::Search {

@@ -198,9 +198,10 @@ where
 }
 
 /// Serves `state` on `listener` until the process is stopped: recovery runs first
-/// and then on a timer.
+/// and then on a timer, and the audit tree is extended every `checkpoint_interval`.
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
     spawn_reconciler(state.clone());
+    crate::transparency::spawn_integrator(state.clone());
     let tls = match &state.config.tls {
         Some(t) => Some(tls_acceptor(&t.cert, &t.key).map_err(|e| std::io::Error::other(e.0))?),
         None => None,
