@@ -246,25 +246,11 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             key_id,
             published,
         } => {
-            let from_database = file.is_none();
-            let (lines, default_key) = match file {
-                Some(f) => {
-                    let text = std::fs::read_to_string(&f)
-                        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                    let config = load_config(&source, &[]).ok();
-                    (parse_jsonl(&text)?, config)
-                }
-                None => {
-                    let config = load_config(&source, &[])?;
-                    let ledger = open_ledger(&config).await?;
-                    // A row that cannot be read back is itself evidence of tampering.
-                    let text = export_jsonl(&ledger, now_secs(), false)
-                        .await
-                        .map_err(|e| format!("audit log INVALID: an entry cannot be read: {e}"))?;
-                    (parse_jsonl(&text)?, Some(config))
-                }
+            let config = match &file {
+                Some(_) => load_config(&source, &[]).ok(),
+                None => Some(load_config(&source, &[])?),
             };
-            let pk: [u8; 32] = match (public_key, &default_key) {
+            let pk: [u8; 32] = match (public_key, &config) {
                 (Some(b), _) => countersign_gatekeeper::config::base64_decode(&b)
                     .and_then(|v| v.try_into().ok())
                     .ok_or("--public-key must be 32 bytes in base64url")?,
@@ -279,35 +265,50 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                     );
                 }
             };
-            let key_id = match (key_id, &default_key) {
+            let key_id = match (key_id, &config) {
                 (Some(k), _) => KeyId::parse(&k).map_err(|e| e.to_string())?,
                 (None, Some(c)) => c.key_id.clone(),
                 (None, None) => KeyId::parse("gatekeeper-1").map_err(|e| e.to_string())?,
             };
             let policy = gatekeeper_policy(&key_id, &pk).map_err(|e| e.to_string())?;
-            let report =
-                verify_lines(&lines, &policy).map_err(|e| format!("audit log INVALID: {e}"))?;
-            println!(
-                "audit log OK: {} entries, {} signed checkpoints verified, head {}",
-                report.entries, report.checkpoints, report.head
-            );
-            // The database's Merkle tree against the checkpoints published outside it.
-            if let (true, Some(config)) = (from_database, &default_key) {
-                let ledger = open_ledger(config).await?;
-                let path = published.unwrap_or_else(|| config.published_checkpoints.clone());
-                let verifier = checkpoint_verifier(&config.gatekeeper_id, &pk)?;
-                let origin = log_origin(&config.gatekeeper_id);
-                let tree = verify_tree(&ledger, &path, &verifier, &origin)
-                    .await
-                    .map_err(|e| format!("audit log INVALID: {e}"))?;
-                println!(
-                    "audit tree OK: {} entries, {} published and {} stored checkpoints verified against {}, root {}",
-                    tree.entries,
-                    tree.published,
-                    tree.stored,
-                    path.display(),
-                    countersign_core::text::hex(&tree.root)
-                );
+            match (file, config) {
+                (Some(f), _) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                    let report = verify_lines(&parse_jsonl(&text)?, &policy)
+                        .map_err(|e| format!("audit log INVALID: {e}"))?;
+                    println!(
+                        "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                        report.entries, report.checkpoints, report.head
+                    );
+                }
+                (None, Some(config)) => {
+                    // The database, read once in order and in constant memory: the hash
+                    // chain and its checkpoints, and the Merkle tree against the
+                    // checkpoints published outside the database.
+                    let ledger = open_ledger(&config).await?;
+                    let path = published.unwrap_or_else(|| config.published_checkpoints.clone());
+                    let verifier = checkpoint_verifier(&config.gatekeeper_id, &pk)?;
+                    let origin = log_origin(&config.gatekeeper_id);
+                    let tree = verify_tree(&ledger, &path, &verifier, &origin, &policy)
+                        .await
+                        .map_err(|e| format!("audit log INVALID: {e}"))?;
+                    println!(
+                        "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                        tree.entries,
+                        tree.chain_checkpoints,
+                        countersign_core::text::hex(&tree.head)
+                    );
+                    println!(
+                        "audit tree OK: {} entries, {} published and {} stored checkpoints verified against {}, root {}",
+                        tree.entries,
+                        tree.published,
+                        tree.stored,
+                        path.display(),
+                        countersign_core::text::hex(&tree.root)
+                    );
+                }
+                (None, None) => return Err("pass --data-dir DIR or --config FILE".into()),
             }
             Ok(())
         }

@@ -12,9 +12,12 @@
 
 use crate::http::AppState;
 use crate::ledger::{Ledger, TreeCheckpoint, log_origin};
+use countersign_core::audit::Checkpoint as LegacyCheckpoint;
 use countersign_core::merkle::{Hash, TreeBuilder, leaf_hash};
 use countersign_core::note::{Checkpoint, NoteVerifier};
-use countersign_core::{GatekeeperId, PublicKey};
+use countersign_core::signature::parse_list;
+use countersign_core::{GatekeeperId, Policy, PublicKey};
+use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -219,6 +222,10 @@ pub struct TreeReport {
     pub stored: u64,
     /// The root of the database's tree.
     pub root: Hash,
+    /// Signed `countersign/v1/checkpoint`s (of the hash chain) checked.
+    pub chain_checkpoints: u64,
+    /// The hash of the last entry (the head of the hash chain).
+    pub head: Hash,
 }
 
 /// The next checkpoint of a stream, opened and checked against `verifier`.
@@ -235,8 +242,9 @@ fn open_checkpoint(
 
 /// Checks the database's audit log against the published checkpoints, reading the
 /// entries, the stored checkpoints and the published file once each, in order, in
-/// constant memory. Fails on a missing, rewritten or reordered entry, a broken hash
-/// chain, a published or stored checkpoint whose root differs from the entries'
+/// constant memory (but for the hash chain's own checkpoints, one per
+/// `checkpoint_every` entries, verified with `gatekeeper` first). Fails on a
+/// missing, rewritten or reordered entry, a broken hash chain or chain checkpoint, a published or stored checkpoint whose root differs from the entries'
 /// (a rewrite or a deletion), a published checkpoint past the end of the log
 /// (truncation, or a rollback to an older backup), a published checkpoint missing from
 /// the database (dropped checkpoints) or published sizes that go back.
@@ -245,18 +253,36 @@ pub async fn verify_tree(
     published: &Path,
     verifier: &NoteVerifier,
     origin: &str,
+    gatekeeper: &Policy,
 ) -> Result<TreeReport, String> {
+    // The hash chain's own checkpoints (one per `checkpoint_every` entries).
+    let mut chain_checkpoints = std::collections::VecDeque::new();
+    for c in ledger
+        .checkpoints()
+        .await
+        .map_err(|e| format!("cannot read checkpoints: {e}"))?
+    {
+        let sigs =
+            parse_list(&c.signatures).map_err(|e| format!("a checkpoint's signatures: {e}"))?;
+        let cp = LegacyCheckpoint::verify(&c.body, &sigs, gatekeeper)
+            .map_err(|e| format!("a checkpoint does not verify: {e}"))?;
+        chain_checkpoints.push_back((cp.seq, cp.head_sha256));
+    }
+    chain_checkpoints.make_contiguous().sort_unstable();
     let mut tree = TreeBuilder::new();
     let mut prev = countersign_core::audit::GENESIS;
     let mut notes = PublishedNotes::open(published)?;
     let mut next_published = read_published(&mut notes, origin, verifier, 0)?;
     let mut stored: std::collections::VecDeque<TreeCheckpoint> = Default::default();
     let mut last_stored = 0u64;
+    let mut stored_exhausted = false;
     let mut report = TreeReport {
         entries: 0,
         published: 0,
         stored: 0,
         root: tree.root(),
+        chain_checkpoints: 0,
+        head: prev,
     };
     loop {
         let page = ledger
@@ -279,17 +305,29 @@ pub async fn verify_tree(
                 ));
             }
             let bytes = entry.encode();
-            prev = countersign_core::audit::AuditEntry::hash(&entry);
+            prev = Sha256::digest(&bytes).into();
+            while let Some(&(seq, head)) = chain_checkpoints.front().filter(|c| c.0 == entry.seq) {
+                if head != prev {
+                    return Err(format!(
+                        "checkpoint at entry {seq} names another head hash: entries up to it were altered"
+                    ));
+                }
+                report.chain_checkpoints += 1;
+                chain_checkpoints.pop_front();
+            }
             tree.push(leaf_hash(&bytes)).map_err(|e| e.to_string())?;
             let size = tree.size();
             // Stored checkpoints of this size: each must be the gatekeeper's and match.
-            if stored.is_empty() {
+            if stored.is_empty() && !stored_exhausted {
                 stored.extend(
                     ledger
                         .tree_checkpoints(last_stored, 1000)
                         .await
                         .map_err(|e| format!("cannot read checkpoints: {e}"))?,
                 );
+                // A short page was the last one (checkpoints signed while this runs
+                // are left to the next run).
+                stored_exhausted = stored.len() < 1000;
                 if let Some(c) = stored.back() {
                     last_stored = c.size;
                 }
@@ -334,6 +372,24 @@ pub async fn verify_tree(
     }
     report.entries = tree.size();
     report.root = tree.root();
+    report.head = prev;
+    if let Some((seq, _)) = chain_checkpoints.front() {
+        return Err(format!(
+            "checkpoint at entry {seq} is beyond the last entry ({} entries): entries were removed",
+            tree.size()
+        ));
+    }
+    if let Some(last) = tree.size().checked_sub(1) {
+        let recorded = ledger
+            .recorded_entry_hash(last)
+            .await
+            .map_err(|e| format!("an entry cannot be read: {e}"))?;
+        if recorded != Some(prev) {
+            return Err(format!(
+                "entry {last}: its recorded hash does not match its content: the entry was altered"
+            ));
+        }
+    }
     if let Some(cp) = next_published {
         return Err(format!(
             "a checkpoint of size {} was published, but the database holds {} entries: entries were \

@@ -243,6 +243,19 @@ impl Ledger {
             .collect()
     }
 
+    /// The SHA-256 recorded with entry `seq` when it was appended (the hash chain
+    /// pins every other entry's content through the next entry's link; this pins the
+    /// last one).
+    pub async fn recorded_entry_hash(&self, seq: u64) -> Result<Option<Hash>> {
+        let q = sqlx::query(self.sql("SELECT entry_sha256 FROM audit_log WHERE seq = ?"))
+            .bind(to_i64(seq, "seq")?);
+        let row = self
+            .within(async { Ok(q.fetch_optional(&self.pool).await?) })
+            .await?;
+        row.map(|r| super::hash32(r.try_get(0)?, "entry_sha256"))
+            .transpose()
+    }
+
     /// The stored hashes of tile `index` of tile level `level` (all that the tree
     /// holds so far: a full tile is 8,192 bytes), if there are any.
     pub async fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>> {

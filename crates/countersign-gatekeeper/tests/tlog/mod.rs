@@ -53,6 +53,11 @@ async fn integrate(h: &Harness) -> u64 {
         .unwrap()
 }
 
+fn policy(h: &Harness) -> countersign_core::Policy {
+    countersign_gatekeeper::http::gatekeeper_policy(&h.config.key_id, &h.state.public_key())
+        .unwrap()
+}
+
 async fn verify(h: &Harness) -> Result<TreeReport, String> {
     let verifier = checkpoint_verifier(&h.config.gatekeeper_id, &h.state.public_key()).unwrap();
     let ledger = h.ledger().await;
@@ -61,6 +66,7 @@ async fn verify(h: &Harness) -> Result<TreeReport, String> {
         &h.config.published_checkpoints,
         &verifier,
         &log_origin(&h.config.gatekeeper_id),
+        &policy(h),
     )
     .await;
     ledger.close().await;
@@ -406,6 +412,7 @@ pub async fn tree_with_two_instances_appending_and_integrating(b: &Backend) {
         &other_config.published_checkpoints,
         &verifier,
         &log_origin(&h.config.gatekeeper_id),
+        &policy(&h),
     )
     .await
     .unwrap();
