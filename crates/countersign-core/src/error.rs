@@ -53,7 +53,8 @@ pub enum ErrorCode {
     /// The HTTP request does not match the signed request (method, bucket, key).
     RequestMismatch,
     /// The audit log's hash chain is broken: an entry was altered, removed, inserted
-    /// or reordered, or a checkpoint does not match the log.
+    /// or reordered, or a checkpoint does not match the log; or a Merkle inclusion or
+    /// consistency proof fails (a rewrite, truncation, fork or rollback).
     AuditChainBroken,
     /// The client address is denied by the customer's IP rules.
     IpDenied,

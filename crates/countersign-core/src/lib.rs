@@ -3,7 +3,9 @@
 //! The Countersign protocol, version 1, as a pure library: canonical requests, strict
 //! Ed25519 signatures over labelled messages, threshold policies over roles and key
 //! ids, the gatekeeper's receipts, signed object manifests and LIST pages, and
-//! audit-chain hashing.
+//! audit-chain hashing, and the audit log as a transparency log: RFC 6962 Merkle
+//! hashing and proofs ([`merkle`]), C2SP signed checkpoints and witness cosignatures
+//! ([`note`]) and `tlog-tiles` ([`tiles`]).
 //!
 //! It does no I/O and reads no clock or global randomness: callers pass bytes, keys,
 //! `now` (Unix seconds) and an RNG. It compiles to native code and to
@@ -64,11 +66,14 @@ pub mod download;
 pub mod error;
 pub mod listing;
 pub mod manifest;
+pub mod merkle;
 pub mod names;
+pub mod note;
 pub mod policy;
 pub mod receipt;
 pub mod signature;
 pub mod text;
+pub mod tiles;
 pub mod transport;
 
 pub use canonical::{BodyDigest, Method, Operation, Request};

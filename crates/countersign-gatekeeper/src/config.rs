@@ -220,6 +220,12 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// An audit checkpoint is signed after this many entries.
     pub checkpoint_every: u64,
+    /// How often the Merkle tree is extended over new entries and a C2SP checkpoint
+    /// signed (`audit.checkpoint_interval_ms`, default 1000).
+    pub checkpoint_interval: std::time::Duration,
+    /// The append-only file every signed tree checkpoint is also published to
+    /// (`audit.published_checkpoints`, default `checkpoints.log` in `data_dir`).
+    pub published_checkpoints: PathBuf,
 }
 
 /// The operations a threshold can be set for.
@@ -277,6 +283,8 @@ impl Config {
             tls: None,
             cors_origins: Vec::new(),
             checkpoint_every: 100,
+            checkpoint_interval: std::time::Duration::from_millis(DEFAULT_CHECKPOINT_INTERVAL_MS),
+            published_checkpoints: data_dir.join(PUBLISHED_CHECKPOINTS_FILE),
         };
         Ok(config)
     }
@@ -584,7 +592,14 @@ struct RawCors {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     checkpoint_every: Option<u64>,
+    checkpoint_interval_ms: Option<u64>,
+    published_checkpoints: Option<PathBuf>,
 }
+
+/// Default of `audit.checkpoint_interval_ms`.
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
+/// Default file name of `audit.published_checkpoints`, in `data_dir`.
+pub const PUBLISHED_CHECKPOINTS_FILE: &str = "checkpoints.log";
 
 fn cidrs(list: &[String], key: &str) -> Result<Vec<IpNet>, ConfigError> {
     list.iter()
@@ -1286,10 +1301,29 @@ impl RawConfig {
                 ));
             }
         }
-        let checkpoint_every = self.audit.and_then(|a| a.checkpoint_every).unwrap_or(100);
+        let (checkpoint_every, interval_ms, published) = match self.audit {
+            Some(a) => (
+                a.checkpoint_every,
+                a.checkpoint_interval_ms,
+                a.published_checkpoints,
+            ),
+            None => (None, None, None),
+        };
+        let checkpoint_every = checkpoint_every.unwrap_or(100);
         if checkpoint_every == 0 {
             p.push(err("audit.checkpoint_every", "must be at least 1"));
         }
+        let interval_ms = interval_ms.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_MS);
+        if !(10..=3_600_000).contains(&interval_ms) {
+            p.push(err(
+                "audit.checkpoint_interval_ms",
+                "must be between 10 (ms) and 3600000 (one hour)",
+            ));
+        }
+        let published_checkpoints = match published {
+            Some(path) => resolve(&data_dir, path),
+            None => data_dir.join(PUBLISHED_CHECKPOINTS_FILE),
+        };
         if !p.is_empty() {
             return None;
         }
@@ -1313,6 +1347,8 @@ impl RawConfig {
             tls,
             cors_origins,
             checkpoint_every,
+            checkpoint_interval: std::time::Duration::from_millis(interval_ms),
+            published_checkpoints,
         })
     }
 }

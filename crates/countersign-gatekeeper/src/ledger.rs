@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+mod tlog;
+pub use tlog::{TreeCheckpoint, log_origin};
+
 /// A database failure. Callers answer `audit_unavailable` (fail closed); the detail
 /// goes to the server log only.
 #[derive(Debug, thiserror::Error)]
@@ -391,7 +394,7 @@ impl Ledger {
         for s in statements {
             sqlx::query(AssertSqlSafe(s)).execute(&self.pool).await?;
         }
-        Ok(())
+        self.migrate_tlog().await
     }
 
     /// Runs `f` within the deadline. A write that failed or timed out may leave its

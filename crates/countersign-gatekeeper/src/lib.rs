@@ -32,4 +32,5 @@ pub mod reload;
 pub mod s3_uploads;
 pub mod server;
 pub mod storage;
+pub mod transparency;
 pub mod upload;

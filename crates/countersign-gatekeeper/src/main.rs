@@ -7,9 +7,11 @@ use countersign_gatekeeper::audit::{AuditLine, AuditRecord, parse_jsonl, verify_
 use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_key_flag};
 use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
 use countersign_gatekeeper::http::gatekeeper_policy;
+use countersign_gatekeeper::ledger::log_origin;
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
 use countersign_gatekeeper::reload::{ReloadSource, Requester, reload};
 use countersign_gatekeeper::server;
+use countersign_gatekeeper::transparency::{checkpoint_verifier, verify_tree};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,6 +103,10 @@ enum AuditCommand {
         /// The gatekeeper key's id; default: from the configuration.
         #[arg(long)]
         key_id: Option<String>,
+        /// The published checkpoints to check the database's Merkle tree against;
+        /// default: `audit.published_checkpoints` of the configuration.
+        #[arg(long)]
+        published: Option<PathBuf>,
     },
     /// Print matching entries as JSONL.
     Search {
@@ -332,25 +338,13 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             file,
             public_key,
             key_id,
+            published,
         } => {
-            let (lines, default_key) = match file {
-                Some(f) => {
-                    let text = std::fs::read_to_string(&f)
-                        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                    let config = load_config(&source, &[]).ok();
-                    (parse_jsonl(&text)?, config)
-                }
-                None => {
-                    let config = load_config(&source, &[])?;
-                    let ledger = open_ledger(&config).await?;
-                    // A row that cannot be read back is itself evidence of tampering.
-                    let text = export_jsonl(&ledger, now_secs(), false)
-                        .await
-                        .map_err(|e| format!("audit log INVALID: an entry cannot be read: {e}"))?;
-                    (parse_jsonl(&text)?, Some(config))
-                }
+            let config = match &file {
+                Some(_) => load_config(&source, &[]).ok(),
+                None => Some(load_config(&source, &[])?),
             };
-            let pk: [u8; 32] = match (public_key, &default_key) {
+            let pk: [u8; 32] = match (public_key, &config) {
                 (Some(b), _) => countersign_gatekeeper::config::base64_decode(&b)
                     .and_then(|v| v.try_into().ok())
                     .ok_or("--public-key must be 32 bytes in base64url")?,
@@ -365,18 +359,51 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                     );
                 }
             };
-            let key_id = match (key_id, &default_key) {
+            let key_id = match (key_id, &config) {
                 (Some(k), _) => KeyId::parse(&k).map_err(|e| e.to_string())?,
                 (None, Some(c)) => c.key_id.clone(),
                 (None, None) => KeyId::parse("gatekeeper-1").map_err(|e| e.to_string())?,
             };
             let policy = gatekeeper_policy(&key_id, &pk).map_err(|e| e.to_string())?;
-            let report =
-                verify_lines(&lines, &policy).map_err(|e| format!("audit log INVALID: {e}"))?;
-            println!(
-                "audit log OK: {} entries, {} signed checkpoints verified, head {}",
-                report.entries, report.checkpoints, report.head
-            );
+            match (file, config) {
+                (Some(f), _) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                    let report = verify_lines(&parse_jsonl(&text)?, &policy)
+                        .map_err(|e| format!("audit log INVALID: {e}"))?;
+                    println!(
+                        "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                        report.entries, report.checkpoints, report.head
+                    );
+                }
+                (None, Some(config)) => {
+                    // The database, read once in order and in constant memory: the hash
+                    // chain and its checkpoints, and the Merkle tree against the
+                    // checkpoints published outside the database.
+                    let ledger = open_ledger(&config).await?;
+                    let path = published.unwrap_or_else(|| config.published_checkpoints.clone());
+                    let verifier = checkpoint_verifier(&config.gatekeeper_id, &pk)?;
+                    let origin = log_origin(&config.gatekeeper_id);
+                    let tree = verify_tree(&ledger, &path, &verifier, &origin, &policy)
+                        .await
+                        .map_err(|e| format!("audit log INVALID: {e}"))?;
+                    println!(
+                        "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                        tree.entries,
+                        tree.chain_checkpoints,
+                        countersign_core::text::hex(&tree.head)
+                    );
+                    println!(
+                        "audit tree OK: {} entries, {} published and {} stored checkpoints verified against {}, root {}",
+                        tree.entries,
+                        tree.published,
+                        tree.stored,
+                        path.display(),
+                        countersign_core::text::hex(&tree.root)
+                    );
+                }
+                (None, None) => return Err("pass --data-dir DIR or --config FILE".into()),
+            }
             Ok(())
         }
         AuditCommand::Search {

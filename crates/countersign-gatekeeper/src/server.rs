@@ -214,7 +214,7 @@ async fn serve_connection<T>(
 }
 
 /// Serves `state` on `listener` until the process is stopped: recovery runs first
-/// and then on a timer.
+/// and then on a timer, and the audit tree is extended every `checkpoint_interval`.
 pub async fn serve(state: AppState, listener: TcpListener) -> std::io::Result<()> {
     serve_until(state, listener, std::future::pending())
         .await
@@ -239,6 +239,7 @@ pub async fn serve_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<Drained> {
     spawn_reconciler(state.clone());
+    crate::transparency::spawn_integrator(state.clone());
     let tls = match &state.config.tls {
         Some(t) => Some(tls_acceptor(&t.cert, &t.key).map_err(|e| std::io::Error::other(e.0))?),
         None => None,

@@ -170,6 +170,19 @@ async fn cli_audit_verify_detects_tampering() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // The Merkle tree, integrated and published outside the database, is checked too.
+    let mut publisher =
+        countersign_gatekeeper::transparency::Publisher::open(&h.config.published_checkpoints)
+            .unwrap();
+    countersign_gatekeeper::transparency::integrate_and_publish(&h.state.ledger, &mut publisher)
+        .await
+        .unwrap();
+    let tree_ok = run(&["audit", "verify", "--config", cfg, "--data-dir", dir]);
+    let stdout = String::from_utf8_lossy(&tree_ok.stdout);
+    assert!(
+        tree_ok.status.success() && stdout.contains("audit tree OK: 3 entries, 1 published"),
+        "{stdout}"
+    );
     let export = h.dir.join("audit.jsonl");
     let out = run(&[
         "audit",
@@ -215,6 +228,18 @@ async fn cli_audit_verify_detects_tampering() {
     let pool = sqlx::AnyPool::connect(h.config.database_url.expose())
         .await
         .unwrap();
+    // Dropping the tree's checkpoints is caught by the published ones.
+    sqlx::query("DELETE FROM tlog_checkpoints")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dropped = run(&["audit", "verify", "--config", cfg, "--data-dir", dir]);
+    assert!(!dropped.status.success());
+    assert!(
+        String::from_utf8_lossy(&dropped.stderr).contains("checkpoints were dropped"),
+        "{}",
+        String::from_utf8_lossy(&dropped.stderr)
+    );
     sqlx::query("UPDATE audit_log SET subject = 'someone-else' WHERE seq = 1")
         .execute(&pool)
         .await

@@ -12,6 +12,7 @@
 )]
 
 mod common;
+mod tlog;
 
 use axum::http::StatusCode;
 use common::*;
@@ -21,6 +22,7 @@ use countersign_core::{
     BodyDigest, ByteRange, Decision, ErrorCode, Manifest, ObjectKey, Operation, Receipt, Role,
 };
 use countersign_gatekeeper::http::gatekeeper_policy;
+use tlog::*;
 
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -76,6 +78,14 @@ suite!(
     group_commit_replay_in_a_batch_fails_only_its_request,
     group_commit_failed_batch_fails_every_append_closed,
     group_commit_append_outlives_its_dropped_caller,
+    tree_checkpoints_and_tiles,
+    tree_integrator_task_checkpoints_within_the_interval,
+    tree_detects_a_rewritten_entry,
+    tree_detects_a_deleted_entry,
+    tree_detects_truncation,
+    tree_detects_dropped_checkpoints,
+    tree_detects_a_rollback_to_an_older_backup,
+    tree_with_two_instances_appending_and_integrating,
 );
 
 fn gk_policy(h: &Harness) -> countersign_core::Policy {

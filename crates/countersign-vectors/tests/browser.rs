@@ -44,3 +44,10 @@ fn speccheck_in_the_browser() {
 fn object_keys_are_exactly_the_nfc_strings_in_the_browser() {
     data::assert_object_keys_are_exactly_the_nfc_strings();
 }
+
+#[wasm_bindgen_test]
+fn transparency_log_vectors_in_the_browser() {
+    for (case, expected, got) in countersign_vectors::tlog::replay_tlog_file(data::TLOG).unwrap() {
+        assert_eq!(got, expected, "tlog.json case {case}");
+    }
+}

@@ -67,3 +67,25 @@ fn speccheck_decisions_are_pinned() {
 fn object_keys_are_exactly_the_nfc_strings() {
     data::assert_object_keys_are_exactly_the_nfc_strings();
 }
+
+#[test]
+fn transparency_log_vectors_give_their_expected_result() {
+    let results = countersign_vectors::tlog::replay_tlog_file(data::TLOG).unwrap();
+    assert!(results.len() >= 40, "only {} cases", results.len());
+    let mut codes = std::collections::BTreeSet::new();
+    for (case, expected, got) in results {
+        assert_eq!(got, expected, "tlog.json case {case}");
+        codes.insert(expected);
+    }
+    for code in [
+        "ok",
+        "audit_chain_broken",
+        "bad_signature",
+        "unknown_key",
+        "wrong_audience",
+        "malformed",
+        "non_canonical",
+    ] {
+        assert!(codes.contains(code), "no tlog vector expects {code}");
+    }
+}

@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod get;
 pub mod list;
+pub mod log;
 pub mod pipeline;
 pub mod put;
 
@@ -164,6 +165,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get_route(readyz))
         .route("/metrics", get_route(metrics))
         .route("/v1/keys", get_route(keys))
+        .route("/v1/log/checkpoint", get_route(log::checkpoint))
+        .route("/v1/log/tile/{*rest}", get_route(log::tile))
         .route("/v1/objects/{*rest}", any(detached))
         .route("/v1/audit/{*rest}", any(detached))
         .fallback(fallback)

@@ -17,6 +17,7 @@ use countersign_core::{
     Decision, ErrorCode, GatekeeperId, KeyId, Keyring, Manifest, Policy, Receipt, RequestVerifier,
     Role, SignatureEntry,
 };
+use countersign_vectors::tlog::{TlogCase, TlogKind, TlogVectorFile, tlog_outcome};
 use countersign_vectors::{
     Case, KeySpec, Kind, PolicySpec, RequestFields, SignatureSpec, Target, VectorFile, outcome,
 };
@@ -2221,6 +2222,16 @@ fn main() -> ExitCode {
         "Audit entries: exact bytes in, exact bytes out, whatever the client sent.",
         b.take(),
     ));
+    let tlog = match tlog_cases() {
+        Ok(cases) => TlogVectorFile {
+            description: "The audit log as a transparency log: RFC 6962 tree heads and proofs, C2SP checkpoints and cosignatures, tlog-tiles paths and entry bundles.".into(),
+            cases,
+        },
+        Err(e) => {
+            b.failures.push(e);
+            TlogVectorFile { description: String::new(), cases: Vec::new() }
+        }
+    };
     if !b.failures.is_empty() {
         for f in &b.failures {
             eprintln!("{f}");
@@ -2245,5 +2256,431 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let path = std::path::Path::new(&dir).join("tlog.json");
+    let written = serde_json::to_string_pretty(&tlog)
+        .map_err(|e| e.to_string())
+        .and_then(|j| {
+            std::fs::write(&path, j + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        });
+    if let Err(e) = written {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
+}
+
+/// The transparency-log vectors (`tlog.json`): every case is replayed before it is
+/// written, and an `ok` case pins its outputs.
+fn tlog_cases() -> Result<Vec<TlogCase>, String> {
+    use countersign_core::merkle::{MemoryTree, leaf_hash};
+    use countersign_core::note::{Checkpoint, NoteSigner, SignedNote};
+    use countersign_core::tiles::encode_bundle;
+
+    let entries: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| format!("entry {i}\n").into_bytes())
+        .collect();
+    let mem = MemoryTree::from_leaves(entries.iter().map(|e| leaf_hash(e)).collect());
+    let root = |n: u64| hex(&mem.root(n).unwrap());
+    let proof = |v: Vec<[u8; 32]>| v.iter().map(|h| hex(h)).collect::<Vec<_>>();
+    let mut cases = Vec::new();
+    let mut add = |name: &str,
+                   description: &str,
+                   kind: TlogKind,
+                   expect: &str,
+                   fill: &dyn Fn(&mut TlogCase)| {
+        let mut c = TlogCase {
+            name: name.into(),
+            description: description.into(),
+            kind,
+            expect: expect.into(),
+            ..TlogCase::default()
+        };
+        fill(&mut c);
+        cases.push(c);
+    };
+
+    for n in [0u64, 1, 2, 7, 256, 300] {
+        add(
+            &format!("tree_head_{n}"),
+            &format!(
+                "The tree head of {n} entries (`entry <i>\\n`): leaf = SHA-256(0x00 || bytes), node = SHA-256(0x01 || left || right); the empty tree is SHA-256 of nothing."
+            ),
+            TlogKind::TreeHead,
+            "ok",
+            &|c| {
+                c.entries_hex = entries[..n as usize].iter().map(|e| hex(e)).collect();
+                c.root_hex = Some(root(n));
+            },
+        );
+    }
+    for (i, n) in [(0u64, 1u64), (0, 7), (6, 7), (4, 7), (255, 256), (257, 300)] {
+        add(
+            &format!("inclusion_{i}_of_{n}"),
+            "An RFC 6962 audit path, leaf side first.",
+            TlogKind::Inclusion,
+            "ok",
+            &|c| {
+                c.index = Some(i);
+                c.size = Some(n);
+                c.leaf_hex = Some(hex(&leaf_hash(&entries[i as usize])));
+                c.proof_hex = proof(mem.inclusion_proof(i, n).unwrap());
+                c.root_hex = Some(root(n));
+            },
+        );
+    }
+    let good_inclusion = |c: &mut TlogCase| {
+        c.index = Some(4);
+        c.size = Some(7);
+        c.leaf_hex = Some(hex(&leaf_hash(&entries[4])));
+        c.proof_hex = proof(mem.inclusion_proof(4, 7).unwrap());
+        c.root_hex = Some(root(7));
+    };
+    add(
+        "inclusion_rewritten_entry",
+        "The entry was changed after it was logged: its leaf hash no longer leads to the root.",
+        TlogKind::Inclusion,
+        "audit_chain_broken",
+        &|c| {
+            good_inclusion(c);
+            c.leaf_hex = Some(hex(&leaf_hash(b"entry 4 rewritten\n")));
+        },
+    );
+    add(
+        "inclusion_tampered_proof",
+        "One proof hash has a flipped bit.",
+        TlogKind::Inclusion,
+        "audit_chain_broken",
+        &|c| {
+            good_inclusion(c);
+            c.proof_hex[1] = hex(&[0x5a; 32]);
+        },
+    );
+    add(
+        "inclusion_extra_hash",
+        "A proof with one hash too many.",
+        TlogKind::Inclusion,
+        "audit_chain_broken",
+        &|c| {
+            good_inclusion(c);
+            c.proof_hex.push(hex(&[1; 32]));
+        },
+    );
+    add(
+        "inclusion_short_proof",
+        "A proof with one hash too few.",
+        TlogKind::Inclusion,
+        "audit_chain_broken",
+        &|c| {
+            good_inclusion(c);
+            c.proof_hex.pop();
+        },
+    );
+    add(
+        "inclusion_index_past_size",
+        "Leaf 7 is not in a tree of 7.",
+        TlogKind::Inclusion,
+        "audit_chain_broken",
+        &|c| {
+            good_inclusion(c);
+            c.index = Some(7);
+        },
+    );
+    for (m, n) in [
+        (1u64, 7u64),
+        (3, 7),
+        (4, 7),
+        (7, 7),
+        (0, 300),
+        (256, 300),
+        (299, 300),
+    ] {
+        add(
+            &format!("consistency_{m}_to_{n}"),
+            "An RFC 6962 consistency proof: the newer tree extends the older one.",
+            TlogKind::Consistency,
+            "ok",
+            &|c| {
+                c.old_size = Some(m);
+                c.size = Some(n);
+                c.old_root_hex = Some(root(m));
+                c.root_hex = Some(root(n));
+                c.proof_hex = proof(mem.consistency_proof(m, n).unwrap());
+            },
+        );
+    }
+    let good_consistency = |c: &mut TlogCase| {
+        c.old_size = Some(3);
+        c.size = Some(7);
+        c.old_root_hex = Some(root(3));
+        c.root_hex = Some(root(7));
+        c.proof_hex = proof(mem.consistency_proof(3, 7).unwrap());
+    };
+    let forged = MemoryTree::from_leaves(
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if i == 1 {
+                    leaf_hash(b"entry 1 rewritten\n")
+                } else {
+                    leaf_hash(e)
+                }
+            })
+            .collect(),
+    );
+    add(
+        "consistency_rewritten_history",
+        "The newer tree rewrote entry 1, which the older checkpoint covers: no proof can join them.",
+        TlogKind::Consistency,
+        "audit_chain_broken",
+        &|c| {
+            good_consistency(c);
+            c.root_hex = Some(hex(&forged.root(7).unwrap()));
+            c.proof_hex = proof(forged.consistency_proof(3, 7).unwrap());
+        },
+    );
+    add(
+        "consistency_rollback",
+        "A tree smaller than the last checkpoint (a database restored from an older backup, or truncated).",
+        TlogKind::Consistency,
+        "audit_chain_broken",
+        &|c| {
+            c.old_size = Some(7);
+            c.size = Some(3);
+            c.old_root_hex = Some(root(7));
+            c.root_hex = Some(root(3));
+        },
+    );
+    add(
+        "consistency_fork_same_size",
+        "Two different trees of the same size (a split view).",
+        TlogKind::Consistency,
+        "audit_chain_broken",
+        &|c| {
+            c.old_size = Some(7);
+            c.size = Some(7);
+            c.old_root_hex = Some(root(7));
+            c.root_hex = Some(hex(&forged.root(7).unwrap()));
+        },
+    );
+    add(
+        "consistency_tampered_proof",
+        "One proof hash is changed.",
+        TlogKind::Consistency,
+        "audit_chain_broken",
+        &|c| {
+            good_consistency(c);
+            c.proof_hex[0] = hex(&[0x11; 32]);
+        },
+    );
+
+    // Checkpoints: a log key and a witness key from fixed seeds.
+    let origin = "gk.acme/audit";
+    let log = NoteSigner::ed25519(origin, SigningKey::from_bytes(&[0x71; 32]))
+        .map_err(|e| e.to_string())?;
+    let witness = NoteSigner::cosigner("witness.example/w1", SigningKey::from_bytes(&[0x72; 32]))
+        .map_err(|e| e.to_string())?;
+    let other = NoteSigner::ed25519(origin, SigningKey::from_bytes(&[0x73; 32]))
+        .map_err(|e| e.to_string())?;
+    let cp = Checkpoint::new(origin, 300, mem.root(300).unwrap(), Vec::new())
+        .map_err(|e| e.to_string())?;
+    let signed = SignedNote::sign(cp.body(), &[&log]).map_err(|e| e.to_string())?;
+    let mut cosigned = signed.clone();
+    cosigned
+        .add_signature(
+            witness
+                .cosign(cosigned.text(), T)
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+    let checkpoint = |c: &mut TlogCase, note: String, keys: Vec<String>| {
+        c.note = Some(note);
+        c.origin = Some(origin.into());
+        c.verifier_keys = keys;
+        c.size = Some(300);
+        c.root_hex = Some(root(300));
+    };
+    add(
+        "checkpoint_signed",
+        "A C2SP checkpoint (origin, size, base64 root) signed as a signed note with the log's Ed25519 key (type 0x01).",
+        TlogKind::Checkpoint,
+        "ok",
+        &|c| {
+            checkpoint(c, signed.encode(), vec![log.verifier_key()]);
+        },
+    );
+    add(
+        "checkpoint_cosigned",
+        "The same checkpoint with a tlog-cosignature/v1 (type 0x04, timestamped) of a witness: both verify.",
+        TlogKind::Checkpoint,
+        "ok",
+        &|c| {
+            checkpoint(
+                c,
+                cosigned.encode(),
+                vec![log.verifier_key(), witness.verifier_key()],
+            );
+            c.cosignature_times = vec![T];
+        },
+    );
+    add(
+        "checkpoint_unknown_extra_signature",
+        "A signature of an unknown key is ignored.",
+        TlogKind::Checkpoint,
+        "ok",
+        &|c| {
+            let mut n = signed.clone();
+            n.add_signature(other.sign_text(n.text()).unwrap()).unwrap();
+            checkpoint(c, n.encode(), vec![log.verifier_key()]);
+        },
+    );
+    add(
+        "checkpoint_other_log",
+        "The checkpoint is of another origin than the verifier expects.",
+        TlogKind::Checkpoint,
+        "wrong_audience",
+        &|c| {
+            checkpoint(c, signed.encode(), vec![log.verifier_key()]);
+            c.origin = Some("gk.other/audit".into());
+        },
+    );
+    add(
+        "checkpoint_forged_size",
+        "The size line was changed after signing.",
+        TlogKind::Checkpoint,
+        "bad_signature",
+        &|c| {
+            checkpoint(
+                c,
+                signed.encode().replacen("\n300\n", "\n301\n", 1),
+                vec![log.verifier_key()],
+            );
+        },
+    );
+    add(
+        "checkpoint_only_unknown_key",
+        "Signed by another key of the same name (another key id): no known signature.",
+        TlogKind::Checkpoint,
+        "unknown_key",
+        &|c| {
+            checkpoint(
+                c,
+                SignedNote::sign(cp.body(), &[&other]).unwrap().encode(),
+                vec![log.verifier_key()],
+            );
+        },
+    );
+    add(
+        "checkpoint_forged_cosignature_time",
+        "The cosignature's time was changed: the time is signed.",
+        TlogKind::Checkpoint,
+        "bad_signature",
+        &|c| {
+            let mut n = cosigned.clone();
+            let mut sig = n.signatures()[1].clone();
+            sig.bytes[11] ^= 1;
+            n = SignedNote::parse(
+                n.encode()
+                    .replace(&n.signatures()[1].line(), &sig.line())
+                    .as_bytes(),
+            )
+            .unwrap();
+            checkpoint(
+                c,
+                n.encode(),
+                vec![log.verifier_key(), witness.verifier_key()],
+            );
+        },
+    );
+    add(
+        "checkpoint_no_blank_line",
+        "A note without the blank line before its signatures.",
+        TlogKind::Checkpoint,
+        "malformed",
+        &|c| {
+            checkpoint(
+                c,
+                signed.encode().replacen("\n\n", "\n", 1),
+                vec![log.verifier_key()],
+            );
+        },
+    );
+    add(
+        "checkpoint_size_leading_zero",
+        "The size `0300`: one encoding per number.",
+        TlogKind::Checkpoint,
+        "non_canonical",
+        &|c| {
+            let text = cp.body().replacen("\n300\n", "\n0300\n", 1);
+            let n = format!("{text}\n{}", log.sign_text(&text).unwrap().line());
+            checkpoint(c, n, vec![log.verifier_key()]);
+        },
+    );
+
+    for (path, tile) in [
+        ("tile/0/000", [0i64, 0, 256]),
+        ("tile/0/001.p/44", [0, 1, 44]),
+        ("tile/2/x001/x234/067", [2, 1_234_067, 256]),
+        ("tile/entries/x002/005.p/255", [-1, 2005, 255]),
+    ] {
+        add(
+            &format!("tile_path_{}", path.replace(['/', '.'], "_")),
+            "A tlog-tiles path: level, index in 3-digit elements (x on all but the last), optional partial width.",
+            TlogKind::TilePath,
+            "ok",
+            &|c| {
+                c.path = Some(path.into());
+                c.tile = Some(tile);
+            },
+        );
+    }
+    for (name, path) in [
+        ("tile_path_unpadded", "tile/0/1"),
+        ("tile_path_leading_x000", "tile/0/x000/001"),
+        ("tile_path_width_256", "tile/0/000.p/256"),
+        ("tile_path_width_leading_zero", "tile/0/000.p/05"),
+        ("tile_path_level_8", "tile/8/000"),
+        ("tile_path_last_element_with_x", "tile/0/x001"),
+    ] {
+        add(
+            name,
+            "Not the one encoding of a tile path.",
+            TlogKind::TilePath,
+            "malformed",
+            &|c| c.path = Some(path.into()),
+        );
+    }
+    let bundle_entries: Vec<&[u8]> = vec![&entries[0], b"", &entries[299]];
+    let bundle = encode_bundle(bundle_entries.iter().copied()).map_err(|e| e.to_string())?;
+    add(
+        "entry_bundle",
+        "An entry bundle: each entry is a big-endian uint16 length, then its bytes.",
+        TlogKind::EntryBundle,
+        "ok",
+        &|c| {
+            c.bundle_hex = Some(hex(&bundle));
+            c.entries_hex = bundle_entries.iter().map(|e| hex(e)).collect();
+        },
+    );
+    add(
+        "entry_bundle_truncated",
+        "The bundle ends inside its last entry.",
+        TlogKind::EntryBundle,
+        "malformed",
+        &|c| {
+            c.bundle_hex = Some(hex(&bundle[..bundle.len() - 1]));
+        },
+    );
+
+    for c in &cases {
+        let got = tlog_outcome(c)?;
+        if got != c.expect {
+            return Err(format!(
+                "tlog case {}: expected {}, got {got}",
+                c.name, c.expect
+            ));
+        }
+    }
+    Ok(cases)
 }

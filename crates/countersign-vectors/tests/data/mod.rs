@@ -98,3 +98,6 @@ pub fn assert_object_keys_are_exactly_the_nfc_strings() {
     assert!(ObjectKey::parse("\u{e0}\u{323}").is_err());
     assert!(ObjectKey::parse("\u{1ea1}\u{300}").is_ok());
 }
+
+/// The transparency-log vectors (`countersign_vectors::tlog`).
+pub const TLOG: &str = include_str!("../../../../tests/vectors/tlog.json");

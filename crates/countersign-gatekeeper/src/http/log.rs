@@ -1,0 +1,76 @@
+//! The audit log's Merkle tree over HTTP, per `tlog-tiles` (`docs/API.md`, "Log"):
+//! the newest signed checkpoint and the hash tiles. They reveal only hashes, so they
+//! need no authentication: witnesses and auditors follow the log without seeing
+//! what it records.
+
+use super::AppState;
+use crate::error::ApiError;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use countersign_core::ErrorCode;
+use countersign_core::tiles::{TileKind, TilePath};
+
+fn with_headers(
+    body: impl IntoResponse,
+    content_type: &'static str,
+    cache: &'static str,
+) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+/// `GET /v1/log/checkpoint`: the newest signed checkpoint (a C2SP signed note).
+pub async fn checkpoint(State(gk): State<AppState>) -> Response {
+    match gk.ledger.latest_tree_checkpoint().await {
+        Ok(Some(c)) => with_headers(c.note, "text/plain; charset=utf-8", "no-store"),
+        Ok(None) => {
+            ApiError::new(ErrorCode::NotFound, "the log has no checkpoint yet").into_response()
+        }
+        Err(e) => {
+            eprintln!("log checkpoint: {e}");
+            ApiError::audit_unavailable().into_response()
+        }
+    }
+}
+
+/// `GET /v1/log/tile/<L>/<N>[.p/<W>]`: a hash tile. A partial tile of width `W` is
+/// served once the tree has at least `W` hashes in that tile (they never change);
+/// a full tile once it is complete.
+pub async fn tile(State(gk): State<AppState>, Path(rest): Path<String>) -> Response {
+    let path = match TilePath::parse(&format!("tile/{rest}")) {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let TileKind::Hashes { level } = path.kind() else {
+        return ApiError::new(
+            ErrorCode::AccessDenied,
+            "entry bundles are not served here: they need a customer-admin signed request",
+        )
+        .into_response();
+    };
+    let want = usize::from(path.width()) * 32;
+    match gk.ledger.tile(level, path.index()).await {
+        Ok(Some(mut hashes)) if hashes.len() >= want => {
+            hashes.truncate(want);
+            with_headers(
+                hashes,
+                "application/octet-stream",
+                "public, max-age=31536000, immutable",
+            )
+        }
+        Ok(_) => ApiError::new(
+            ErrorCode::NotFound,
+            format!("the tree has no tile {path} yet"),
+        )
+        .into_response(),
+        Err(e) => {
+            eprintln!("log tile: {e}");
+            ApiError::audit_unavailable().into_response()
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The audit log as a transparency log, on every backend: checkpoints and tiles over
+//! HTTP, and `audit verify` against the published checkpoints catching each attack
+//! of someone who can write the database (but not the published file).
+
+use crate::common::*;
+use axum::http::StatusCode;
+use countersign_core::audit::{AuditEntry, CapturedHeader};
+use countersign_core::merkle::{leaf_hash, tree_root, verify_inclusion};
+use countersign_core::note::Checkpoint;
+use countersign_core::tiles::{TileHashes, TilePath, tiles_of_tree};
+use countersign_core::{Decision, ErrorCode};
+use countersign_gatekeeper::http::AppState;
+use countersign_gatekeeper::ledger::{AuditDraft, log_origin};
+use countersign_gatekeeper::transparency::{
+    Publisher, TreeReport, checkpoint_verifier, integrate_and_publish, verify_tree,
+};
+use std::collections::HashMap;
+
+fn draft(i: u64, decision: Decision) -> AuditDraft {
+    AuditDraft {
+        time_ms: 1_800_000_000_000 + i,
+        client_ip: "127.0.0.1".parse().unwrap(),
+        operation: b"GET".to_vec(),
+        bucket: BUCKET.as_bytes().to_vec(),
+        key: format!("patient-{i}/report.pdf").into_bytes(),
+        subject: b"user-1".to_vec(),
+        decision,
+        bytes: i,
+        latency_us: 10,
+        request: CapturedHeader::whole(b""),
+        signatures: CapturedHeader::whole(b""),
+    }
+}
+
+/// Appends `n` entries, every third a denial; no two entries of a test run are alike.
+async fn append(state: &AppState, n: u64) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..n {
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = if i.is_multiple_of(3) {
+            Decision::Deny(ErrorCode::AccessDenied)
+        } else {
+            Decision::Allow
+        };
+        state.ledger.append(draft(i, d), None).await.unwrap();
+    }
+}
+
+async fn integrate(h: &Harness) -> u64 {
+    let mut p = Publisher::open(&h.config.published_checkpoints).unwrap();
+    integrate_and_publish(&h.state.ledger, &mut p)
+        .await
+        .unwrap()
+}
+
+fn policy(h: &Harness) -> countersign_core::Policy {
+    countersign_gatekeeper::http::gatekeeper_policy(&h.config.key_id, &h.state.public_key())
+        .unwrap()
+}
+
+async fn verify(h: &Harness) -> Result<TreeReport, String> {
+    let verifier = checkpoint_verifier(&h.config.gatekeeper_id, &h.state.public_key()).unwrap();
+    let ledger = h.ledger().await;
+    let r = verify_tree(
+        &ledger,
+        &h.config.published_checkpoints,
+        &verifier,
+        &log_origin(&h.config.gatekeeper_id),
+        &policy(h),
+    )
+    .await;
+    ledger.close().await;
+    r
+}
+
+async fn verify_fails(h: &Harness, expect: &str) {
+    let e = verify(h).await.unwrap_err();
+    assert!(e.contains(expect), "`{e}` does not say `{expect}`");
+}
+
+async fn sql(h: &Harness, statements: &[&str]) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&h.config.database_url)
+        .await
+        .unwrap();
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+}
+
+/// What an attacker with write access to the database does after changing entries:
+/// recompute the hash chain from entry `from` on, and drop the Merkle tree and its
+/// checkpoints so that the running gatekeeper re-integrates (and signs) the forgery.
+async fn relink_and_rebuild(h: &Harness, from: u64) {
+    let entries = h.all_entries().await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&h.config.database_url)
+        .await
+        .unwrap();
+    let pg = h.config.database_url.starts_with("postgres");
+    let q = |s: &str| {
+        if pg {
+            let mut n = 0;
+            s.chars()
+                .map(|c| {
+                    if c == '?' {
+                        n += 1;
+                        format!("${n}")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut prev = if from == 0 {
+        countersign_core::audit::GENESIS
+    } else {
+        entries[from as usize - 1].hash()
+    };
+    for e in entries.into_iter().skip(from as usize) {
+        let e = AuditEntry {
+            prev_sha256: prev,
+            ..e
+        };
+        prev = e.hash();
+        sqlx::query(sqlx::AssertSqlSafe(q(
+            "UPDATE audit_log SET prev_sha256 = ?, entry_sha256 = ? WHERE seq = ?",
+        )))
+        .bind(e.prev_sha256.to_vec())
+        .bind(prev.to_vec())
+        .bind(e.seq as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for t in [
+        "tlog_state",
+        "tlog_tiles",
+        "tlog_checkpoints",
+        "audit_checkpoints",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {t}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    integrate(h).await;
+}
+
+async fn get(h: &Harness, path: &str) -> axum::http::Response<axum::body::Body> {
+    h.send(
+        axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+pub async fn tree_checkpoints_and_tiles(b: &Backend) {
+    let h = Harness::new(b).await;
+    let r = get(&h, "/v1/log/checkpoint").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    crate::store(&h, "a/b", b"x").await;
+    append(&h.state, 300).await;
+    assert_eq!(integrate(&h).await, 301);
+    // A second round with nothing new signs nothing.
+    assert_eq!(integrate(&h).await, 301);
+
+    let r = get(&h, "/v1/log/checkpoint").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "content-type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    let note = body_bytes(r).await;
+    let verifier = checkpoint_verifier(&h.config.gatekeeper_id, &h.state.public_key()).unwrap();
+    let (cp, _) = Checkpoint::open(&note, &format!("{GK}/audit"), &verifier).unwrap();
+    assert_eq!(cp.size(), 301);
+
+    // Every tile over HTTP, without authentication; the root they give is the
+    // checkpoint's, and every entry's inclusion proof from them verifies.
+    let mut tiles = HashMap::new();
+    for t in tiles_of_tree(301) {
+        let r = get(&h, &format!("/v1/log/{t}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{t}");
+        tiles.insert(t, body_bytes(r).await);
+    }
+    assert_eq!(tiles.len(), 3); // tile/0/000, tile/0/001.p/45, tile/1/000.p/1
+    let mut src = TileHashes::new(301, |t: &TilePath| {
+        tiles
+            .get(t)
+            .cloned()
+            .ok_or_else(|| countersign_core::Error::new(ErrorCode::NotFound, t.to_string()))
+    });
+    assert_eq!(tree_root(&mut src, 301).unwrap(), *cp.root());
+    for e in h.all_entries().await.iter().step_by(37) {
+        let proof = countersign_core::merkle::inclusion_proof(&mut src, e.seq, 301).unwrap();
+        verify_inclusion(e.seq, 301, &leaf_hash(&e.encode()), &proof, cp.root()).unwrap();
+    }
+    // A narrower partial tile is a prefix of the stored one; a wider one, or a full
+    // tile that is not complete yet, does not exist.
+    let r = get(&h, "/v1/log/tile/0/001.p/3").await;
+    assert_eq!(
+        body_bytes(r).await,
+        tiles[&TilePath::parse("tile/0/001.p/45").unwrap()][..96]
+    );
+    for (path, status, code) in [
+        (
+            "/v1/log/tile/0/001.p/46",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        ("/v1/log/tile/0/001", StatusCode::NOT_FOUND, "not_found"),
+        ("/v1/log/tile/0/1", StatusCode::BAD_REQUEST, "malformed"),
+        (
+            "/v1/log/tile/entries/000",
+            StatusCode::FORBIDDEN,
+            "access_denied",
+        ),
+    ] {
+        let r = get(&h, path).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(error_code(r).await, code, "{path}");
+    }
+    let report = verify(&h).await.unwrap();
+    assert_eq!(
+        (report.entries, report.published, report.stored),
+        (301, 1, 1)
+    );
+    assert_eq!(report.root, *cp.root());
+}
+
+pub async fn tree_integrator_task_checkpoints_within_the_interval(b: &Backend) {
+    let h = Harness::new(b).await;
+    countersign_gatekeeper::transparency::spawn_integrator(h.state.clone());
+    append(&h.state, 3).await;
+    let started = std::time::Instant::now();
+    // Within the interval (1 s), plus slack for a loaded machine.
+    loop {
+        let r = get(&h, "/v1/log/checkpoint").await;
+        if r.status() == StatusCode::OK {
+            let text = String::from_utf8(body_bytes(r).await).unwrap();
+            if text.contains("\n3\n") {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "no checkpoint of 3 entries"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The task published it outside the database too.
+    let published = std::fs::read_to_string(&h.config.published_checkpoints).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut published = published;
+    while !published.contains("\n3\n") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        published = std::fs::read_to_string(&h.config.published_checkpoints).unwrap_or_default();
+    }
+    assert!(published.contains("\n3\n"), "{published}");
+}
+
+pub async fn tree_detects_a_rewritten_entry(b: &Backend) {
+    let h = Harness::new(b).await;
+    append(&h.state, 20).await;
+    integrate(&h).await;
+    verify(&h).await.unwrap();
+    // The attacker turns a denial into an allow.
+    let victim = h
+        .all_entries()
+        .await
+        .into_iter()
+        .find(|e| e.seq < 19 && matches!(e.decision, Decision::Deny(_)))
+        .unwrap()
+        .seq;
+    sql(
+        &h,
+        &[&format!(
+            "UPDATE audit_log SET decision = 'allow', error_code = '' WHERE seq = {victim}"
+        )],
+    )
+    .await;
+    verify_fails(&h, &format!("entry {} does not link", victim + 1)).await;
+    relink_and_rebuild(&h, victim).await;
+    verify_fails(&h, "the published checkpoint of size 20 does not match").await;
+}
+
+pub async fn tree_detects_a_deleted_entry(b: &Backend) {
+    let h = Harness::new(b).await;
+    append(&h.state, 20).await;
+    integrate(&h).await;
+    sql(&h, &["DELETE FROM audit_log WHERE seq = 9"]).await;
+    verify_fails(&h, "entry 9 is missing").await;
+    // Renumber the rest and relink the chain, as a careful attacker would.
+    sql(
+        &h,
+        &[
+            "UPDATE audit_log SET seq = -seq WHERE seq > 9",
+            "UPDATE audit_log SET seq = -seq - 1 WHERE seq < 0",
+        ],
+    )
+    .await;
+    relink_and_rebuild(&h, 9).await;
+    verify_fails(
+        &h,
+        "a checkpoint of size 20 was published, but the database holds 19 entries",
+    )
+    .await;
+    // Even once the log has grown past the published size again.
+    append(&h.state, 5).await;
+    integrate(&h).await;
+    verify_fails(&h, "the published checkpoint of size 20 does not match").await;
+}
+
+pub async fn tree_detects_truncation(b: &Backend) {
+    let h = Harness::new(b).await;
+    append(&h.state, 12).await;
+    integrate(&h).await;
+    sql(&h, &["DELETE FROM audit_log WHERE seq >= 10"]).await;
+    verify_fails(
+        &h,
+        "a checkpoint of size 12 was published, but the database holds 10 entries",
+    )
+    .await;
+    relink_and_rebuild(&h, 10).await;
+    verify_fails(&h, "deleted from its end (truncation)").await;
+}
+
+pub async fn tree_detects_dropped_checkpoints(b: &Backend) {
+    let h = Harness::new(b).await;
+    append(&h.state, 7).await;
+    integrate(&h).await;
+    append(&h.state, 7).await;
+    integrate(&h).await;
+    assert_eq!(verify(&h).await.unwrap().published, 2);
+    sql(&h, &["DELETE FROM tlog_checkpoints WHERE size = 7"]).await;
+    verify_fails(
+        &h,
+        "the published checkpoint of size 7 is missing from the database",
+    )
+    .await;
+}
+
+pub async fn tree_detects_a_rollback_to_an_older_backup(b: &Backend) {
+    let h = Harness::new(b).await;
+    append(&h.state, 10).await;
+    integrate(&h).await;
+    append(&h.state, 10).await;
+    integrate(&h).await;
+    // Restore the state of the first checkpoint: its entries and its tree only.
+    sql(
+        &h,
+        &[
+            "DELETE FROM audit_log WHERE seq >= 10",
+            "DELETE FROM audit_checkpoints WHERE seq >= 10",
+            "DELETE FROM tlog_state",
+            "DELETE FROM tlog_tiles",
+            "DELETE FROM tlog_checkpoints",
+        ],
+    )
+    .await;
+    let mut p = Publisher::open(&h.config.published_checkpoints).unwrap();
+    assert_eq!(p.last_size(), 20);
+    h.state.ledger.integrate(4096).await.unwrap();
+    verify_fails(&h, "restored from an older backup (rollback)").await;
+    // New traffic after the restore grows the log past the published size: the
+    // published checkpoint of size 20 no longer matches.
+    append(&h.state, 15).await;
+    integrate_and_publish(&h.state.ledger, &mut p)
+        .await
+        .unwrap();
+    verify_fails(&h, "the published checkpoint of size 20 does not match").await;
+}
+
+pub async fn tree_with_two_instances_appending_and_integrating(b: &Backend) {
+    let h = Harness::new(b).await;
+    let other = h.second_instance().await;
+    let mut other_config = h.config.clone();
+    other_config.published_checkpoints = h.dir.join("other-checkpoints.log");
+    let mut mine = Publisher::open(&h.config.published_checkpoints).unwrap();
+    let mut theirs = Publisher::open(&other_config.published_checkpoints).unwrap();
+    for _ in 0..4 {
+        let (a, b2, _, _) = tokio::join!(
+            append(&h.state, 25),
+            append(&other, 25),
+            integrate_and_publish(&h.state.ledger, &mut mine),
+            integrate_and_publish(&other.ledger, &mut theirs),
+        );
+        let _ = (a, b2);
+    }
+    integrate_and_publish(&h.state.ledger, &mut mine)
+        .await
+        .unwrap();
+    integrate_and_publish(&other.ledger, &mut theirs)
+        .await
+        .unwrap();
+    // One total order of 200 entries, one tree, and both published files agree with it.
+    let report = verify(&h).await.unwrap();
+    assert_eq!(report.entries, 200);
+    let verifier = checkpoint_verifier(&h.config.gatekeeper_id, &h.state.public_key()).unwrap();
+    let theirs_report = verify_tree(
+        &other.ledger,
+        &other_config.published_checkpoints,
+        &verifier,
+        &log_origin(&h.config.gatekeeper_id),
+        &policy(&h),
+    )
+    .await
+    .unwrap();
+    assert_eq!(theirs_report.root, report.root);
+    assert!(report.published >= 1 && theirs_report.published >= 1);
+
+    if h.config.database_url.starts_with("postgres") {
+        // While one instance integrates (holds the integration lock), another skips
+        // its turn; once the first is gone (its transaction ends, as when its process
+        // is killed), the other takes over.
+        let pool = sqlx::AnyPool::connect(&h.config.database_url)
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(727470002)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        append(&other, 3).await;
+        assert_eq!(other.ledger.integrate(4096).await.unwrap(), None);
+        drop(tx);
+        let cp = other.ledger.integrate(4096).await.unwrap().unwrap();
+        assert_eq!(cp.size, 203);
+        pool.close().await;
+    }
+}
