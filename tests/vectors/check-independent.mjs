@@ -11,8 +11,9 @@
 //   - a manifest's embedded PUT request signatures verify too.
 // and it replays every listing case and every audit-entry case (ok or not) with its
 // own reader written from the spec ("Listings", "Audit log"), which must give the
-// case's exact expected code.
-import { createHash, createPublicKey, verify } from "node:crypto";
+// case's exact expected code. Every encryption-at-rest case is re-sealed with Node's
+// HKDF and AEADs from the spec ("Encryption at rest"), and each tampering replayed.
+import { createCipheriv, createHash, createPublicKey, hkdfSync, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 
@@ -279,7 +280,7 @@ function clientIp(s) {
   if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(canonical)) refuse("non_canonical");
   return canonical === s ? s : refuse("non_canonical");
 }
-const CODES = new Set(["malformed", "unsupported_version", "non_canonical", "invalid_field", "invalid_bucket", "invalid_key_path", "too_large", "expired", "not_yet_valid", "lifetime_too_long", "wrong_audience", "bad_signature", "weak_key", "unknown_key", "wrong_role", "key_outside_window", "threshold_not_met", "replayed", "receipt_mismatch", "manifest_mismatch", "body_mismatch", "request_mismatch", "audit_chain_broken", "ip_denied", "access_denied", "already_exists", "not_found", "audit_unavailable", "storage_unavailable", "internal", "rate_limited", "timeout", "overloaded", "duplicate_key", "listing_mismatch"]);
+const CODES = new Set(["malformed", "unsupported_version", "non_canonical", "invalid_field", "invalid_bucket", "invalid_key_path", "too_large", "expired", "not_yet_valid", "lifetime_too_long", "wrong_audience", "bad_signature", "weak_key", "unknown_key", "wrong_role", "key_outside_window", "threshold_not_met", "replayed", "receipt_mismatch", "manifest_mismatch", "body_mismatch", "request_mismatch", "audit_chain_broken", "ip_denied", "access_denied", "already_exists", "not_found", "audit_unavailable", "storage_unavailable", "internal", "rate_limited", "timeout", "overloaded", "duplicate_key", "listing_mismatch", "stored_object_tampered", "key_unavailable"]);
 function decisionPair(decision, error) {
   if ((decision === "allow" && error === "") || (decision === "deny" && CODES.has(error))) return;
   refuse("invalid_field");
@@ -326,4 +327,54 @@ for (const c of JSON.parse(readFileSync(new URL("audit-entries.json", dir), "utf
 if (auditCases === 0) fail("no audit-entry cases replayed");
 
 if (checked === 0) fail("no signatures checked");
-console.log(`independent check: ${checked} signatures of "ok" vectors verified with Node's Ed25519; ${listingCases} listing and ${auditCases} audit-entry cases replayed from the spec${process.exitCode ? " (with failures)" : ""}`);
+
+// Encryption at rest ("Encryption at rest" in PROTOCOL.md), with Node's HKDF and AEADs.
+const AR_S = 65536;
+function u32be(n) { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; }
+function arSeal(c, storageName, plain) {
+  const salt = hex(c.salt_hex);
+  const algId = { "aes-256-gcm": 1, "chacha20-poly1305": 2 }[c.aead];
+  const header = Buffer.concat([Buffer.from("CSAR"), Buffer.from([1, algId, 16, 0]), salt]);
+  const okm = Buffer.from(hkdfSync("sha256", hex(c.data_key_hex), salt, Buffer.from("countersign/v1/at-rest/segment-key"), 39));
+  const field = (s) => { const b = Buffer.from(s, "utf8"); return Buffer.concat([u32be(b.length), b]); };
+  const len = Buffer.alloc(8); len.writeBigUInt64BE(BigInt(plain.length));
+  const binding = createHash("sha256").update(Buffer.concat([
+    Buffer.from("countersign/v1/at-rest/binding\n"), field(c.bucket), field(storageName), field(c.key),
+    createHash("sha256").update(plain).digest(), len])).digest();
+  const n = Math.max(1, Math.ceil(plain.length / AR_S));
+  const parts = [header];
+  for (let i = 0; i < n; i++) {
+    const nonce = Buffer.concat([okm.subarray(32, 39), u32be(i), Buffer.from([i === n - 1 ? 1 : 0])]);
+    const cipher = createCipheriv(c.aead, okm.subarray(0, 32), nonce, { authTagLength: 16 });
+    cipher.setAAD(Buffer.concat([binding, header]));
+    parts.push(cipher.update(plain.subarray(i * AR_S, (i + 1) * AR_S)), cipher.final(), cipher.getAuthTag());
+  }
+  return { stored: Buffer.concat(parts), binding };
+}
+let atRestCases = 0;
+for (const c of JSON.parse(readFileSync(new URL("at-rest.json", dir), "utf8")).cases) {
+  const plain = Buffer.from(Array.from({ length: c.plaintext_length }, (_, i) => i % 251));
+  const { stored, binding } = arSeal(c, c.storage_name, plain);
+  atRestCases++;
+  if (binding.toString("hex") !== c.binding_sha256) fail(`at-rest ${c.name}: binding differs`);
+  if (createHash("sha256").update(stored).digest("hex") !== c.stored_sha256 || stored.length !== c.stored_length)
+    fail(`at-rest ${c.name}: sealed bytes differ`);
+  if (c.stored_hex !== undefined && stored.toString("hex") !== c.stored_hex) fail(`at-rest ${c.name}: stored_hex differs`);
+  // Opening = re-sealing the expected plaintext under the (possibly moved) binding and
+  // comparing: AEAD ciphertexts are deterministic given key, nonce and data.
+  let got = stored;
+  let name = c.storage_name;
+  const m = c.mutation ?? {};
+  const seg = (i) => 24 + i * (AR_S + 16);
+  if (m.flip) { got = Buffer.from(stored); got[m.flip.at] ^= 1; }
+  if (m.swap_segments) {
+    const { a, b } = m.swap_segments;
+    got = Buffer.concat([stored.subarray(0, seg(a)), stored.subarray(seg(b), seg(b + 1)), stored.subarray(seg(a + 1), seg(b)), stored.subarray(seg(a), seg(a + 1)), stored.subarray(seg(b + 1))]);
+  }
+  if (m.truncate) got = stored.subarray(0, m.truncate.length);
+  if (m.append) got = Buffer.concat([stored, hex(m.append.hex)]);
+  if (m.move_to) name = m.move_to.storage_name;
+  const outcome = arSeal(c, name, plain).stored.equals(got) ? "ok" : "stored_object_tampered";
+  if (outcome !== c.expect) fail(`at-rest ${c.name}: expected ${c.expect}, got ${outcome}`);
+}
+console.log(`independent check: ${checked} signatures of "ok" vectors verified with Node's Ed25519; ${listingCases} listing, ${auditCases} audit-entry and ${atRestCases} at-rest cases replayed from the spec${process.exitCode ? " (with failures)" : ""}`);

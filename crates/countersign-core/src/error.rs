@@ -85,6 +85,12 @@ pub enum ErrorCode {
     /// prefix or cursor, a key outside the prefix or before the cursor, or made by
     /// another gatekeeper or outside the request's window.
     ListingMismatch,
+    /// An object's stored (encrypted) bytes failed authentication: a segment was
+    /// altered, swapped, reordered, truncated or moved from another object.
+    StoredObjectTampered,
+    /// The key-encryption key an object needs is not in the gatekeeper's keyring, or
+    /// does not unwrap the object's data key.
+    KeyUnavailable,
 }
 
 impl ErrorCode {
@@ -125,6 +131,8 @@ impl ErrorCode {
         Self::Overloaded,
         Self::DuplicateKey,
         Self::ListingMismatch,
+        Self::StoredObjectTampered,
+        Self::KeyUnavailable,
     ];
 
     /// The stable snake_case string of this code.
@@ -165,6 +173,8 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::DuplicateKey => "duplicate_key",
             Self::ListingMismatch => "listing_mismatch",
+            Self::StoredObjectTampered => "stored_object_tampered",
+            Self::KeyUnavailable => "key_unavailable",
         }
     }
 

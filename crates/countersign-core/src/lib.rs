@@ -60,6 +60,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "at-rest")]
+pub mod at_rest;
 pub mod audit;
 pub mod canonical;
 pub mod download;

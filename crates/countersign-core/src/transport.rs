@@ -80,6 +80,8 @@ pub fn http_status(code: ErrorCode) -> u16 {
         C::RateLimited => 429,
         C::AuditUnavailable | C::StorageUnavailable | C::Overloaded => 503,
         C::Internal => 500,
+        C::StoredObjectTampered => 502,
+        C::KeyUnavailable => 503,
     }
 }
 

@@ -13,6 +13,8 @@
 //! string for the implementation under test, so comparing the two is the whole test.
 
 pub mod tlog;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod at_rest;
 
 use countersign_core::audit::AuditEntry;
 use countersign_core::{

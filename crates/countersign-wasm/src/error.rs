@@ -42,7 +42,9 @@ export type ProtocolErrorCode =
   | "timeout"
   | "overloaded"
   | "duplicate_key"
-  | "listing_mismatch";
+  | "listing_mismatch"
+  | "stored_object_tampered"
+  | "key_unavailable";
 
 /**
  * Codes of the client itself: `network` when the gatekeeper or the signing function

@@ -2183,6 +2183,154 @@ fn audit_entries(b: &mut Builder) {
     );
 }
 
+/// Encryption at rest: round trips at the segment edges, both AEADs, and every kind
+/// of tampering (each expected `stored_object_tampered`).
+#[cfg(not(target_arch = "wasm32"))]
+fn at_rest_vectors() -> Result<String, String> {
+    use countersign_vectors::at_rest::{AtRestCase, AtRestFile, Mutation, complete, outcome};
+    const SEG: u64 = 65_536;
+    const NAME: &str = "7f3a9c0e5b2d4f6a8c1e3b5d7f9a0c2e";
+    let case = |name: &str, description: &str, length: u64, aead: &str| AtRestCase {
+        name: name.into(),
+        description: description.into(),
+        data_key_hex: hex(&[0x42; 32]),
+        salt_hex: "000102030405060708090a0b0c0d0e0f".into(),
+        aead: aead.into(),
+        bucket: "patient-reports".into(),
+        storage_name: NAME.into(),
+        key: "org-1/Jane Doe/report 7.pdf".into(),
+        plaintext_length: length,
+        binding_sha256: String::new(),
+        stored_hex: None,
+        stored_sha256: String::new(),
+        stored_length: 0,
+        stored_head_hex: String::new(),
+        stored_tail_hex: String::new(),
+        mutation: None,
+        expect: "ok".into(),
+    };
+    let gcm = "aes-256-gcm";
+    let mut cases = vec![
+        case(
+            "empty",
+            "An empty object: the header and one empty, last segment (a tag alone).",
+            0,
+            gcm,
+        ),
+        case("one-byte", "One byte: one last segment.", 1, gcm),
+        case("short", "100 bytes, given in full.", 100, gcm),
+        case(
+            "segment-minus-one",
+            "65,535 bytes: one last segment, not full.",
+            SEG - 1,
+            gcm,
+        ),
+        case(
+            "one-segment",
+            "Exactly 65,536 bytes: one full last segment, no empty segment after it.",
+            SEG,
+            gcm,
+        ),
+        case(
+            "segment-plus-one",
+            "65,537 bytes: a full segment, then a last segment of one byte.",
+            SEG + 1,
+            gcm,
+        ),
+        case(
+            "three-segments",
+            "196,608 bytes: three full segments, the third last.",
+            3 * SEG,
+            gcm,
+        ),
+        case(
+            "chacha20-poly1305",
+            "100 bytes under ChaCha20-Poly1305 (AEAD id 2).",
+            100,
+            "chacha20-poly1305",
+        ),
+    ];
+    let base = case("", "", 3 * SEG, gcm);
+    let tampered = |name: &str, description: &str, mutation: Mutation| AtRestCase {
+        name: name.into(),
+        description: description.into(),
+        mutation: Some(mutation),
+        expect: "stored_object_tampered".into(),
+        ..base.clone()
+    };
+    let seg = 65_552;
+    cases.extend([
+        tampered(
+            "flipped-header",
+            "The salt's first byte flipped: every segment's associated data and key change.",
+            Mutation::Flip { at: 8 },
+        ),
+        tampered(
+            "flipped-ciphertext",
+            "One ciphertext byte of segment 1 flipped.",
+            Mutation::Flip { at: 24 + seg + 7 },
+        ),
+        tampered(
+            "flipped-tag",
+            "The last byte of segment 0's tag flipped.",
+            Mutation::Flip { at: 24 + seg - 1 },
+        ),
+        tampered(
+            "swapped-segments",
+            "Segments 0 and 1 exchanged: each is opened with the other's index in its nonce.",
+            Mutation::SwapSegments { a: 0, b: 1 },
+        ),
+        tampered(
+            "reordered-last",
+            "Segments 1 and 2 exchanged: the last flag no longer matches.",
+            Mutation::SwapSegments { a: 1, b: 2 },
+        ),
+        tampered(
+            "truncated-at-segment",
+            "The last segment dropped.",
+            Mutation::Truncate {
+                length: 24 + 2 * seg,
+            },
+        ),
+        tampered(
+            "truncated-mid-segment",
+            "Cut inside the last segment.",
+            Mutation::Truncate {
+                length: 24 + 2 * seg + 100,
+            },
+        ),
+        tampered(
+            "extended",
+            "One byte appended after the last segment.",
+            Mutation::Append { hex: "00".into() },
+        ),
+        tampered(
+            "moved",
+            "The honest bytes opened as another storage name's object.",
+            Mutation::MoveTo {
+                storage_name: "00000000000000000000000000000000".into(),
+            },
+        ),
+    ]);
+    let cases = cases
+        .into_iter()
+        .map(complete)
+        .collect::<Result<Vec<_>, _>>()?;
+    for c in &cases {
+        let got = outcome(c)?;
+        if got != c.expect {
+            return Err(format!("case {}: expected {}, got {got}", c.name, c.expect));
+        }
+    }
+    let file = AtRestFile {
+        description: "Encryption at rest, format v1: stored bytes of fixed plaintexts (byte i is i mod 251) and tamperings that must be refused.".into(),
+        cases,
+    };
+    serde_json::to_string_pretty(&file)
+        .map(|j| j + "\n")
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::args().nth(1) else {
         eprintln!("usage: generate-vectors <output dir>");
@@ -2232,6 +2380,17 @@ fn main() -> ExitCode {
             TlogVectorFile { description: String::new(), cases: Vec::new() }
         }
     };
+    #[cfg(not(target_arch = "wasm32"))]
+    match at_rest_vectors() {
+        Ok(json) => {
+            let path = std::path::Path::new(&dir).join("at-rest.json");
+            if let Err(e) = std::fs::write(&path, json) {
+                eprintln!("cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        Err(e) => b.failures.push(format!("at-rest: {e}")),
+    }
     if !b.failures.is_empty() {
         for f in &b.failures {
             eprintln!("{f}");

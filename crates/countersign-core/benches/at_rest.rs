@@ -1,0 +1,136 @@
+//! The AEAD candidates of encryption at rest on this CPU, single core, side by side:
+//! AES-256-GCM and ChaCha20-Poly1305 (AWS-LC) sealing and opening bare 64 KiB
+//! segments, and the whole `at_rest` format (AES-256-GCM) sealing and opening a
+//! 64 MiB object in 1 MiB chunks, copies included.
+//!
+//! `cargo bench -p countersign-core --features at-rest --bench at_rest`
+//!
+//! Rounds alternate between the candidates so that machine noise hits all alike; the
+//! medians are printed in GB/s (10^9 bytes per second). Nothing is asserted: numbers
+//! go to BENCHMARKS.md.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)] // a benchmark binary over its own fixed data
+
+use aws_lc_rs::aead::{
+    AES_256_GCM, Aad, Algorithm, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey,
+};
+use countersign_core::at_rest::{
+    Aead, Binding, DataKey, Header, Opener, SEGMENT_BYTES, Sealer, TAG_BYTES,
+};
+use countersign_core::{BodyDigest, Bucket, ObjectKey};
+use std::hint::black_box;
+use std::time::Instant;
+
+const ROUNDS: usize = 9;
+const OBJECT_BYTES: usize = 64 << 20;
+
+fn gbps(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Seals then opens `OBJECT_BYTES` as bare 64 KiB segments; returns (seal, open) GB/s.
+fn bare(alg: &'static Algorithm) -> (f64, f64) {
+    let key = LessSafeKey::new(UnboundKey::new(alg, &[7; 32]).unwrap());
+    let segments = OBJECT_BYTES / SEGMENT_BYTES;
+    let mut bufs: Vec<Vec<u8>> = (0..segments)
+        .map(|i| {
+            let mut v = vec![i as u8; SEGMENT_BYTES];
+            v.reserve(TAG_BYTES);
+            v
+        })
+        .collect();
+    let nonce = |i: usize| {
+        let mut n = [0u8; 12];
+        n[4..8].copy_from_slice(&(i as u32).to_be_bytes());
+        Nonce::assume_unique_for_key(n)
+    };
+    let t = Instant::now();
+    for (i, b) in bufs.iter_mut().enumerate() {
+        key.seal_in_place_append_tag(nonce(i), Aad::from([1u8; 56]), b)
+            .unwrap();
+    }
+    let seal = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for (i, b) in bufs.iter_mut().enumerate() {
+        black_box(
+            key.open_in_place(nonce(i), Aad::from([1u8; 56]), b)
+                .unwrap(),
+        );
+    }
+    let open = t.elapsed().as_secs_f64();
+    (gbps(OBJECT_BYTES, seal), gbps(OBJECT_BYTES, open))
+}
+
+/// The whole format: streams `plain` through `Sealer` and `Opener` in 1 MiB chunks;
+/// returns (seal, open) GB/s of plaintext. `stored` and `out` are reused across
+/// rounds, so page faults of fresh buffers are not counted.
+fn format(plain: &[u8], binding: &Binding, stored: &mut Vec<u8>, out: &mut Vec<u8>) -> (f64, f64) {
+    let key = DataKey::from_bytes([7; 32]);
+    let header = Header {
+        aead: Aead::Aes256Gcm,
+        salt: [5; 16],
+    };
+    stored.clear();
+    let t = Instant::now();
+    let mut sealer = Sealer::new(&key, header, binding).unwrap();
+    for chunk in plain.chunks(1 << 20) {
+        sealer.update(chunk, stored).unwrap();
+    }
+    sealer.finish(stored).unwrap();
+    let seal = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut opener = Opener::new(&key, header, binding, 0..plain.len() as u64).unwrap();
+    for chunk in stored.chunks(1 << 20) {
+        out.clear();
+        opener.update(chunk, out).unwrap();
+        black_box(&out);
+    }
+    opener.finish().unwrap();
+    let open = t.elapsed().as_secs_f64();
+    (gbps(plain.len(), seal), gbps(plain.len(), open))
+}
+
+fn main() {
+    let plain: Vec<u8> = (0..OBJECT_BYTES).map(|i| (i % 251) as u8).collect();
+    let binding = Binding::new(
+        &Bucket::parse("bench").unwrap(),
+        "00112233445566778899aabbccddeeff",
+        &ObjectKey::parse("bench/object").unwrap(),
+        &BodyDigest::of(&plain),
+    );
+    let mut stored = vec![0u8; plain.len() + plain.len() / 1000 + 64];
+    let mut out = vec![0u8; 2 << 20];
+    let mut rows: [(&str, Vec<f64>, Vec<f64>); 3] = [
+        ("AES-256-GCM, bare 64 KiB segments", vec![], vec![]),
+        ("ChaCha20-Poly1305, bare 64 KiB segments", vec![], vec![]),
+        ("at_rest v1 (AES-256-GCM), 1 MiB chunks", vec![], vec![]),
+    ];
+    for _ in 0..ROUNDS {
+        for (i, row) in rows.iter_mut().enumerate() {
+            let (s, o) = match i {
+                0 => bare(&AES_256_GCM),
+                1 => bare(&CHACHA20_POLY1305),
+                _ => format(&plain, &binding, &mut stored, &mut out),
+            };
+            row.1.push(s);
+            row.2.push(o);
+        }
+    }
+    println!(
+        "single core, {} MiB per run, median of {ROUNDS} rounds",
+        OBJECT_BYTES >> 20
+    );
+    println!("{:<44} {:>10} {:>10}", "", "seal GB/s", "open GB/s");
+    for (name, s, o) in rows {
+        println!("{name:<44} {:>10.2} {:>10.2}", median(s), median(o));
+    }
+}
