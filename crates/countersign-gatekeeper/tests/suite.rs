@@ -1232,7 +1232,7 @@ async fn stuck_batch(
     tokio::task::JoinHandle<countersign_core::audit::AuditEntry>,
 ) {
     let ledger = h.ledger().await;
-    let lock = hold_append_lock(&h.config.database_url).await;
+    let lock = hold_append_lock(h.config.database_url.expose()).await;
     let first = {
         let ledger = ledger.clone();
         tokio::spawn(async move {
@@ -1249,7 +1249,7 @@ async fn stuck_batch(
 async fn group_commit_replay_in_a_batch_fails_only_its_request(b: &Backend) {
     let h = Harness::new(b).await;
     let (ledger, lock, first) = stuck_batch(&h).await;
-    let url = h.config.database_url.clone();
+    let url = h.config.database_url.expose().to_owned();
     let release = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         release_append_lock(&url, lock).await;
@@ -1289,7 +1289,7 @@ async fn group_commit_failed_batch_fails_every_append_closed(b: &Backend) {
     let h = Harness::new(b).await;
     // An entry for key `poison` fails its batch: on PostgreSQL at COMMIT (a deferred
     // constraint trigger), on SQLite at the INSERT (SQLite has no deferred triggers).
-    let poison: &[&'static str] = if h.config.database_url.starts_with("sqlite:") {
+    let poison: &[&'static str] = if h.config.database_url.expose().starts_with("sqlite:") {
         &[
             "CREATE TRIGGER poison BEFORE INSERT ON audit_log WHEN NEW.object_key = X'706F69736F6E'
            BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
@@ -1305,7 +1305,7 @@ async fn group_commit_failed_batch_fails_every_append_closed(b: &Backend) {
     };
     {
         use sqlx::Connection as _;
-        let mut c = sqlx::AnyConnection::connect(&h.config.database_url)
+        let mut c = sqlx::AnyConnection::connect(h.config.database_url.expose())
             .await
             .unwrap();
         for sql in poison {
@@ -1313,7 +1313,7 @@ async fn group_commit_failed_batch_fails_every_append_closed(b: &Backend) {
         }
     }
     let (ledger, lock, first) = stuck_batch(&h).await;
-    let url = h.config.database_url.clone();
+    let url = h.config.database_url.expose().to_owned();
     let ((b2, b3, b4), ()) = tokio::join!(
         async {
             tokio::join!(
@@ -1354,7 +1354,7 @@ async fn group_commit_append_outlives_its_dropped_caller(b: &Backend) {
     )
     .await;
     assert!(gave_up.is_err(), "the append should still be waiting");
-    release_append_lock(&h.config.database_url, lock).await;
+    release_append_lock(h.config.database_url.expose(), lock).await;
     first.await.unwrap();
     let mut entries = Vec::new();
     for _ in 0..50 {

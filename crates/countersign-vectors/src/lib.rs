@@ -12,9 +12,9 @@
 //! A case's `expect` is `"ok"` or a stable error code; [`outcome`] returns the same
 //! string for the implementation under test, so comparing the two is the whole test.
 
-pub mod tlog;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod at_rest;
+pub mod tlog;
 
 use countersign_core::audit::AuditEntry;
 use countersign_core::{

@@ -80,7 +80,7 @@ async fn verify_fails(h: &Harness, expect: &str) {
 
 async fn sql(h: &Harness, statements: &[&str]) {
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&h.config.database_url)
+    let pool = sqlx::AnyPool::connect(h.config.database_url.expose())
         .await
         .unwrap();
     for s in statements {
@@ -98,10 +98,10 @@ async fn sql(h: &Harness, statements: &[&str]) {
 async fn relink_and_rebuild(h: &Harness, from: u64) {
     let entries = h.all_entries().await;
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&h.config.database_url)
+    let pool = sqlx::AnyPool::connect(h.config.database_url.expose())
         .await
         .unwrap();
-    let pg = h.config.database_url.starts_with("postgres");
+    let pg = h.config.database_url.expose().starts_with("postgres");
     let q = |s: &str| {
         if pg {
             let mut n = 0;
@@ -419,11 +419,11 @@ pub async fn tree_with_two_instances_appending_and_integrating(b: &Backend) {
     assert_eq!(theirs_report.root, report.root);
     assert!(report.published >= 1 && theirs_report.published >= 1);
 
-    if h.config.database_url.starts_with("postgres") {
+    if h.config.database_url.expose().starts_with("postgres") {
         // While one instance integrates (holds the integration lock), another skips
         // its turn; once the first is gone (its transaction ends, as when its process
         // is killed), the other takes over.
-        let pool = sqlx::AnyPool::connect(&h.config.database_url)
+        let pool = sqlx::AnyPool::connect(h.config.database_url.expose())
             .await
             .unwrap();
         let mut tx = pool.begin().await.unwrap();
