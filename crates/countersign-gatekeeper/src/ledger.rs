@@ -432,10 +432,10 @@ impl Ledger {
     /// (also by an earlier append of the same batch), the entry is written as a
     /// `replayed` denial instead (the caller reads the returned entry's decision).
     ///
-    /// The append is handed to this ledger's sequencer (see [`Sequencer`]), which
+    /// The append is handed to this ledger's sequencer (a task of its own), which
     /// writes concurrent appends in one transaction (group commit) and answers each
     /// only once that transaction committed; if it failed, every append of the batch
-    /// fails. The sequencer is a task of its own: once handed over, the append is
+    /// fails. Once handed over, the append is
     /// written (or fails) even if the caller is dropped.
     pub async fn append(&self, draft: AuditDraft, nonce: Option<NonceUse>) -> Result<AuditEntry> {
         let draft = Pending::new(draft, nonce, self.deadline)?;
@@ -939,11 +939,7 @@ const APPEND_LOCK_KEY: i64 = 727_470_001;
 struct Pending {
     draft: AuditDraft,
     nonce: Option<([u8; 16], i64)>,
-    time_ms: i64,
-    bytes: i64,
-    latency_us: i64,
-    request_length: i64,
-    signatures_length: i64,
+    columns: Columns,
     /// An append still queued past this instant fails with [`LedgerError::Timeout`]
     /// unwritten (its caller has answered, or is about to answer, that the log is
     /// unavailable).
@@ -956,15 +952,35 @@ impl Pending {
             nonce: nonce
                 .map(|n| Ok::<_, LedgerError>((n.nonce, to_i64(n.until, "expiry")?)))
                 .transpose()?,
-            time_ms: to_i64(draft.time_ms, "time")?,
-            bytes: to_i64(draft.bytes, "bytes")?,
-            latency_us: to_i64(draft.latency_us, "latency")?,
-            request_length: to_i64(draft.request.length(), "request length")?,
-            signatures_length: to_i64(draft.signatures.length(), "signatures length")?,
+            columns: Columns {
+                time_ms: to_i64(draft.time_ms, "time")?,
+                bytes: to_i64(draft.bytes, "bytes")?,
+                latency_us: to_i64(draft.latency_us, "latency")?,
+                request_length: to_i64(draft.request.length(), "request length")?,
+                signatures_length: to_i64(draft.signatures.length(), "signatures length")?,
+            },
             expires: tokio::time::Instant::now() + deadline,
             draft,
         })
     }
+}
+
+/// A draft's numbers as the database stores them.
+#[derive(Clone, Copy)]
+struct Columns {
+    time_ms: i64,
+    bytes: i64,
+    latency_us: i64,
+    request_length: i64,
+    signatures_length: i64,
+}
+
+/// An entry of a batch with its place in the chain.
+struct Row {
+    seq: i64,
+    hash: [u8; 32],
+    columns: Columns,
+    entry: AuditEntry,
 }
 
 struct AppendJob {
@@ -1099,16 +1115,12 @@ impl Sequencer {
                 signatures: p.draft.signatures,
             };
             let hash = entry.hash();
-            rows.push((
-                to_i64(seq, "seq")?,
+            rows.push(Row {
+                seq: to_i64(seq, "seq")?,
                 hash,
-                p.time_ms,
-                p.bytes,
-                p.latency_us,
-                p.request_length,
-                p.signatures_length,
+                columns: p.columns,
                 entry,
-            ));
+            });
             prev = hash;
             seq += 1;
         }
@@ -1120,12 +1132,13 @@ impl Sequencer {
         );
         push_tuples(&mut insert, rows.len(), 20);
         let mut q = sqlx::query(sql(self.dialect, &insert));
-        for (seq, hash, time_ms, bytes, latency_us, request_length, signatures_length, e) in &rows {
+        for r in &rows {
+            let (e, c) = (&r.entry, &r.columns);
             q = q
-                .bind(*seq)
+                .bind(r.seq)
                 .bind(e.prev_sha256.to_vec())
-                .bind(hash.to_vec())
-                .bind(*time_ms)
+                .bind(r.hash.to_vec())
+                .bind(c.time_ms)
                 .bind(e.gatekeeper.as_str().to_owned())
                 .bind(e.client_ip.to_string())
                 .bind(e.operation.clone())
@@ -1134,30 +1147,30 @@ impl Sequencer {
                 .bind(e.subject.clone())
                 .bind(e.decision.as_str().to_owned())
                 .bind(e.decision.error().map_or("", ErrorCode::as_str).to_owned())
-                .bind(*bytes)
-                .bind(*latency_us)
+                .bind(c.bytes)
+                .bind(c.latency_us)
                 .bind(e.request.stored().to_vec())
                 .bind(e.request.sha256().to_vec())
-                .bind(*request_length)
+                .bind(c.request_length)
                 .bind(e.signatures.stored().to_vec())
                 .bind(e.signatures.sha256().to_vec())
-                .bind(*signatures_length);
+                .bind(c.signatures_length);
         }
         q.execute(&mut *tx).await?;
-        for (seq, hash, .., e) in &rows {
-            if (e.seq + 1) % self.checkpoint_every == 0 {
+        for r in &rows {
+            if (r.entry.seq + 1) % self.checkpoint_every == 0 {
                 let checkpoint = Checkpoint {
                     gatekeeper: self.signer.gatekeeper.clone(),
-                    seq: e.seq,
-                    head_sha256: *hash,
-                    created_at: e.time_ms / 1000,
+                    seq: r.entry.seq,
+                    head_sha256: r.hash,
+                    created_at: r.entry.time_ms / 1000,
                 };
                 let (body, sig) = checkpoint.sign(&self.signer.key, self.signer.key_id.clone());
                 sqlx::query(sql(
                     self.dialect,
                     "INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)",
                 ))
-                .bind(*seq)
+                .bind(r.seq)
                 .bind(body)
                 .bind(countersign_core::signature::encode_list(&[sig]))
                 .execute(&mut *tx)
@@ -1165,7 +1178,7 @@ impl Sequencer {
             }
         }
         tx.commit().await?;
-        Ok(rows.into_iter().map(|r| r.7).collect())
+        Ok(rows.into_iter().map(|r| r.entry).collect())
     }
 
     /// Records the batch's nonces in one statement; returns, for each draft, whether
