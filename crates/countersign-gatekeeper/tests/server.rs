@@ -434,6 +434,15 @@ async fn wait_for_port(port: u16, accepting: bool) {
 /// Starts the gatekeeper binary on the harness's data and a config file with
 /// `limits` added to its `[limits]`, listening on a free port.
 fn spawn_gatekeeper(h: &Harness, limits: &str) -> (std::process::Child, u16, std::path::PathBuf) {
+    spawn_gatekeeper_with(h, limits, &[])
+}
+
+/// [`spawn_gatekeeper`] with extra environment variables.
+fn spawn_gatekeeper_with(
+    h: &Harness,
+    limits: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, u16, std::path::PathBuf) {
     let config_path = h.dir.join("gatekeeper.toml");
     std::fs::write(
         &config_path,
@@ -459,6 +468,8 @@ fn spawn_gatekeeper(h: &Harness, limits: &str) -> (std::process::Child, u16, std
         .arg(&h.dir)
         .arg("--config")
         .arg(&config_path)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -1008,4 +1019,61 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_policy() {
     );
     let lines = String::from_utf8_lossy(&out.stdout);
     assert_eq!(lines.matches("\"policy:reload\"").count(), 2, "{lines}");
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_no_keys_or_subjects() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, _) = spawn_gatekeeper_with(&h, "", &[("COUNTERSIGN_LOG_FORMAT", "json")]);
+    wait_for_port(port, true).await;
+    let body = b"patient scan".to_vec();
+    let req = put("patients/jane-doe-1970/scan.pdf", &body).request();
+    let c = req.encode();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(&req),
+        body.len(),
+        b64(&c),
+        vendor_sigs(&c, true)
+    );
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let request_id = response
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    send_signal(&child, "TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let finished = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "request finished")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(finished["span"]["name"], "request");
+    assert_eq!(finished["span"]["id"], request_id.as_str());
+    assert_eq!(finished["fields"]["status"], 201);
+    assert_eq!(finished["level"], "INFO");
+    // The key and the subject are in the audit log, not in the server log.
+    assert!(
+        !log.contains("jane-doe") && !log.contains("user-1"),
+        "{log}"
+    );
+    assert_eq!(h.last_entry().await.subject, b"user-1");
 }
