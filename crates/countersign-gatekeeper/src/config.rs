@@ -692,8 +692,10 @@ impl RawConfig {
             (Some(d), _) => d.to_owned(),
             (None, Some(d)) => d,
             (None, None) => {
+                // Reported; the rest is still checked (relative secret-file paths
+                // then resolve against the current directory).
                 p.push(err("data_dir", "is required (or pass --data-dir)"));
-                return None;
+                PathBuf::new()
             }
         };
         let (key_path, key_id) = match self.key {

@@ -1077,3 +1077,17 @@ async fn json_logs_carry_the_request_id_and_no_keys_or_subjects() {
     );
     assert_eq!(h.last_entry().await.subject, b"user-1");
 }
+
+#[test]
+fn config_check_goes_on_without_a_data_dir() {
+    let text = config_text("[buckets.reports]\nstore = \"local\"\n", "", "")
+        .replace("gatekeeper_id = \"gk.test\"", "gatekeeper_id = \"GK!\"");
+    let problems = Config::check(&text, None).unwrap_err();
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["gatekeeper_id", "data_dir"], "{problems:?}");
+    assert_eq!(
+        problems[1].line,
+        Some(1),
+        "a missing key is reported at its table"
+    );
+}
