@@ -147,19 +147,7 @@ async fn cli_audit_verify_detects_tampering() {
             .await;
         assert_eq!(r.status(), 404);
     }
-    let config_path = h.dir.join("gatekeeper.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &format!(
-                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
-                h.dir.join("bucket").display()
-            ),
-            "",
-            "",
-        ),
-    )
-    .unwrap();
+    let config_path = write_config_file(&h, "");
     let bin = env!("CARGO_BIN_EXE_countersign-gatekeeper");
     let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
     let dir = h.dir.to_str().unwrap();
@@ -408,6 +396,33 @@ async fn slow_headers_and_idle_connections_are_closed() {
     server.abort();
 }
 
+/// Writes the test configuration for the harness's data dir and bucket, with `limits`
+/// added to its `[limits]`, to `gatekeeper.toml` in the data dir.
+fn write_config_file(h: &Harness, limits: &str) -> std::path::PathBuf {
+    let config_path = h.dir.join("gatekeeper.toml");
+    let bucket = format!(
+        "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+        h.dir.join("bucket").display()
+    );
+    let text = config_text(&bucket, "", "").replace("[limits]\n", &format!("[limits]\n{limits}"));
+    std::fs::write(&config_path, text).unwrap();
+    config_path
+}
+
+/// The head of a vendor-signed PUT of `body` to `key` (HTTP/1.1, connection closed
+/// after the answer).
+fn put_head(key: &str, body: &[u8]) -> String {
+    let req = put(key, body).request();
+    let c = req.encode();
+    format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(&req),
+        body.len(),
+        b64(&c),
+        vendor_sigs(&c, true)
+    )
+}
+
 /// A free port on 127.0.0.1 (bound, read and released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -443,20 +458,7 @@ fn spawn_gatekeeper_with(
     limits: &str,
     env: &[(&str, &str)],
 ) -> (std::process::Child, u16, std::path::PathBuf) {
-    let config_path = h.dir.join("gatekeeper.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &format!(
-                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
-                h.dir.join("bucket").display()
-            ),
-            "",
-            "",
-        )
-        .replace("[limits]\n", &format!("[limits]\n{limits}")),
-    )
-    .unwrap();
+    let config_path = write_config_file(h, limits);
     let port = free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
         .args([
@@ -492,15 +494,7 @@ async fn sigterm_drains_in_flight_uploads_and_exits_0() {
 
     // An upload whose body is half sent when the signal arrives.
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let req = put("drain/report.pdf", &body).request();
-    let c = req.encode();
-    let head = format!(
-        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
-        url_of(&req),
-        body.len(),
-        b64(&c),
-        vendor_sigs(&c, true)
-    );
+    let head = put_head("drain/report.pdf", &body);
     let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -539,15 +533,7 @@ async fn shutdown_grace_deadline_bounds_the_drain() {
     wait_for_port(port, true).await;
     // An upload that never finishes.
     let body = vec![7u8; 100_000];
-    let req = put("drain/stuck.pdf", &body).request();
-    let c = req.encode();
-    let head = format!(
-        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
-        url_of(&req),
-        body.len(),
-        b64(&c),
-        vendor_sigs(&c, true)
-    );
+    let head = put_head("drain/stuck.pdf", &body);
     let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -774,19 +760,7 @@ async fn config_path_from_the_environment() {
     let h = Harness::new(&Backend::SqliteLocal).await;
     let r = h.send(signed(&get("a/1").request(), vec![])).await;
     assert_eq!(r.status(), 404);
-    let config_path = h.dir.join("gatekeeper.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &format!(
-                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
-                h.dir.join("bucket").display()
-            ),
-            "",
-            "",
-        ),
-    )
-    .unwrap();
+    let config_path = write_config_file(&h, "");
     let dir = h.dir.to_str().unwrap();
     let out = run_bin(
         &["audit", "verify", "--data-dir", dir],
@@ -1027,15 +1001,7 @@ async fn json_logs_carry_the_request_id_and_no_keys_or_subjects() {
     let (child, port, _) = spawn_gatekeeper_with(&h, "", &[("COUNTERSIGN_LOG_FORMAT", "json")]);
     wait_for_port(port, true).await;
     let body = b"patient scan".to_vec();
-    let req = put("patients/jane-doe-1970/scan.pdf", &body).request();
-    let c = req.encode();
-    let head = format!(
-        "PUT {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
-        url_of(&req),
-        body.len(),
-        b64(&c),
-        vendor_sigs(&c, true)
-    );
+    let head = put_head("patients/jane-doe-1970/scan.pdf", &body);
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
