@@ -662,10 +662,7 @@ fn secret(
             let at = format!("{key}_file");
             let file = std::fs::File::open(&path)
                 .map_err(|e| err(&at, format!("cannot read {}: {e}", path.display())))?;
-            refuse_shared(&file, &at)?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::Read::take(file, 64 * 1024), &mut text)
-                .map_err(|e| err(&at, format!("cannot read {}: {e}", path.display())))?;
+            let text = read_private(file, &at, 64 * 1024)?;
             Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
         }
         _ => Err(err(
@@ -707,8 +704,10 @@ impl RawConfig {
             (Some(d), _) => d.to_owned(),
             (None, Some(d)) => d,
             (None, None) => {
+                // Reported; the rest is still checked (relative secret-file paths
+                // then resolve against the current directory).
                 p.push(err("data_dir", "is required (or pass --data-dir)"));
-                return None;
+                PathBuf::new()
             }
         };
         let (key_path, key_id) = match self.key {
@@ -1386,10 +1385,7 @@ pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), ConfigError
     let key = path.display().to_string();
     match std::fs::File::open(path) {
         Ok(file) => {
-            refuse_shared(&file, &key)?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::Read::take(file, 1024), &mut text)
-                .map_err(|e| err(&key, format!("cannot read the key: {e}")))?;
+            let text = read_private(file, &key, 1024)?;
             let raw = base64_decode(&text)
                 .ok_or_else(|| err(&key, "the gatekeeper key file must hold a base64url seed"))?;
             let seed: [u8; 32] = raw
@@ -1414,11 +1410,11 @@ pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), ConfigError
     }
 }
 
-/// Refuses, on Unix, a secret file that group or others may read (like the vendor
-/// SDK's key loader; checked on the opened file, so a swap after the check is
-/// harmless). The check is repeated rather than shared: the two crates share only
-/// the core, which does no I/O.
-fn refuse_shared(file: &std::fs::File, key: &str) -> Result<(), ConfigError> {
+/// Reads at most `limit` bytes of a secret file, refusing it, on Unix, if group or
+/// others may read it (like the vendor SDK's key loader; checked on the opened file,
+/// so a swap after the check is harmless). The check is repeated rather than shared:
+/// the two crates share only the core, which does no I/O.
+fn read_private(file: std::fs::File, key: &str, limit: u64) -> Result<String, ConfigError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -1437,7 +1433,10 @@ fn refuse_shared(file: &std::fs::File, key: &str) -> Result<(), ConfigError> {
             ));
         }
     }
-    Ok(())
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, limit), &mut text)
+        .map_err(|e| err(key, format!("cannot read the file: {e}")))?;
+    Ok(text)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -24,8 +24,36 @@ use std::process::ExitCode;
     about = "The Countersign gatekeeper"
 )]
 struct Cli {
+    /// Server log format: `human` (one line per event) or `json` (one object per
+    /// line). Levels and targets come from `RUST_LOG` (default `info`).
+    #[arg(
+        long,
+        global = true,
+        env = "COUNTERSIGN_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Sends `tracing` events to standard error, filtered by `RUST_LOG`.
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -197,11 +225,11 @@ fn reload_on_sighup(state: countersign_gatekeeper::http::AppState) -> Result<(),
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             match reload(&state, &Requester::Signal).await {
-                Ok(done) => eprintln!(
+                Ok(done) => tracing::info!(
                     "SIGHUP: policy reloaded: sha256 {}",
                     countersign_core::text::hex(&done.sha256)
                 ),
-                Err(e) => eprintln!("SIGHUP: policy reload refused: {e}"),
+                Err(e) => tracing::warn!("SIGHUP: policy reload refused: {e}"),
             }
         }
     });
@@ -215,14 +243,14 @@ async fn stop_signal() {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        eprintln!("cannot install the SIGTERM/SIGINT handlers; stop the process with SIGKILL");
+        tracing::warn!("cannot install the SIGTERM/SIGINT handlers; stop the process with SIGKILL");
         return std::future::pending().await;
     };
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    eprintln!("{name}: no longer accepting connections; draining requests in progress");
+    tracing::info!("{name}: no longer accepting connections; draining requests in progress");
 }
 
 fn now_secs() -> u64 {
@@ -253,7 +281,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             reload_on_sighup(state.clone())?;
             let pk = countersign_core::text::b64(&state.public_key());
-            eprintln!(
+            tracing::info!(
                 "gatekeeper `{}` key `{}` public key {pk}{}",
                 state.config.gatekeeper_id,
                 state.key_id(),
@@ -267,7 +295,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 "http"
             };
-            eprintln!(
+            tracing::info!(
                 "listening on {scheme}://{}",
                 listener.local_addr().map_err(|e| e.to_string())?
             );
@@ -275,9 +303,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("server stopped: {e}"))?;
             if drained.abandoned == 0 {
-                eprintln!("stopped: every request finished");
+                tracing::info!("stopped: every request finished");
             } else {
-                eprintln!(
+                tracing::warn!(
                     "stopped: {} requests or connections were still running at the grace deadline; recovery finishes them at the next start",
                     drained.abandoned
                 );
@@ -473,6 +501,7 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -78,10 +78,10 @@ pub fn spawn_reconciler(state: AppState) {
             match crate::reconcile::reconcile(&state.ledger, &state.storage, now, false).await {
                 Ok(actions) => {
                     for a in actions {
-                        eprintln!("reconcile: {} {}/{}", a.action, a.bucket, a.storage_name);
+                        tracing::info!("reconcile: {} {}/{}", a.action, a.bucket, a.storage_name);
                     }
                 }
-                Err(e) => eprintln!("reconcile failed (retrying later): {e}"),
+                Err(e) => tracing::warn!("reconcile failed (retrying later): {e}"),
             }
         }
     });
@@ -302,7 +302,7 @@ async fn accept(
         Ok((tcp, peer)) => Some((permit, tcp, peer)),
         Err(e) => {
             // Out of file descriptors, usually: wait instead of spinning.
-            eprintln!("accept failed: {e}");
+            tracing::warn!("accept failed: {e}");
             tokio::time::sleep(Duration::from_millis(50)).await;
             None
         }
@@ -314,6 +314,6 @@ async fn accept(
 /// client's (delayed) ACK of the head, which adds up to ~40 ms to small responses.
 fn no_delay(tcp: &TcpStream) {
     if let Err(e) = tcp.set_nodelay(true) {
-        eprintln!("cannot set TCP_NODELAY: {e}");
+        tracing::warn!("cannot set TCP_NODELAY: {e}");
     }
 }

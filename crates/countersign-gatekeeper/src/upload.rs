@@ -89,7 +89,7 @@ impl Reserved {
                 .max(now),
         };
         let fresh = gk.ledger.reserve(&reservation).await.map_err(|e| {
-            eprintln!("reserve failed: {e}");
+            tracing::warn!("reserve failed: {e}");
             ApiError::audit_unavailable()
         })?;
         if !fresh {
@@ -108,7 +108,7 @@ impl Reserved {
                 _memory: memory,
             }),
             Err(e) => {
-                eprintln!("begin put failed: {e}");
+                tracing::warn!("begin put failed: {e}");
                 release(gk, &reservation).await;
                 Err(ApiError::storage_unavailable())
             }
@@ -118,7 +118,7 @@ impl Reserved {
     /// Stages the next chunk; records a multipart upload id as soon as one exists.
     pub async fn write(&mut self, gk: &Gatekeeper, chunk: Bytes) -> Result<(), ApiError> {
         let started = self.pending.write(chunk).await.map_err(|e| {
-            eprintln!("staging an upload failed: {e}");
+            tracing::warn!("staging an upload failed: {e}");
             ApiError::storage_unavailable()
         })?;
         if let Some(id) = started {
@@ -127,7 +127,7 @@ impl Reserved {
                 .set_upload_id(&self.reservation)
                 .await
                 .map_err(|e| {
-                    eprintln!("recording an upload id failed: {e}");
+                    tracing::warn!("recording an upload id failed: {e}");
                     ApiError::audit_unavailable()
                 })?;
         }
@@ -148,7 +148,7 @@ impl Reserved {
     pub async fn abandon(self, gk: &Gatekeeper) {
         let r = self.reservation;
         if let Err(e) = self.pending.abort().await {
-            eprintln!("aborting an upload failed (recovery will finish it): {e}");
+            tracing::warn!("aborting an upload failed (recovery will finish it): {e}");
         }
         release(gk, &r).await;
     }
@@ -158,7 +158,7 @@ impl Reserved {
 /// deadline.
 async fn release(gk: &Gatekeeper, r: &Reservation) {
     if let Err(e) = gk.ledger.release(r).await {
-        eprintln!("releasing a reservation failed (recovery will release it): {e}");
+        tracing::warn!("releasing a reservation failed (recovery will release it): {e}");
     }
 }
 
@@ -187,7 +187,7 @@ impl Received {
             match Manifest::for_put(auth.verified(), gk.config.gatekeeper_id.clone(), now, seq) {
                 Ok(m) => m,
                 Err(e) => {
-                    eprintln!("manifest failed: {e}");
+                    tracing::warn!("manifest failed: {e}");
                     Reserved {
                         reservation,
                         pending,
@@ -220,12 +220,12 @@ impl Received {
                 )
                 .await
             {
-                eprintln!("discarding a failed upload failed (recovery will finish it): {e}");
+                tracing::warn!("discarding a failed upload failed (recovery will finish it): {e}");
             }
             release(gk, &reservation).await;
         };
         if let Err(e) = pending.publish(Bytes::from(sidecar)).await {
-            eprintln!("publishing an upload failed: {e}");
+            tracing::warn!("publishing an upload failed: {e}");
             undo(reservation).await;
             return Err(ApiError::storage_unavailable());
         }
@@ -241,7 +241,7 @@ impl Received {
             manifest_signatures,
         };
         if let Err(e) = gk.ledger.commit(&indexed).await {
-            eprintln!("index commit failed: {e}");
+            tracing::warn!("index commit failed: {e}");
             undo(reservation).await;
             return Err(ApiError::audit_unavailable());
         }

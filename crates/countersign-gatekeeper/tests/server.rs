@@ -147,19 +147,7 @@ async fn cli_audit_verify_detects_tampering() {
             .await;
         assert_eq!(r.status(), 404);
     }
-    let config_path = h.dir.join("gatekeeper.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &format!(
-                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
-                h.dir.join("bucket").display()
-            ),
-            "",
-            "",
-        ),
-    )
-    .unwrap();
+    let config_path = write_config_file(&h, "");
     let bin = env!("CARGO_BIN_EXE_countersign-gatekeeper");
     let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
     let dir = h.dir.to_str().unwrap();
@@ -433,6 +421,33 @@ async fn slow_headers_and_idle_connections_are_closed() {
     server.abort();
 }
 
+/// Writes the test configuration for the harness's data dir and bucket, with `limits`
+/// added to its `[limits]`, to `gatekeeper.toml` in the data dir.
+fn write_config_file(h: &Harness, limits: &str) -> std::path::PathBuf {
+    let config_path = h.dir.join("gatekeeper.toml");
+    let bucket = format!(
+        "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+        h.dir.join("bucket").display()
+    );
+    let text = config_text(&bucket, "", "").replace("[limits]\n", &format!("[limits]\n{limits}"));
+    std::fs::write(&config_path, text).unwrap();
+    config_path
+}
+
+/// The head of a vendor-signed PUT of `body` to `key` (HTTP/1.1, connection closed
+/// after the answer).
+fn put_head(key: &str, body: &[u8]) -> String {
+    let req = put(key, body).request();
+    let c = req.encode();
+    format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(&req),
+        body.len(),
+        b64(&c),
+        vendor_sigs(&c, true)
+    )
+}
+
 /// A free port on 127.0.0.1 (bound, read and released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -459,20 +474,16 @@ async fn wait_for_port(port: u16, accepting: bool) {
 /// Starts the gatekeeper binary on the harness's data and a config file with
 /// `limits` added to its `[limits]`, listening on a free port.
 fn spawn_gatekeeper(h: &Harness, limits: &str) -> (std::process::Child, u16, std::path::PathBuf) {
-    let config_path = h.dir.join("gatekeeper.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &format!(
-                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
-                h.dir.join("bucket").display()
-            ),
-            "",
-            "",
-        )
-        .replace("[limits]\n", &format!("[limits]\n{limits}")),
-    )
-    .unwrap();
+    spawn_gatekeeper_with(h, limits, &[])
+}
+
+/// [`spawn_gatekeeper`] with extra environment variables.
+fn spawn_gatekeeper_with(
+    h: &Harness,
+    limits: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, u16, std::path::PathBuf) {
+    let config_path = write_config_file(h, limits);
     let port = free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
         .args([
@@ -484,6 +495,8 @@ fn spawn_gatekeeper(h: &Harness, limits: &str) -> (std::process::Child, u16, std
         .arg(&h.dir)
         .arg("--config")
         .arg(&config_path)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -506,15 +519,7 @@ async fn sigterm_drains_in_flight_uploads_and_exits_0() {
 
     // An upload whose body is half sent when the signal arrives.
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let req = put("drain/report.pdf", &body).request();
-    let c = req.encode();
-    let head = format!(
-        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
-        url_of(&req),
-        body.len(),
-        b64(&c),
-        vendor_sigs(&c, true)
-    );
+    let head = put_head("drain/report.pdf", &body);
     let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -553,15 +558,7 @@ async fn shutdown_grace_deadline_bounds_the_drain() {
     wait_for_port(port, true).await;
     // An upload that never finishes.
     let body = vec![7u8; 100_000];
-    let req = put("drain/stuck.pdf", &body).request();
-    let c = req.encode();
-    let head = format!(
-        "PUT {} HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\ncountersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
-        url_of(&req),
-        body.len(),
-        b64(&c),
-        vendor_sigs(&c, true)
-    );
+    let head = put_head("drain/stuck.pdf", &body);
     let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -788,19 +785,7 @@ async fn config_path_from_the_environment() {
     let h = Harness::new(&Backend::SqliteLocal).await;
     let r = h.send(signed(&get("a/1").request(), vec![])).await;
     assert_eq!(r.status(), 404);
-    let config_path = h.dir.join("gatekeeper.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &format!(
-                "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
-                h.dir.join("bucket").display()
-            ),
-            "",
-            "",
-        ),
-    )
-    .unwrap();
+    let config_path = write_config_file(&h, "");
     let dir = h.dir.to_str().unwrap();
     let out = run_bin(
         &["audit", "verify", "--data-dir", dir],
@@ -1033,4 +1018,67 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_policy() {
     );
     let lines = String::from_utf8_lossy(&out.stdout);
     assert_eq!(lines.matches("\"policy:reload\"").count(), 2, "{lines}");
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_no_keys_or_subjects() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (child, port, _) = spawn_gatekeeper_with(&h, "", &[("COUNTERSIGN_LOG_FORMAT", "json")]);
+    wait_for_port(port, true).await;
+    let body = b"patient scan".to_vec();
+    let head = put_head("patients/jane-doe-1970/scan.pdf", &body);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let request_id = response
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    send_signal(&child, "TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let finished = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "request finished")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(finished["span"]["name"], "request");
+    assert_eq!(finished["span"]["id"], request_id.as_str());
+    assert_eq!(finished["fields"]["status"], 201);
+    assert_eq!(finished["level"], "INFO");
+    // The key and the subject are in the audit log, not in the server log.
+    assert!(
+        !log.contains("jane-doe") && !log.contains("user-1"),
+        "{log}"
+    );
+    assert_eq!(h.last_entry().await.subject, b"user-1");
+}
+
+#[test]
+fn config_check_goes_on_without_a_data_dir() {
+    let text = config_text("[buckets.reports]\nstore = \"local\"\n", "", "")
+        .replace("gatekeeper_id = \"gk.test\"", "gatekeeper_id = \"GK!\"");
+    let problems = Config::check(&text, None).unwrap_err();
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["gatekeeper_id", "data_dir"], "{problems:?}");
+    assert_eq!(
+        problems[1].line,
+        Some(1),
+        "a missing key is reported at its table"
+    );
 }

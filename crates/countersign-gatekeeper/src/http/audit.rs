@@ -75,7 +75,7 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
     match query.endpoint {
         Endpoint::Search => {
             let entries = gk.ledger.search(&query.filter).await.map_err(|e| {
-                eprintln!("audit search failed: {e}");
+                tracing::warn!("audit search failed: {e}");
                 ApiError::audit_unavailable()
             })?;
             let next = if entries.len() >= query.filter.limit as usize {
@@ -93,7 +93,7 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
             let text = export_jsonl(&gk.ledger, now_ms() / 1000, true)
                 .await
                 .map_err(|e| {
-                    eprintln!("audit export failed: {e}");
+                    tracing::warn!("audit export failed: {e}");
                     ApiError::audit_unavailable()
                 })?;
             let mut r = text.into_response();
@@ -107,7 +107,7 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
             let by = crate::reload::Requester::Admin(query.subject);
             match crate::reload::reload(gk, &by).await {
                 Ok(done) => {
-                    eprintln!(
+                    tracing::info!(
                         "policy reloaded (admin request): sha256 {}",
                         b16(&done.sha256)
                     );
@@ -117,7 +117,7 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
                     ))
                 }
                 Err(e) => {
-                    eprintln!("policy reload refused (admin request): {e}");
+                    tracing::warn!("policy reload refused (admin request): {e}");
                     Err(ApiError::new(e.code(), e.to_string()))
                 }
             }

@@ -44,7 +44,7 @@ pub async fn prepare(
         .object(auth.bucket().as_str(), key.as_str())
         .await
         .map_err(|e| {
-            eprintln!("index lookup failed: {e}");
+            tracing::warn!("index lookup failed: {e}");
             ApiError::audit_unavailable()
         })?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such object"))?;
@@ -124,7 +124,7 @@ pub async fn respond(
         )
         .await
         .map_err(|e| {
-            eprintln!("get of a stored object failed: {e}");
+            tracing::warn!("get of a stored object failed: {e}");
             ApiError::storage_unavailable()
         })?;
     let length = found.span.end - found.span.start;

@@ -78,7 +78,7 @@ pub async fn prepare(gk: &Gatekeeper, auth: &Authorized, parts: &Parts) -> Resul
         )
         .await
         .map_err(|e| {
-            eprintln!("list failed: {e}");
+            tracing::warn!("list failed: {e}");
             ApiError::audit_unavailable()
         })?;
     let more = objects.len() > limit as usize;
@@ -121,7 +121,7 @@ pub fn respond(
         .map(listed)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
-            eprintln!("an index row cannot be listed: {}", e.message);
+            tracing::warn!("an index row cannot be listed: {}", e.message);
             ApiError::new(
                 ErrorCode::Internal,
                 "the index holds a row that cannot be listed",

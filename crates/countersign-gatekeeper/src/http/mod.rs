@@ -237,7 +237,7 @@ async fn detached(
     match task.await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("request task failed: {e}");
+            tracing::warn!("request task failed: {e}");
             ApiError::new(
                 ErrorCode::Internal,
                 "the request failed inside the gatekeeper",
@@ -257,12 +257,12 @@ async fn healthz(State(gk): State<AppState>) -> Response {
 /// Ready when the database and every bucket answer within their deadlines.
 async fn readyz(State(gk): State<AppState>) -> Response {
     if let Err(e) = gk.ledger.ping().await {
-        eprintln!("readyz: database: {e}");
+        tracing::warn!("readyz: database: {e}");
         return ApiError::audit_unavailable().into_response();
     }
     for bucket in gk.storage.buckets() {
         if let Err(e) = gk.storage.probe(bucket).await {
-            eprintln!("readyz: bucket {bucket}: {e}");
+            tracing::warn!("readyz: bucket {bucket}: {e}");
             return ApiError::new(
                 ErrorCode::StorageUnavailable,
                 format!("bucket `{bucket}` cannot be reached right now"),

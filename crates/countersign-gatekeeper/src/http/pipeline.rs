@@ -39,6 +39,7 @@ use countersign_core::{
 use sha2::Digest as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
+use tracing::Instrument as _;
 
 /// What a request asks to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -366,12 +367,28 @@ fn forwarded_for(headers: &HeaderMap) -> Option<Vec<u8>> {
     )
 }
 
-/// Runs one object or audit request from start to end.
+/// Runs one object or audit request from start to end, in a `request` span that
+/// carries its id (the `X-Request-Id` answer header). The server log gets the
+/// method, status and duration; never the bucket, key or subject (they can hold
+/// patient data: the audit log is where they belong).
 pub async fn handle(gk: AppState, peer: SocketAddr, req: HttpRequest) -> Response {
     let (parts, body) = req.into_parts();
     let mut attempt = Attempt::new(&parts, peer);
-    let result = run(&gk, &mut attempt, &parts, body).await;
-    finish(&gk, attempt, result).await
+    let span = tracing::info_span!("request", id = %attempt.request_id);
+    async move {
+        let result = run(&gk, &mut attempt, &parts, body).await;
+        let started = attempt.started;
+        let response = finish(&gk, attempt, result).await;
+        tracing::info!(
+            method = %parts.method,
+            status = response.status().as_u16(),
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "request finished"
+        );
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 async fn run(
@@ -469,7 +486,7 @@ async fn run(
             .nonce_used(&request.nonce().0)
             .await
             .map_err(|e| {
-                eprintln!("nonce lookup failed: {e}");
+                tracing::warn!("nonce lookup failed: {e}");
                 ApiError::audit_unavailable()
             })?;
         if used {
@@ -675,7 +692,7 @@ async fn deny(
             r
         }
         Err(e) => {
-            eprintln!("audit append failed, refusing the request ({code}): {e}");
+            tracing::warn!("audit append failed, refusing the request ({code}): {e}");
             gk.metrics.audit_failure();
             gk.metrics.record(
                 &attempt.operation,
@@ -711,7 +728,7 @@ pub async fn finish(
             let latency = draft.latency_us;
             match gk.ledger.append(draft, attempt.nonce).await {
                 Err(e) => {
-                    eprintln!("audit append failed, refusing the request: {e}");
+                    tracing::warn!("audit append failed, refusing the request: {e}");
                     act.abandon(gk).await;
                     gk.metrics.audit_failure();
                     gk.metrics.record(
