@@ -1,6 +1,6 @@
-//! Audit search and export over HTTP, for `customer-admin` keys: GETs signed as LIST
-//! of bucket `countersign-audit` with an empty prefix; and the policy reload, a POST
-//! signed as LIST of that bucket with the prefix `reload`.
+//! Audit search, export and entry bundles over HTTP, for `customer-admin` keys: GETs
+//! signed as LIST of bucket `countersign-audit` with an empty prefix; and the policy
+//! reload, a POST signed as LIST of that bucket with the prefix `reload`.
 
 use crate::audit::{AuditFilter, AuditLine, AuditRecord};
 use crate::error::ApiError;
@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use countersign_core::ErrorCode;
 use countersign_core::text::{b64, hex as b16};
+use countersign_core::tiles::{TILE_WIDTH, TileKind, TilePath, encode_bundle};
 
 /// The audit endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub enum Endpoint {
     /// `/v1/audit/reload` (POST): read the configuration file again and swap the
     /// policy in (see [`crate::reload`]).
     Reload,
+    /// `/v1/audit/tile/entries/<N>[.p/<W>]`: a `tlog-tiles` entry bundle of the
+    /// Merkle tree's leaves (the entries' exact bytes).
+    Entries(TilePath),
 }
 
 impl Endpoint {
@@ -31,14 +35,17 @@ impl Endpoint {
             "search" => Some(Self::Search),
             "export" => Some(Self::Export),
             "reload" => Some(Self::Reload),
-            _ => None,
+            _ => TilePath::parse(s)
+                .ok()
+                .filter(|t| t.kind() == TileKind::Entries)
+                .map(Self::Entries),
         }
     }
 
     /// The HTTP method of the endpoint.
     pub fn method(self) -> axum::http::Method {
         match self {
-            Self::Search | Self::Export => axum::http::Method::GET,
+            Self::Search | Self::Export | Self::Entries(_) => axum::http::Method::GET,
             Self::Reload => axum::http::Method::POST,
         }
     }
@@ -47,7 +54,7 @@ impl Endpoint {
     /// action, so a signature for reading the log cannot trigger a reload.
     pub fn signed_prefix(self) -> &'static str {
         match self {
-            Self::Search | Self::Export => "",
+            Self::Search | Self::Export | Self::Entries(_) => "",
             Self::Reload => "reload",
         }
     }
@@ -122,7 +129,46 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
                 }
             }
         }
+        Endpoint::Entries(tile) => entry_bundle(&gk.ledger, tile).await,
     }
+}
+
+/// The entry bundle `tile`, once the tree covers all of its entries (`not_found`
+/// before): the entries' exact bytes, each after its big-endian `u16` length.
+async fn entry_bundle(ledger: &Ledger, tile: TilePath) -> Result<Response, ApiError> {
+    let unavailable = |e: crate::ledger::LedgerError| {
+        tracing::warn!("audit entry bundle failed: {e}");
+        ApiError::audit_unavailable()
+    };
+    let start = tile.index() * TILE_WIDTH;
+    let end = start + u64::from(tile.width());
+    let integrated = ledger
+        .latest_tree_checkpoint()
+        .await
+        .map_err(unavailable)?
+        .map_or(0, |c| c.size);
+    if integrated < end {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("the tree has no entry bundle {tile} yet"),
+        ));
+    }
+    let entries = ledger
+        .entries(start, u32::from(tile.width()))
+        .await
+        .map_err(unavailable)?;
+    if entries.len() != usize::from(tile.width()) {
+        eprintln!("audit entry bundle {tile}: the tree covers entries the log lacks");
+        return Err(ApiError::audit_unavailable());
+    }
+    let bytes: Vec<Vec<u8>> = entries.iter().map(|e| e.encode()).collect();
+    let bundle = encode_bundle(bytes.iter().map(Vec::as_slice))?;
+    let mut r = bundle.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(r)
 }
 
 /// Parses search/export query parameters.

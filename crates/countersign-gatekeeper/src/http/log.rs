@@ -49,7 +49,7 @@ pub async fn tile(State(gk): State<AppState>, Path(rest): Path<String>) -> Respo
     let TileKind::Hashes { level } = path.kind() else {
         return ApiError::new(
             ErrorCode::AccessDenied,
-            "entry bundles are not served here: they need a customer-admin signed request",
+            "entry bundles need a customer-admin signed request: GET /v1/audit/tile/entries/...",
         )
         .into_response();
     };

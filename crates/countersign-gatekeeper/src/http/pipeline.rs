@@ -269,7 +269,7 @@ fn route(parts: &Parts) -> Result<Target<'_>, ApiError> {
         let endpoint = audit::Endpoint::parse(rest).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::NotFound,
-                "audit endpoints are /v1/audit/search, /v1/audit/export and /v1/audit/reload",
+                "audit endpoints are /v1/audit/search, /v1/audit/export, /v1/audit/tile/entries/<N>[.p/<W>] and /v1/audit/reload",
             )
         })?;
         if parts.method != endpoint.method() {
