@@ -29,7 +29,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
         message: message.into(),
@@ -68,6 +68,8 @@ pub struct BucketConfig {
     pub storage: StorageConfig,
     /// IP rules for this bucket only.
     pub ip_rules: IpRules,
+    /// Encryption at rest (`None`: off, which must be said with `enabled = false`).
+    pub encryption: Option<crate::encryption::EncryptionConfig>,
 }
 
 /// Size and time limits.
@@ -207,6 +209,10 @@ impl Config {
                     path: data_dir.join("buckets").join(EMBEDDED_BUCKET),
                 },
                 ip_rules: IpRules::default(),
+                encryption: Some(crate::encryption::EncryptionConfig::generated(
+                    data_dir,
+                    EMBEDDED_BUCKET,
+                )),
             },
         );
         let vendor = Role::vendor();
@@ -360,6 +366,7 @@ struct RawBucket {
     allow_ips: Vec<String>,
     #[serde(default)]
     deny_ips: Vec<String>,
+    encryption: Option<crate::encryption::RawEncryption>,
 }
 
 #[derive(Deserialize)]
@@ -424,7 +431,7 @@ fn cidrs(list: &[String], key: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
-fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+pub(crate) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
@@ -771,7 +778,20 @@ impl RawConfig {
                 allow: cidrs(&b.allow_ips, &at("allow_ips"))?,
                 deny: cidrs(&b.deny_ips, &at("deny_ips"))?,
             };
-            buckets.insert(bucket, BucketConfig { storage, ip_rules });
+            let encryption = crate::encryption::EncryptionConfig::from_raw(
+                b.encryption,
+                &data_dir,
+                &name,
+                &at("encryption"),
+            )?;
+            buckets.insert(
+                bucket,
+                BucketConfig {
+                    storage,
+                    ip_rules,
+                    encryption,
+                },
+            );
         }
         if buckets.is_empty() {
             return Err(err("buckets", "at least one bucket is required"));
@@ -978,7 +998,7 @@ pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), ConfigError
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -53,6 +53,27 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Encryption at rest: what each key-encryption key wraps, and re-wrapping.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// One JSON line per KEK and bucket: current, configured, objects it wraps, and
+    /// whether it may be retired (not current, wraps nothing).
+    Status {
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Re-wrap every data key to its bucket's current KEK without rewriting object
+    /// bytes; one JSON line per object. Safe to interrupt and run again.
+    Rewrap {
+        #[command(flatten)]
+        source: Source,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -145,6 +166,38 @@ fn load_config(source: &Source, vendor_keys: &[String]) -> Result<Config, String
     }
 }
 
+/// `keys status` and `keys rewrap`.
+async fn keys(command: KeysCommand) -> Result<(), String> {
+    use countersign_gatekeeper::encryption;
+    let (KeysCommand::Status { source } | KeysCommand::Rewrap { source }) = &command;
+    let config = load_config(source, &[])?;
+    let ledger = open_ledger(&config).await?;
+    let storage = countersign_gatekeeper::storage::Storage::from_config(
+        &config.buckets,
+        config.limits.storage_timeout(),
+    )
+    .map_err(|e| format!("cannot open a bucket: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeysCommand::Status { .. } => {
+            for s in encryption::status(&ledger, &storage).await? {
+                let line = serde_json::to_string(&s).map_err(|e| e.to_string())?;
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+        }
+        KeysCommand::Rewrap { .. } => {
+            let n = encryption::rewrap(&ledger, &storage, |r| {
+                if let Ok(line) = serde_json::to_string(r) {
+                    let _ = writeln!(out, "{line}");
+                }
+            })
+            .await?;
+            eprintln!("rewrapped {n} data keys");
+        }
+    }
+    Ok(())
+}
+
 async fn open_ledger(config: &Config) -> Result<Ledger, String> {
     let (key, _) = load_or_create_key(&config.key_path).map_err(|e| e.to_string())?;
     let signer = CheckpointSigner {
@@ -206,6 +259,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("server stopped: {e}"))
         }
         Command::Audit { command } => audit(command).await,
+        Command::Keys { command } => keys(command).await,
         Command::Reconcile { source, dry_run } => {
             let config = load_config(&source, &[])?;
             let ledger = open_ledger(&config).await?;
