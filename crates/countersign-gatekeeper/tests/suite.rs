@@ -79,6 +79,7 @@ suite!(
     tampered_ciphertext_is_refused,
     wrong_or_missing_kek,
     rotation_and_rewrap_keep_objects_readable,
+    refused_uploads_leave_no_data_key,
 );
 
 fn gk_policy(h: &Harness) -> countersign_core::Policy {
@@ -1496,4 +1497,26 @@ async fn rotation_and_rewrap_keep_objects_readable(b: &Backend) {
     // k1 retired: a gatekeeper with k2 alone reads both.
     let (_, only_new) = with_keks(&h, &["k2"], "k2").await;
     read_all(&only_new, &[("rot/old", &old), ("rot/new", &new)]).await;
+}
+
+/// An upload refused after its data key was recorded leaves a key row without an
+/// object; recovery removes it and keeps the stored object's key.
+async fn refused_uploads_leave_no_data_key(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "kept", b"kept body").await;
+    let req = put("x/y", b"signed body").request();
+    let r = h.send(signed(&req, b"other body!".to_vec())).await;
+    assert_eq!(error_code(r).await, "body_mismatch");
+    let ledger = h.ledger().await;
+    let count = |uses: Vec<countersign_gatekeeper::ledger::KeyUse>| {
+        uses.iter().map(|u| u.objects).sum::<u64>()
+    };
+    assert_eq!(count(ledger.key_uses(BUCKET).await.unwrap()), 2);
+    countersign_gatekeeper::reconcile::reconcile(&ledger, &h.state.storage, now(), false)
+        .await
+        .unwrap();
+    assert_eq!(count(ledger.key_uses(BUCKET).await.unwrap()), 1);
+    ledger.close().await;
+    let r = h.send(signed(&get("kept").request(), vec![])).await;
+    assert_eq!(body_bytes(r).await, b"kept body");
 }

@@ -161,4 +161,20 @@ impl Ledger {
         })
         .await
     }
+
+    /// Removes the wrapped data keys whose storage name no index row (stored or
+    /// pending) has any more: uploads that were released. A key row is written only
+    /// while its reservation exists, so a live upload's key is never removed.
+    pub async fn sweep_object_keys(&self) -> Result<u64> {
+        self.within(async {
+            let done = sqlx::query(self.sql(
+                "DELETE FROM object_keys WHERE NOT EXISTS (SELECT 1 FROM objects o
+                 WHERE o.bucket = object_keys.bucket AND o.storage_name = object_keys.storage_name)",
+            ))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
 }
