@@ -349,11 +349,9 @@ impl Storage {
             .map(|c| at_rest::Opener::new(&c.key, c.header, &c.binding, range.clone()))
             .transpose()
             .map_err(StorageError::Sealing)?;
-        let stored = match &opener {
-            Some(_) if range.is_empty() => return Ok(futures::stream::empty().boxed()),
-            Some(o) => o.stored_range(),
-            None => range.clone(),
-        };
+        // An empty encrypted object is still read (its one empty segment), so that a
+        // tampered one is refused rather than answered empty.
+        let stored = opener.as_ref().map_or(range.clone(), |o| o.stored_range());
         if stored.is_empty() {
             return Ok(futures::stream::empty().boxed());
         }

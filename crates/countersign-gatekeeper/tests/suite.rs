@@ -1337,6 +1337,14 @@ async fn tampered_ciphertext_is_refused(b: &Backend) {
     write_stored(&h, &file, honest).await;
     let r = h.send(signed(&get("t/a").request(), vec![])).await;
     assert_eq!(body_bytes(r).await, body);
+    // An empty object is verified too (its one empty segment's tag).
+    store(&h, "t/empty", b"").await;
+    let file = object_file(&h, "t/empty").await;
+    let mut t = read_stored(&h, &file).await;
+    t[30] ^= 1;
+    write_stored(&h, &file, t).await;
+    let r = h.send(signed(&get("t/empty").request(), vec![])).await;
+    assert_eq!(tampered_code(r).await, "stored_object_tampered");
 }
 
 fn s64(n: usize) -> u64 {

@@ -176,7 +176,9 @@ pub async fn respond(
             cipher,
         )
         .await
-        .map_err(storage_error)?;
+        .map_err(storage_error)?
+        // Polled once more after its end by the chain below.
+        .fuse();
     // The first piece is read before the answer starts, so an object whose first
     // segment (or header) fails authentication is refused with its own code and the
     // caller's second audit entry. A later segment that fails cuts the body short
