@@ -468,6 +468,8 @@ pub struct Opener {
     header: [u8; HEADER_BYTES],
     length: u64,
     plain: Range<u64>,
+    /// The stored bytes this read needs.
+    stored: Range<u64>,
     /// Stored bytes still expected; `finish` fails if any are missing.
     remaining: u64,
     /// Header bytes still to check (a read from segment 0 starts with the header).
@@ -505,6 +507,7 @@ impl Opener {
             length,
             plain,
             remaining: stored.end - stored.start,
+            stored,
             header_left,
             index,
             segment: Vec::with_capacity(STORED_SEGMENT_BYTES),
@@ -513,6 +516,11 @@ impl Opener {
 
     fn tampered(&self, what: &str) -> Error {
         tampered_segment(self.index, what)
+    }
+
+    /// The stored bytes to feed, as [`stored_range`] gives them.
+    pub fn stored_range(&self) -> Range<u64> {
+        self.stored.clone()
     }
 
     /// Feeds the next stored bytes, appending released plaintext to `out`.

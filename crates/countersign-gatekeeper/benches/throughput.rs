@@ -3,8 +3,10 @@
 //! - small-object GET: requests/s and p50/p99 latency through the gatekeeper (audit
 //!   store PostgreSQL and SQLite) and straight to S3 with `object_store`, same client
 //!   concurrency, in interleaved rounds so machine noise hits every target;
-//! - large-object PUT and GET throughput through the gatekeeper and direct, with the
-//!   gatekeeper's peak RSS (`VmHWM`) per phase.
+//! - large-object PUT and GET throughput through the gatekeeper (its bucket encrypted
+//!   at rest, the default), through a second gatekeeper whose bucket is not
+//!   encrypted, and direct, with the encrypting gatekeeper's peak RSS (`VmHWM`) per
+//!   phase and the stored size overhead of encryption.
 //!
 //! The gatekeeper runs as a separate process (the built binary with `--config`).
 //!
@@ -117,7 +119,13 @@ struct Gatekeeper {
 }
 
 impl Gatekeeper {
-    fn start(label: &str, s3_endpoint: &str, s3_bucket: &str, database: Option<&str>) -> Self {
+    fn start(
+        label: &str,
+        s3_endpoint: &str,
+        s3_bucket: &str,
+        database: Option<&str>,
+        encrypted: bool,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("countersign-bench-")
             .tempdir()
@@ -151,6 +159,7 @@ s3_bucket = "{s3_bucket}"
 access_key_id = "testing"
 secret_access_key = "testing"
 allow_http = true
+{encryption}
 
 [[acl]]
 effect = "allow"
@@ -158,6 +167,11 @@ subjects = ["*"]
 operations = ["GET", "HEAD", "PUT", "LIST"]
 "#,
             pk = b64(&vendor_key().verifying_key().to_bytes()),
+            encryption = if encrypted {
+                ""
+            } else {
+                "encryption = { enabled = false }"
+            },
         );
         let path = dir.path().join("gatekeeper.toml");
         std::fs::write(&path, config).unwrap();
@@ -412,20 +426,25 @@ fn mib_per_s(bytes: u64, d: Duration) -> f64 {
 #[derive(Default)]
 struct LargeRow {
     direct: Vec<Duration>,
+    /// Through the gatekeeper whose bucket is not encrypted.
+    plain: Vec<Duration>,
+    /// Through the gatekeeper whose bucket is encrypted.
     gk: Vec<Duration>,
     peak_kib: u64,
     before_kib: u64,
+    /// The encrypted object's stored size (PUT rows).
+    stored_bytes: u64,
 }
 
 impl LargeRow {
-    /// Median throughput of each side.
-    fn rates(&self, bytes: u64) -> (f64, f64) {
+    /// Median throughput of each side: direct, unencrypted, encrypted.
+    fn rates(&self, bytes: u64) -> (f64, f64, f64) {
         let med = |v: &[Duration]| {
             let mut v: Vec<f64> = v.iter().map(|d| mib_per_s(bytes, *d)).collect();
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        (med(&self.direct), med(&self.gk))
+        (med(&self.direct), med(&self.plain), med(&self.gk))
     }
 }
 
@@ -507,6 +526,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             s3_endpoint,
             &bucket,
             Some(&db),
+            true,
         ));
         gk_buckets.push(bucket);
     } else {
@@ -516,8 +536,29 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     }
     let bucket = format!("gk-bench-{run_id}-sqlite");
     create_s3_bucket(s3_endpoint, &bucket).await;
-    gks.push(Gatekeeper::start("SQLite", s3_endpoint, &bucket, None));
+    gks.push(Gatekeeper::start(
+        "SQLite",
+        s3_endpoint,
+        &bucket,
+        None,
+        true,
+    ));
     gk_buckets.push(bucket);
+    // The same as the large-object gatekeeper, but its bucket is not encrypted.
+    let plain_bucket = format!("gk-bench-{run_id}-plain");
+    create_s3_bucket(s3_endpoint, &plain_bucket).await;
+    let plain_db = match pg_url {
+        Some(pg) => Some(create_pg_database(pg).await),
+        None => None,
+    };
+    let gk_plain = Gatekeeper::start(
+        "unencrypted",
+        s3_endpoint,
+        &plain_bucket,
+        plain_db.as_deref(),
+        false,
+    );
+    let plain_store = s3_store(s3_endpoint, &plain_bucket);
     // The large-object gatekeeper's bucket, emptied between transfers.
     let gk_store = s3_store(s3_endpoint, &gk_buckets[0]);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -598,34 +639,50 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             let dk =
                 ObjectKey::parse(&format!("large/direct-{mib}-{rep}-{}", random_hex(3))).unwrap();
             let gkk = ObjectKey::parse(&format!("large/gk-{mib}-{rep}-{}", random_hex(3))).unwrap();
-            let direct_first = rep % 2 == 0;
-            for side in [direct_first, !direct_first] {
-                if side {
-                    put.direct.push(put_direct(&store, &dk, &body).await);
-                } else {
-                    peak_reset &= gk.reset_peak();
-                    put.before_kib = put.before_kib.max(gk.status_kib("VmRSS"));
-                    put.gk.push(put_gk(&client, gk, &gkk, &body).await);
-                    put.peak_kib = put.peak_kib.max(gk.status_kib("VmHWM"));
+            // Rotate the order of the three sides so none always runs first.
+            let order = [0, 1, 2].map(|i| (i + rep) % 3);
+            for &side in &order {
+                match side {
+                    0 => put.direct.push(put_direct(&store, &dk, &body).await),
+                    1 => put
+                        .plain
+                        .push(put_gk(&client, &gk_plain, &gkk, &body).await),
+                    _ => {
+                        peak_reset &= gk.reset_peak();
+                        put.before_kib = put.before_kib.max(gk.status_kib("VmRSS"));
+                        put.gk.push(put_gk(&client, gk, &gkk, &body).await);
+                        put.peak_kib = put.peak_kib.max(gk.status_kib("VmHWM"));
+                    }
                 }
             }
-            for side in [!direct_first, direct_first] {
-                if side {
-                    get.direct
-                        .push(get_direct(&store, &dk, body.digest.length).await);
-                } else {
-                    peak_reset &= gk.reset_peak();
-                    get.before_kib = get.before_kib.max(gk.status_kib("VmRSS"));
-                    get.gk
-                        .push(get_gk(&client, gk, &gkk, body.digest.length).await);
-                    get.peak_kib = get.peak_kib.max(gk.status_kib("VmHWM"));
+            for &side in order.iter().rev() {
+                match side {
+                    0 => get
+                        .direct
+                        .push(get_direct(&store, &dk, body.digest.length).await),
+                    1 => get
+                        .plain
+                        .push(get_gk(&client, &gk_plain, &gkk, body.digest.length).await),
+                    _ => {
+                        peak_reset &= gk.reset_peak();
+                        get.before_kib = get.before_kib.max(gk.status_kib("VmRSS"));
+                        get.gk
+                            .push(get_gk(&client, gk, &gkk, body.digest.length).await);
+                        get.peak_kib = get.peak_kib.max(gk.status_kib("VmHWM"));
+                    }
                 }
             }
-            // Free the S3 server's memory (the gatekeeper never deletes; we do).
+            // Stored size of the encrypted object, then free the S3 server's memory
+            // (the gatekeeper never deletes; we do).
             let _ = store.delete(&object_path(&dk)).await;
-            let stored: Vec<_> = gk_store.list(None).collect().await;
-            for m in stored.into_iter().flatten() {
-                let _ = gk_store.delete(&m.location).await;
+            for s in [&gk_store, &plain_store] {
+                let stored: Vec<_> = s.list(None).collect().await;
+                for m in stored.into_iter().flatten() {
+                    if std::ptr::eq(s, &gk_store) && m.location.as_ref().starts_with("objects/") {
+                        put.stored_bytes = m.size;
+                    }
+                    let _ = s.delete(&m.location).await;
+                }
             }
         }
         large_rows.push((mib, body.digest.length, put, get));
@@ -681,36 +738,55 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         }
     );
     println!(
-        "{:<10} {:<4} {:>5} {:>13} {:>16} {:>7} {:>14} {:>14}",
+        "{:<10} {:<4} {:>5} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12} {:>12} {:>10}",
         "size",
         "op",
         "runs",
-        "direct MiB/s",
-        "gatekeeper MiB/s",
-        "ratio",
-        "gk RSS before",
-        "gk peak RSS"
+        "direct",
+        "gk plain",
+        "gk enc",
+        "enc/plain",
+        "enc/direct",
+        "RSS before",
+        "peak RSS",
+        "overhead"
     );
     let mut min_ratio = f64::INFINITY;
+    let mut min_enc_ratio = f64::INFINITY;
+    let mut max_overhead = 0f64;
     let mut peaks = Vec::new();
     for (mib, bytes, put, get) in &large_rows {
         for (op, row) in [("PUT", put), ("GET", get)] {
-            let (d, g) = row.rates(*bytes);
+            let (d, p, g) = row.rates(*bytes);
             min_ratio = min_ratio.min(g / d);
+            min_enc_ratio = min_enc_ratio.min(g / p);
             peaks.push(row.peak_kib);
+            let overhead = if op == "PUT" {
+                let o = (row.stored_bytes as f64 - *bytes as f64) / *bytes as f64 * 100.0;
+                max_overhead = max_overhead.max(o);
+                format!("{o:.4} %")
+            } else {
+                String::new()
+            };
             println!(
-                "{:<10} {:<4} {:>5} {:>13.1} {:>16.1} {:>7.2} {:>10.1} MiB {:>10.1} MiB",
+                "{:<10} {:<4} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB {:>10}",
                 format!("{mib} MiB"),
                 op,
                 row.gk.len(),
                 d,
+                p,
                 g,
+                g / p,
                 g / d,
                 row.before_kib as f64 / 1024.0,
-                row.peak_kib as f64 / 1024.0
+                row.peak_kib as f64 / 1024.0,
+                overhead
             );
         }
     }
+    println!(
+        "(MiB/s, medians; RSS and peak RSS of the encrypting gatekeeper; overhead = stored size / body size - 1)"
+    );
     println!(
         "gatekeeper RSS after start-up and the small-object phase: {:.1} MiB",
         baseline_kib as f64 / 1024.0
@@ -728,6 +804,24 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             "  large-object throughput >= 90% of direct: worst ratio {:.2} -> {}",
             min_ratio,
             if min_ratio >= 0.9 { "met" } else { "MISSED" }
+        );
+        println!(
+            "  encrypted >= 90% of unencrypted: worst ratio {:.2} -> {}",
+            min_enc_ratio,
+            if min_enc_ratio >= 0.9 {
+                "met"
+            } else {
+                "MISSED"
+            }
+        );
+        println!(
+            "  stored size overhead <= 0.05 % for objects >= 1 MiB: worst {:.4} % -> {}",
+            max_overhead,
+            if max_overhead <= 0.05 {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
         let lo = peaks.iter().copied().min().unwrap_or(0) as f64 / 1024.0;
         let hi = peaks.iter().copied().max().unwrap_or(0) as f64 / 1024.0;

@@ -33,7 +33,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
         line: None,
@@ -97,6 +97,8 @@ pub struct BucketConfig {
     pub storage: StorageConfig,
     /// IP rules for this bucket only.
     pub ip_rules: IpRules,
+    /// Encryption at rest (`None`: off, which must be said with `enabled = false`).
+    pub encryption: Option<crate::encryption::EncryptionConfig>,
 }
 
 /// Size and time limits.
@@ -245,6 +247,10 @@ impl Config {
                     path: data_dir.join("buckets").join(EMBEDDED_BUCKET),
                 },
                 ip_rules: IpRules::default(),
+                encryption: Some(crate::encryption::EncryptionConfig::generated(
+                    data_dir,
+                    EMBEDDED_BUCKET,
+                )),
             },
         );
         let vendor = Role::vendor();
@@ -546,6 +552,7 @@ struct RawBucket {
     allow_ips: Vec<String>,
     #[serde(default)]
     deny_ips: Vec<String>,
+    encryption: Option<crate::encryption::RawEncryption>,
 }
 
 #[derive(Deserialize)]
@@ -617,7 +624,7 @@ fn cidrs(list: &[String], key: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
-fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+pub(crate) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
@@ -1155,8 +1162,26 @@ impl RawConfig {
             ) else {
                 continue;
             };
+            let Some(encryption) = check!(
+                p,
+                crate::encryption::EncryptionConfig::from_raw(
+                    b.encryption,
+                    &data_dir,
+                    &name,
+                    &at("encryption"),
+                )
+            ) else {
+                continue;
+            };
             let ip_rules = IpRules { allow, deny };
-            buckets.insert(bucket, BucketConfig { storage, ip_rules });
+            buckets.insert(
+                bucket,
+                BucketConfig {
+                    storage,
+                    ip_rules,
+                    encryption,
+                },
+            );
         }
 
         let network = self.network.unwrap_or(RawNetwork {
@@ -1439,7 +1464,7 @@ fn read_private(file: std::fs::File, key: &str, limit: u64) -> Result<String, Co
     Ok(text)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

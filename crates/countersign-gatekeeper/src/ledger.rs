@@ -6,6 +6,9 @@
 //! several instances) through sqlx's `Any` driver; the few differences are in
 //! [`Dialect`]. The same test suite runs against both.
 
+mod object_keys;
+pub use object_keys::KeyUse;
+
 use crate::audit::AuditFilter;
 use countersign_core::audit::{AuditEntry, CapturedHeader, Checkpoint, GENESIS};
 use countersign_core::{Decision, ErrorCode, GatekeeperId, KeyId, ed25519_dalek::SigningKey};
@@ -394,6 +397,9 @@ impl Ledger {
         for s in statements {
             sqlx::query(AssertSqlSafe(s)).execute(&self.pool).await?;
         }
+        sqlx::query(AssertSqlSafe(object_keys::schema(blob)))
+            .execute(&self.pool)
+            .await?;
         self.migrate_tlog().await
     }
 

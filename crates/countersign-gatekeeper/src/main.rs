@@ -89,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Encryption at rest: what each key-encryption key wraps, and re-wrapping.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +107,22 @@ enum ConfigCommand {
         /// `data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// One JSON line per KEK and bucket: current, configured, objects it wraps, and
+    /// whether it may be retired (not current, wraps nothing).
+    Status {
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Re-wrap every data key to its bucket's current KEK without rewriting object
+    /// bytes; one JSON line per object. Safe to interrupt and run again.
+    Rewrap {
+        #[command(flatten)]
+        source: Source,
     },
 }
 
@@ -197,6 +218,38 @@ fn load_config(source: &Source, vendor_keys: &[String]) -> Result<Config, String
         }
         (None, None) => Err("pass --data-dir DIR (zero-config) or --config FILE".into()),
     }
+}
+
+/// `keys status` and `keys rewrap`.
+async fn keys(command: KeysCommand) -> Result<(), String> {
+    use countersign_gatekeeper::encryption;
+    let (KeysCommand::Status { source } | KeysCommand::Rewrap { source }) = &command;
+    let config = load_config(source, &[])?;
+    let ledger = open_ledger(&config).await?;
+    let storage = countersign_gatekeeper::storage::Storage::from_config(
+        &config.buckets,
+        config.limits.storage_timeout(),
+    )
+    .map_err(|e| format!("cannot open a bucket: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeysCommand::Status { .. } => {
+            for s in encryption::status(&ledger, &storage).await? {
+                let line = serde_json::to_string(&s).map_err(|e| e.to_string())?;
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+        }
+        KeysCommand::Rewrap { .. } => {
+            let n = encryption::rewrap(&ledger, &storage, |r| {
+                if let Ok(line) = serde_json::to_string(r) {
+                    let _ = writeln!(out, "{line}");
+                }
+            })
+            .await?;
+            eprintln!("rewrapped {n} data keys");
+        }
+    }
+    Ok(())
 }
 
 async fn open_ledger(config: &Config) -> Result<Ledger, String> {
@@ -334,6 +387,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
+        Command::Keys { command } => keys(command).await,
         Command::Reconcile { source, dry_run } => {
             let config = load_config(&source, &[])?;
             let ledger = open_ledger(&config).await?;

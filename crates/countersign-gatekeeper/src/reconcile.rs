@@ -146,6 +146,14 @@ pub async fn reconcile(
             });
         }
     }
+    if !dry_run {
+        // The data keys of uploads released above (or earlier, by a process that died
+        // before it got here) have no index row left.
+        ledger
+            .sweep_object_keys()
+            .await
+            .map_err(|e| format!("cannot remove unused data keys: {e}"))?;
+    }
     Ok(actions)
 }
 

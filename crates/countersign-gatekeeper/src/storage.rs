@@ -15,12 +15,15 @@
 //! **Deadlines.** Every call, and every chunk of a stream, has the configured
 //! deadline; the S3 client's own retries stop within it too.
 //!
-//! The storage path is a stream transform: [`Transform`] seals plaintext chunks on the
-//! way in and opens stored chunks on the way out. Today the only transform is
-//! [`Identity`]; encryption at rest is a new `Transform`.
+//! **Encryption at rest.** A bucket with encryption on (the default) stores each
+//! object sealed by its [`ObjectCipher`] (`countersign_core::at_rest`): uploads seal
+//! as they stream, reads fetch and open only the segments a range covers, and no
+//! plaintext of a segment is released before its tag verified.
 
 use crate::config::{BucketConfig, StorageConfig};
+use crate::encryption::{BucketKeyring, ObjectCipher};
 use bytes::{Bytes, BytesMut};
+use countersign_core::at_rest;
 use countersign_core::{BodyDigest, Bucket};
 use futures::stream::{BoxStream, StreamExt as _};
 use object_store::aws::AmazonS3Builder;
@@ -79,53 +82,13 @@ pub enum StorageError {
     /// A configuration problem found when building the store.
     #[error("{0}")]
     Config(String),
+    /// Encrypted bytes failed authentication, or could not be sealed.
+    #[error("{0}")]
+    Sealing(countersign_core::Error),
 }
 
 /// A stream of body chunks.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
-
-/// Turns plaintext into stored bytes and back, chunk by chunk.
-pub trait Transform: Send + Sync + std::fmt::Debug {
-    /// A sealer for one new object.
-    fn sealer(&self) -> Box<dyn Sealer>;
-    /// The stored byte range that holds plaintext range `plain`.
-    fn stored_range(&self, plain: Range<u64>) -> Range<u64>;
-    /// Opens stored bytes read from [`Transform::stored_range`] into plaintext `plain`.
-    fn open(&self, stored: ByteStream, plain: Range<u64>) -> ByteStream;
-}
-
-/// Seals one object's plaintext.
-pub trait Sealer: Send {
-    /// Seals the next plaintext chunk.
-    fn update(&mut self, plain: Bytes) -> Bytes;
-    /// The final stored bytes (e.g. an authentication tag), possibly empty.
-    fn finish(&mut self) -> Bytes;
-}
-
-/// Stores plaintext as is.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Identity;
-
-impl Sealer for Identity {
-    fn update(&mut self, plain: Bytes) -> Bytes {
-        plain
-    }
-    fn finish(&mut self) -> Bytes {
-        Bytes::new()
-    }
-}
-
-impl Transform for Identity {
-    fn sealer(&self) -> Box<dyn Sealer> {
-        Box::new(Identity)
-    }
-    fn stored_range(&self, plain: Range<u64>) -> Range<u64> {
-        plain
-    }
-    fn open(&self, stored: ByteStream, _plain: Range<u64>) -> ByteStream {
-        stored
-    }
-}
 
 /// One bucket's store. S3 uploads use the multipart API directly so that the upload
 /// id can be recorded and the upload aborted after a crash; the local store stages
@@ -154,7 +117,8 @@ impl std::fmt::Debug for BucketStore {
 #[derive(Clone, Debug)]
 pub struct Storage {
     buckets: BTreeMap<Bucket, BucketStore>,
-    transform: Arc<dyn Transform>,
+    /// The KEKs of each bucket with encryption on.
+    keyrings: BTreeMap<Bucket, Arc<BucketKeyring>>,
     deadline: Duration,
 }
 
@@ -267,26 +231,32 @@ pub struct StoredFile {
 }
 
 impl Storage {
-    /// Builds every bucket's store, with the identity transform.
+    /// Builds every bucket's store and loads the KEKs of those with encryption on
+    /// (a missing, insecure or malformed key fails here, at start-up).
     pub fn from_config(
         buckets: &BTreeMap<Bucket, BucketConfig>,
         deadline: Duration,
     ) -> Result<Self, StorageError> {
         let mut map = BTreeMap::new();
+        let mut keyrings = BTreeMap::new();
         for (name, b) in buckets {
             map.insert(name.clone(), build_store(&b.storage, deadline)?);
+            if let Some(enc) = &b.encryption {
+                let ring = BucketKeyring::load(enc)
+                    .map_err(|e| StorageError::Config(format!("buckets.{name}.encryption: {e}")))?;
+                keyrings.insert(name.clone(), Arc::new(ring));
+            }
         }
         Ok(Self {
             buckets: map,
-            transform: Arc::new(Identity),
+            keyrings,
             deadline,
         })
     }
 
-    /// Replaces the transform (for encryption at rest).
-    pub fn with_transform(mut self, transform: Arc<dyn Transform>) -> Self {
-        self.transform = transform;
-        self
+    /// The KEKs of `bucket`, if it has encryption on.
+    pub fn keyring(&self, bucket: &Bucket) -> Option<&Arc<BucketKeyring>> {
+        self.keyrings.get(bucket)
     }
 
     fn bucket(&self, bucket: &Bucket) -> Result<&BucketStore, StorageError> {
@@ -327,20 +297,31 @@ impl Storage {
         }
     }
 
-    /// Starts an invisible upload of `length` bytes under the fresh `storage_name`.
+    /// Starts an invisible upload of `length` plaintext bytes under the fresh
+    /// `storage_name`, sealed by `cipher` if the bucket encrypts.
     pub fn begin_put(
         &self,
         bucket: &Bucket,
         storage_name: &str,
         length: u64,
+        cipher: Option<ObjectCipher>,
     ) -> Result<PendingPut, StorageError> {
         let b = self.bucket(bucket)?;
+        let sealer = cipher
+            .map(|c| at_rest::Sealer::new(&c.key, c.header, &c.binding))
+            .transpose()
+            .map_err(StorageError::Sealing)?;
+        let length = if sealer.is_some() {
+            at_rest::stored_length(length)
+        } else {
+            length
+        };
         Ok(PendingPut {
             store: b.store.clone(),
             multipart: b.multipart.clone(),
             deadline: self.deadline,
             name: storage_name.to_owned(),
-            sealer: self.transform.sealer(),
+            sealer,
             hasher: Sha256::new(),
             length: 0,
             // Exactly the memory the upload was granted (no doubling as it grows).
@@ -352,23 +333,54 @@ impl Storage {
         })
     }
 
-    /// Streams plaintext bytes `range` of the object stored as `storage_name`. Every
-    /// chunk must arrive within the deadline.
+    /// Streams plaintext bytes `range` of the object stored as `storage_name`, opened
+    /// by `cipher` if it is encrypted. Every chunk must arrive within the deadline.
     pub async fn get(
         &self,
         bucket: &Bucket,
         storage_name: &str,
         range: Range<u64>,
+        cipher: Option<ObjectCipher>,
     ) -> Result<ByteStream, StorageError> {
-        if range.is_empty() {
+        let expected = cipher
+            .as_ref()
+            .map(|c| at_rest::stored_length(c.binding.length()));
+        let opener = cipher
+            .map(|c| at_rest::Opener::new(&c.key, c.header, &c.binding, range.clone()))
+            .transpose()
+            .map_err(StorageError::Sealing)?;
+        // An empty encrypted object is still read (its one empty segment), so that a
+        // tampered one is refused rather than answered empty.
+        let stored = opener.as_ref().map_or(range.clone(), |o| o.stored_range());
+        if stored.is_empty() {
             return Ok(futures::stream::empty().boxed());
         }
         let b = self.bucket(bucket)?;
-        let stored = self.transform.stored_range(range.clone());
         let options = GetOptions::new().with_range(Some(stored));
-        let result = self
+        let result = match self
             .within(b.store.get_opts(&object_path(storage_name), options))
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // An encrypted object shorter than its index entry says was truncated
+                // (the store refuses the range): that is tampering, not an outage.
+                if let (Some(expected), Ok(meta)) = (
+                    expected,
+                    self.within(b.store.head(&object_path(storage_name))).await,
+                ) && meta.size != expected
+                {
+                    return Err(StorageError::Sealing(countersign_core::Error::new(
+                        countersign_core::ErrorCode::StoredObjectTampered,
+                        format!(
+                            "encrypted object: {} stored bytes where {expected} belong",
+                            meta.size
+                        ),
+                    )));
+                }
+                return Err(e);
+            }
+        };
         let deadline = self.deadline;
         let inner = result.into_stream();
         let stream = futures::stream::unfold(Some(inner), move |state| async move {
@@ -380,7 +392,10 @@ impl Storage {
             }
         })
         .boxed();
-        Ok(self.transform.open(stream, range))
+        Ok(match opener {
+            Some(o) => open_stream(stream, o),
+            None => stream,
+        })
     }
 
     /// Every file in the bucket's store (for recovery).
@@ -507,6 +522,36 @@ impl Storage {
     }
 }
 
+/// Opens a stream of stored bytes segment by segment: each segment's plaintext is
+/// yielded only after its tag verified; a failure ends the stream with
+/// [`StorageError::Sealing`] (`stored_object_tampered`), as does a short read.
+fn open_stream(stored: ByteStream, opener: at_rest::Opener) -> ByteStream {
+    futures::stream::unfold(Some((stored, opener)), |state| async move {
+        let (mut stored, mut opener) = state?;
+        loop {
+            match stored.next().await {
+                Some(Ok(chunk)) => {
+                    let mut out = Vec::with_capacity(chunk.len());
+                    if let Err(e) = opener.update(&chunk, &mut out) {
+                        return Some((Err(StorageError::Sealing(e)), None));
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(Bytes::from(out)), Some((stored, opener))));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => {
+                    return match opener.finish() {
+                        Ok(()) => None,
+                        Err(e) => Some((Err(StorageError::Sealing(e)), None)),
+                    };
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 /// The storage name a file belongs to, if its path has the layout's shape (a local
 /// staging file `objects/<name>#<n>` belongs to `<name>`).
 fn storage_name_of(path: &str) -> Option<String> {
@@ -563,7 +608,7 @@ pub struct PendingPut {
     multipart: Option<Arc<dyn MultipartStore>>,
     deadline: Duration,
     name: String,
-    sealer: Box<dyn Sealer>,
+    sealer: Option<at_rest::Sealer>,
     hasher: Sha256,
     length: u64,
     state: State,
@@ -577,7 +622,14 @@ impl PendingPut {
     pub async fn write(&mut self, chunk: Bytes) -> Result<Option<String>, StorageError> {
         self.hasher.update(&chunk);
         self.length += chunk.len() as u64;
-        let sealed = self.sealer.update(chunk);
+        let sealed = match &mut self.sealer {
+            Some(s) => {
+                let mut out = Vec::with_capacity(chunk.len() + 64);
+                s.update(&chunk, &mut out).map_err(StorageError::Sealing)?;
+                Bytes::from(out)
+            }
+            None => chunk,
+        };
         self.push(sealed).await
     }
 
@@ -684,9 +736,12 @@ impl PendingPut {
     /// Both writes are create-only.
     pub async fn publish(mut self, manifest: Bytes) -> Result<(), StorageError> {
         let deadline = self.deadline;
-        let tail = self.sealer.finish();
-        if !tail.is_empty() {
-            self.push(tail).await?;
+        if let Some(s) = &mut self.sealer {
+            let mut tail = Vec::new();
+            s.finish(&mut tail).map_err(StorageError::Sealing)?;
+            if !tail.is_empty() {
+                self.push(Bytes::from(tail)).await?;
+            }
         }
         create(
             &self.store,

@@ -21,12 +21,14 @@
 //! deadline and undoes the upload (discards its bytes, releases the key, and records
 //! that in the audit log).
 
+use crate::encryption::ObjectCipher;
 use crate::error::ApiError;
 use crate::http::Gatekeeper;
 use crate::http::pipeline::Authorized;
 use crate::ledger::{IndexedObject, Reservation};
 use crate::storage::{PendingPut, new_storage_name, upload_buffer_bytes};
 use bytes::Bytes;
+use countersign_core::at_rest::Binding;
 use countersign_core::signature::encode_list;
 use countersign_core::text::b64;
 use countersign_core::{BodyDigest, ErrorCode, Manifest, ObjectKey};
@@ -50,6 +52,36 @@ impl std::fmt::Debug for Reserved {
 /// An upload whose every byte arrived and matched the signed digest.
 #[derive(Debug)]
 pub struct Received(Reserved);
+
+/// For a bucket with encryption on: a fresh data key for the object about to be
+/// stored as `storage_name`, wrapped by the current KEK and recorded in the index
+/// before any byte is written (so no stored ciphertext ever lacks its key).
+async fn seal_new(
+    gk: &Gatekeeper,
+    auth: &Authorized,
+    key: &ObjectKey,
+    storage_name: &str,
+) -> Result<Option<ObjectCipher>, ApiError> {
+    let Some(ring) = gk.storage.keyring(auth.bucket()) else {
+        return Ok(None);
+    };
+    let countersign_core::Operation::Put { body, .. } = auth.request().operation() else {
+        return Err(ApiError::new(ErrorCode::Internal, "PUT expected"));
+    };
+    let (data_key, header, wrapped) = ring.new_object(auth.bucket(), storage_name)?;
+    gk.ledger
+        .put_object_key(auth.bucket().as_str(), storage_name, &wrapped)
+        .await
+        .map_err(|e| {
+            eprintln!("recording a data key failed: {e}");
+            ApiError::audit_unavailable()
+        })?;
+    Ok(Some(ObjectCipher {
+        key: data_key,
+        header,
+        binding: Binding::new(auth.bucket(), storage_name, key, body),
+    }))
+}
 
 impl Reserved {
     /// Holds memory for the upload's buffers, reserves the key and starts staging.
@@ -98,9 +130,16 @@ impl Reserved {
                 "an object with this key exists or is being uploaded; objects are never overwritten",
             ));
         }
+        let cipher = match seal_new(gk, auth, key, &reservation.storage_name).await {
+            Ok(c) => c,
+            Err(e) => {
+                release(gk, &reservation).await;
+                return Err(e);
+            }
+        };
         match gk
             .storage
-            .begin_put(auth.bucket(), &reservation.storage_name, length)
+            .begin_put(auth.bucket(), &reservation.storage_name, length, cipher)
         {
             Ok(pending) => Ok(Self {
                 reservation,

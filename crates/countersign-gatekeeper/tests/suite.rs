@@ -21,7 +21,9 @@ use countersign_core::text::b64;
 use countersign_core::{
     BodyDigest, ByteRange, Decision, ErrorCode, Manifest, ObjectKey, Operation, Receipt, Role,
 };
-use countersign_gatekeeper::http::gatekeeper_policy;
+use countersign_gatekeeper::config::Config;
+use countersign_gatekeeper::http::{AppState, gatekeeper_policy};
+use object_store::ObjectStoreExt as _;
 use tlog::*;
 
 macro_rules! suite {
@@ -86,6 +88,11 @@ suite!(
     tree_detects_dropped_checkpoints,
     tree_detects_a_rollback_to_an_older_backup,
     tree_with_two_instances_appending_and_integrating,
+    encrypted_round_trips_at_segment_edges,
+    tampered_ciphertext_is_refused,
+    wrong_or_missing_kek,
+    rotation_and_rewrap_keep_objects_readable,
+    refused_uploads_leave_no_data_key,
 );
 
 fn gk_policy(h: &Harness) -> countersign_core::Policy {
@@ -1376,4 +1383,368 @@ async fn group_commit_append_outlives_its_dropped_caller(b: &Backend) {
         .unwrap();
     assert_eq!(replay.decision, Decision::Deny(ErrorCode::Replayed));
     ledger.close().await;
+}
+
+// --- encryption at rest -------------------------------------------------------------
+
+const SEG: usize = countersign_core::at_rest::SEGMENT_BYTES;
+const MARKER: &[u8] = b"PLAINTEXT-MARKER-7f3a";
+const SECRET_NAME: &str = "Jane-Doe-Patient-Name";
+
+/// A body of `n` bytes that repeats the plaintext marker.
+fn marked(n: usize) -> Vec<u8> {
+    MARKER.iter().copied().cycle().take(n).collect()
+}
+
+/// The bytes of one stored file, read from the store itself.
+async fn read_stored(h: &Harness, path: &str) -> Vec<u8> {
+    match &h.bucket {
+        BucketView::Dir(d) => std::fs::read(d.join(path)).unwrap(),
+        BucketView::S3(store) => store
+            .get(&object_store::path::Path::from(path))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+    }
+}
+
+/// Replaces one stored file behind the gatekeeper's back (an attacker with the
+/// bucket's credentials).
+async fn write_stored(h: &Harness, path: &str, bytes: Vec<u8>) {
+    match &h.bucket {
+        BucketView::Dir(d) => std::fs::write(d.join(path), bytes).unwrap(),
+        BucketView::S3(store) => {
+            store
+                .put(&object_store::path::Path::from(path), bytes.into())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The stored object file of `key` (through the index).
+async fn object_file(h: &Harness, key: &str) -> String {
+    let l = h.ledger().await;
+    let o = l.object(BUCKET, key).await.unwrap().unwrap();
+    l.close().await;
+    format!("objects/{}", o.storage_name)
+}
+
+async fn get_range(
+    h: &Harness,
+    key: &str,
+    first: u64,
+    last: u64,
+) -> axum::http::Response<axum::body::Body> {
+    let mut g = get(key);
+    g.op = Operation::Get {
+        key: ObjectKey::parse(key).unwrap(),
+        range: Some(ByteRange::new(first, last).unwrap()),
+    };
+    let mut req = signed(&g.request(), vec![]);
+    req.headers_mut()
+        .insert("range", format!("bytes={first}-{last}").parse().unwrap());
+    h.send(req).await
+}
+
+/// Round trips at the segment edges and a multipart-sized object, ranged reads
+/// across segment edges, and a scan of every stored byte for plaintext and key names.
+async fn encrypted_round_trips_at_segment_edges(b: &Backend) {
+    let h = Harness::new(b).await;
+    let sizes = [0, 1, SEG - 1, SEG, SEG + 1, 3 * SEG, 9 << 20];
+    for n in sizes {
+        let key = format!("{SECRET_NAME}/{n}");
+        let body = marked(n);
+        store(&h, &key, &body).await;
+        let r = h.send(signed(&get(&key).request(), vec![])).await;
+        assert_eq!(r.status(), StatusCode::OK, "{n}");
+        assert_eq!(body_bytes(r).await, body, "size {n}");
+        // Stored: header + body + one tag per segment, nothing more.
+        let stored = read_stored(&h, &object_file(&h, &key).await).await;
+        assert_eq!(
+            stored.len() as u64,
+            countersign_core::at_rest::stored_length(n as u64),
+            "{n}"
+        );
+    }
+    let key = format!("{SECRET_NAME}/{}", 3 * SEG);
+    let body = marked(3 * SEG);
+    let s = SEG as u64;
+    for (first, last) in [
+        (0, 0),
+        (s - 1, s),
+        (s, 2 * s - 1),
+        (s - 10, 2 * s + 10),
+        (3 * s - 1, 3 * s - 1),
+    ] {
+        let r = get_range(&h, &key, first, last).await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            body_bytes(r).await,
+            body[first as usize..=last as usize].to_vec(),
+            "{first}-{last}"
+        );
+    }
+    // Every byte the store holds: no plaintext marker, no key name, no KEK id.
+    let contents = h.bucket_contents().await;
+    assert!(contents.len() >= 2 * sizes.len(), "{contents:?}");
+    for path in contents {
+        assert!(!path.contains(SECRET_NAME), "{path}");
+        let bytes = read_stored(&h, &path).await;
+        for needle in [MARKER, &MARKER[..12], b"reports-1"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{path} holds {:?}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
+
+/// A flipped byte, a truncated object, or another object's bytes under this name:
+/// refused with `stored_object_tampered` and audited, no byte of the bad segment out.
+async fn tampered_ciphertext_is_refused(b: &Backend) {
+    let h = Harness::new(b).await;
+    let body = marked(3 * SEG);
+    store(&h, "t/a", &body).await;
+    store(&h, "t/b", &body).await;
+    let file = object_file(&h, "t/a").await;
+    let honest = read_stored(&h, &file).await;
+    let tampered_code = |r: axum::http::Response<axum::body::Body>| async move {
+        let status = r.status();
+        let code = error_code(r).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{code}");
+        code
+    };
+    // A flipped byte in segment 0: the GET is refused before any byte, and audited.
+    let mut t = honest.clone();
+    t[24 + 100] ^= 1;
+    write_stored(&h, &file, t).await;
+    let r = h.send(signed(&get("t/a").request(), vec![])).await;
+    assert_eq!(tampered_code(r).await, "stored_object_tampered");
+    assert_eq!(
+        h.last_entry().await.decision,
+        Decision::Deny(ErrorCode::StoredObjectTampered)
+    );
+    // Segment 1 is intact: a range inside it still reads.
+    let r = get_range(&h, "t/a", s64(SEG), s64(SEG) + 9).await;
+    assert_eq!(body_bytes(r).await, body[SEG..SEG + 10].to_vec());
+    // A flipped byte in the last segment: a range there is refused; a whole GET
+    // stops before it (two good segments, then the body is cut).
+    let mut t = honest.clone();
+    let at = t.len() - 5;
+    t[at] ^= 1;
+    write_stored(&h, &file, t).await;
+    let r = get_range(&h, "t/a", s64(2 * SEG), s64(2 * SEG)).await;
+    assert_eq!(tampered_code(r).await, "stored_object_tampered");
+    let r = h.send(signed(&get("t/a").request(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = axum::body::to_bytes(r.into_body(), usize::MAX).await;
+    assert!(got.is_err(), "a tampered body must not complete");
+    // Truncated after segment 1.
+    write_stored(&h, &file, honest[..24 + 2 * (SEG + 16)].to_vec()).await;
+    let r = get_range(&h, "t/a", s64(2 * SEG), s64(3 * SEG) - 1).await;
+    assert_eq!(tampered_code(r).await, "stored_object_tampered");
+    // Another object's honest bytes under this name (same body, same size).
+    let other = read_stored(&h, &object_file(&h, "t/b").await).await;
+    write_stored(&h, &file, other).await;
+    let r = h.send(signed(&get("t/a").request(), vec![])).await;
+    assert_eq!(tampered_code(r).await, "stored_object_tampered");
+    // The honest bytes back: readable again.
+    write_stored(&h, &file, honest).await;
+    let r = h.send(signed(&get("t/a").request(), vec![])).await;
+    assert_eq!(body_bytes(r).await, body);
+    // An empty object is verified too (its one empty segment's tag).
+    store(&h, "t/empty", b"").await;
+    let file = object_file(&h, "t/empty").await;
+    let mut t = read_stored(&h, &file).await;
+    t[30] ^= 1;
+    write_stored(&h, &file, t).await;
+    let r = h.send(signed(&get("t/empty").request(), vec![])).await;
+    assert_eq!(tampered_code(r).await, "stored_object_tampered");
+}
+
+fn s64(n: usize) -> u64 {
+    n as u64
+}
+
+/// A KEK that is missing stops the start; a different key under the same id gives
+/// `key_unavailable` per request, never garbage.
+async fn wrong_or_missing_kek(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "k/a", b"secret report").await;
+    let kek = h.dir.join("keys").join(format!("{BUCKET}-1.kek"));
+    assert!(kek.exists());
+    // Another key under the same id: the data key does not unwrap.
+    std::fs::remove_file(&kek).unwrap();
+    let second = h.second_instance().await; // generates a new key file
+    let r = send_to(&second, signed(&get("k/a").request(), vec![]), "127.0.0.1").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(r).await, "key_unavailable");
+    // A configured key file that does not exist: refused at start, naming it.
+    let missing = h.dir.join("nope.kek");
+    let bucket = format!(
+        "[buckets.{BUCKET}]\n{}\n[buckets.{BUCKET}.encryption]\ncurrent = \"k1\"\nkeys = [{{ id = \"k1\", file = \"{}\" }}]\n",
+        bucket_storage_lines(&h.config),
+        missing.display()
+    );
+    let config = Config::from_toml(
+        &config_text(&bucket, &database_lines(&h.config), ""),
+        Some(&h.dir),
+    )
+    .unwrap();
+    let err = countersign_gatekeeper::server::build_state(config)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope.kek"), "{err}");
+}
+
+/// A gatekeeper on the harness's database and bucket with the KEKs `ids` (key files
+/// in the harness dir, created if missing) and `current`.
+async fn with_keks(h: &Harness, ids: &[&str], current: &str) -> (Config, AppState) {
+    let database = database_lines(&h.config);
+    let mut keys = Vec::new();
+    for id in ids {
+        let path = h.dir.join(format!("{id}.kek"));
+        if !path.exists() {
+            countersign_gatekeeper::encryption::create_kek_file(&path).unwrap();
+        }
+        keys.push(format!(
+            "{{ id = \"{id}\", file = \"{}\" }}",
+            path.display()
+        ));
+    }
+    let mut config = h.config.clone();
+    let section = format!(
+        "[buckets.{BUCKET}]\n{}\n[buckets.{BUCKET}.encryption]\ncurrent = \"{current}\"\nkeys = [{}]\n",
+        bucket_storage_lines(&h.config),
+        keys.join(", ")
+    );
+    let parsed = Config::from_toml(&config_text(&section, &database, ""), Some(&h.dir)).unwrap();
+    config.buckets = parsed.buckets;
+    let (state, _) = countersign_gatekeeper::server::build_state(config.clone())
+        .await
+        .unwrap();
+    (config, state)
+}
+
+/// The database section of the harness's configuration, as TOML.
+fn database_lines(config: &Config) -> String {
+    if config.database_url.expose().starts_with("postgres") {
+        format!("[database]\nurl = \"{}\"\n", config.database_url.expose())
+    } else {
+        String::new()
+    }
+}
+
+/// The storage lines of the harness's bucket, as TOML.
+fn bucket_storage_lines(config: &Config) -> String {
+    use countersign_gatekeeper::config::StorageConfig;
+    let b = &config.buckets[&countersign_core::Bucket::parse(BUCKET).unwrap()];
+    match &b.storage {
+        StorageConfig::Local { path } => {
+            format!("store = \"local\"\npath = \"{}\"", path.display())
+        }
+        StorageConfig::S3 {
+            endpoint,
+            s3_bucket,
+            ..
+        } => format!(
+            "store = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\ns3_bucket = \"{s3_bucket}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\nallow_http = true"
+        ),
+    }
+}
+
+async fn read_all(state: &AppState, keys: &[(&str, &[u8])]) {
+    for (key, body) in keys {
+        let r = send_to(state, signed(&get(key).request(), vec![]), "127.0.0.1").await;
+        assert_eq!(r.status(), StatusCode::OK, "{key}");
+        assert_eq!(body_bytes(r).await, body.to_vec(), "{key}");
+    }
+}
+
+/// A new KEK becomes current: old objects stay readable, new ones use it; `rewrap`
+/// moves every data key to it (object bytes untouched), after which the old KEK wraps
+/// nothing, may be retired, and a gatekeeper without it reads everything.
+async fn rotation_and_rewrap_keep_objects_readable(b: &Backend) {
+    use countersign_gatekeeper::encryption;
+    let h = Harness::new(b).await;
+    let (_, one) = with_keks(&h, &["k1"], "k1").await;
+    let old = marked(2 * SEG + 3);
+    let r = send_to(
+        &one,
+        signed(&put("rot/old", &old).request(), old.clone()),
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let file = object_file(&h, "rot/old").await;
+    let stored_before = read_stored(&h, &file).await;
+
+    let (config, two) = with_keks(&h, &["k1", "k2"], "k2").await;
+    let new = marked(5000);
+    let r = send_to(
+        &two,
+        signed(&put("rot/new", &new).request(), new.clone()),
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    read_all(&two, &[("rot/old", &old), ("rot/new", &new)]).await;
+
+    let ledger = h.ledger().await;
+    let storage = countersign_gatekeeper::storage::Storage::from_config(
+        &config.buckets,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let before = encryption::status(&ledger, &storage).await.unwrap();
+    let k1 = before.iter().find(|s| s.kek_id == "k1").unwrap();
+    assert_eq!((k1.objects, k1.retirable), (1, false));
+    let mut moved = Vec::new();
+    let n = encryption::rewrap(&ledger, &storage, |r| moved.push(r.clone()))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!((moved[0].from.as_str(), moved[0].to.as_str()), ("k1", "k2"));
+    // Objects stay readable through the same running gatekeeper, bytes untouched.
+    read_all(&two, &[("rot/old", &old), ("rot/new", &new)]).await;
+    assert_eq!(read_stored(&h, &file).await, stored_before);
+    // Resumable: a second run finds nothing left.
+    assert_eq!(
+        encryption::rewrap(&ledger, &storage, |_| {}).await.unwrap(),
+        0
+    );
+    let after = encryption::status(&ledger, &storage).await.unwrap();
+    let k1 = after.iter().find(|s| s.kek_id == "k1").unwrap();
+    assert_eq!((k1.objects, k1.retirable), (0, true));
+    ledger.close().await;
+    // k1 retired: a gatekeeper with k2 alone reads both.
+    let (_, only_new) = with_keks(&h, &["k2"], "k2").await;
+    read_all(&only_new, &[("rot/old", &old), ("rot/new", &new)]).await;
+}
+
+/// An upload refused after its data key was recorded leaves a key row without an
+/// object; recovery removes it and keeps the stored object's key.
+async fn refused_uploads_leave_no_data_key(b: &Backend) {
+    let h = Harness::new(b).await;
+    store(&h, "kept", b"kept body").await;
+    let req = put("x/y", b"signed body").request();
+    let r = h.send(signed(&req, b"other body!".to_vec())).await;
+    assert_eq!(error_code(r).await, "body_mismatch");
+    let ledger = h.ledger().await;
+    let count = |uses: Vec<countersign_gatekeeper::ledger::KeyUse>| {
+        uses.iter().map(|u| u.objects).sum::<u64>()
+    };
+    assert_eq!(count(ledger.key_uses(BUCKET).await.unwrap()), 2);
+    countersign_gatekeeper::reconcile::reconcile(&ledger, &h.state.storage, now(), false)
+        .await
+        .unwrap();
+    assert_eq!(count(ledger.key_uses(BUCKET).await.unwrap()), 1);
+    ledger.close().await;
+    let r = h.send(signed(&get("kept").request(), vec![])).await;
+    assert_eq!(body_bytes(r).await, b"kept body");
 }

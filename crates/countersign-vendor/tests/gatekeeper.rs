@@ -232,7 +232,8 @@ fn put_and_get_through_a_real_gatekeeper() {
     assert_eq!(outcome(&run(d, &args)), (1, "bad_signature".into()));
     assert!(!d.join("untrusted.bin").exists());
 
-    // Bytes changed in the bucket behind the gatekeeper's back: detected, not written.
+    // Bytes changed in the bucket behind the gatekeeper's back: refused by the
+    // gatekeeper, nothing written.
     std::fs::write(d.join("small.txt"), b"the original bytes").unwrap();
     assert_eq!(
         put(d, &gk, "vendor-1.key", "org-1/small.txt", "small.txt")
@@ -251,8 +252,14 @@ fn put_and_get_through_a_real_gatekeeper() {
             v["key"] == "org-1/small.txt"
         })
         .unwrap();
+    // Encrypted at rest (the default): the bucket holds no plaintext.
     let stored = bucket.join("objects").join(name);
-    assert_eq!(std::fs::read(&stored).unwrap(), b"the original bytes");
+    let ciphertext = std::fs::read(&stored).unwrap();
+    assert!(
+        !ciphertext
+            .windows(b"original".len())
+            .any(|w| w == b"original")
+    );
     std::fs::write(&stored, b"the tampered bytes").unwrap();
     let o = get(
         d,
@@ -262,7 +269,7 @@ fn put_and_get_through_a_real_gatekeeper() {
         "small-out.txt",
         &[],
     );
-    assert_eq!(outcome(&o), (1, "body_mismatch".into()));
+    assert_eq!(outcome(&o), (1, "stored_object_tampered".into()));
     assert!(!d.join("small-out.txt").exists());
     let leftovers: Vec<_> = std::fs::read_dir(d)
         .unwrap()

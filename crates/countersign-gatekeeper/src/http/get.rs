@@ -5,17 +5,20 @@
 //! `Content-Security-Policy: sandbox`, so an uploaded `text/html` cannot run script
 //! in whatever page opens it.
 
+use crate::encryption::ObjectCipher;
 use crate::error::ApiError;
 use crate::http::Gatekeeper;
 use crate::http::pipeline::{Attempt, Authorized};
 use crate::ledger::IndexedObject;
+use crate::storage::StorageError;
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
-use countersign_core::ErrorCode;
+use countersign_core::at_rest::Binding;
 use countersign_core::text::{b64, hex};
 use countersign_core::transport::{MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER};
+use countersign_core::{BodyDigest, ErrorCode, ObjectKey};
 use futures::StreamExt as _;
 use std::ops::Range;
 
@@ -74,6 +77,54 @@ pub async fn prepare(
     })
 }
 
+/// The cipher that opens `object`, if it is stored encrypted: its data key is
+/// unwrapped by the bucket's keyring (`key_unavailable` if the KEK is missing or
+/// wrong, never garbage).
+async fn object_cipher(
+    gk: &Gatekeeper,
+    auth: &Authorized,
+    object: &IndexedObject,
+) -> Result<Option<ObjectCipher>, ApiError> {
+    let wrapped = gk
+        .ledger
+        .object_key(auth.bucket().as_str(), &object.storage_name)
+        .await
+        .map_err(|e| {
+            eprintln!("data key lookup failed: {e}");
+            ApiError::audit_unavailable()
+        })?;
+    let Some(wrapped) = wrapped else {
+        return Ok(None);
+    };
+    let ring = gk.storage.keyring(auth.bucket()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::KeyUnavailable,
+            "the object is encrypted but its bucket has no keyring configured",
+        )
+    })?;
+    let (key, header) = ring.open(&wrapped, auth.bucket(), &object.storage_name)?;
+    let object_key = ObjectKey::parse(&object.key)?;
+    let body = BodyDigest {
+        sha256: object.sha256,
+        length: object.size,
+    };
+    Ok(Some(ObjectCipher {
+        key,
+        header,
+        binding: Binding::new(auth.bucket(), &object.storage_name, &object_key, &body),
+    }))
+}
+
+/// A storage failure as the client sees it: tampering keeps its own code, anything
+/// else is `storage_unavailable` (details in the server log).
+fn storage_error(e: StorageError) -> ApiError {
+    eprintln!("get of a stored object failed: {e}");
+    match e {
+        StorageError::Sealing(e) => e.into(),
+        _ => ApiError::storage_unavailable(),
+    }
+}
+
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(HeaderName::from_static(name), v);
@@ -115,18 +166,37 @@ pub async fn respond(
     auth: &Authorized,
     found: Found,
 ) -> Result<Response, ApiError> {
-    let stream = gk
+    let cipher = object_cipher(gk, auth, &found.object).await?;
+    let mut stream = gk
         .storage
         .get(
             auth.bucket(),
             &found.object.storage_name,
             found.span.clone(),
+            cipher,
         )
         .await
-        .map_err(|e| {
-            tracing::warn!("get of a stored object failed: {e}");
-            ApiError::storage_unavailable()
-        })?;
+        .map_err(storage_error)?
+        // Polled once more after its end by the chain below.
+        .fuse();
+    // The first piece is read before the answer starts, so an object whose first
+    // segment (or header) fails authentication is refused with its own code and the
+    // caller's second audit entry. A later segment that fails cuts the body short
+    // before any of its bytes (and is logged); the client's `body_mismatch` check is
+    // the second line.
+    let first = match stream.next().await {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => return Err(storage_error(e)),
+        None => None,
+    };
+    let where_ = format!("{}/{}", auth.bucket(), found.object.storage_name);
+    let stream = futures::stream::iter(first.map(Ok))
+        .chain(stream)
+        .inspect(move |r| {
+            if let Err(e) = r {
+                tracing::warn!("GET of {where_} cut short: {e}");
+            }
+        });
     let length = found.span.end - found.span.start;
     gk.metrics.add_bytes_out(length);
     let deadline = tokio::time::Instant::from_std(auth.deadline());

@@ -1,0 +1,638 @@
+//! Encryption at rest: each bucket's keyring of key-encryption keys (KEKs) and the
+//! envelope of each object's data key.
+//!
+//! Every stored object gets a fresh random data key; the object's bytes are sealed
+//! with it in the `countersign_core::at_rest` format, and the data key is wrapped by
+//! the bucket's current KEK and recorded, with the KEK's id and the object's header,
+//! in the index (`object_keys`) before the first byte is written. The bucket holds
+//! only ciphertext under opaque names; the KEKs never leave the gatekeeper.
+//!
+//! A KEK is 32 bytes, from a key file (refused if group or others may read it, as the
+//! vendor SDK refuses secret keys) or from an environment variable, each holding the
+//! bytes in unpadded base64url. The wrapped form is specified in `docs/PROTOCOL.md`
+//! ("Envelope keys").
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use countersign_core::at_rest::{Aead, Binding, DATA_KEY_BYTES, DataKey, HEADER_BYTES, Header};
+use countersign_core::{Bucket, Error, ErrorCode};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The domain-separation prefix of a wrapped data key's associated data.
+const WRAP_LABEL: &[u8] = b"countersign/v1/at-rest/wrap\n";
+/// Bytes of a wrapped data key: nonce, encrypted key, tag.
+pub const WRAPPED_BYTES: usize = NONCE_LEN + DATA_KEY_BYTES + 16;
+
+/// Where a KEK's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KekSource {
+    /// A file holding the 32 bytes in base64url, readable by its owner only.
+    File(PathBuf),
+    /// An environment variable holding the 32 bytes in base64url.
+    Env(String),
+}
+
+/// One bucket's `[buckets.NAME.encryption]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptionConfig {
+    /// The id of the KEK that wraps new data keys; the others only unwrap.
+    pub current: String,
+    /// Every KEK by id.
+    pub keys: BTreeMap<String, KekSource>,
+    /// A key file of the bucket's default KEK, created (0600) at start-up if missing.
+    pub generate: Option<PathBuf>,
+}
+
+/// `[buckets.NAME.encryption]` as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEncryption {
+    enabled: Option<bool>,
+    current: Option<String>,
+    #[serde(default)]
+    keys: Vec<RawKek>,
+}
+
+/// One `[[buckets.NAME.encryption.keys]]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKek {
+    id: String,
+    file: Option<PathBuf>,
+    env: Option<String>,
+}
+
+impl EncryptionConfig {
+    /// The default of a bucket that configures no keys: KEK `<bucket>-1` in the key
+    /// file `<data_dir>/keys/<bucket>-1.kek`, generated on first start.
+    pub fn generated(data_dir: &Path, bucket: &str) -> Self {
+        let id = format!("{bucket}-1");
+        let path = data_dir.join("keys").join(format!("{id}.kek"));
+        Self {
+            current: id.clone(),
+            keys: [(id, KekSource::File(path.clone()))].into_iter().collect(),
+            generate: Some(path),
+        }
+    }
+
+    /// Validates a bucket's section: absent means on with the generated default key;
+    /// off only with `enabled = false` (and then nothing else may be set).
+    pub(crate) fn from_raw(
+        raw: Option<RawEncryption>,
+        data_dir: &Path,
+        bucket: &str,
+        at: &str,
+    ) -> Result<Option<Self>, crate::config::ConfigError> {
+        use crate::config::err;
+        let Some(raw) = raw else {
+            return Ok(Some(Self::generated(data_dir, bucket)));
+        };
+        if raw.enabled == Some(false) {
+            if raw.current.is_some() || !raw.keys.is_empty() {
+                return Err(err(
+                    at,
+                    "`enabled = false` turns encryption off; remove `current` and `keys`",
+                ));
+            }
+            return Ok(None);
+        }
+        if raw.keys.is_empty() {
+            if raw.current.is_some() {
+                return Err(err(
+                    format!("{at}.current"),
+                    "names a key but `keys` is empty",
+                ));
+            }
+            return Ok(Some(Self::generated(data_dir, bucket)));
+        }
+        let mut keys = BTreeMap::new();
+        for (i, k) in raw.keys.into_iter().enumerate() {
+            let here = format!("{at}.keys[{i}]");
+            if !is_kek_id(&k.id) {
+                return Err(err(
+                    format!("{here}.id"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                ));
+            }
+            let source = match (k.file, k.env) {
+                (Some(f), None) => KekSource::File(crate::config::resolve(data_dir, f)),
+                (None, Some(v)) => KekSource::Env(v),
+                _ => {
+                    return Err(err(here, "needs exactly one of `file` or `env`"));
+                }
+            };
+            if keys.insert(k.id.clone(), source).is_some() {
+                return Err(err(
+                    format!("{here}.id"),
+                    format!("`{}` is used by two keys; KEK ids must be unique", k.id),
+                ));
+            }
+        }
+        let current = match raw.current {
+            Some(c) if keys.contains_key(&c) => c,
+            Some(c) => {
+                return Err(err(
+                    format!("{at}.current"),
+                    format!("`{c}` is not one of the bucket's keys"),
+                ));
+            }
+            None if keys.len() == 1 => keys.keys().next().cloned().unwrap_or_default(),
+            None => {
+                return Err(err(
+                    format!("{at}.current"),
+                    "is required when a bucket has several keys",
+                ));
+            }
+        };
+        Ok(Some(Self {
+            current,
+            keys,
+            generate: None,
+        }))
+    }
+}
+
+/// A KEK id: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+pub fn is_kek_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A data key wrapped by a KEK, and the object's header, as the index records them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The KEK that wrapped it.
+    pub kek_id: String,
+    /// `nonce ‖ ciphertext ‖ tag` (60 bytes).
+    pub wrapped: Vec<u8>,
+    /// The object's 24-byte at-rest header.
+    pub header: Vec<u8>,
+}
+
+/// What seals or opens one object.
+#[derive(Debug)]
+pub struct ObjectCipher {
+    /// The object's data key.
+    pub key: DataKey,
+    /// Its header.
+    pub header: Header,
+    /// What its segments are bound to.
+    pub binding: Binding,
+}
+
+/// One bucket's KEKs.
+pub struct BucketKeyring {
+    current: String,
+    keks: BTreeMap<String, LessSafeKey>,
+}
+
+impl std::fmt::Debug for BucketKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketKeyring")
+            .field("current", &self.current)
+            .field("keks", &self.keks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn key_unavailable(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::KeyUnavailable, message)
+}
+
+/// Reads a KEK file, refusing one that group or others may read.
+fn read_kek_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        // Checked on the opened file, so a swap between check and read is harmless.
+        let mode = file
+            .metadata()
+            .map_err(|e| format!("{shown}: {e}"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{shown}: group or others may read this key file (mode {:o}); chmod 600 it",
+                mode & 0o777
+            ));
+        }
+    }
+    let mut text = String::new();
+    file.by_ref()
+        .take(1024)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(text)
+}
+
+fn kek_bytes(text: &str) -> Option<[u8; 32]> {
+    crate::config::base64_decode(text.trim())?.try_into().ok()
+}
+
+impl BucketKeyring {
+    /// Loads every KEK of a bucket's configuration. A missing, unreadable, insecure
+    /// or malformed key is an error at start-up, naming the key.
+    pub fn load(config: &EncryptionConfig) -> Result<Self, String> {
+        if let Some(path) = &config.generate
+            && !path.exists()
+        {
+            create_kek_file(path)
+                .map_err(|e| format!("cannot create the key file {}: {e}", path.display()))?;
+            eprintln!(
+                "encryption at rest: generated key-encryption key `{}` in {} (keep a copy: \
+                 without it the objects cannot be read)",
+                config.current,
+                path.display()
+            );
+        }
+        let mut keks = BTreeMap::new();
+        for (id, source) in &config.keys {
+            let text = match source {
+                KekSource::File(path) => read_kek_file(path)?,
+                KekSource::Env(var) => std::env::var(var).map_err(|_| {
+                    format!("KEK `{id}`: the environment variable {var} is not set")
+                })?,
+            };
+            let bytes = kek_bytes(&text)
+                .ok_or_else(|| format!("KEK `{id}`: must hold 32 bytes in unpadded base64url"))?;
+            let key = UnboundKey::new(&AES_256_GCM, &bytes)
+                .map_err(|_| format!("KEK `{id}`: unusable key"))?;
+            keks.insert(id.clone(), LessSafeKey::new(key));
+        }
+        if !keks.contains_key(&config.current) {
+            return Err(format!(
+                "the current KEK `{}` is not among the bucket's keys",
+                config.current
+            ));
+        }
+        Ok(Self {
+            current: config.current.clone(),
+            keks,
+        })
+    }
+
+    /// The id of the KEK that wraps new data keys.
+    pub fn current(&self) -> &str {
+        &self.current
+    }
+
+    /// Whether the keyring holds KEK `id`.
+    pub fn has(&self, id: &str) -> bool {
+        self.keks.contains_key(id)
+    }
+
+    /// A fresh data key and header for a new object, and the data key wrapped by
+    /// the current KEK.
+    pub fn new_object(
+        &self,
+        bucket: &Bucket,
+        storage_name: &str,
+    ) -> Result<(DataKey, Header, WrappedKey), Error> {
+        use rand_core::RngCore as _;
+        let mut bytes = [0u8; DATA_KEY_BYTES];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        let key = DataKey::from_bytes(bytes);
+        bytes.fill(0);
+        let mut salt = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut salt);
+        let header = Header {
+            aead: Aead::Aes256Gcm,
+            salt,
+        };
+        let wrapped = self.wrap(&self.current, &key, bucket, storage_name)?;
+        Ok((
+            key,
+            header,
+            WrappedKey {
+                kek_id: self.current.clone(),
+                wrapped,
+                header: header.encode().to_vec(),
+            },
+        ))
+    }
+
+    /// Wraps `key` with KEK `kek_id` for object `storage_name` of `bucket`.
+    pub fn wrap(
+        &self,
+        kek_id: &str,
+        key: &DataKey,
+        bucket: &Bucket,
+        storage_name: &str,
+    ) -> Result<Vec<u8>, Error> {
+        use rand_core::RngCore as _;
+        let kek = self
+            .keks
+            .get(kek_id)
+            .ok_or_else(|| key_unavailable(format!("KEK `{kek_id}` is not in the keyring")))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        let mut out = Vec::with_capacity(WRAPPED_BYTES);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(key.as_bytes());
+        let mut sealed = out.split_off(NONCE_LEN);
+        kek.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(wrap_aad(kek_id, bucket, storage_name)),
+            &mut sealed,
+        )
+        .map_err(|_| Error::new(ErrorCode::Internal, "wrapping a data key failed"))?;
+        out.extend_from_slice(&sealed);
+        sealed.fill(0);
+        Ok(out)
+    }
+
+    /// Unwraps an object's data key and parses its header.
+    pub fn open(
+        &self,
+        w: &WrappedKey,
+        bucket: &Bucket,
+        storage_name: &str,
+    ) -> Result<(DataKey, Header), Error> {
+        let kek = self.keks.get(&w.kek_id).ok_or_else(|| {
+            key_unavailable(format!(
+                "the object's key-encryption key `{}` is not in the keyring",
+                w.kek_id
+            ))
+        })?;
+        let wrong = || {
+            key_unavailable(format!(
+                "the key-encryption key `{}` does not unwrap the object's data key",
+                w.kek_id
+            ))
+        };
+        let (nonce, sealed) = w.wrapped.split_at_checked(NONCE_LEN).ok_or_else(wrong)?;
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| wrong())?;
+        let mut buf = sealed.to_vec();
+        let plain = kek
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(wrap_aad(&w.kek_id, bucket, storage_name)),
+                &mut buf,
+            )
+            .map_err(|_| wrong())?;
+        let bytes: [u8; DATA_KEY_BYTES] = (&*plain).try_into().map_err(|_| wrong())?;
+        buf.fill(0);
+        if w.header.len() != HEADER_BYTES {
+            return Err(Error::new(
+                ErrorCode::StoredObjectTampered,
+                "the index holds no valid header for this object",
+            ));
+        }
+        Ok((DataKey::from_bytes(bytes), Header::parse(&w.header)?))
+    }
+}
+
+/// `WRAP_LABEL ‖ u32be(len) ‖ kek id ‖ u32be(len) ‖ bucket ‖ u32be(len) ‖ storage name`.
+fn wrap_aad(kek_id: &str, bucket: &Bucket, storage_name: &str) -> Vec<u8> {
+    let mut aad = WRAP_LABEL.to_vec();
+    for field in [kek_id, bucket.as_str(), storage_name] {
+        aad.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        aad.extend_from_slice(field.as_bytes());
+    }
+    aad
+}
+
+/// Creates a new KEK file (mode 0600, never overwriting) holding 32 random bytes.
+pub fn create_kek_file(path: &Path) -> std::io::Result<()> {
+    use rand_core::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    let text = countersign_core::text::b64(&bytes);
+    bytes.fill(0);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    crate::config::write_private(path, text.as_bytes())
+}
+
+/// One KEK of one bucket, as `keys status` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KekStatus {
+    /// The bucket.
+    pub bucket: String,
+    /// The KEK.
+    pub kek_id: String,
+    /// Whether it wraps new data keys.
+    pub current: bool,
+    /// Whether the configuration still lists it.
+    pub configured: bool,
+    /// Data keys it wraps.
+    pub objects: u64,
+    /// Whether it can be removed from the configuration: not current, wraps nothing.
+    pub retirable: bool,
+}
+
+/// Every KEK that is configured or still wraps data keys, per encrypted bucket.
+pub async fn status(
+    ledger: &crate::ledger::Ledger,
+    storage: &crate::storage::Storage,
+) -> Result<Vec<KekStatus>, String> {
+    let mut out = Vec::new();
+    for bucket in storage.buckets() {
+        let ring = storage.keyring(bucket);
+        let uses = ledger
+            .key_uses(bucket.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut ids: std::collections::BTreeSet<String> =
+            uses.iter().map(|u| u.kek_id.clone()).collect();
+        if let Some(r) = ring {
+            ids.extend(r.keks.keys().cloned());
+        }
+        for id in ids {
+            let objects = uses
+                .iter()
+                .find(|u| u.kek_id == id)
+                .map_or(0, |u| u.objects);
+            let current = ring.is_some_and(|r| r.current == id);
+            out.push(KekStatus {
+                bucket: bucket.to_string(),
+                configured: ring.is_some_and(|r| r.has(&id)),
+                retirable: !current && objects == 0,
+                kek_id: id,
+                current,
+                objects,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One data key moved to the current KEK.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Rewrapped {
+    /// The bucket.
+    pub bucket: String,
+    /// The object's storage name.
+    pub storage_name: String,
+    /// The KEK that wrapped it.
+    pub from: String,
+    /// The current KEK that wraps it now.
+    pub to: String,
+}
+
+/// Re-wraps every data key that another KEK than the bucket's current one wraps,
+/// without touching object bytes. Each row is replaced on its own, only if it is
+/// unchanged since read, so an interrupted run is resumed by running it again.
+/// Calls `each` after every replaced row.
+pub async fn rewrap(
+    ledger: &crate::ledger::Ledger,
+    storage: &crate::storage::Storage,
+    mut each: impl FnMut(&Rewrapped),
+) -> Result<u64, String> {
+    let mut done = 0;
+    for bucket in storage.buckets() {
+        let Some(ring) = storage.keyring(bucket) else {
+            continue;
+        };
+        let mut after = String::new();
+        loop {
+            let page = ledger
+                .object_keys_not_wrapped_by(bucket.as_str(), &ring.current, &after, 500)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = last.clone();
+            for (name, old) in page {
+                let (key, _) = ring
+                    .open(&old, bucket, &name)
+                    .map_err(|e| format!("{bucket}/{name}: {}", e.message()))?;
+                let new = WrappedKey {
+                    kek_id: ring.current.clone(),
+                    wrapped: ring
+                        .wrap(&ring.current, &key, bucket, &name)
+                        .map_err(|e| e.message().to_owned())?,
+                    header: old.header.clone(),
+                };
+                if ledger
+                    .rewrap_object_key(bucket.as_str(), &name, &old, &new)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    done += 1;
+                    each(&Rewrapped {
+                        bucket: bucket.to_string(),
+                        storage_name: name,
+                        from: old.kek_id,
+                        to: new.kek_id,
+                    });
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn keyring(dir: &Path, ids: &[&str], current: &str) -> BucketKeyring {
+        let mut keys = BTreeMap::new();
+        for id in ids {
+            let path = dir.join(format!("{id}.key"));
+            if !path.exists() {
+                create_kek_file(&path).unwrap();
+            }
+            keys.insert((*id).to_owned(), KekSource::File(path));
+        }
+        BucketKeyring::load(&EncryptionConfig {
+            current: current.into(),
+            keys,
+            generate: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn wraps_and_unwraps_only_for_its_object_and_kek() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = keyring(dir.path(), &["a", "b"], "a");
+        let bucket = Bucket::parse("reports").unwrap();
+        let name = "00112233445566778899aabbccddeeff";
+        let (key, header, w) = ring.new_object(&bucket, name).unwrap();
+        assert_eq!(w.kek_id, "a");
+        assert_eq!(w.wrapped.len(), WRAPPED_BYTES);
+        let (k2, h2) = ring.open(&w, &bucket, name).unwrap();
+        assert_eq!(k2.as_bytes(), key.as_bytes());
+        assert_eq!(h2, header);
+        let code = |r: Result<(DataKey, Header), Error>| r.unwrap_err().code();
+        // Another object's name, another bucket, another KEK id: refused.
+        let other = "ffeeddccbbaa99887766554433221100";
+        assert_eq!(
+            code(ring.open(&w, &bucket, other)),
+            ErrorCode::KeyUnavailable
+        );
+        let b2 = Bucket::parse("other").unwrap();
+        assert_eq!(code(ring.open(&w, &b2, name)), ErrorCode::KeyUnavailable);
+        let relabelled = WrappedKey {
+            kek_id: "b".into(),
+            ..w.clone()
+        };
+        assert_eq!(
+            code(ring.open(&relabelled, &bucket, name)),
+            ErrorCode::KeyUnavailable
+        );
+        let unknown = WrappedKey {
+            kek_id: "gone".into(),
+            ..w.clone()
+        };
+        assert_eq!(
+            code(ring.open(&unknown, &bucket, name)),
+            ErrorCode::KeyUnavailable
+        );
+        // Rewrapped to `b`, it opens under `b`.
+        let rewrapped = WrappedKey {
+            kek_id: "b".into(),
+            wrapped: ring.wrap("b", &key, &bucket, name).unwrap(),
+            ..w
+        };
+        assert_eq!(
+            ring.open(&rewrapped, &bucket, name).unwrap().0.as_bytes(),
+            key.as_bytes()
+        );
+    }
+
+    #[test]
+    fn refuses_bad_key_sources_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        create_kek_file(&path).unwrap();
+        let cfg = |source: KekSource, current: &str| EncryptionConfig {
+            current: current.into(),
+            keys: [("k".to_owned(), source)].into_iter().collect(),
+            generate: None,
+        };
+        assert!(BucketKeyring::load(&cfg(KekSource::File(path.clone()), "k")).is_ok());
+        let err = BucketKeyring::load(&cfg(KekSource::File(path.clone()), "x")).unwrap_err();
+        assert!(err.contains("current KEK `x`"), "{err}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let err = BucketKeyring::load(&cfg(KekSource::File(path.clone()), "k")).unwrap_err();
+            assert!(err.contains("group or others"), "{err}");
+        }
+        let err =
+            BucketKeyring::load(&cfg(KekSource::File(dir.path().join("none")), "k")).unwrap_err();
+        assert!(err.contains("none"), "{err}");
+        let err = BucketKeyring::load(&cfg(
+            KekSource::Env("COUNTERSIGN_TEST_KEK_SURELY_UNSET".into()),
+            "k",
+        ))
+        .unwrap_err();
+        assert!(err.contains("is not set"), "{err}");
+        let short = dir.path().join("short.key");
+        crate::config::write_private(&short, b"AAAA").unwrap();
+        let err = BucketKeyring::load(&cfg(KekSource::File(short), "k")).unwrap_err();
+        assert!(err.contains("32 bytes"), "{err}");
+    }
+}
