@@ -243,7 +243,7 @@ impl BucketKeyring {
         {
             create_kek_file(path)
                 .map_err(|e| format!("cannot create the key file {}: {e}", path.display()))?;
-            eprintln!(
+            tracing::warn!(
                 "encryption at rest: generated key-encryption key `{}` in {} (keep a copy: \
                  without it the objects cannot be read)",
                 config.current,

@@ -191,7 +191,7 @@ pub fn spawn_integrator(state: AppState) {
             if publisher.is_none() {
                 match Publisher::open(&state.config.published_checkpoints) {
                     Ok(p) => publisher = Some(p),
-                    Err(e) => eprintln!("audit tree: cannot open the published checkpoints: {e}"),
+                    Err(e) => tracing::warn!("audit tree: cannot open the published checkpoints: {e}"),
                 }
             }
             let result = match publisher.as_mut() {
@@ -205,7 +205,7 @@ pub fn spawn_integrator(state: AppState) {
                     .map_err(|e| e.to_string()),
             };
             if let Err(e) = result {
-                eprintln!("audit tree (retrying at the next tick): {e}");
+                tracing::warn!("audit tree (retrying at the next tick): {e}");
             }
         }
     });

@@ -73,7 +73,7 @@ async fn seal_new(
         .put_object_key(auth.bucket().as_str(), storage_name, &wrapped)
         .await
         .map_err(|e| {
-            eprintln!("recording a data key failed: {e}");
+            tracing::warn!("recording a data key failed: {e}");
             ApiError::audit_unavailable()
         })?;
     Ok(Some(ObjectCipher {

@@ -158,7 +158,7 @@ async fn entry_bundle(ledger: &Ledger, tile: TilePath) -> Result<Response, ApiEr
         .await
         .map_err(unavailable)?;
     if entries.len() != usize::from(tile.width()) {
-        eprintln!("audit entry bundle {tile}: the tree covers entries the log lacks");
+        tracing::warn!("audit entry bundle {tile}: the tree covers entries the log lacks");
         return Err(ApiError::audit_unavailable());
     }
     let bytes: Vec<Vec<u8>> = entries.iter().map(|e| e.encode()).collect();

@@ -90,7 +90,7 @@ async fn object_cipher(
         .object_key(auth.bucket().as_str(), &object.storage_name)
         .await
         .map_err(|e| {
-            eprintln!("data key lookup failed: {e}");
+            tracing::warn!("data key lookup failed: {e}");
             ApiError::audit_unavailable()
         })?;
     let Some(wrapped) = wrapped else {
@@ -118,7 +118,7 @@ async fn object_cipher(
 /// A storage failure as the client sees it: tampering keeps its own code, anything
 /// else is `storage_unavailable` (details in the server log).
 fn storage_error(e: StorageError) -> ApiError {
-    eprintln!("get of a stored object failed: {e}");
+    tracing::warn!("get of a stored object failed: {e}");
     match e {
         StorageError::Sealing(e) => e.into(),
         _ => ApiError::storage_unavailable(),

@@ -32,7 +32,7 @@ pub async fn checkpoint(State(gk): State<AppState>) -> Response {
             ApiError::new(ErrorCode::NotFound, "the log has no checkpoint yet").into_response()
         }
         Err(e) => {
-            eprintln!("log checkpoint: {e}");
+            tracing::warn!("log checkpoint: {e}");
             ApiError::audit_unavailable().into_response()
         }
     }
@@ -69,7 +69,7 @@ pub async fn tile(State(gk): State<AppState>, Path(rest): Path<String>) -> Respo
         )
         .into_response(),
         Err(e) => {
-            eprintln!("log tile: {e}");
+            tracing::warn!("log tile: {e}");
             ApiError::audit_unavailable().into_response()
         }
     }
