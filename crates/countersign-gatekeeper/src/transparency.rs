@@ -228,7 +228,7 @@ pub struct TreeReport {
     pub head: Hash,
 }
 
-/// The next checkpoint of a stream, opened and checked against `verifier`.
+/// A checkpoint note, opened and checked against `verifier`.
 fn open_checkpoint(
     note: &str,
     origin: &str,
@@ -244,10 +244,11 @@ fn open_checkpoint(
 /// entries, the stored checkpoints and the published file once each, in order, in
 /// constant memory (but for the hash chain's own checkpoints, one per
 /// `checkpoint_every` entries, verified with `gatekeeper` first). Fails on a
-/// missing, rewritten or reordered entry, a broken hash chain or chain checkpoint, a published or stored checkpoint whose root differs from the entries'
-/// (a rewrite or a deletion), a published checkpoint past the end of the log
-/// (truncation, or a rollback to an older backup), a published checkpoint missing from
-/// the database (dropped checkpoints) or published sizes that go back.
+/// missing, rewritten or reordered entry, a broken hash chain or chain checkpoint, a
+/// published or stored checkpoint whose root differs from the entries' (a rewrite or
+/// a deletion), a published checkpoint past the end of the log (truncation, or a
+/// rollback to an older backup), a published checkpoint missing from the database
+/// (dropped checkpoints) or published sizes that go back.
 pub async fn verify_tree(
     ledger: &Ledger,
     published: &Path,
