@@ -191,7 +191,9 @@ pub fn spawn_integrator(state: AppState) {
             if publisher.is_none() {
                 match Publisher::open(&state.config.published_checkpoints) {
                     Ok(p) => publisher = Some(p),
-                    Err(e) => tracing::warn!("audit tree: cannot open the published checkpoints: {e}"),
+                    Err(e) => {
+                        tracing::warn!("audit tree: cannot open the published checkpoints: {e}")
+                    }
                 }
             }
             let result = match publisher.as_mut() {
