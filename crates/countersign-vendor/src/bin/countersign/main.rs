@@ -21,6 +21,7 @@
 
 mod cli;
 mod inspect;
+mod log;
 mod remote;
 
 use clap::Parser as _;
