@@ -620,3 +620,124 @@ fn log_verify_follows_the_tiles_and_detects_tampering_and_rollback() {
     );
     assert_eq!(outcome(&o), (1, "wrong_audience".to_owned()));
 }
+
+/// `witness cosign` against `url` with the test's witness key and state.
+fn cosign(dir: &Path, gk: &Gatekeeper, url: &str) -> Output {
+    run(
+        dir,
+        &[
+            "witness",
+            "cosign",
+            "--log",
+            url,
+            "--log-key",
+            gk.public_key_file.to_str().unwrap(),
+            "--origin",
+            "local/audit",
+            "--state",
+            "witness.state",
+            "--key",
+            "witness-1.key",
+            "--name",
+            "witness.example",
+        ],
+    )
+}
+
+#[test]
+fn witness_cosigns_only_checkpoints_that_extend_the_last_one() {
+    use countersign_core::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    keygen(d, "vendor-1", &[]);
+    let witness = keygen(d, "witness-1", &["--role", "witness"]);
+    let gk = Gatekeeper::start(d, load_public_keys(d.join("vendor-1.key.pub")).unwrap());
+    let key = VendorKey::load(d.join("vendor-1.key")).unwrap().remove(0);
+    let (log_key, _) =
+        countersign_gatekeeper::config::load_or_create_key(&gk.data_dir.join("gatekeeper.key"))
+            .unwrap();
+    let log_signer = NoteSigner::ed25519("local/audit", log_key).unwrap();
+
+    assert_eq!(raw_put(&gk, &key, "org-1/a"), None);
+    save_checkpoint(d, &gk, "cp1", 1);
+    let cp1 = std::fs::read(d.join("cp1")).unwrap();
+    let size1 = checkpoint_size(&d.join("cp1"));
+
+    // A cosignature that verifies under the witness's key.
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut cosigned = cp1.clone();
+    cosigned.extend_from_slice(&o.stdout);
+    let verifier = NoteVerifier::cosigner("witness.example", witness.public_key).unwrap();
+    SignedNote::parse(&cosigned)
+        .unwrap()
+        .verify(&[&verifier])
+        .unwrap();
+
+    // Split view: a second checkpoint of the same size, genuinely signed by the log's
+    // key, over another tree.
+    let forged = Checkpoint::new("local/audit", size1, [7; 32], vec![]).unwrap();
+    let forged = SignedNote::sign(forged.body(), &[&log_signer])
+        .unwrap()
+        .encode();
+    let split = proxy(&gk.url, move |path, body| {
+        if path == "/v1/log/checkpoint" {
+            return forged.clone().into_bytes();
+        }
+        body
+    });
+    let o = cosign(d, &gk, &split);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("fork: two checkpoints of") && err.contains("halts"),
+        "{err}"
+    );
+
+    // Halted: not even the honest log is cosigned until an operator resets.
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(outcome(&o), (1, "witness_halted".to_owned()));
+    assert!(o.stdout.is_empty());
+    let o = run(d, &["witness", "reset", "--state", "witness.state"]);
+    assert_eq!(outcome(&o), (0, String::new()));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("it had halted: fork"));
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The log grows: the witness follows it (a consistency proof from the tiles).
+    for i in 0..3 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "cp2", size1 + 3);
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Rollback: the log shows the older checkpoint again.
+    let rollback = proxy(&gk.url, move |path, body| {
+        if path == "/v1/log/checkpoint" {
+            return cp1.clone();
+        }
+        body
+    });
+    let o = cosign(d, &gk, &rollback);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rollback"));
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(outcome(&o), (1, "witness_halted".to_owned()));
+}

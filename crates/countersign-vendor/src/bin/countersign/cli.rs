@@ -41,6 +41,8 @@ enum Command {
     Get(crate::remote::GetArgs),
     /// Follow a gatekeeper's transparency log: `log verify`.
     Log(crate::log::LogArgs),
+    /// Witness a gatekeeper's log: `witness cosign`, `witness reset`.
+    Witness(crate::witness::WitnessArgs),
 }
 
 #[derive(Args, Debug)]
@@ -224,6 +226,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Put(a) => crate::remote::put(a),
         Command::Get(a) => crate::remote::get(a),
         Command::Log(a) => crate::log::run(a),
+        Command::Witness(a) => crate::witness::run(a),
     }
 }
 

@@ -55,7 +55,7 @@ pub fn run(a: LogArgs) -> Result<u8, Failure> {
 
 /// GETs of the log's resources; the first transport failure is kept so that it is
 /// reported as such rather than as the core error it aborted.
-struct Fetcher {
+pub(crate) struct Fetcher {
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
     base: String,
@@ -63,6 +63,21 @@ struct Fetcher {
 }
 
 impl Fetcher {
+    /// A client of the gatekeeper at `base`.
+    pub(crate) fn connect(base: &str) -> Result<RefCell<Self>, Failure> {
+        Ok(RefCell::new(Self {
+            rt: runtime()?,
+            client: client()?,
+            base: base.trim_end_matches('/').to_owned(),
+            failure: None,
+        }))
+    }
+
+    /// The log's current checkpoint, as signed.
+    pub(crate) fn checkpoint(&mut self) -> Result<Vec<u8>, Failure> {
+        self.get("checkpoint", MAX_NOTE_BYTES)
+    }
+
     fn get(&mut self, path: &str, max: usize) -> Result<Vec<u8>, Failure> {
         let url = format!("{}/v1/log/{path}", self.base);
         self.rt.block_on(async {
@@ -103,7 +118,11 @@ fn broken(message: String) -> Failure {
 }
 
 /// Opens a checkpoint under the first of the gatekeeper's keys that signed it.
-fn open(note: &[u8], origin: &str, keys: &[NoteVerifier]) -> Result<Checkpoint, Failure> {
+pub(crate) fn open(
+    note: &[u8],
+    origin: &str,
+    keys: &[NoteVerifier],
+) -> Result<Checkpoint, Failure> {
     let mut last = Error::new(ErrorCode::Malformed, "no gatekeeper key was given");
     for k in keys {
         match Checkpoint::open(note, origin, k) {
@@ -203,20 +222,26 @@ fn fetch_tile(http: &RefCell<Fetcher>, t: &TilePath) -> Result<Vec<u8>, Failure>
     Ok(data)
 }
 
-fn verify(a: VerifyArgs) -> Result<u8, Failure> {
+/// The verifiers of the log `origin` under the gatekeeper keys in `files`.
+pub(crate) fn log_keys(files: &[PathBuf], origin: &str) -> Result<Vec<NoteVerifier>, Failure> {
     let mut keys = Vec::new();
-    for p in &a.gatekeeper_keys {
+    for p in files {
         for k in load_public_keys(p)? {
             if k.role == Role::gatekeeper() {
-                keys.push(NoteVerifier::ed25519(&a.origin, k.public_key)?);
+                keys.push(NoteVerifier::ed25519(origin, k.public_key)?);
             }
         }
     }
     if keys.is_empty() {
         return Err(Failure::usage(
-            "the --gatekeeper-key files hold no key of role `gatekeeper`",
+            "the gatekeeper key files hold no key of role `gatekeeper`",
         ));
     }
+    Ok(keys)
+}
+
+fn verify(a: VerifyArgs) -> Result<u8, Failure> {
+    let keys = log_keys(&a.gatekeeper_keys, &a.origin)?;
     let since = match &a.since {
         Some(p) => {
             let note = std::fs::read(p).map_err(|e| Failure::io(&p.display().to_string(), &e))?;
@@ -224,13 +249,8 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
         }
         None => None,
     };
-    let http = RefCell::new(Fetcher {
-        rt: runtime()?,
-        client: client()?,
-        base: a.gatekeeper.trim_end_matches('/').to_owned(),
-        failure: None,
-    });
-    let note = http.borrow_mut().get("checkpoint", MAX_NOTE_BYTES)?;
+    let http = Fetcher::connect(&a.gatekeeper)?;
+    let note = http.borrow_mut().checkpoint()?;
     let cp = open(&note, &a.origin, &keys)?;
     let tiles = verify_tiles(&http, cp.size(), cp.root())?;
     if let Some(old) = &since {
@@ -258,7 +278,7 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
 
 /// Checks that `new` extends `old`: a consistency proof computed from the tiles (any
 /// tile that lies makes the proof fail against the signed roots).
-fn check_extends(
+pub(crate) fn check_extends(
     http: &RefCell<Fetcher>,
     old: &Checkpoint,
     new: &Checkpoint,
@@ -299,7 +319,7 @@ fn check_extends(
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a
 /// rename, so that `path` holds the old or the new content, never a part.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

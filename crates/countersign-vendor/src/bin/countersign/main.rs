@@ -23,6 +23,7 @@ mod cli;
 mod inspect;
 mod log;
 mod remote;
+mod witness;
 
 use clap::Parser as _;
 use std::process::ExitCode;
