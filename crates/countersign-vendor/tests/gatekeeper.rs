@@ -728,6 +728,41 @@ fn witness_cosigns_only_checkpoints_that_extend_the_last_one() {
         String::from_utf8_lossy(&o.stderr)
     );
 
+    // A larger checkpoint, signed by the log's key, over a tree that does not extend
+    // the one cosigned: the consistency proof from the tiles fails.
+    let size2 = checkpoint_size(&d.join("cp2"));
+    let forged = Checkpoint::new("local/audit", size2 + 5, [9; 32], vec![]).unwrap();
+    let forged = SignedNote::sign(forged.body(), &[&log_signer])
+        .unwrap()
+        .encode();
+    let fork = proxy(&gk.url, move |path, body| {
+        if path == "/v1/log/checkpoint" {
+            return forged.clone().into_bytes();
+        }
+        body
+    });
+    // The tiles of the forged size do not exist yet: more entries first.
+    for i in 3..10 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "cp3", size2 + 5);
+    let o = cosign(d, &gk, &fork);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not extend"));
+    assert_eq!(
+        outcome(&cosign(d, &gk, &gk.url)),
+        (1, "witness_halted".to_owned())
+    );
+    let o = run(d, &["witness", "reset", "--state", "witness.state"]);
+    assert_eq!(outcome(&o), (0, String::new()));
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // Rollback: the log shows the older checkpoint again.
     let rollback = proxy(&gk.url, move |path, body| {
         if path == "/v1/log/checkpoint" {
