@@ -104,6 +104,23 @@ fn load(path: &Path) -> Result<Option<State>, Failure> {
     Ok(Some(state))
 }
 
+/// Holds an exclusive lock on `<state>.lock` while a command reads and rewrites the
+/// state, so that two runs cannot interleave (and a halt is never overwritten).
+fn lock(state: &Path) -> Result<std::fs::File, Failure> {
+    let mut p = state.as_os_str().to_owned();
+    p.push(".lock");
+    let p = PathBuf::from(p);
+    let what = p.display().to_string();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Failure::io(&what, &e))?;
+    f.lock().map_err(|e| Failure::io(&what, &e))?;
+    Ok(f)
+}
+
 fn save(path: &Path, state: &State) -> Result<(), Failure> {
     let json = serde_json::to_vec_pretty(state)
         .map_err(|e| bad_state(path, &format!("cannot encode: {e}")))?;
@@ -120,6 +137,7 @@ fn cosign(a: CosignArgs) -> Result<u8, Failure> {
         return Err(Failure::usage("the witness key's role must be `witness`"));
     }
     let signer = NoteSigner::cosigner(&a.name, key.signing_key().clone())?;
+    let _lock = lock(&a.state)?;
     let state = load(&a.state)?;
     if let Some(s) = &state {
         if s.origin != a.origin {
@@ -187,6 +205,7 @@ fn cosign(a: CosignArgs) -> Result<u8, Failure> {
 }
 
 fn reset(a: ResetArgs) -> Result<u8, Failure> {
+    let _lock = lock(&a.state)?;
     let Some(state) = load(&a.state)? else {
         return Err(Failure::io(
             &a.state.display().to_string(),
