@@ -183,6 +183,12 @@ impl VendorKey {
         })
     }
 
+    /// The Ed25519 secret key (for other signed formats, such as a witness's
+    /// `cosignature/v1` note signatures).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.secret
+    }
+
     /// The key id.
     pub fn key_id(&self) -> &KeyId {
         &self.key_id

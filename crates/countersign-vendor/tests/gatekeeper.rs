@@ -430,3 +430,356 @@ fn key_rotation_as_the_gatekeeper_sees_it() {
     );
     assert_eq!(std::fs::read(d.join("r5.txt")).unwrap(), b"rotation");
 }
+
+/// An HTTP/1.1 proxy on 127.0.0.1 in front of `upstream` that passes every GET on,
+/// one request per connection, after `rewrite(path, body)`.
+fn proxy(upstream: &str, rewrite: impl Fn(&str, Vec<u8>) -> Vec<u8> + Send + 'static) -> String {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() <= 2 {
+                    break;
+                }
+            }
+            let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+            write!(
+                up,
+                "GET {path} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut response = Vec::new();
+            up.read_to_end(&mut response).unwrap();
+            let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&response[..split]).into_owned();
+            let status = head.lines().next().unwrap().to_owned();
+            let body = rewrite(&path, response[split + 4..].to_vec());
+            write!(
+                conn,
+                "{status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            conn.write_all(&body).unwrap();
+        }
+    });
+    url
+}
+
+/// `log verify` through `url` (the gatekeeper or a proxy) with extra arguments.
+fn log_verify(dir: &Path, gk: &Gatekeeper, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "log",
+        "verify",
+        "--gatekeeper",
+        url,
+        "--gatekeeper-key",
+        gk.public_key_file.to_str().unwrap(),
+        "--origin",
+        "local/audit",
+    ];
+    args.extend_from_slice(extra);
+    run(dir, &args)
+}
+
+/// The size of the checkpoint in `file`.
+fn checkpoint_size(file: &Path) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines().nth(1).unwrap().parse().unwrap()
+}
+
+/// Runs `log verify --save file` until its checkpoint covers at least `entries`.
+fn save_checkpoint(dir: &Path, gk: &Gatekeeper, file: &str, entries: u64) {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let o = log_verify(dir, gk, &gk.url, &["--save", file]);
+        if o.status.code() == Some(0) && checkpoint_size(&dir.join(file)) >= entries {
+            return;
+        }
+        last = String::from_utf8_lossy(&o.stderr).into_owned();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("no checkpoint of {entries} entries within 20 s: {last}");
+}
+
+#[test]
+fn log_verify_follows_the_tiles_and_detects_tampering_and_rollback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    keygen(d, "vendor-1", &[]);
+    let gk = Gatekeeper::start(d, load_public_keys(d.join("vendor-1.key.pub")).unwrap());
+    let key = VendorKey::load(d.join("vendor-1.key")).unwrap().remove(0);
+
+    assert_eq!(raw_put(&gk, &key, "org-1/a"), None);
+    save_checkpoint(d, &gk, "old.cp", 1);
+    let old = checkpoint_size(&d.join("old.cp"));
+
+    // More than one full level-0 tile, so that a level-1 tile is checked too.
+    for i in 0..300 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "new.cp", old + 300);
+    let new = checkpoint_size(&d.join("new.cp"));
+
+    let o = log_verify(d, &gk, &gk.url, &["--since", "old.cp"]);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("log local/audit verified: "), "{out}");
+    assert!(out.contains(&format!(
+        "consistent with the saved checkpoint of {old} entries"
+    )));
+
+    // A proxy that flips one bit of a hash in the first (full) level-0 tile.
+    let flip = proxy(&gk.url, |path, mut body| {
+        if path == "/v1/log/tile/0/000" {
+            body[40] ^= 1;
+        }
+        body
+    });
+    let o = log_verify(d, &gk, &flip, &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tile/1/000"));
+
+    // A proxy that flips a hash of the level-1 tile: its hashes no longer match the
+    // level-0 tiles below.
+    let flip1 = proxy(&gk.url, |path, mut body| {
+        if path.starts_with("/v1/log/tile/1/000") {
+            body[0] ^= 1;
+        }
+        body
+    });
+    let o = log_verify(d, &gk, &flip1, &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+
+    // A tile cut short.
+    let cut = proxy(&gk.url, |path, mut body| {
+        if path == "/v1/log/tile/0/000" {
+            body.truncate(32);
+        }
+        body
+    });
+    let o = log_verify(d, &gk, &cut, &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+
+    // Rollback: the server presents the old (genuinely signed) checkpoint to a client
+    // that saved the newer one.
+    let old_note = std::fs::read(d.join("old.cp")).unwrap();
+    let rollback = proxy(&gk.url, move |path, body| {
+        if path == "/v1/log/checkpoint" {
+            return old_note.clone();
+        }
+        body
+    });
+    let o = log_verify(d, &gk, &rollback, &[]);
+    assert_eq!(outcome(&o).0, 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = log_verify(d, &gk, &rollback, &["--since", "new.cp"]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "rollback: the log has {old} entries, fewer than the {new}"
+        )),
+        "{err}"
+    );
+
+    // A checkpoint of another key, or of another origin, is refused.
+    keygen(d, "other", &["--role", "gatekeeper"]);
+    let o = run(
+        d,
+        &[
+            "log",
+            "verify",
+            "--gatekeeper",
+            &gk.url,
+            "--gatekeeper-key",
+            "other.key.pub",
+            "--origin",
+            "local/audit",
+        ],
+    );
+    assert_eq!(outcome(&o).0, 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        d,
+        &[
+            "log",
+            "verify",
+            "--gatekeeper",
+            &gk.url,
+            "--gatekeeper-key",
+            gk.public_key_file.to_str().unwrap(),
+            "--origin",
+            "elsewhere/audit",
+        ],
+    );
+    assert_eq!(outcome(&o), (1, "wrong_audience".to_owned()));
+}
+
+/// `witness cosign` against `url` with the test's witness key and state.
+fn cosign(dir: &Path, gk: &Gatekeeper, url: &str) -> Output {
+    run(
+        dir,
+        &[
+            "witness",
+            "cosign",
+            "--log",
+            url,
+            "--log-key",
+            gk.public_key_file.to_str().unwrap(),
+            "--origin",
+            "local/audit",
+            "--state",
+            "witness.state",
+            "--key",
+            "witness-1.key",
+            "--name",
+            "witness.example",
+        ],
+    )
+}
+
+#[test]
+fn witness_cosigns_only_checkpoints_that_extend_the_last_one() {
+    use countersign_core::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    keygen(d, "vendor-1", &[]);
+    let witness = keygen(d, "witness-1", &["--role", "witness"]);
+    let gk = Gatekeeper::start(d, load_public_keys(d.join("vendor-1.key.pub")).unwrap());
+    let key = VendorKey::load(d.join("vendor-1.key")).unwrap().remove(0);
+    let (log_key, _) =
+        countersign_gatekeeper::config::load_or_create_key(&gk.data_dir.join("gatekeeper.key"))
+            .unwrap();
+    let log_signer = NoteSigner::ed25519("local/audit", log_key).unwrap();
+
+    assert_eq!(raw_put(&gk, &key, "org-1/a"), None);
+    save_checkpoint(d, &gk, "cp1", 1);
+    let cp1 = std::fs::read(d.join("cp1")).unwrap();
+    let size1 = checkpoint_size(&d.join("cp1"));
+
+    // A cosignature that verifies under the witness's key.
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut cosigned = cp1.clone();
+    cosigned.extend_from_slice(&o.stdout);
+    let verifier = NoteVerifier::cosigner("witness.example", witness.public_key).unwrap();
+    SignedNote::parse(&cosigned)
+        .unwrap()
+        .verify(&[&verifier])
+        .unwrap();
+
+    // Split view: a second checkpoint of the same size, genuinely signed by the log's
+    // key, over another tree.
+    let forged = Checkpoint::new("local/audit", size1, [7; 32], vec![]).unwrap();
+    let forged = SignedNote::sign(forged.body(), &[&log_signer])
+        .unwrap()
+        .encode();
+    let split = proxy(&gk.url, move |path, body| {
+        if path == "/v1/log/checkpoint" {
+            return forged.clone().into_bytes();
+        }
+        body
+    });
+    let o = cosign(d, &gk, &split);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("fork: two checkpoints of") && err.contains("halts"),
+        "{err}"
+    );
+
+    // Halted: not even the honest log is cosigned until an operator resets.
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(outcome(&o), (1, "witness_halted".to_owned()));
+    assert!(o.stdout.is_empty());
+    let o = run(d, &["witness", "reset", "--state", "witness.state"]);
+    assert_eq!(outcome(&o), (0, String::new()));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("it had halted: fork"));
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The log grows: the witness follows it (a consistency proof from the tiles).
+    for i in 0..3 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "cp2", size1 + 3);
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A larger checkpoint, signed by the log's key, over a tree that does not extend
+    // the one cosigned: the consistency proof from the tiles fails.
+    let size2 = checkpoint_size(&d.join("cp2"));
+    let forged = Checkpoint::new("local/audit", size2 + 5, [9; 32], vec![]).unwrap();
+    let forged = SignedNote::sign(forged.body(), &[&log_signer])
+        .unwrap()
+        .encode();
+    let fork = proxy(&gk.url, move |path, body| {
+        if path == "/v1/log/checkpoint" {
+            return forged.clone().into_bytes();
+        }
+        body
+    });
+    // The tiles of the forged size do not exist yet: more entries first.
+    for i in 3..10 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "cp3", size2 + 5);
+    let o = cosign(d, &gk, &fork);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not extend"));
+    assert_eq!(
+        outcome(&cosign(d, &gk, &gk.url)),
+        (1, "witness_halted".to_owned())
+    );
+    let o = run(d, &["witness", "reset", "--state", "witness.state"]);
+    assert_eq!(outcome(&o), (0, String::new()));
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Rollback: the log shows the older checkpoint again.
+    let rollback = proxy(&gk.url, move |path, body| {
+        if path == "/v1/log/checkpoint" {
+            return cp1.clone();
+        }
+        body
+    });
+    let o = cosign(d, &gk, &rollback);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rollback"));
+    let o = cosign(d, &gk, &gk.url);
+    assert_eq!(outcome(&o), (1, "witness_halted".to_owned()));
+}

@@ -39,6 +39,10 @@ enum Command {
     Put(crate::remote::PutArgs),
     /// Download an object through a gatekeeper; writes it (mode 0600) only after it verified.
     Get(crate::remote::GetArgs),
+    /// Follow a gatekeeper's transparency log: `log verify`.
+    Log(crate::log::LogArgs),
+    /// Witness a gatekeeper's log: `witness cosign`, `witness reset`.
+    Witness(crate::witness::WitnessArgs),
 }
 
 #[derive(Args, Debug)]
@@ -221,6 +225,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(a) => crate::inspect::inspect(a),
         Command::Put(a) => crate::remote::put(a),
         Command::Get(a) => crate::remote::get(a),
+        Command::Log(a) => crate::log::run(a),
+        Command::Witness(a) => crate::witness::run(a),
     }
 }
 

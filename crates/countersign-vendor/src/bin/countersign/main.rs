@@ -11,17 +11,25 @@
 //!                     --audience gk.acme --bucket reports --object org-1/a.pdf --subject ops \
 //!                     --content-type application/pdf a.pdf
 //! countersign get     ... --object org-1/a.pdf --out a.pdf
+//! countersign log verify --gatekeeper https://gk.acme --gatekeeper-key gk.pub \
+//!                     --origin gk.acme/audit [--since saved.cp] [--save saved.cp]
+//! countersign witness cosign --log https://gk.acme --log-key gk.pub --origin gk.acme/audit \
+//!                     --state gk.state --key witness.key --name witness.example
+//! countersign witness reset --state gk.state
 //! ```
 //!
 //! Errors are one line on stderr: `countersign: error[<code>]: <sentence>`, where
 //! `<code>` is the protocol's stable error code (or `invalid_key_file`,
-//! `insecure_key_file`, `io`, `usage`, `unreachable`, `bad_response`, `interrupted`).
+//! `insecure_key_file`, `io`, `usage`, `unreachable`, `bad_response`, `interrupted`, and for
+//! the witness `invalid_state_file` (exit 3) and `witness_halted` (exit 1)).
 //!
 //! Exit codes: see [`EXIT_CODES`].
 
 mod cli;
 mod inspect;
+mod log;
 mod remote;
+mod witness;
 
 use clap::Parser as _;
 use std::process::ExitCode;

@@ -86,7 +86,7 @@ pub struct GetArgs {
     force: bool,
 }
 
-fn unreachable(e: &reqwest::Error) -> Failure {
+pub(crate) fn unreachable(e: &reqwest::Error) -> Failure {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -100,7 +100,7 @@ fn unreachable(e: &reqwest::Error) -> Failure {
     }
 }
 
-fn bad_response(message: impl Into<String>) -> Failure {
+pub(crate) fn bad_response(message: impl Into<String>) -> Failure {
     Failure {
         exit: 4,
         code: "bad_response".to_owned(),
@@ -328,14 +328,14 @@ async fn refusal(response: reqwest::Response, p: &Prepared, canonical: &[u8]) ->
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::io("tokio runtime", &e))
 }
 
-fn client() -> Result<reqwest::Client, Failure> {
+pub(crate) fn client() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
