@@ -9,6 +9,8 @@ const REPORT_FILE = "report.json";
 // What each error code means for the person looking at the page.
 const EXPLAIN = {
   body_mismatch: "The stored bytes differ from what was signed at upload: they were changed in the bucket. Not shown.",
+  stored_object_tampered: "The gatekeeper found the encrypted object changed in the bucket and refused to serve it. Not shown.",
+  key_unavailable: "The gatekeeper cannot reach the key that decrypts this object; ask its operator.",
   manifest_mismatch: "The object's signed manifest does not match it. Not shown.",
   bad_signature: "A signature does not verify (the data was changed on the way). Not shown.",
   access_denied: "Your organisation may not see this; nothing was fetched.",

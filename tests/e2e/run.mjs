@@ -8,7 +8,8 @@
 //     counters show only the login/sign JSON, no object bytes;
 // (b) vendor app on 127.0.0.2, denied by the gatekeeper's IP rules: the page still
 //     works, while a validly signed request sent from 127.0.0.2 gets `ip_denied`;
-// (c) an object altered in the bucket directory shows `body_mismatch`, not rendered;
+// (c) an object altered in the bucket directory (encrypted at rest) is refused by the
+//     gatekeeper with `stored_object_tampered` and not rendered;
 // (d) a replayed and an expired request: `replayed` / `expired` shown in the page;
 // (e) another organisation's user sees nothing of the first one's report.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
@@ -247,7 +248,10 @@ try {
   await page.reload();
   const tampered = await rendered(page, ACME);
   const bad = tampered[`${ACME}screenshot-2.png`];
-  check(bad?.state === "failed" && bad.code === "body_mismatch" && bad.images.length === 0, "(c) the altered object shows `body_mismatch` and is not rendered", JSON.stringify(bad));
+  // The bucket is encrypted at rest, so the gatekeeper itself refuses the changed
+  // ciphertext; the client's own `body_mismatch` check is the second line (tested
+  // through a tampering proxy by tests/browser/wasm-client.mjs).
+  check(bad?.state === "failed" && bad.code === "stored_object_tampered" && bad.images.length === 0, "(c) the altered object shows `stored_object_tampered` and is not rendered", JSON.stringify(bad));
   check(tampered[`${ACME}screenshot-1.png`]?.state === "verified", "(c) the other objects still verify");
   check(pageErrors.length === 0, "(a,c,d) no page errors", pageErrors.join("; "));
 
