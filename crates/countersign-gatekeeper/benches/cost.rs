@@ -44,16 +44,18 @@
 mod common;
 #[path = "load/mod.rs"]
 mod load;
+#[path = "signing/mod.rs"]
+mod signing;
 
 use common::{create_pg_database, create_s3_bucket, now, random_hex};
 use countersign_core::ed25519_dalek::{Signer as _, SigningKey};
-use countersign_core::signature::encode_list;
 use countersign_core::text::b64;
 use countersign_core::{
-    BodyDigest, Bucket, ContentType, Decision, GatekeeperId, KeyId, ListPrefix, Nonce, ObjectKey,
-    Operation, Receipt, Request, Role, SignatureEntry, Subject,
+    BodyDigest, ContentType, Decision, GatekeeperId, KeyId, ListPrefix, ObjectKey, Operation,
+    Receipt,
 };
 use load::{env_num, random_bytes, round};
+use signing::{BUCKET, GK_ID, sign, sign_raw, vendor_keys};
 use sqlx::Row as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -63,51 +65,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const GK_ID: &str = "gk.bench";
-const BUCKET: &str = "bench";
 const SMALL_BYTES: usize = 4096;
 const LIST_OBJECT_BYTES: usize = 64;
 /// `USER_HZ`: the unit of `utime`/`stime` in `/proc/PID/stat` (100 on Linux).
 const TICKS_PER_SEC: f64 = 100.0;
-
-fn vendor_keys() -> [SigningKey; 2] {
-    [
-        SigningKey::from_bytes(&[21; 32]),
-        SigningKey::from_bytes(&[22; 32]),
-    ]
-}
-
-/// The `Countersign-Request` and `Countersign-Signature` header values, signed by
-/// both vendor keys.
-fn sign(op: Operation) -> (String, String) {
-    let (canonical, sigs) = sign_raw(op);
-    (b64(&canonical), encode_list(&sigs))
-}
-
-fn sign_raw(op: Operation) -> (Vec<u8>, Vec<SignatureEntry>) {
-    let t = now();
-    let mut nonce = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-    let request = Request::from_parts(
-        GatekeeperId::parse(GK_ID).unwrap(),
-        Bucket::parse(BUCKET).unwrap(),
-        op,
-        Subject::parse("bench-client").unwrap(),
-        t - 5,
-        t + 600,
-        Nonce(nonce),
-    )
-    .unwrap();
-    let canonical = request.encode();
-    let sigs = vendor_keys()
-        .iter()
-        .zip(["v1", "v2"])
-        .map(|(k, id)| {
-            SignatureEntry::sign(k, Role::vendor(), KeyId::parse(id).unwrap(), &canonical)
-        })
-        .collect();
-    (canonical, sigs)
-}
 
 fn get_op(key: &ObjectKey) -> Operation {
     Operation::Get {

@@ -42,18 +42,19 @@ mod common;
 #[allow(dead_code)]
 #[path = "load/mod.rs"]
 mod load;
+#[path = "signing/mod.rs"]
+mod signing;
 
 use common::{create_pg_database, now};
 use countersign_core::audit::CapturedHeader;
 use countersign_core::ed25519_dalek::SigningKey;
-use countersign_core::signature::encode_list;
 use countersign_core::text::b64;
 use countersign_core::{
-    BodyDigest, Bucket, ContentType, Decision, GatekeeperId, KeyId, Nonce, ObjectKey, Operation,
-    Receipt, Request, Role, SignatureEntry, Subject,
+    BodyDigest, ContentType, Decision, GatekeeperId, KeyId, ObjectKey, Operation, Receipt,
 };
 use countersign_gatekeeper::ledger::{AuditDraft, CheckpointSigner, Ledger, NonceUse};
 use load::{env_num, random_bytes};
+use signing::{BUCKET, GK_ID, sign, vendor_keys};
 use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -62,42 +63,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const GK_ID: &str = "gk.bench";
-const BUCKET: &str = "bench";
 const SMALL: usize = 1024;
 /// `USER_HZ`: the unit of `utime`/`stime` in `/proc/PID/stat`.
 const TICKS_PER_SEC: f64 = 100.0;
-
-fn vendor_keys() -> [SigningKey; 2] {
-    [
-        SigningKey::from_bytes(&[21; 32]),
-        SigningKey::from_bytes(&[22; 32]),
-    ]
-}
-
-/// The two header values of a request signed by both vendor keys.
-fn sign(op: Operation) -> (String, String) {
-    let t = now();
-    let request = Request::from_parts(
-        GatekeeperId::parse(GK_ID).unwrap(),
-        Bucket::parse(BUCKET).unwrap(),
-        op,
-        Subject::parse("bench-client").unwrap(),
-        t - 5,
-        t + 600,
-        Nonce(random_bytes(16).try_into().unwrap()),
-    )
-    .unwrap();
-    let canonical = request.encode();
-    let sigs: Vec<_> = vendor_keys()
-        .iter()
-        .zip(["v1", "v2"])
-        .map(|(k, id)| {
-            SignatureEntry::sign(k, Role::vendor(), KeyId::parse(id).unwrap(), &canonical)
-        })
-        .collect();
-    (b64(&canonical), encode_list(&sigs))
-}
 
 fn put_op(key: &str, body: &[u8]) -> Operation {
     Operation::Put {
