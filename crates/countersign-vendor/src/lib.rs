@@ -94,12 +94,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod error;
 pub mod keys;
 pub mod signer;
 pub mod transport;
 
-pub use error::{Error, Result};
+#[cfg(feature = "client")]
+pub use client::Client;
+pub use error::{DenialReceipt, Error, Result};
 pub use keys::VendorKey;
 pub use signer::{MAX_BATCH, Signer, SigningLimits};
 
