@@ -50,7 +50,9 @@ use crate::transport::{
     verify_receipt,
 };
 use bytes::Bytes;
+use countersign_core::Receipt;
 use countersign_core::listing::MAX_LISTING_BYTES;
+use countersign_core::text::parse_b64;
 use countersign_core::{
     AuthorizedKey, BodyDigest, Bucket, ContentType, Decision, Error as CoreError, ErrorCode,
     GatekeeperId, ListPrefix, ListedObject, ObjectKey, Operation, Policy, Request, Role, Subject,
@@ -298,8 +300,9 @@ impl Client {
             .header(SIGNATURE_HEADER, &signed.signature_header)
     }
 
-    /// Sends a request; a non-success answer becomes [`Error::Refused`] (or
-    /// `bad_response` without a JSON error body).
+    /// Sends a request; a non-success answer becomes [`Error::Refused`], with the code
+    /// of its JSON error body, or without one (HEAD) of its verified denial receipt;
+    /// `bad_response` if it has neither.
     async fn send(
         &self,
         builder: reqwest::RequestBuilder,
@@ -334,21 +337,32 @@ impl Client {
             }
             _ => DenialReceipt::Missing,
         };
+        let header_receipt = header(&response, RECEIPT_HEADER).map(str::to_owned);
         let body = match read_bounded(response, MAX_ERROR_BODY).await {
             Ok(body) => body,
             Err(e) => return e,
         };
-        match parse_error_body(&body) {
-            Some((code, message)) => Error::Refused {
+        match (parse_error_body(&body), receipt) {
+            (Some((code, message)), _) => Error::Refused {
                 status,
                 code,
                 message,
                 receipt,
             },
-            None => Error::BadResponse {
-                message: format!(
-                    "the gatekeeper answered {status} without a JSON error of the protocol"
-                ),
+            // A HEAD answer has no body: the receipt carries the code (as trustworthy
+            // as a JSON body when it does not verify, which `receipt` says).
+            (None, _) => match denied_code(header_receipt.as_deref()) {
+                Some(code) => Error::Refused {
+                    status,
+                    code,
+                    message: "the answer has no body; the code is its receipt's".to_owned(),
+                    receipt,
+                },
+                None => Error::BadResponse {
+                    message: format!(
+                        "the gatekeeper answered {status} without a JSON error or a receipt of the protocol"
+                    ),
+                },
             },
         }
     }
@@ -780,6 +794,12 @@ pub fn parse_error_body(body: &[u8]) -> Option<(ErrorCode, String)> {
         ErrorCode::from_str_code(&parsed.error.code)?,
         parsed.error.message,
     ))
+}
+
+/// The denial code a receipt header records, read without verifying it.
+fn denied_code(receipt_header: Option<&str>) -> Option<ErrorCode> {
+    let bytes = parse_b64(receipt_header?.trim(), "the receipt header").ok()?;
+    Receipt::parse(&bytes).ok()?.decision.error()
 }
 
 async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>> {

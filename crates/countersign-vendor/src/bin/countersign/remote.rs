@@ -177,18 +177,6 @@ fn either(flag: Vec<PathBuf>, profile: Vec<PathBuf>) -> Vec<PathBuf> {
 impl RemoteArgs {
     fn connect(self) -> Result<Remote, Failure> {
         let p = profile::load(self.profiles.as_deref(), self.profile.as_deref())?;
-        let signing_keys = either(self.signing_keys, p.signing_keys);
-        let signer = if signing_keys.is_empty() {
-            Signer::from_env(crate::input::KEYS_ENV)?
-        } else {
-            Signer::from_key_files(&signing_keys)?
-        };
-        let gatekeeper_keys = either(self.gatekeeper_keys, p.gatekeeper_keys);
-        if gatekeeper_keys.is_empty() {
-            return Err(Failure::usage(
-                "--gatekeeper-key is required (or `gatekeeper_keys` in the profile)",
-            ));
-        }
         let url = required(
             self.gatekeeper.or(p.gatekeeper),
             "--gatekeeper",
@@ -199,9 +187,21 @@ impl RemoteArgs {
                 "--gatekeeper `{url}` must start with http:// or https://"
             )));
         }
+        let gatekeeper_keys = either(self.gatekeeper_keys, p.gatekeeper_keys);
+        if gatekeeper_keys.is_empty() {
+            return Err(Failure::usage(
+                "--gatekeeper-key is required (or `gatekeeper_keys` in the profile)",
+            ));
+        }
         let audience = required(self.audience.or(p.audience), "--audience", "audience")?;
         let subject = required(self.subject.or(p.subject), "--subject", "subject")?;
         let bucket = required(self.bucket.or(p.bucket), "--bucket", "bucket")?;
+        let signing_keys = either(self.signing_keys, p.signing_keys);
+        let signer = if signing_keys.is_empty() {
+            Signer::from_env(crate::input::KEYS_ENV)?
+        } else {
+            Signer::from_key_files(&signing_keys)?
+        };
         let mut builder = Client::builder(
             url,
             GatekeeperId::parse(&audience)?,
