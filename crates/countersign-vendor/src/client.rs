@@ -103,7 +103,7 @@ impl ClientBuilder {
     }
 
     /// Lifetime of each signed request in seconds [default: 300]. The signer's
-    /// [`SigningLimits::max_lifetime_secs`] is raised to it if lower.
+    /// [`SigningLimits::max_lifetime_secs`](crate::SigningLimits::max_lifetime_secs) is raised to it if lower.
     pub fn lifetime_secs(mut self, secs: u64) -> Self {
         self.lifetime_secs = secs;
         self
