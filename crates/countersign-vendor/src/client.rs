@@ -481,8 +481,13 @@ impl Client {
             },
         )?;
         let total = body.length;
+        // A read error ends the upload; it is kept to be reported as what it is (`io`),
+        // not as the failed request it causes.
+        let read_error = Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+        let failed = Arc::clone(&read_error);
         let chunks = futures::stream::unfold((reader, 0u64), move |(mut reader, sent)| {
             let progress = progress.clone();
+            let failed = Arc::clone(&failed);
             async move {
                 let mut buf = vec![0u8; UPLOAD_CHUNK];
                 match reader.read(&mut buf).await {
@@ -493,25 +498,32 @@ impl Client {
                         if let Some(p) = &progress {
                             p(sent, total);
                         }
-                        Some((
-                            Ok::<Bytes, std::io::Error>(Bytes::from(buf)),
-                            (reader, sent),
-                        ))
+                        Some((Ok(Bytes::from(buf)), (reader, sent)))
                     }
-                    // The error ends the upload; the gatekeeper sees a short body.
-                    Err(e) => Some((Err(e), (reader, u64::MAX))),
+                    Err(e) => {
+                        let reported = std::io::Error::new(e.kind(), e.to_string());
+                        if let Ok(mut slot) = failed.lock() {
+                            *slot = Some(e);
+                        }
+                        Some((Err(reported), (reader, sent)))
+                    }
                 }
             }
         });
-        self.finish_put(
-            bucket,
-            key,
-            content_type,
-            &signed,
-            body,
-            reqwest::Body::wrap_stream(chunks),
-        )
-        .await
+        let sent = self
+            .finish_put(
+                bucket,
+                key,
+                content_type,
+                &signed,
+                body,
+                reqwest::Body::wrap_stream(chunks),
+            )
+            .await;
+        match (sent, read_error.lock().ok().and_then(|mut e| e.take())) {
+            (Err(Error::Unreachable { .. }), Some(e)) => Err(Error::io("the upload's source", e)),
+            (result, _) => result,
+        }
     }
 
     async fn finish_put(

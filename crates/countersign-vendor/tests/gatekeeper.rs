@@ -384,6 +384,27 @@ fn receipt_tampering_proxy(upstream: &str) -> String {
     url
 }
 
+/// Yields `left` bytes of 7s, then fails.
+struct FailingReader {
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the disk went away")));
+        }
+        let n = self.left.min(buf.remaining());
+        buf.put_slice(&vec![7u8; n]);
+        self.left -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// The SDK's `Client` against a real gatekeeper: the CLI's scenarios, through the API.
 #[test]
 fn sdk_client_put_get_head_list_through_a_real_gatekeeper() {
@@ -463,7 +484,7 @@ fn sdk_client_put_get_head_list_through_a_real_gatekeeper() {
         .unwrap();
     assert!(sink == data);
     let head = gk.runtime.block_on(client.head(&bucket, &big)).unwrap();
-    assert_eq!((head.body, head.content_type), (stored.body, octets));
+    assert_eq!((head.body, &head.content_type), (stored.body, &octets));
 
     // Not found, for every operation that names an object.
     let missing = ObjectKey::parse("org-1/missing").unwrap();
@@ -590,6 +611,26 @@ fn sdk_client_put_get_head_list_through_a_real_gatekeeper() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".countersign-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
+
+    // A source that fails mid-upload is reported as `io`, and nothing is stored.
+    let partial = ObjectKey::parse("org-1/partial.bin").unwrap();
+    let e = gk
+        .runtime
+        .block_on(client.put_reader(
+            &bucket,
+            &partial,
+            &octets,
+            BodyDigest::of(&[7u8; 2048]),
+            FailingReader { left: 1024 },
+            None,
+        ))
+        .unwrap_err();
+    assert!(matches!(e, countersign_vendor::Error::Io { .. }), "{e:?}");
+    let e = gk
+        .runtime
+        .block_on(client.head(&bucket, &partial))
+        .unwrap_err();
+    assert_eq!(e.code(), "not_found");
 
     // Nothing listens: unreachable.
     let free = std::net::TcpListener::bind("127.0.0.1:0")
