@@ -123,8 +123,10 @@ impl ClientBuilder {
     }
 
     /// Checks the settings and builds the client. Fails with `invalid_field` if the
-    /// URL is not `http://` or `https://`, or if no gatekeeper or uploader key is given
-    /// (`unknown_key`), and with `unreachable` if no HTTP client can be made.
+    /// URL is not `http://` or `https://`, the lifetime is 0, or no key of role
+    /// `gatekeeper` (or of the signer's role among the uploader keys) is given; with
+    /// `wrong_audience` if the signer's limits name another audience; with
+    /// `unreachable` if no HTTP client can be made.
     pub fn build(self) -> Result<Client> {
         let base_url = self.base_url.trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
@@ -143,8 +145,19 @@ impl ClientBuilder {
         }
         let mut limits = self.signer.limits().clone();
         limits.max_lifetime_secs = limits.max_lifetime_secs.max(self.lifetime_secs);
-        if limits.audience.is_none() {
-            limits.audience = Some(self.audience.clone());
+        match &limits.audience {
+            None => limits.audience = Some(self.audience.clone()),
+            Some(only) if only != &self.audience => {
+                return Err(CoreError::new(
+                    ErrorCode::WrongAudience,
+                    format!(
+                        "the signer signs only for `{only}`, not for the client's gatekeeper `{}`",
+                        self.audience
+                    ),
+                )
+                .into());
+            }
+            Some(_) => {}
         }
         let signer = self.signer.with_limits(limits)?;
         let gatekeeper = role_policy(self.gatekeeper_keys, &Role::gatekeeper(), 1)?;
@@ -884,6 +897,87 @@ fn exists_error() -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_settings_are_refused() -> Result<()> {
+        use crate::{SigningLimits, VendorKey};
+        use countersign_core::KeyId;
+        let vendor = || -> Result<Signer> {
+            let key = VendorKey::generate(
+                KeyId::parse("v1")?,
+                Role::vendor(),
+                None,
+                None,
+                &mut rand_core::OsRng,
+            )?;
+            Signer::new([key])
+        };
+        let gk_key = VendorKey::generate(
+            KeyId::parse("g1")?,
+            Role::gatekeeper(),
+            None,
+            None,
+            &mut rand_core::OsRng,
+        )?;
+        let gk = || [gk_key.authorized_key()];
+        let builder =
+            |url: &str, signer: Signer, keys: Vec<AuthorizedKey>| -> Result<ClientBuilder> {
+                Ok(Client::builder(
+                    url,
+                    GatekeeperId::parse("gk.acme")?,
+                    Subject::parse("ops")?,
+                    signer,
+                    keys,
+                ))
+            };
+        let code = |r: Result<Client>| r.err().map(|e| e.code());
+        assert_eq!(
+            code(builder("ftp://gk", vendor()?, gk().to_vec())?.build()),
+            Some("invalid_field")
+        );
+        assert_eq!(
+            code(
+                builder("http://gk", vendor()?, gk().to_vec())?
+                    .lifetime_secs(0)
+                    .build()
+            ),
+            Some("invalid_field")
+        );
+        assert_eq!(
+            code(builder("http://gk", vendor()?, Vec::new())?.build()),
+            Some("invalid_field")
+        );
+        // A vendor key is not a gatekeeper key.
+        let not_gk = vendor()?.authorized_keys();
+        assert_eq!(
+            code(builder("http://gk", vendor()?, not_gk)?.build()),
+            Some("invalid_field")
+        );
+        assert_eq!(
+            code(
+                builder("http://gk", vendor()?, gk().to_vec())?
+                    .uploader_keys([])
+                    .build()
+            ),
+            Some("invalid_field")
+        );
+        let elsewhere = vendor()?.with_limits(SigningLimits {
+            audience: Some(GatekeeperId::parse("gk.other")?),
+            ..SigningLimits::default()
+        })?;
+        assert_eq!(
+            code(builder("http://gk", elsewhere, gk().to_vec())?.build()),
+            Some("wrong_audience")
+        );
+        let client = builder("http://gk/", vendor()?, gk().to_vec())?
+            .lifetime_secs(900)
+            .build()?;
+        assert_eq!(
+            (client.base_url(), client.audience().as_str()),
+            ("http://gk", "gk.acme")
+        );
+        Ok(())
+    }
 
     #[test]
     fn error_bodies() {

@@ -115,7 +115,7 @@ impl Error {
 
     /// An [`Error::Unreachable`] with the HTTP error and its chain of causes.
     #[cfg(feature = "client")]
-    pub(crate) fn unreachable(e: &reqwest::Error) -> Self {
+    pub fn unreachable(e: &reqwest::Error) -> Self {
         let mut message = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {

@@ -114,17 +114,7 @@ pub struct LsArgs {
 }
 
 pub(crate) fn unreachable(e: &reqwest::Error) -> Failure {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    Failure {
-        exit: 4,
-        code: "unreachable".to_owned(),
-        message: format!("the gatekeeper could not be reached: {message}"),
-    }
+    countersign_vendor::Error::unreachable(e).into()
 }
 
 pub(crate) fn bad_response(message: impl Into<String>) -> Failure {
