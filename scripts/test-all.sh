@@ -52,6 +52,7 @@ step "npm package: build, TypeScript declarations, packaging (plain page and Vit
 scripts/build-npm.sh
 npx tsc --noEmit -p tests/packaging/tsconfig.json
 node tests/packaging/run.mjs
+node tests/packaging/node.mjs
 
 step "end-to-end: report page, vendor app and gatekeeper in headless Chromium"
 cargo build -p countersign-gatekeeper -p countersign-demo -p countersign-vendor
