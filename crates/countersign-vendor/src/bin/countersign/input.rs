@@ -6,7 +6,6 @@ use clap::Args;
 use countersign_core::text::parse_b64;
 use countersign_core::{AuthorizedKey, BodyDigest, ErrorCode, Keyring, Policy, Role};
 use countersign_vendor::keys::load_public_keys;
-use sha2::{Digest as _, Sha256};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -48,11 +47,7 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     /// All public keys.
     pub fn keys(&self) -> Result<Vec<AuthorizedKey>, Failure> {
-        let mut keys = Vec::new();
-        for path in &self.public_keys {
-            keys.extend(load_public_keys(path)?);
-        }
-        Ok(keys)
+        public_keys(&self.public_keys)
     }
 
     /// The policy over `keys` restricted to roles `only` (all if `None`).
@@ -78,6 +73,15 @@ impl PolicyArgs {
         let keyring = Keyring::new(keys.iter().filter(|k| keep(&k.role)).cloned())?;
         Ok(Policy::new(keyring, require)?)
     }
+}
+
+/// The public keys of every file in `paths` (each one key or a JSON array).
+pub fn public_keys(paths: &[PathBuf]) -> Result<Vec<AuthorizedKey>, Failure> {
+    let mut keys = Vec::new();
+    for path in paths {
+        keys.extend(load_public_keys(path)?);
+    }
+    Ok(keys)
 }
 
 /// Reads a value given inline or as `@FILE` (`@-` for stdin).
@@ -114,23 +118,16 @@ pub fn decode_document(bytes: &[u8]) -> Result<Vec<u8>, Failure> {
     Ok(parse_b64(text.trim(), "the document")?)
 }
 
-/// SHA-256 and length of a file, read in chunks.
+/// SHA-256 and length of a file, read in chunks (the SDK's
+/// [`hash_file`](countersign_vendor::client::hash_file)).
 pub fn hash_file(path: &Path) -> Result<BodyDigest, Failure> {
-    let what = path.display().to_string();
-    let mut file = std::fs::File::open(path).map_err(|e| Failure::io(&what, &e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut length = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Failure::io(&what, &e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-        length += n as u64;
-    }
-    Ok(BodyDigest {
-        sha256: hasher.finalize().into(),
-        length,
-    })
+    Ok(runtime()?.block_on(countersign_vendor::client::hash_file(path))?)
+}
+
+/// The single-threaded runtime the commands that talk HTTP or read files run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::io("tokio runtime", &e))
 }

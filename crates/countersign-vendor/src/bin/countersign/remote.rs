@@ -5,12 +5,13 @@
 //! profile ([`crate::profile`]). Also the HTTP helpers the `log` command shares.
 
 use crate::Failure;
+use crate::input::public_keys;
+pub(crate) use crate::input::runtime;
 use crate::profile::{self, PROFILE_ENV, PROFILES_ENV};
 use clap::Args;
 use countersign_core::text::hex;
-use countersign_core::{AuthorizedKey, Bucket, ContentType, GatekeeperId, ObjectKey, Subject};
+use countersign_core::{Bucket, ContentType, GatekeeperId, ObjectKey, Subject};
 use countersign_vendor::client::{ObjectInfo, Progress};
-use countersign_vendor::keys::load_public_keys;
 use countersign_vendor::{Client, Signer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,13 +126,6 @@ pub(crate) fn bad_response(message: impl Into<String>) -> Failure {
     }
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::io("tokio runtime", &e))
-}
-
 pub(crate) fn client() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -149,14 +143,6 @@ struct Remote {
 fn required(value: Option<String>, flag: &str, member: &str) -> Result<String, Failure> {
     value
         .ok_or_else(|| Failure::usage(format!("{flag} is required (or `{member}` in the profile)")))
-}
-
-fn load_keys(paths: &[PathBuf]) -> Result<Vec<AuthorizedKey>, Failure> {
-    let mut keys = Vec::new();
-    for p in paths {
-        keys.extend(load_public_keys(p)?);
-    }
-    Ok(keys)
 }
 
 /// The flag's values if any were given, else the profile's.
@@ -197,12 +183,12 @@ impl RemoteArgs {
             GatekeeperId::parse(&audience)?,
             Subject::parse(&subject)?,
             signer,
-            load_keys(&gatekeeper_keys)?,
+            public_keys(&gatekeeper_keys)?,
         )
         .lifetime_secs(self.lifetime.or(p.lifetime).unwrap_or(300).max(1));
         let vendor_keys = either(self.vendor_keys, p.vendor_keys);
         if !vendor_keys.is_empty() {
-            builder = builder.uploader_keys(load_keys(&vendor_keys)?);
+            builder = builder.uploader_keys(public_keys(&vendor_keys)?);
         }
         Ok(Remote {
             client: builder.build()?,
