@@ -26,7 +26,7 @@ const APPEND_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// Most distinct client networks counted by `countersign_denied_total`; denials from
+/// Most distinct client networks counted by `countersign_denied_by_network_total`; denials from
 /// further networks are counted under `network="other"` (until the process restarts).
 pub const MAX_DENIED_NETWORKS: usize = 1000;
 
@@ -104,6 +104,10 @@ pub struct LogProgress {
 pub struct Metrics {
     decisions: Mutex<BTreeMap<DecisionLabels, u64>>,
     denied_networks: Mutex<BTreeMap<String, u64>>,
+    /// Denials by code, in [`ErrorCode::ALL`]'s order: every code is exported from
+    /// the start (at 0), so an alert sees the very first one (`increase()` cannot
+    /// see the first value of a series that appears only when it is 1).
+    denied_codes: Vec<AtomicU64>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     decision_latency: Histogram,
@@ -116,6 +120,7 @@ impl Default for Metrics {
         Self {
             decisions: Mutex::default(),
             denied_networks: Mutex::default(),
+            denied_codes: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             decision_latency: Histogram::new(&DECISION_BUCKETS),
@@ -169,6 +174,12 @@ impl Metrics {
         if let Ok(mut map) = self.decisions.lock() {
             *map.entry(labels).or_default() += 1;
         }
+        if let Some(counter) = code
+            .and_then(|c| ErrorCode::ALL.iter().position(|a| *a == c))
+            .and_then(|i| self.denied_codes.get(i))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(code) = code
             && crate::error::status_of(code).is_client_error()
             && let Ok(mut map) = self.denied_networks.lock()
@@ -218,13 +229,25 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP countersign_denied_total Requests denied, by error code (every code is present from the start).\n# TYPE countersign_denied_total counter\n");
+        for (code, n) in ErrorCode::ALL.iter().zip(&self.denied_codes) {
+            let _ = writeln!(
+                out,
+                "countersign_denied_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                n.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
-            "# HELP countersign_denied_total Requests denied for a reason the client caused (4xx), by client network (/24 for IPv4, /64 for IPv6; at most {MAX_DENIED_NETWORKS} networks, then \"other\").\n# TYPE countersign_denied_total counter"
+            "# HELP countersign_denied_by_network_total Requests denied for a reason the client caused (4xx), by client network (/24 for IPv4, /64 for IPv6; at most {MAX_DENIED_NETWORKS} networks, then \"other\").\n# TYPE countersign_denied_by_network_total counter"
         );
         if let Ok(map) = self.denied_networks.lock() {
             for (network, n) in map.iter() {
-                let _ = writeln!(out, "countersign_denied_total{{network=\"{network}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "countersign_denied_by_network_total{{network=\"{network}\"}} {n}"
+                );
             }
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -337,15 +360,17 @@ mod tests {
         let text = m.render(None, 0);
         let series = text
             .lines()
-            .filter(|l| l.starts_with("countersign_denied_total{"))
+            .filter(|l| l.starts_with("countersign_denied_by_network_total{"))
             .count();
         assert_eq!(series, MAX_DENIED_NETWORKS + 1);
-        assert!(text.contains("countersign_denied_total{network=\"other\"} 5\n"));
-        assert!(text.contains("countersign_denied_total{network=\"10.0.0.0/24\"} 1\n"));
+        assert!(text.contains("countersign_denied_by_network_total{network=\"other\"} 5\n"));
+        assert!(text.contains("countersign_denied_by_network_total{network=\"10.0.0.0/24\"} 1\n"));
         assert!(text.contains(
             "countersign_requests_total{operation=\"GET\",bucket=\"b\",decision=\"deny\",code=\"audit_unavailable\"} 1\n"
         ));
         assert!(text.contains("countersign_audit_log_up 0\n"));
+        assert!(text.contains("countersign_denied_total{code=\"ip_denied\"} 1005\n"));
+        assert!(text.contains("countersign_denied_total{code=\"replayed\"} 0\n"));
         assert!(!text.contains("countersign_integration_lag_entries"));
     }
 

@@ -1126,7 +1126,7 @@ async fn admin_listener_serves_metrics_and_health_only() {
     let metrics = fetch(admin_port, "/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(
-        metrics.contains("countersign_denied_total{network=\"127.0.0.0/24\"} 1\n"),
+        metrics.contains("countersign_denied_by_network_total{network=\"127.0.0.0/24\"} 1\n"),
         "{metrics}"
     );
     assert!(

@@ -130,14 +130,27 @@ pub async fn metrics_count_decisions_and_pass_promtool(b: &Backend) {
     // An unknown bucket's name is not a label value (bounded cardinality).
     assert_eq!(value(&text, &decisions("GET", "", "invalid_bucket")), 1.0);
     assert!(!text.contains("elsewhere"), "{text}");
+    for (code, n) in [
+        ("replayed", 1.0),
+        ("ip_denied", 2.0),
+        ("bad_signature", 1.0),
+        ("invalid_bucket", 1.0),
+        ("audit_unavailable", 0.0),
+    ] {
+        let series = format!("countersign_denied_total{{code=\"{code}\"}}");
+        assert_eq!(value(&text, &series), n, "{code}");
+    }
     assert_eq!(
-        value(&text, "countersign_denied_total{network=\"127.0.0.0/24\"}"),
+        value(
+            &text,
+            "countersign_denied_by_network_total{network=\"127.0.0.0/24\"}"
+        ),
         4.0
     );
     assert_eq!(
         value(
             &text,
-            "countersign_denied_total{network=\"2001:db8:7:8::/64\"}"
+            "countersign_denied_by_network_total{network=\"2001:db8:7:8::/64\"}"
         ),
         1.0
     );
@@ -192,7 +205,17 @@ pub async fn metrics_show_an_unreadable_log(b: &Backend) {
         1.0
     );
     // The gatekeeper's own failure is not counted against the client's network.
-    assert!(!text.contains("countersign_denied_total{"), "{text}");
+    assert!(
+        !text.contains("countersign_denied_by_network_total{"),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "countersign_denied_total{code=\"audit_unavailable\"}"
+        ),
+        1.0
+    );
     assert!(
         !text.contains("countersign_integration_lag_entries"),
         "{text}"
