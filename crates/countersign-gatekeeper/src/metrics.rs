@@ -21,7 +21,8 @@ const DECISION_BUCKETS: [f64; 10] = [
 ];
 
 /// Upper bounds (seconds) of the audit-append latency histogram buckets: a group
-/// commit takes about a millisecond; the database deadline (default 5 s) is the top.
+/// commit takes about a millisecond; the database deadline (default 3 s) is below
+/// the top bucket.
 const APPEND_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
