@@ -189,6 +189,34 @@ pub async fn metrics_count_decisions_and_pass_promtool(b: &Backend) {
     let age = value(&text, "countersign_checkpoint_age_seconds");
     assert!((0.0..60.0).contains(&age), "{age}");
     promtool_accepts(&text);
+    every_alerted_series_is_exported(&text);
+}
+
+/// Every series the shipped alerting rules watch is in the exposition (a renamed
+/// series would silence its alert), except the witness cosignature age, which this
+/// gatekeeper does not export yet (docs/API.md says so).
+fn every_alerted_series_is_exported(text: &str) {
+    let rules = include_str!("../../../../packaging/prometheus/countersign-alerts.yml");
+    let mut watched: Vec<&str> = rules
+        .match_indices("countersign_")
+        .map(|(i, _)| {
+            let rest = &rules[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|name| *name != "countersign_witness_cosignature_age_seconds")
+        .collect();
+    watched.sort_unstable();
+    watched.dedup();
+    assert!(watched.len() >= 7, "{watched:?}");
+    for name in watched {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "the alerting rules watch `{name}`, which /metrics does not export"
+        );
+    }
 }
 
 pub async fn metrics_show_an_unreadable_log(b: &Backend) {
