@@ -5,8 +5,9 @@
 # ChromeDriver, Node.js and the node packages; scripts/services.sh installs moto and
 # PostgreSQL), then runs every check: formatting, clippy (native and wasm32), docs,
 # vector regeneration, the independent vector check, the native tests against real
-# S3 and PostgreSQL servers (the gatekeeper's fault-injection suite included), and the
-# browser tests in headless Chromium.
+# S3 and PostgreSQL servers (the gatekeeper's fault-injection suite included), the
+# Prometheus alerting rules' unit tests (promtool), and the browser tests in headless
+# Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,11 @@ done
 
 step "test vectors: independent implementation (Node's Ed25519)"
 node tests/vectors/check-independent.mjs
+
+step "Prometheus alerting rules: check and unit tests (promtool)"
+command -v promtool >/dev/null || { echo "promtool is missing: install Debian's prometheus package (scripts/setup.sh does)"; exit 1; }
+promtool check rules packaging/prometheus/countersign-alerts.yml
+promtool test rules tests/prometheus/countersign-alerts.test.yml
 
 step "native tests, the gatekeeper's fault-injection suite included (moto and a throw-away PostgreSQL, see scripts/services.sh; the faults need root)"
 scripts/services.sh cargo test --workspace --features countersign-gatekeeper/fault-suite
