@@ -649,6 +649,83 @@ fn sdk_client_put_get_head_list_through_a_real_gatekeeper() {
     assert!(matches!(e, countersign_vendor::Error::Unreachable { .. }));
 }
 
+/// A server that refuses a PUT as soon as it has read the request head, without
+/// reading the body, and keeps the connection open: the client must hand over that
+/// early answer (with its code) instead of waiting on, or failing, the upload.
+#[test]
+fn an_early_refusal_of_a_put_is_read_while_the_body_is_still_being_sent() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    keygen(d, "vendor-1", &[]);
+    let gatekeeper = VendorKey::generate(
+        KeyId::parse("gatekeeper-1").unwrap(),
+        Role::gatekeeper(),
+        None,
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    std::fs::write(d.join("gk.pub"), gatekeeper.to_public_json()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            conn.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let body = countersign_core::transport::error_body(ErrorCode::AlreadyExists, "taken");
+        write!(
+            conn,
+            "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // Read nothing more until the client has its answer: an upload that had to
+        // finish first would never end.
+        let _ = done_rx.recv_timeout(std::time::Duration::from_secs(60));
+        drop(conn);
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = Client::builder(
+        url,
+        GatekeeperId::parse("local").unwrap(),
+        Subject::parse("ops-1").unwrap(),
+        Signer::from_key_files([d.join("vendor-1.key")]).unwrap(),
+        load_public_keys(d.join("gk.pub")).unwrap(),
+    )
+    .build()
+    .unwrap();
+    // 32 MiB: far more than the socket buffers hold, so the upload is still going.
+    let data = vec![5u8; 32 * 1024 * 1024];
+    let (bucket, key) = (
+        Bucket::parse("local").unwrap(),
+        ObjectKey::parse("org-1/big.bin").unwrap(),
+    );
+    let octets = ContentType::parse("application/octet-stream").unwrap();
+    let put = client.put_bytes(&bucket, &key, &octets, data);
+    let answer = runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), put).await });
+    done_tx.send(()).unwrap();
+    let e = answer
+        .expect("the early answer was not handed over while the body was being sent")
+        .unwrap_err();
+    assert_eq!(
+        refused_code(&e),
+        ("already_exists", Some(DenialReceipt::Missing))
+    );
+    drop(client);
+    drop(runtime);
+    server.join().unwrap();
+}
+
 /// `ls`, `head`, `cat` and profiles through the CLI.
 #[test]
 fn ls_head_cat_and_profiles_through_the_cli() {
