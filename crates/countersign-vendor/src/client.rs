@@ -314,7 +314,7 @@ impl Client {
     }
 
     /// Sends a request; a non-success answer becomes [`Error::Refused`], with the code
-    /// of its JSON error body, or without one (HEAD) of its verified denial receipt;
+    /// of its JSON error body, or without one (HEAD) the code its receipt records;
     /// `bad_response` if it has neither.
     async fn send(
         &self,
@@ -355,8 +355,8 @@ impl Client {
             Ok(body) => body,
             Err(e) => return e,
         };
-        match (parse_error_body(&body), receipt) {
-            (Some((code, message)), _) => Error::Refused {
+        match parse_error_body(&body) {
+            Some((code, message)) => Error::Refused {
                 status,
                 code,
                 message,
@@ -364,7 +364,7 @@ impl Client {
             },
             // A HEAD answer has no body: the receipt carries the code (as trustworthy
             // as a JSON body when it does not verify, which `receipt` says).
-            (None, _) => match denied_code(header_receipt.as_deref()) {
+            None => match denied_code(header_receipt.as_deref()) {
                 Some(code) => Error::Refused {
                     status,
                     code,
