@@ -54,7 +54,7 @@ cargo test -p countersign-vectors --target wasm32-unknown-unknown
 step "browser tests: the wasm client against a real gatekeeper"
 node tests/browser/wasm-client.mjs
 
-step "npm package: build, TypeScript declarations, packaging (plain page and Vite)"
+step "npm package: build, TypeScript declarations, packaging (plain page, Vite and Node)"
 scripts/build-npm.sh
 npx tsc --noEmit -p tests/packaging/tsconfig.json
 node tests/packaging/run.mjs
