@@ -257,6 +257,7 @@ fn inspect_receipts_and_refuse_garbage() {
         decision: Decision::Allow,
         decided_at: 1_800_000_001,
         audit_seq: 3,
+        leaf_sha256: Some([3; 32]),
     };
     let bytes = receipt.encode();
     std::fs::write(d.join("receipt.b64"), b64(&bytes)).unwrap();
@@ -977,6 +978,7 @@ fn inspect_listings_and_deny_receipts() {
         decision: Decision::Deny(countersign_core::ErrorCode::WrongAudience),
         decided_at: 1_800_000_001,
         audit_seq: 6,
+        leaf_sha256: Some([3; 32]),
     };
     let r_bytes = receipt.encode();
     std::fs::write(d.join("deny.txt"), &r_bytes).unwrap();
