@@ -146,10 +146,10 @@ fn check_header(header: &str, kind: &str, versions: &[u32]) -> Result<u32> {
     };
     let (version, found_kind) = rest.split_once('/').unwrap_or((rest, ""));
     let number = parse_decimal(version, "version").ok();
-    if found_kind == kind {
-        if let Some(v) = number.and_then(|n| versions.iter().find(|&&v| u64::from(v) == n)) {
-            return Ok(*v);
-        }
+    if found_kind == kind
+        && let Some(v) = number.and_then(|n| versions.iter().find(|&&v| u64::from(v) == n))
+    {
+        return Ok(*v);
     }
     if number.is_some() && found_kind == kind {
         return Err(Error::new(

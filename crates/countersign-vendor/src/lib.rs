@@ -16,6 +16,9 @@
 //! - [`transport`]: header names and URL paths (the core's), receipt, manifest and
 //!   listing verification, and the one check before trusting downloaded bytes
 //!   ([`transport::verify_download_headers`]).
+//! - [`logged`]: prove from a receipt that the gatekeeper logged the request
+//!   ([`logged::prove_logged`], against its signed, optionally witness-cosigned,
+//!   checkpoint and public hash tiles).
 //!
 //! ## The `countersign` command-line tool
 //!
@@ -30,6 +33,7 @@
 //! | `inspect` | pretty-prints a request, receipt, manifest or listing and says whether it verifies |
 //! | `put` | uploads a file through a gatekeeper (progress bar on a terminal), verifies receipt and manifest |
 //! | `get` | downloads through a gatekeeper into a temporary file, verifies receipt, manifest and bytes, then renames |
+//! | `audit prove` | proves that a receipt saved by `put`/`get --receipt FILE` was logged (inclusion in the signed log) |
 //!
 //! Secret keys come from `--signing-key FILE` (repeatable, for rotation) or from the
 //! environment variable `COUNTERSIGN_VENDOR_KEYS` (a secret key document or an array).
@@ -96,6 +100,7 @@
 
 pub mod error;
 pub mod keys;
+pub mod logged;
 pub mod signer;
 pub mod transport;
 

@@ -43,6 +43,8 @@ enum Command {
     Log(crate::log::LogArgs),
     /// Witness a gatekeeper's log: `witness cosign`, `witness reset`.
     Witness(crate::witness::WitnessArgs),
+    /// Prove from a saved receipt that the gatekeeper logged the request: `audit prove`.
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -227,6 +229,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Get(a) => crate::remote::get(a),
         Command::Log(a) => crate::log::run(a),
         Command::Witness(a) => crate::witness::run(a),
+        Command::Audit(a) => crate::audit::run(a),
     }
 }
 

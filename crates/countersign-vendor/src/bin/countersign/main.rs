@@ -10,7 +10,9 @@
 //! countersign put     --gatekeeper https://gk.acme --gatekeeper-key gk.pub --signing-key vendor-2026.key \
 //!                     --audience gk.acme --bucket reports --object org-1/a.pdf --subject ops \
 //!                     --content-type application/pdf a.pdf
-//! countersign get     ... --object org-1/a.pdf --out a.pdf
+//! countersign get     ... --object org-1/a.pdf --out a.pdf [--receipt a.receipt.json]
+//! countersign audit prove a.receipt.json --gatekeeper https://gk.acme --gatekeeper-key gk.pub \
+//!                     [--witness <vkey> ... --quorum N] [--entry entry.bin]
 //! countersign log verify --gatekeeper https://gk.acme --gatekeeper-key gk.pub \
 //!                     --origin gk.acme/audit [--since saved.cp] [--save saved.cp]
 //! countersign witness cosign --log https://gk.acme --log-key gk.pub --origin gk.acme/audit \
@@ -25,6 +27,7 @@
 //!
 //! Exit codes: see [`EXIT_CODES`].
 
+mod audit;
 mod cli;
 mod inspect;
 mod log;

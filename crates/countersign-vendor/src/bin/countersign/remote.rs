@@ -8,12 +8,14 @@ use crate::Failure;
 use crate::cli::hash_file;
 use bytes::Bytes;
 use clap::Args;
+use countersign_core::text::b64;
 use countersign_core::text::hex;
 use countersign_core::{
     AuthorizedKey, BodyDigest, Bucket, ContentType, Decision, ErrorCode, GatekeeperId, ObjectKey,
     Operation, Policy, Request, Role, Subject, VerifiedManifest,
 };
 use countersign_vendor::keys::load_public_keys;
+use countersign_vendor::logged::SavedReceipt;
 use countersign_vendor::transport::{
     DownloadHeaders, MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER, RECEIPT_HEADER,
     RECEIPT_SIGNATURE_HEADER, REQUEST_HEADER, SIGNATURE_HEADER, object_path, request_headers,
@@ -59,6 +61,10 @@ pub struct RemoteArgs {
     /// No progress bar (it is shown only on a terminal anyway).
     #[arg(long)]
     no_progress: bool,
+    /// Save the gatekeeper's verified receipt (allow or deny) to this file, for
+    /// `countersign audit prove`.
+    #[arg(long)]
+    receipt: Option<PathBuf>,
 }
 
 /// Arguments of `put`.
@@ -291,15 +297,59 @@ impl Prepared {
     }
 }
 
+/// Writes the receipt header values `(receipt, signature)` of `canonical` to `path`
+/// as a [`SavedReceipt`] (the caller verified them).
+fn save_receipt(
+    path: Option<&Path>,
+    p: &Prepared,
+    canonical: &[u8],
+    (receipt, signature): (&str, &str),
+) -> Result<(), Failure> {
+    let Some(path) = path else { return Ok(()) };
+    let saved = SavedReceipt {
+        gatekeeper: p.audience.to_string(),
+        request: b64(canonical),
+        receipt: receipt.trim().to_owned(),
+        receipt_signature: signature.trim().to_owned(),
+    };
+    let json = serde_json::to_vec_pretty(&saved)
+        .map_err(|e| bad_response(format!("cannot encode the receipt: {e}")))?;
+    crate::log::write_atomically(path, &json)
+}
+
+/// The two receipt header values of an answer (empty if absent).
+fn receipt_headers(response: &reqwest::Response) -> (String, String) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (header(RECEIPT_HEADER), header(RECEIPT_SIGNATURE_HEADER))
+}
+
 /// Turns a gatekeeper error answer into a failure with its code, saying whether the
-/// signed denial receipt verified.
-async fn refusal(response: reqwest::Response, p: &Prepared, canonical: &[u8]) -> Failure {
+/// signed denial receipt verified (and saving it to `save`, if given, when it does).
+async fn refusal(
+    response: reqwest::Response,
+    p: &Prepared,
+    canonical: &[u8],
+    save: Option<&Path>,
+) -> Failure {
     let status = response.status();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
     let receipt = match (header(RECEIPT_HEADER), header(RECEIPT_SIGNATURE_HEADER)) {
         (Some(r), Some(s)) => match verify_receipt(r, s, &p.audience, &p.gatekeeper, canonical) {
             Ok(v) if v.receipt().decision != Decision::Allow => {
-                "; its signed denial receipt verifies".to_owned()
+                match save_receipt(save, p, canonical, (r, s)) {
+                    Ok(()) => "; its signed denial receipt verifies".to_owned(),
+                    Err(f) => format!(
+                        "; its signed denial receipt verifies but was not saved: {}",
+                        f.message
+                    ),
+                }
             }
             Ok(_) => "; but its receipt says allow".to_owned(),
             Err(e) => format!("; its denial receipt does not verify ({})", e.code()),
@@ -398,10 +448,17 @@ pub fn put(a: PutArgs) -> Result<u8, Failure> {
             .map_err(|e| unreachable(&e))?;
         reader.abort();
         if !response.status().is_success() {
-            return Err(refusal(response, &p, &canonical).await);
+            return Err(refusal(response, &p, &canonical, a.remote.receipt.as_deref()).await);
         }
         let (manifest, seq) = p.verify(&response, &canonical)?;
         manifest.check_body(&digest)?;
+        let (receipt, receipt_signature) = receipt_headers(&response);
+        save_receipt(
+            a.remote.receipt.as_deref(),
+            &p,
+            &canonical,
+            (&receipt, &receipt_signature),
+        )?;
         println!(
             "stored {}/{}: {} bytes, sha256 {}, audit-seq {seq}; receipt and manifest verified",
             p.bucket,
@@ -581,7 +638,7 @@ pub fn get(a: GetArgs) -> Result<u8, Failure> {
             .await
             .map_err(|e| unreachable(&e))?;
         if !response.status().is_success() {
-            return Err(refusal(response, &p, &canonical).await);
+            return Err(refusal(response, &p, &canonical, a.remote.receipt.as_deref()).await);
         }
         // Checked now so a bad answer is refused before any byte is downloaded; the
         // authoritative check is `verify_download_headers` once the bytes are in.
@@ -600,9 +657,8 @@ pub fn get(a: GetArgs) -> Result<u8, Failure> {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let (receipt, receipt_signature, manifest_header, manifest_signature) = (
-            header(RECEIPT_HEADER),
-            header(RECEIPT_SIGNATURE_HEADER),
+        let ((receipt, receipt_signature), manifest_header, manifest_signature) = (
+            receipt_headers(&response),
             header(MANIFEST_HEADER),
             header(MANIFEST_SIGNATURE_HEADER),
         );
@@ -662,6 +718,12 @@ pub fn get(a: GetArgs) -> Result<u8, Failure> {
         let seq = verified.receipt.receipt().audit_seq;
         let manifest = verified.manifest;
         sink.commit(&a.out, a.force)?;
+        save_receipt(
+            a.remote.receipt.as_deref(),
+            &p,
+            &canonical,
+            (&receipt, &receipt_signature),
+        )?;
         eprintln!(
             "countersign: {}/{}: {} bytes verified (uploaded by {}, audit-seq {seq})",
             p.bucket,
