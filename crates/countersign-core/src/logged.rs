@@ -217,8 +217,7 @@ pub fn check_entry(receipt: &Receipt, entry: &[u8], request: &[u8]) -> Result<Au
     if parsed.decision != receipt.decision {
         return Err(mismatch(&format!(
             "records `{}`, the receipt `{}`",
-            decision_text(parsed.decision),
-            decision_text(receipt.decision)
+            parsed.decision, receipt.decision
         )));
     }
     let request_digest: Hash = Sha256::digest(request).into();
@@ -227,13 +226,6 @@ pub fn check_entry(receipt: &Receipt, entry: &[u8], request: &[u8]) -> Result<Au
         return Err(mismatch("records another request"));
     }
     Ok(parsed)
-}
-
-fn decision_text(d: crate::receipt::Decision) -> String {
-    match d.error() {
-        Some(code) => format!("deny {code}"),
-        None => "allow".into(),
-    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,16 @@ pub enum Decision {
     Deny(ErrorCode),
 }
 
+impl std::fmt::Display for Decision {
+    /// `allow`, or `deny` and the error code (`deny expired`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Allow => f.write_str("allow"),
+            Self::Deny(code) => write!(f, "deny {code}"),
+        }
+    }
+}
+
 impl Decision {
     /// `allow` or `deny`.
     pub fn as_str(&self) -> &'static str {

@@ -277,6 +277,11 @@ fn inspect_receipts_and_refuse_garbage() {
     );
     assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
     assert!(stdout(&o).contains("audit-seq          3"));
+    assert!(
+        stdout(&o).contains(&format!("leaf-sha256        {}", "03".repeat(32))),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("verifies: yes, for this request"));
     let (other, _) = sign_get(d, "v.key", "a/c");
     let o = run(

@@ -114,11 +114,7 @@ fn prove(a: ProveArgs) -> Result<u8, Failure> {
                             check_entry(verified.receipt(), &read(p)?, &saved.request_bytes()?)?;
                         format!(
                             "; the entry records `{}` at {} ms",
-                            match entry.decision.error() {
-                                Some(code) => format!("deny {code}"),
-                                None => "allow".to_owned(),
-                            },
-                            entry.time_ms
+                            entry.decision, entry.time_ms
                         )
                     }
                     None => String::new(),
