@@ -94,8 +94,8 @@ pub(crate) fn make_errors_extend_error() {
 pub struct CountersignError {
     code: String,
     message: String,
-    /// A refusal's verified deny receipt.
-    receipt: Option<countersign_core::Receipt>,
+    /// A refusal's verified deny receipt (boxed: most errors have none).
+    receipt: Option<Box<countersign_core::Receipt>>,
 }
 
 #[wasm_bindgen]
@@ -128,7 +128,7 @@ impl CountersignError {
     pub fn receipt(&self) -> Option<crate::logged::LogReceipt> {
         self.receipt
             .clone()
-            .map(|receipt| crate::logged::LogReceipt { receipt })
+            .map(|receipt| crate::logged::LogReceipt { receipt: *receipt })
     }
 
     /// `code: message`.
@@ -150,7 +150,7 @@ impl CountersignError {
 
     /// The same error, carrying the refusal's verified deny receipt.
     pub(crate) fn with_receipt(mut self, receipt: Option<countersign_core::Receipt>) -> Self {
-        self.receipt = receipt;
+        self.receipt = receipt.map(Box::new);
         self
     }
 

@@ -5,7 +5,12 @@
 //! `tests/browser/tamper-proxy.mjs`).
 #![cfg(target_arch = "wasm32")]
 // Test code: a panic is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::signature::encode_list;
