@@ -7,6 +7,7 @@
 //! [`Dialect`]. The same test suite runs against both.
 
 mod object_keys;
+mod progress;
 pub use object_keys::KeyUse;
 
 use crate::audit::AuditFilter;
