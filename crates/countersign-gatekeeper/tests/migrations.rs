@@ -255,6 +255,21 @@ async fn entries_written_before_the_request_id_keep_verifying(backend: &Backend)
     );
     assert_eq!(new.prev_sha256, old.hash());
     assert_eq!(verify_chain(&entries, 0, GENESIS).unwrap().1, 2);
+    // The JSON record (search, export) names the request id of version-2 entries only,
+    // and reads back to the same entries.
+    use countersign_gatekeeper::audit::AuditRecord;
+    let records: Vec<AuditRecord> = entries.iter().map(AuditRecord::from_entry).collect();
+    assert_eq!(records[0].request_id, None);
+    assert_eq!(
+        records[1].request_id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    for (record, entry) in records.iter().zip(&entries) {
+        let json = serde_json::to_string(record).unwrap();
+        assert_eq!(json.contains("request_id"), entry.request_id.is_some());
+        let back: AuditRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back.to_entry().unwrap(), entry);
+    }
     let cp = ledger.integrate(100).await.unwrap().unwrap();
     let tree = MemoryTree::from_leaves(entries.iter().map(|e| leaf_hash(&e.encode())).collect());
     let root = tree.root(2).unwrap();
