@@ -2,8 +2,10 @@
 // headless Chromium against a real gatekeeper started here, directly and through a
 // proxy that tampers with its answers (tamper-proxy.mjs):
 //
-//   node tests/browser/wasm-client.mjs
+//   node tests/browser/wasm-client.mjs [-- TEST-ARGS]
 //
+// Arguments after `--` go to the test runner, for example `-- --nocapture
+// receipts_prove` to run one test and see what it prints (the proof timing).
 // The test page is served on a fixed free port so that the gatekeeper's CORS
 // configuration can name its origin.
 import { spawn, spawnSync } from "node:child_process";
@@ -41,7 +43,7 @@ const proxy = await startTamperProxy(gk.url);
 let status = 1;
 try {
   // Not spawnSync: the tamper proxy runs in this process and must keep serving.
-  const run = spawn("cargo", ["test", "-p", "countersign-wasm", "--target", "wasm32-unknown-unknown"], {
+  const run = spawn("cargo", ["test", "-p", "countersign-wasm", "--target", "wasm32-unknown-unknown", ...process.argv.slice(2)], {
     cwd: repo,
     stdio: "inherit",
     env: {

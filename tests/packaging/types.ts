@@ -12,6 +12,8 @@ import init, {
   type ErrorCode,
   type ListPage,
   type ListedObject,
+  type LogProof,
+  type LogReceipt,
   type ProtocolErrorCode,
   type PutResult,
   type VerifiedObject,
@@ -48,6 +50,8 @@ async function report(): Promise<string[]> {
     subject: "user-42",
     lifetimeSecs: 60,
     concurrency: 4,
+    logWitnesses: ["witness.example+1e2f6a3b+BGh5bHlvZ3JhcGh5aGh5bHlvZ3JhcGh5aGh5bHlvZ3I="],
+    logQuorum: 1,
     keys: [{ keyId: "gk-1", role: "gatekeeper", publicKey: "o1HEnwofyWYuyKYTTH22e4LHDTqiqav4WPokrDFfL-k", notBefore: 0 }],
     sign: async (requests: string[]): Promise<string[]> => requests.map(() => ""),
   };
@@ -69,18 +73,25 @@ async function report(): Promise<string[]> {
   const more = await client.listObjects("org-1/", next, 50);
   const sizes: number = listed.reduce((n, o) => n + o.size + o.storedAt, page.auditSeq + page.listedAt);
   const described: string[] = more.objects.map((o) => `${o.key} ${o.contentType} ${o.sha256}`);
+  const receipt: LogReceipt = put.receipt;
+  const proof: LogProof = await client.proveLogged(receipt);
+  const cosigners: string[] = proof.cosignedBy;
+  const logged = `${proof.leafIndex}/${proof.treeSize} ${proof.leafSha256} ${proof.rootHash} ${receipt.decision} ${receipt.leafSha256 ?? "v1"} ${cosigners.join(",")}`;
+  await client.proveLogged(one.receipt);
   let failure = "";
   try {
     await client.listObjects("org-1/", "../not-a-key");
   } catch (e) {
     if (e instanceof CountersignError) {
+      const denied: LogReceipt | undefined = e.receipt;
+      if (denied) await client.proveLogged(denied);
       // A CountersignError is an Error: generic handlers take it as one.
       const asError: Error = e;
       const sentence: string = e.message;
       failure = `${asError.name}: ${explain(e)} ${sentence} ${e.toString()}`;
     }
   }
-  return [url, text, String(bytes.length + size + put.size + sizes), ...meta, ...stored.map(String), ...signers.uploader, ...codes, next ?? "", ...described, failure];
+  return [url, text, String(bytes.length + size + put.size + sizes), ...meta, ...stored.map(String), ...signers.uploader, ...codes, next ?? "", ...described, failure, logged];
 }
 
 /** The primitives: hashing and strict Ed25519 verification, as the client does them. */

@@ -6,8 +6,9 @@
 //
 // For every case expected "ok" it checks that
 //   - a request case's canonical bytes equal the spec's rendering of its fields;
-//   - every signature's message is "countersign/v1/signature\nrole:R\nkey-id:K\n"
-//     followed by the signed document, and verifies under Node's Ed25519;
+//   - every signature's message is "countersign/vN/signature\nrole:R\nkey-id:K\n"
+//     (N = 2 for a document whose header is countersign/v2/..., else 1) followed by
+//     the signed document, and verifies under Node's Ed25519;
 //   - a manifest's embedded PUT request signatures verify too.
 // and it replays every listing case and every audit-entry case (ok or not) with its
 // own reader written from the spec ("Listings", "Audit log"), which must give the
@@ -39,7 +40,8 @@ function render(f) {
 }
 
 function message(role, keyId, doc) {
-  return Buffer.concat([Buffer.from(`countersign/v1/signature\nrole:${role}\nkey-id:${keyId}\n`), doc]);
+  const version = doc.subarray(0, 15).toString("latin1") === "countersign/v2/" ? 2 : 1;
+  return Buffer.concat([Buffer.from(`countersign/v${version}/signature\nrole:${role}\nkey-id:${keyId}\n`), doc]);
 }
 
 function ed25519(publicKey, msg, sig) {
@@ -140,7 +142,7 @@ function urlDecode(s) {
 const cursor = (s) => (s === "" ? "" : objectKey(urlDecode(s)));
 const bytesCmp = (a, b) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 
-function lines(doc, type, max) {
+function lines(doc, type, max, versions = [1]) {
   if (doc.length > max) refuse("too_large");
   let text;
   try {
@@ -150,9 +152,11 @@ function lines(doc, type, max) {
   }
   if (!text.endsWith("\n")) refuse("non_canonical");
   const all = text.slice(0, -1).split("\n");
-  if (all[0] !== `countersign/v1/${type}`) refuse(/^countersign\/v(0|[1-9][0-9]*)\//.test(all[0]) && all[0].endsWith(`/${type}`) ? "unsupported_version" : "non_canonical");
+  const version = versions.find((v) => all[0] === `countersign/v${v}/${type}`);
+  if (version === undefined) refuse(/^countersign\/v(0|[1-9][0-9]*)\//.test(all[0]) && all[0].endsWith(`/${type}`) ? "unsupported_version" : "non_canonical");
   let i = 1;
   return {
+    version,
     field(name) {
       const line = all[i++];
       if (line === undefined || !line.startsWith(`${name}:`)) refuse("non_canonical");
@@ -294,11 +298,12 @@ function capture(r, name) {
   return stored;
 }
 function readAuditEntry(doc) {
-  const r = lines(doc, "audit-entry", Infinity);
+  const r = lines(doc, "audit-entry", Infinity, [1, 2]);
   decimal(r.field("seq"));
   hex32(r.field("prev-sha256"));
   decimal(r.field("time-ms"));
   gatekeeperId(r.field("gatekeeper"));
+  if (r.version === 2) unescapeField(r.field("request-id"));
   clientIp(r.field("client-ip"));
   const texts = ["operation", "bucket", "key", "subject"].map((f) => [f, r.field(f)]);
   for (const [, t] of texts) if (escapeBytes(unescapeField(t)) !== t) throw new Error("escape is not the inverse of unescape");

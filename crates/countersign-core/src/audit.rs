@@ -1,5 +1,5 @@
-//! Audit-log hashing: each entry's canonical bytes (`countersign/v1/audit-entry`)
-//! include the SHA-256 of the previous entry, so changing, removing or reordering an
+//! Audit-log hashing: each entry's canonical bytes (`countersign/v2/audit-entry`,
+//! which adds the request id to version 1; both are read) include the SHA-256 of the previous entry, so changing, removing or reordering an
 //! entry breaks every later hash; signed checkpoints (`countersign/v1/checkpoint`) pin
 //! the head of the chain.
 
@@ -110,6 +110,10 @@ pub struct AuditEntry {
     pub time_ms: u64,
     /// The gatekeeper that decided.
     pub gatekeeper: GatekeeperId,
+    /// The id the gatekeeper gave the HTTP request (its `X-Request-Id` answer header;
+    /// empty for an entry of no HTTP request): `Some` writes entry version 2, `None`
+    /// version 1, which has no such field.
+    pub request_id: Option<Vec<u8>>,
     /// The client address the decision used.
     pub client_ip: IpAddr,
     /// The operation (`GET`, `PUT`, `HEAD`, `LIST`, `AUDIT`, or what the client sent).
@@ -215,14 +219,18 @@ fn parse_ip(s: &str) -> Result<IpAddr> {
 }
 
 impl AuditEntry {
-    /// The exact canonical bytes.
+    /// The exact canonical bytes: version 2 with a request id, else version 1.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new("audit-entry");
+        let version = if self.request_id.is_some() { 2 } else { 1 };
+        let mut w = Writer::versioned(version, "audit-entry");
         w.field("seq", &self.seq.to_string())
             .field("prev-sha256", &hex(&self.prev_sha256))
             .field("time-ms", &self.time_ms.to_string())
-            .field("gatekeeper", self.gatekeeper.as_str())
-            .field("client-ip", &self.client_ip.to_string())
+            .field("gatekeeper", self.gatekeeper.as_str());
+        if let Some(id) = &self.request_id {
+            w.field("request-id", &escape(id));
+        }
+        w.field("client-ip", &self.client_ip.to_string())
             .field("operation", &escape(&self.operation))
             .field("bucket", &escape(&self.bucket))
             .field("key", &escape(&self.key))
@@ -246,11 +254,15 @@ impl AuditEntry {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         // The protocol sets no size limit for audit entries: the caller bounds what
         // it reads.
-        let mut r = Reader::new(bytes, "audit-entry", usize::MAX)?;
+        let (mut r, version) = Reader::versioned(bytes, "audit-entry", usize::MAX, &[2, 1])?;
         let seq = parse_decimal(r.field("seq")?, "seq")?;
         let prev_sha256 = parse_hex::<32>(r.field("prev-sha256")?, "prev-sha256")?;
         let time_ms = parse_decimal(r.field("time-ms")?, "time-ms")?;
         let gatekeeper = GatekeeperId::parse(r.field("gatekeeper")?)?;
+        let request_id = match version {
+            1 => None,
+            _ => Some(unescape(r.field("request-id")?, "request-id")?),
+        };
         let client_ip = parse_ip(r.field("client-ip")?)?;
         let operation = unescape(r.field("operation")?, "operation")?;
         let bucket = unescape(r.field("bucket")?, "bucket")?;
@@ -269,6 +281,7 @@ impl AuditEntry {
             prev_sha256,
             time_ms,
             gatekeeper,
+            request_id,
             client_ip,
             operation,
             bucket,
@@ -285,6 +298,12 @@ impl AuditEntry {
     /// SHA-256 of the canonical bytes; the next entry's `prev-sha256`.
     pub fn hash(&self) -> [u8; 32] {
         Sha256::digest(self.encode()).into()
+    }
+
+    /// The RFC 6962 leaf hash of the canonical bytes: this entry's leaf in the
+    /// transparency log, which receipts carry.
+    pub fn leaf_hash(&self) -> [u8; 32] {
+        crate::merkle::leaf_hash(&self.encode())
     }
 }
 
@@ -403,6 +422,7 @@ mod tests {
                     prev_sha256: prev,
                     time_ms: 1_800_000_000_000 + seq,
                     gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+                    request_id: (seq != 1).then(|| format!("req-{seq}").into_bytes()),
                     client_ip: "127.0.0.2".parse().unwrap(),
                     operation: b"GET".to_vec(),
                     bucket: b"patient-reports".to_vec(),
@@ -422,6 +442,50 @@ mod tests {
                 entry
             })
             .collect()
+    }
+
+    #[test]
+    fn version_one_entries_still_read_and_chain() {
+        let entries = chain(3);
+        let v1 = String::from_utf8(entries[1].encode()).unwrap();
+        assert!(
+            v1.starts_with("countersign/v1/audit-entry\nseq:1\n"),
+            "{v1}"
+        );
+        assert!(!v1.contains("request-id"));
+        let v2 = String::from_utf8(entries[2].encode()).unwrap();
+        assert!(
+            v2.starts_with("countersign/v2/audit-entry\nseq:2\n")
+                && v2.contains("\ngatekeeper:gk.acme\nrequest-id:req-2\nclient-ip:"),
+            "{v2}"
+        );
+        for e in &entries {
+            assert_eq!(&AuditEntry::parse(&e.encode()).unwrap(), e);
+        }
+        assert!(verify_chain(&entries, 0, GENESIS).is_ok());
+        // The field belongs to version 2 only, and version 2 requires it.
+        let code = |t: String| AuditEntry::parse(t.as_bytes()).unwrap_err().code();
+        assert_eq!(
+            code(v1.replace("countersign/v1/", "countersign/v2/")),
+            ErrorCode::NonCanonical
+        );
+        assert_eq!(
+            code(v2.replace("countersign/v2/", "countersign/v1/")),
+            ErrorCode::NonCanonical
+        );
+        assert_eq!(
+            code(v2.replace("request-id:req-2", "request-id:req%0a2")),
+            ErrorCode::NonCanonical
+        );
+        let empty = v2.replace("request-id:req-2", "request-id:");
+        assert_eq!(
+            AuditEntry::parse(empty.as_bytes()).unwrap().request_id,
+            Some(Vec::new())
+        );
+        assert_eq!(
+            entries[2].leaf_hash(),
+            crate::merkle::leaf_hash(v2.as_bytes())
+        );
     }
 
     #[test]

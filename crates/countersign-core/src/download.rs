@@ -200,6 +200,7 @@ mod tests {
             decision,
             decided_at,
             audit_seq: 4,
+            leaf_sha256: Some([9; 32]),
         };
         let (receipt, receipt_sig) = receipt.sign(&w.gatekeeper, KeyId::parse("g1").unwrap());
         let enc = |s: crate::SignatureEntry| s.encode().into_bytes();

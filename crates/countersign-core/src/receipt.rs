@@ -1,5 +1,7 @@
-//! The gatekeeper's receipt (`countersign/v1/receipt`): its countersignature on one
-//! request, with the decision it took and where the audit log recorded it.
+//! The gatekeeper's receipt (`countersign/v2/receipt`; version 1 still verifies): its
+//! countersignature on one request, with the decision it took and where the audit log
+//! recorded it: the entry's leaf index and, from version 2 on, its RFC 6962 leaf hash,
+//! so the client can prove its request was logged ([`crate::logged`]).
 
 use crate::canonical::Request;
 use crate::error::{Error, ErrorCode, Result};
@@ -20,6 +22,16 @@ pub enum Decision {
     Allow,
     /// The request was refused with an error code.
     Deny(ErrorCode),
+}
+
+impl std::fmt::Display for Decision {
+    /// `allow`, or `deny` and the error code (`deny expired`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Allow => f.write_str("allow"),
+            Self::Deny(code) => write!(f, "deny {code}"),
+        }
+    }
 }
 
 impl Decision {
@@ -69,26 +81,34 @@ pub struct Receipt {
     pub decision: Decision,
     /// Unix seconds of the decision.
     pub decided_at: u64,
-    /// Sequence number of the audit entry that recorded the decision.
+    /// Sequence number of the audit entry that recorded the decision: its leaf index
+    /// in the transparency log.
     pub audit_seq: u64,
+    /// The RFC 6962 leaf hash of that entry's exact bytes (receipt version 2); `None`
+    /// for a version-1 receipt, which does not carry it.
+    pub leaf_sha256: Option<[u8; 32]>,
 }
 
 impl Receipt {
-    /// The exact canonical bytes.
+    /// The exact canonical bytes: version 2 with a leaf hash, else version 1.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new("receipt");
+        let version = if self.leaf_sha256.is_some() { 2 } else { 1 };
+        let mut w = Writer::versioned(version, "receipt");
         w.field("gatekeeper", self.gatekeeper.as_str())
             .field("request-sha256", &hex(&self.request_sha256))
             .field("decision", self.decision.as_str())
             .field("error", self.decision.error().map_or("", ErrorCode::as_str))
             .field("decided-at", &self.decided_at.to_string())
             .field("audit-seq", &self.audit_seq.to_string());
+        if let Some(leaf) = &self.leaf_sha256 {
+            w.field("leaf-sha256", &hex(leaf));
+        }
         w.finish()
     }
 
-    /// Parses canonical bytes.
+    /// Parses canonical bytes of version 2 or 1.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes, "receipt", MAX_RECEIPT_BYTES)?;
+        let (mut r, version) = Reader::versioned(bytes, "receipt", MAX_RECEIPT_BYTES, &[2, 1])?;
         let gatekeeper = GatekeeperId::parse(r.field("gatekeeper")?)?;
         let request_sha256 = parse_hex::<32>(r.field("request-sha256")?, "request-sha256")?;
         let decision = r.field("decision")?;
@@ -96,6 +116,10 @@ impl Receipt {
         let decision = Decision::parse(decision, error)?;
         let decided_at = parse_decimal(r.field("decided-at")?, "decided-at")?;
         let audit_seq = parse_decimal(r.field("audit-seq")?, "audit-seq")?;
+        let leaf_sha256 = match version {
+            1 => None,
+            _ => Some(parse_hex::<32>(r.field("leaf-sha256")?, "leaf-sha256")?),
+        };
         r.end()?;
         Ok(Self {
             gatekeeper,
@@ -103,6 +127,7 @@ impl Receipt {
             decision,
             decided_at,
             audit_seq,
+            leaf_sha256,
         })
     }
 
@@ -254,6 +279,7 @@ mod tests {
             decision,
             decided_at,
             audit_seq: 3,
+            leaf_sha256: Some([4; 32]),
         };
         let (bytes, sig) = receipt.sign(&key, KeyId::parse("g1").unwrap());
         Receipt::verify(&bytes, &[sig], &gk(trusted), &policy(&key), request).map(|v| v.decision())
@@ -333,6 +359,7 @@ mod tests {
             decision: Decision::Deny(ErrorCode::Expired),
             decided_at: T + 1000,
             audit_seq: 3,
+            leaf_sha256: None,
         };
         let (bytes, sig) = receipt.sign(&key, KeyId::parse("g1").unwrap());
         let mut other = req.clone();
@@ -365,6 +392,77 @@ mod tests {
             .unwrap_err()
             .code(),
             ErrorCode::BadSignature
+        );
+    }
+
+    #[test]
+    fn version_one_receipts_keep_verifying_and_versions_do_not_mix() {
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let req = request("gk.acme");
+        let mut receipt = Receipt {
+            gatekeeper: gk("gk.acme"),
+            request_sha256: Sha256::digest(&req).into(),
+            decision: Decision::Allow,
+            decided_at: T + 1,
+            audit_seq: 12,
+            leaf_sha256: None,
+        };
+        let (v1, v1_sig) = receipt.sign(&key, KeyId::parse("g1").unwrap());
+        assert!(v1.starts_with(b"countersign/v1/receipt\n"));
+        let verified = Receipt::verify(
+            &v1,
+            std::slice::from_ref(&v1_sig),
+            &gk("gk.acme"),
+            &policy(&key),
+            &req,
+        )
+        .unwrap();
+        assert_eq!(verified.receipt(), &receipt);
+
+        receipt.leaf_sha256 = Some([0xab; 32]);
+        let (v2, v2_sig) = receipt.sign(&key, KeyId::parse("g1").unwrap());
+        let text = String::from_utf8(v2.clone()).unwrap();
+        assert!(text.starts_with("countersign/v2/receipt\n"), "{text}");
+        assert!(text.ends_with(&format!("audit-seq:12\nleaf-sha256:{}\n", "ab".repeat(32))));
+        let verified = Receipt::verify(
+            &v2,
+            std::slice::from_ref(&v2_sig),
+            &gk("gk.acme"),
+            &policy(&key),
+            &req,
+        )
+        .unwrap();
+        assert_eq!(verified.receipt().leaf_sha256, Some([0xab; 32]));
+        // Version 2 signs under its own signing-message prefix: a version-1 signature
+        // does not verify a version-2 receipt of the same fields, nor the reverse.
+        let code = |bytes: &[u8], sig: &SignatureEntry| {
+            Receipt::verify(
+                bytes,
+                std::slice::from_ref(sig),
+                &gk("gk.acme"),
+                &policy(&key),
+                &req,
+            )
+            .unwrap_err()
+            .code()
+        };
+        assert_eq!(code(&v2, &v1_sig), ErrorCode::BadSignature);
+        assert_eq!(code(&v1, &v2_sig), ErrorCode::BadSignature);
+        // A version-2 header without the leaf hash, or a version-1 header with it.
+        let cut = text.replace(&format!("leaf-sha256:{}\n", "ab".repeat(32)), "");
+        assert_eq!(
+            Receipt::parse(cut.as_bytes()).unwrap_err().code(),
+            ErrorCode::NonCanonical
+        );
+        let extra = text.replace("countersign/v2/", "countersign/v1/");
+        assert_eq!(
+            Receipt::parse(extra.as_bytes()).unwrap_err().code(),
+            ErrorCode::NonCanonical
+        );
+        let v3 = text.replace("countersign/v2/", "countersign/v3/");
+        assert_eq!(
+            Receipt::parse(v3.as_bytes()).unwrap_err().code(),
+            ErrorCode::UnsupportedVersion
         );
     }
 }

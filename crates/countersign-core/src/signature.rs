@@ -76,10 +76,18 @@ pub fn public_key_of(key: &SigningKey) -> Result<PublicKey> {
     PublicKey::from_bytes(&key.verifying_key().to_bytes())
 }
 
-/// The exact bytes Ed25519 signs for `role` and `key_id` over a document.
+/// The exact bytes Ed25519 signs for `role` and `key_id` over a document. The
+/// signing message carries the document's own format version: a document whose
+/// header is `countersign/v2/...` is signed under `countersign/v2/signature`, every
+/// other document (version 1, or bytes that are no document) under
+/// `countersign/v1/signature`.
 pub fn signing_message(role: &Role, key_id: &KeyId, document: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(64 + document.len());
-    m.extend_from_slice(b"countersign/v1/signature\nrole:");
+    if document.starts_with(b"countersign/v2/") {
+        m.extend_from_slice(b"countersign/v2/signature\nrole:");
+    } else {
+        m.extend_from_slice(b"countersign/v1/signature\nrole:");
+    }
     m.extend_from_slice(role.as_str().as_bytes());
     m.extend_from_slice(b"\nkey-id:");
     m.extend_from_slice(key_id.as_str().as_bytes());

@@ -19,8 +19,15 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn new(kind: &str) -> Self {
+        Self::versioned(1, kind)
+    }
+
+    /// A document of format version `version` (`countersign/v<version>/<kind>`).
+    pub(crate) fn versioned(version: u32, kind: &str) -> Self {
         let mut out = String::with_capacity(512);
-        out.push_str("countersign/v1/");
+        out.push_str("countersign/v");
+        out.push_str(&version.to_string());
+        out.push('/');
         out.push_str(kind);
         out.push('\n');
         Self { out }
@@ -46,8 +53,19 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Checks size, UTF-8, the final LF and the header line.
+    /// Checks size, UTF-8, the final LF and the header line (version 1 only).
     pub(crate) fn new(bytes: &'a [u8], kind: &'static str, max_len: usize) -> Result<Self> {
+        Self::versioned(bytes, kind, max_len, &[1]).map(|(r, _)| r)
+    }
+
+    /// Like [`Reader::new`], accepting the header of each version in `versions`;
+    /// returns the version found. Another valid version is `unsupported_version`.
+    pub(crate) fn versioned(
+        bytes: &'a [u8],
+        kind: &'static str,
+        max_len: usize,
+        versions: &[u32],
+    ) -> Result<(Self, u32)> {
         if bytes.len() > max_len {
             return Err(Error::new(
                 ErrorCode::TooLarge,
@@ -77,8 +95,8 @@ impl<'a> Reader<'a> {
         })?;
         let mut lines = body.split('\n');
         let header = lines.next().unwrap_or_default();
-        check_header(header, kind)?;
-        Ok(Self { lines, kind })
+        let version = check_header(header, kind, versions)?;
+        Ok((Self { lines, kind }, version))
     }
 
     /// Returns the value of the next line, which must be `name:value`.
@@ -119,7 +137,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn check_header(header: &str, kind: &str) -> Result<()> {
+fn check_header(header: &str, kind: &str, versions: &[u32]) -> Result<u32> {
     let Some(rest) = header.strip_prefix("countersign/v") else {
         return Err(Error::new(
             ErrorCode::NonCanonical,
@@ -127,10 +145,13 @@ fn check_header(header: &str, kind: &str) -> Result<()> {
         ));
     };
     let (version, found_kind) = rest.split_once('/').unwrap_or((rest, ""));
-    if version == "1" && found_kind == kind {
-        return Ok(());
+    let number = parse_decimal(version, "version").ok();
+    if found_kind == kind
+        && let Some(v) = number.and_then(|n| versions.iter().find(|&&v| u64::from(v) == n))
+    {
+        return Ok(*v);
     }
-    if version != "1" && parse_decimal(version, "version").is_ok() && found_kind == kind {
+    if number.is_some() && found_kind == kind {
         return Err(Error::new(
             ErrorCode::UnsupportedVersion,
             format!(

@@ -20,6 +20,9 @@ fn entries() -> [AuditEntry; 2] {
         prev_sha256: GENESIS,
         time_ms: 1_800_000_001_250,
         gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+        // Entry 0 was written by a gatekeeper of entry version 1, entry 1 by one of
+        // version 2: one log holds both.
+        request_id: None,
         client_ip: "203.0.113.7".parse().unwrap(),
         operation: b"PUT".to_vec(),
         bucket: b"patient-reports".to_vec(),
@@ -35,6 +38,7 @@ fn entries() -> [AuditEntry; 2] {
         seq: 1,
         prev_sha256: put.hash(),
         time_ms: 1_800_000_002_000,
+        request_id: Some(b"5b1f0c9e2d7a4c8e9f3a6b2d1e0c7f48".to_vec()),
         client_ip: "2001:db8::42".parse().unwrap(),
         operation: b"GET".to_vec(),
         key: b"reports/100% done.pdf".to_vec(),

@@ -81,6 +81,7 @@ async fn main() {
                 .append(
                     AuditDraft {
                         time_ms: 1_800_000_000_000 + i,
+                        request_id: format!("{i:032x}").into_bytes(),
                         client_ip: "10.1.2.3".parse().unwrap(),
                         operation: b"GET".to_vec(),
                         bucket: b"local".to_vec(),

@@ -762,6 +762,7 @@ impl CryptoWork {
             decision: Decision::Allow,
             decided_at: now(),
             audit_seq: 123_456,
+            leaf_sha256: Some([3; 32]),
         }
         .sign(&gatekeeper, KeyId::parse("gk1").unwrap());
         Self {

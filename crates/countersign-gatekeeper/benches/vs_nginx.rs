@@ -403,6 +403,7 @@ fn crypto_us() -> f64 {
         decision: Decision::Allow,
         decided_at: now(),
         audit_seq: 1,
+        leaf_sha256: Some([3; 32]),
     };
     let n = 2000;
     let t = Instant::now();
@@ -571,6 +572,7 @@ async fn append_throughput(label: &str, url: &str, secs: usize, clients: usize) 
                 while !stop.load(Ordering::Relaxed) {
                     let draft = AuditDraft {
                         time_ms: now() * 1000,
+                        request_id: b"bench".to_vec(),
                         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                         operation: b"GET".to_vec(),
                         bucket: BUCKET.as_bytes().to_vec(),

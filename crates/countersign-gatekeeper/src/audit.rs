@@ -65,6 +65,10 @@ pub struct AuditRecord {
     pub time_ms: u64,
     /// Gatekeeper id.
     pub gatekeeper: String,
+    /// The request id (`X-Request-Id`), escaped; absent for an entry of format
+    /// version 1, which has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// Client address.
     pub client_ip: String,
     /// Operation (escaped).
@@ -106,6 +110,7 @@ impl AuditRecord {
             entry_sha256: hex(&<[u8; 32]>::from(sha2::Sha256::digest(&bytes))),
             time_ms: e.time_ms,
             gatekeeper: e.gatekeeper.to_string(),
+            request_id: e.request_id.as_deref().map(escape),
             client_ip: e.client_ip.to_string(),
             operation: escape(&e.operation),
             bucket: escape(&e.bucket),

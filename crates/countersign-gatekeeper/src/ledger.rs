@@ -54,16 +54,30 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr as _;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     let files: &[(i64, &str, &'static str)] = match dialect {
-        Dialect::Sqlite => &[(
-            1,
-            "initial",
-            include_str!("../migrations/sqlite/0001_initial.sql"),
-        )],
-        Dialect::Postgres => &[(
-            1,
-            "initial",
-            include_str!("../migrations/postgres/0001_initial.sql"),
-        )],
+        Dialect::Sqlite => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/sqlite/0001_initial.sql"),
+            ),
+            (
+                2,
+                "audit request id",
+                include_str!("../migrations/sqlite/0002_audit_request_id.sql"),
+            ),
+        ],
+        Dialect::Postgres => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/postgres/0001_initial.sql"),
+            ),
+            (
+                2,
+                "audit request id",
+                include_str!("../migrations/postgres/0002_audit_request_id.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         files
@@ -128,6 +142,8 @@ pub struct CheckpointSigner {
 pub struct AuditDraft {
     /// Unix milliseconds of the decision.
     pub time_ms: u64,
+    /// The request id (`X-Request-Id`); empty for an entry of no HTTP request.
+    pub request_id: Vec<u8>,
     /// Client address.
     pub client_ip: IpAddr,
     /// Operation, as received or learned.
@@ -800,6 +816,8 @@ impl Ledger {
             time_ms: to_u64(row.try_get("time_ms")?, "time_ms")?,
             gatekeeper: GatekeeperId::parse(&gk)
                 .map_err(|e| LedgerError::Corrupt(e.to_string()))?,
+            // NULL: an entry written as version 1, before entries had a request id.
+            request_id: row.try_get("request_id")?,
             client_ip: ip
                 .parse()
                 .map_err(|_| LedgerError::Corrupt(format!("bad client ip `{ip}`")))?,
@@ -816,7 +834,7 @@ impl Ledger {
     }
 
     const ENTRY_COLUMNS: &'static str =
-        "seq, prev_sha256, time_ms, gatekeeper, client_ip, operation, bucket,
+        "seq, prev_sha256, time_ms, gatekeeper, request_id, client_ip, operation, bucket,
         object_key, subject, decision, error_code, bytes, latency_us, request, request_sha256,
         request_length, signatures, signatures_sha256, signatures_length";
 
@@ -1101,6 +1119,7 @@ impl Sequencer {
                 prev_sha256: prev,
                 time_ms: p.draft.time_ms,
                 gatekeeper: self.signer.gatekeeper.clone(),
+                request_id: Some(p.draft.request_id),
                 client_ip: p.draft.client_ip,
                 operation: p.draft.operation,
                 bucket: p.draft.bucket,
@@ -1123,12 +1142,12 @@ impl Sequencer {
             seq += 1;
         }
         let mut insert = String::from(
-            "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper, client_ip,
+            "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper, request_id, client_ip,
              operation, bucket, object_key, subject, decision, error_code, bytes, latency_us,
              request, request_sha256, request_length, signatures, signatures_sha256,
              signatures_length) VALUES ",
         );
-        push_tuples(&mut insert, rows.len(), 20);
+        push_tuples(&mut insert, rows.len(), 21);
         let mut q = sqlx::query(sql(self.dialect, &insert));
         for r in &rows {
             let (e, c) = (&r.entry, &r.columns);
@@ -1138,6 +1157,7 @@ impl Sequencer {
                 .bind(r.hash.to_vec())
                 .bind(c.time_ms)
                 .bind(e.gatekeeper.as_str().to_owned())
+                .bind(e.request_id.clone())
                 .bind(e.client_ip.to_string())
                 .bind(e.operation.clone())
                 .bind(e.bucket.clone())

@@ -37,6 +37,7 @@ pub struct Action {
 fn draft(bucket: &str, target: &str, code: ErrorCode) -> AuditDraft {
     AuditDraft {
         time_ms: crate::http::now_ms(),
+        request_id: Vec::new(),
         client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         operation: b"RECONCILE".to_vec(),
         bucket: bucket.as_bytes().to_vec(),

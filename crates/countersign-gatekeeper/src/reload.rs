@@ -235,6 +235,7 @@ pub async fn reload(gk: &Gatekeeper, by: &Requester) -> Result<Reloaded, ReloadE
     };
     let draft = AuditDraft {
         time_ms: crate::http::now_ms(),
+        request_id: Vec::new(),
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         operation: RELOAD_OPERATION.as_bytes().to_vec(),
         bucket: crate::config::AUDIT_BUCKET.as_bytes().to_vec(),

@@ -173,7 +173,132 @@ macro_rules! both_backends {
     };
 }
 
+/// An audit entry written before entries had a request id (format version 1) reads
+/// back as the same bytes after the upgrade, and the next entry (version 2) chains
+/// to it and joins the same tree.
+async fn entries_written_before_the_request_id_keep_verifying(backend: &Backend) {
+    use countersign_core::audit::{AuditEntry, CapturedHeader, GENESIS, verify_chain};
+    use countersign_core::merkle::{MemoryTree, leaf_hash};
+    use countersign_core::{Decision, ErrorCode};
+    let dir = temp_dir();
+    let (url, dialect) = fresh_database(backend, dir.path()).await;
+    create_pre_migration_database(&url, dialect).await;
+    let old = AuditEntry {
+        seq: 0,
+        prev_sha256: GENESIS,
+        time_ms: 1_700_000_000_000,
+        gatekeeper: GatekeeperId::parse(GK).unwrap(),
+        request_id: None,
+        client_ip: "192.0.2.1".parse().unwrap(),
+        operation: b"GET".to_vec(),
+        bucket: b"reports".to_vec(),
+        key: b"org-1/old.pdf".to_vec(),
+        subject: b"user-1".to_vec(),
+        decision: Decision::Deny(ErrorCode::Expired),
+        bytes: 0,
+        latency_us: 9,
+        request: CapturedHeader::whole(b"cmVx"),
+        signatures: CapturedHeader::whole(b""),
+    };
+    let pool = raw_pool(&url).await;
+    let q = "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper,
+         client_ip, operation, bucket, object_key, subject, decision, error_code, bytes,
+         latency_us, request, request_sha256, request_length, signatures, signatures_sha256,
+         signatures_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let q = match dialect {
+        Dialect::Sqlite => q.to_owned(),
+        Dialect::Postgres => {
+            (1..=20).fold(q.to_owned(), |q, n| q.replacen('?', &format!("${n}"), 1))
+        }
+    };
+    sqlx::query(sqlx::AssertSqlSafe(q))
+        .bind(0i64)
+        .bind(GENESIS.to_vec())
+        .bind(old.hash().to_vec())
+        .bind(1_700_000_000_000i64)
+        .bind(GK.to_owned())
+        .bind("192.0.2.1".to_owned())
+        .bind(old.operation.clone())
+        .bind(old.bucket.clone())
+        .bind(old.key.clone())
+        .bind(old.subject.clone())
+        .bind("deny".to_owned())
+        .bind("expired".to_owned())
+        .bind(0i64)
+        .bind(9i64)
+        .bind(old.request.stored().to_vec())
+        .bind(old.request.sha256().to_vec())
+        .bind(4i64)
+        .bind(Vec::<u8>::new())
+        .bind(old.signatures.sha256().to_vec())
+        .bind(0i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let ledger = connect(&url).await.unwrap();
+    let mut draft = ledger_draft();
+    draft.request_id = b"0123456789abcdef0123456789abcdef".to_vec();
+    let new = ledger.append(draft, None).await.unwrap();
+    let entries = ledger.entries(0, 10).await.unwrap();
+    assert_eq!(entries, vec![old.clone(), new.clone()]);
+    assert!(
+        entries[0]
+            .encode()
+            .starts_with(b"countersign/v1/audit-entry\n")
+    );
+    assert!(
+        entries[1]
+            .encode()
+            .starts_with(b"countersign/v2/audit-entry\n")
+    );
+    assert_eq!(new.prev_sha256, old.hash());
+    assert_eq!(verify_chain(&entries, 0, GENESIS).unwrap().1, 2);
+    // The JSON record (search, export) names the request id of version-2 entries only,
+    // and reads back to the same entries.
+    use countersign_gatekeeper::audit::AuditRecord;
+    let records: Vec<AuditRecord> = entries.iter().map(AuditRecord::from_entry).collect();
+    assert_eq!(records[0].request_id, None);
+    assert_eq!(
+        records[1].request_id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    for (record, entry) in records.iter().zip(&entries) {
+        let json = serde_json::to_string(record).unwrap();
+        assert_eq!(json.contains("request_id"), entry.request_id.is_some());
+        let back: AuditRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back.to_entry().unwrap(), entry);
+    }
+    let cp = ledger.integrate(100).await.unwrap().unwrap();
+    let tree = MemoryTree::from_leaves(entries.iter().map(|e| leaf_hash(&e.encode())).collect());
+    let root = tree.root(2).unwrap();
+    assert_eq!(cp.size, 2);
+    let text = countersign_core::note::SignedNote::parse(cp.note.as_bytes()).unwrap();
+    let body = countersign_core::note::Checkpoint::parse_body(text.text()).unwrap();
+    assert_eq!(body.root(), &root);
+    ledger.close().await;
+}
+
+fn ledger_draft() -> countersign_gatekeeper::ledger::AuditDraft {
+    countersign_gatekeeper::ledger::AuditDraft {
+        time_ms: 1_700_000_001_000,
+        request_id: Vec::new(),
+        client_ip: "192.0.2.2".parse().unwrap(),
+        operation: b"GET".to_vec(),
+        bucket: b"reports".to_vec(),
+        key: b"org-1/old.pdf".to_vec(),
+        subject: b"user-1".to_vec(),
+        decision: countersign_core::Decision::Allow,
+        bytes: 3,
+        latency_us: 10,
+        request: countersign_core::audit::CapturedHeader::whole(b""),
+        signatures: countersign_core::audit::CapturedHeader::whole(b""),
+    }
+}
+
 both_backends!(
     upgrades_a_database_created_before_migrations,
-    refuses_a_newer_or_altered_schema
+    refuses_a_newer_or_altered_schema,
+    entries_written_before_the_request_id_keep_verifying
 );

@@ -1213,6 +1213,7 @@ async fn release_append_lock(url: &str, mut c: sqlx::AnyConnection) {
 fn ledger_draft(key: &str) -> countersign_gatekeeper::ledger::AuditDraft {
     countersign_gatekeeper::ledger::AuditDraft {
         time_ms: now() * 1000,
+        request_id: b"suite".to_vec(),
         client_ip: "127.0.0.1".parse().unwrap(),
         operation: b"GET".to_vec(),
         bucket: b"reports".to_vec(),

@@ -42,6 +42,7 @@
 //! ```
 
 use crate::error::{DenialReceipt, Error, Result};
+use crate::logged::SavedReceipt;
 use crate::signer::Signer;
 use crate::transport::{
     DownloadHeaders, MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER, RECEIPT_HEADER,
@@ -52,7 +53,7 @@ use crate::transport::{
 use bytes::Bytes;
 use countersign_core::Receipt;
 use countersign_core::listing::MAX_LISTING_BYTES;
-use countersign_core::text::parse_b64;
+use countersign_core::text::{b64, parse_b64};
 use countersign_core::{
     AuthorizedKey, BodyDigest, Bucket, ContentType, Decision, Error as CoreError, ErrorCode,
     GatekeeperId, ListPrefix, ListedObject, ObjectKey, Operation, Policy, Request, Role, Subject,
@@ -215,10 +216,13 @@ pub struct ObjectInfo {
     pub stored_at: u64,
     /// The audit entry of this request (from its receipt).
     pub audit_seq: u64,
+    /// The verified receipt as received, with the request: save it (JSON) to prove
+    /// later that the request was logged ([`crate::logged::prove_logged`]).
+    pub receipt: SavedReceipt,
 }
 
 impl ObjectInfo {
-    fn new(manifest: &VerifiedManifest, audit_seq: u64) -> Result<Self> {
+    fn new(manifest: &VerifiedManifest, audit_seq: u64, receipt: SavedReceipt) -> Result<Self> {
         let missing = || {
             Error::from(CoreError::new(
                 ErrorCode::ManifestMismatch,
@@ -233,6 +237,7 @@ impl ObjectInfo {
             uploader: manifest.uploader().clone(),
             stored_at: manifest.manifest().stored_at(),
             audit_seq,
+            receipt,
         })
     }
 }
@@ -380,6 +385,16 @@ impl Client {
         }
     }
 
+    /// A verified receipt `(receipt, signature)` of `canonical`, as it is saved.
+    fn saved_receipt(&self, canonical: &[u8], (receipt, signature): (&str, &str)) -> SavedReceipt {
+        SavedReceipt {
+            gatekeeper: self.audience.to_string(),
+            request: b64(canonical),
+            receipt: receipt.trim().to_owned(),
+            receipt_signature: signature.trim().to_owned(),
+        }
+    }
+
     /// Verifies the receipt (it must allow the request) and the manifest of a success
     /// answer for `bucket`/`key`.
     fn verify_answer(
@@ -410,7 +425,8 @@ impl Client {
             &self.uploader,
         )?;
         manifest.check_object(bucket, key)?;
-        ObjectInfo::new(&manifest, receipt.receipt().audit_seq)
+        let saved = self.saved_receipt(canonical, response_receipt(response)?);
+        ObjectInfo::new(&manifest, receipt.receipt().audit_seq, saved)
     }
 
     /// Uploads the file at `path`: reads it once to sign its SHA-256 and length, then
@@ -570,15 +586,24 @@ impl Client {
         let signed = self.sign(bucket, Operation::Head { key: key.clone() })?;
         let builder = self.request(reqwest::Method::HEAD, &object_path(bucket, key), &signed);
         let response = self.send(builder, &signed).await?;
+        let headers = download_headers(&response)?;
         let verified = verify_download_headers(
             &signed.canonical,
-            &download_headers(&response)?,
+            &headers,
             None,
             &self.gatekeeper,
             &self.uploader,
         )?;
         verified.manifest.check_object(bucket, key)?;
-        ObjectInfo::new(&verified.manifest, verified.receipt.receipt().audit_seq)
+        let saved = self.saved_receipt(
+            &signed.canonical,
+            (headers.receipt, headers.receipt_signature),
+        );
+        ObjectInfo::new(
+            &verified.manifest,
+            verified.receipt.receipt().audit_seq,
+            saved,
+        )
     }
 
     /// Downloads an object and verifies it, streaming its bytes into `spool` (which
@@ -643,14 +668,23 @@ impl Client {
             sha256: hasher.finalize().into(),
             length,
         };
+        let headers = headers.borrow();
         let verified = verify_download_headers(
             &signed.canonical,
-            &headers.borrow(),
+            &headers,
             Some(&got),
             &self.gatekeeper,
             &self.uploader,
         )?;
-        ObjectInfo::new(&verified.manifest, verified.receipt.receipt().audit_seq)
+        let saved = self.saved_receipt(
+            &signed.canonical,
+            (headers.receipt, headers.receipt_signature),
+        );
+        ObjectInfo::new(
+            &verified.manifest,
+            verified.receipt.receipt().audit_seq,
+            saved,
+        )
     }
 
     /// Downloads an object into memory, refusing (`too_large`, before reading the
@@ -852,6 +886,14 @@ fn required_header<'a>(response: &'a reqwest::Response, name: &str) -> Result<&'
         )
         .into()
     })
+}
+
+/// The receipt header values `(receipt, signature)` of an answer.
+fn response_receipt(response: &reqwest::Response) -> Result<(&str, &str)> {
+    Ok((
+        required_header(response, RECEIPT_HEADER)?,
+        required_header(response, RECEIPT_SIGNATURE_HEADER)?,
+    ))
 }
 
 fn download_headers(response: &reqwest::Response) -> Result<DownloadHeaders<'_>> {

@@ -16,6 +16,9 @@
 //! - [`transport`]: header names and URL paths (the core's), receipt, manifest and
 //!   listing verification, and the one check before trusting downloaded bytes
 //!   ([`transport::verify_download_headers`]).
+//! - [`logged`]: prove from a receipt that the gatekeeper logged the request
+//!   ([`logged::prove_logged`], against its signed, optionally witness-cosigned,
+//!   checkpoint and public hash tiles).
 //! - [`client`] (feature `client`, on with `cli`): [`Client`] puts, gets, heads and
 //!   lists objects through a gatekeeper and verifies every answer before returning it.
 //!
@@ -35,6 +38,7 @@
 //! | `cat` | the same, to stdout (spooled through an unnamed temporary file until verified) |
 //! | `head` | the object's verified manifest: size, SHA-256, type, uploader (`--json`) |
 //! | `ls` | the objects under `--prefix`, from the gatekeeper's verified listing pages (`--json`) |
+//! | `audit prove` | proves that a receipt saved by `put`/`get --receipt FILE` was logged (inclusion in the signed log) |
 //!
 //! `put`, `get`, `cat`, `head` and `ls` take the gatekeeper URL and key, signing keys,
 //! audience, subject and bucket from flags, else from a profile: `--profile NAME`
@@ -111,6 +115,7 @@
 pub mod client;
 pub mod error;
 pub mod keys;
+pub mod logged;
 pub mod signer;
 pub mod transport;
 

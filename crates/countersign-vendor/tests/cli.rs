@@ -261,6 +261,7 @@ fn inspect_receipts_and_refuse_garbage() {
         decision: Decision::Allow,
         decided_at: 1_800_000_001,
         audit_seq: 3,
+        leaf_sha256: Some([3; 32]),
     };
     let bytes = receipt.encode();
     std::fs::write(d.join("receipt.b64"), b64(&bytes)).unwrap();
@@ -280,6 +281,11 @@ fn inspect_receipts_and_refuse_garbage() {
     );
     assert_eq!(outcome(&o), (0, String::new()), "{}", stderr(&o));
     assert!(stdout(&o).contains("audit-seq          3"));
+    assert!(
+        stdout(&o).contains(&format!("leaf-sha256        {}", "03".repeat(32))),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("verifies: yes, for this request"));
     let (other, _) = sign_get(d, "v.key", "a/c");
     let o = run(
@@ -984,6 +990,7 @@ fn inspect_listings_and_deny_receipts() {
         decision: Decision::Deny(countersign_core::ErrorCode::WrongAudience),
         decided_at: 1_800_000_001,
         audit_seq: 6,
+        leaf_sha256: Some([3; 32]),
     };
     let r_bytes = receipt.encode();
     std::fs::write(d.join("deny.txt"), &r_bytes).unwrap();

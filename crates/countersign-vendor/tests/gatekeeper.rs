@@ -27,6 +27,7 @@ struct Gatekeeper {
     url: String,
     public_key_file: PathBuf,
     data_dir: PathBuf,
+    state: countersign_gatekeeper::http::AppState,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -53,12 +54,13 @@ impl Gatekeeper {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = runtime.spawn(server::serve(state, listener));
+        let task = runtime.spawn(server::serve(state.clone(), listener));
         Self {
             runtime,
             url,
             public_key_file,
             data_dir,
+            state,
             task,
         }
     }
@@ -1370,4 +1372,177 @@ fn witness_cosigns_only_checkpoints_that_extend_the_last_one() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("rollback"));
     let o = cosign(d, &gk, &gk.url);
     assert_eq!(outcome(&o), (1, "witness_halted".to_owned()));
+}
+
+/// `audit prove` of `receipt` through `url` with extra arguments.
+fn prove(dir: &Path, gk: &Gatekeeper, url: &str, receipt: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "audit",
+        "prove",
+        receipt,
+        "--gatekeeper",
+        url,
+        "--gatekeeper-key",
+        gk.public_key_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(dir, &args)
+}
+
+/// `audit prove` until the log has integrated the entry (`not_found` before).
+fn prove_when_integrated(dir: &Path, gk: &Gatekeeper, receipt: &str, extra: &[&str]) -> Output {
+    for _ in 0..100 {
+        let o = prove(dir, gk, &gk.url, receipt, extra);
+        if outcome(&o).1 != "not_found" {
+            return o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("the entry of {receipt} was not integrated within 20 s");
+}
+
+#[test]
+fn audit_prove_shows_that_a_put_and_a_get_were_logged() {
+    use countersign_vendor::countersign_core::note::NoteSigner;
+    use countersign_vendor::logged::SavedReceipt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let vendor = keygen(d, "vendor-1", &[]);
+    let gk = Gatekeeper::start(d, vec![vendor]);
+    std::fs::write(d.join("a.txt"), b"logged").unwrap();
+
+    let mut args = vec!["put"];
+    args.extend(remote(&gk, "vendor-1.key", "org-1/a.txt"));
+    args.extend([
+        "--receipt",
+        "put.json",
+        "--content-type",
+        "text/plain",
+        "a.txt",
+    ]);
+    assert_eq!(outcome(&run(d, &args)), (0, String::new()));
+    // A refused request saves nothing (the SDK's and the browser's errors carry the
+    // deny receipt).
+    let o = get(
+        d,
+        &gk,
+        "vendor-1.key",
+        "org-1/missing",
+        "m.bin",
+        &["--receipt", "deny.json"],
+    );
+    assert_eq!(outcome(&o), (1, "not_found".to_owned()));
+    assert!(!d.join("deny.json").exists());
+    // A download.
+    let o = get(
+        d,
+        &gk,
+        "vendor-1.key",
+        "org-1/a.txt",
+        "a.out",
+        &["--receipt", "get.json"],
+    );
+    assert_eq!(outcome(&o), (0, String::new()));
+
+    for file in ["put.json", "get.json"] {
+        let o = prove_when_integrated(d, &gk, file, &[]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            outcome(&o),
+            (0, String::new()),
+            "{file}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.starts_with("logged: entry "), "{out}");
+        assert!(
+            out.contains(" of local/audit, in the signed checkpoint of "),
+            "{out}"
+        );
+    }
+
+    // A customer admin holding the entry's bytes checks that it records the decision
+    // (the GET's entry follows the refusal's).
+    let saved = SavedReceipt::parse(&std::fs::read(d.join("get.json")).unwrap()).unwrap();
+    let receipt = countersign_vendor::countersign_core::Receipt::parse(
+        &countersign_vendor::countersign_core::text::parse_b64(&saved.receipt, "r").unwrap(),
+    )
+    .unwrap();
+    assert!(receipt.leaf_sha256.is_some());
+    let entries = gk
+        .runtime
+        .block_on(
+            gk.state
+                .ledger
+                .entries(receipt.audit_seq.saturating_sub(1), 2),
+        )
+        .unwrap();
+    let (before, this) = (&entries[0], &entries[1]);
+    assert_eq!(this.seq, receipt.audit_seq);
+    // The entry carries the request id the client was answered with.
+    assert_eq!(this.request_id.as_ref().map(Vec::len), Some(32));
+    std::fs::write(d.join("entry.bin"), this.encode()).unwrap();
+    std::fs::write(d.join("other.bin"), before.encode()).unwrap();
+    let o = prove(d, &gk, &gk.url, "get.json", &["--entry", "entry.bin"]);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("the entry records `allow`"));
+    assert_eq!(before.decision.to_string(), "deny not_found");
+    let o = prove(d, &gk, &gk.url, "get.json", &["--entry", "other.bin"]);
+    assert_eq!(outcome(&o), (1, "receipt_mismatch".to_owned()));
+
+    // A receipt file edited after it was saved (another leaf hash) no longer verifies.
+    let mut forged = saved.clone();
+    let text = String::from_utf8(
+        countersign_vendor::countersign_core::text::parse_b64(&saved.receipt, "r").unwrap(),
+    )
+    .unwrap();
+    let leaf = text.lines().last().unwrap().to_owned();
+    let edited = text.replace(&leaf, &format!("leaf-sha256:{}", "00".repeat(32)));
+    forged.receipt = countersign_vendor::countersign_core::text::b64(edited.as_bytes());
+    std::fs::write(d.join("forged.json"), serde_json::to_vec(&forged).unwrap()).unwrap();
+    let o = prove(d, &gk, &gk.url, "forged.json", &[]);
+    assert_eq!(outcome(&o), (1, "bad_signature".to_owned()));
+    std::fs::write(d.join("junk.json"), b"{}").unwrap();
+    assert_eq!(
+        outcome(&prove(d, &gk, &gk.url, "junk.json", &[])),
+        (1, "malformed".to_owned())
+    );
+
+    // A server that lies about a hash the proof uses is caught.
+    let flip = proxy(&gk.url, |path, mut body| {
+        // Every hash of the leaf tile (the proof uses the siblings, not the leaf's own).
+        if path.starts_with("/v1/log/tile/0/") {
+            body.iter_mut().for_each(|b| *b ^= 1);
+        }
+        body
+    });
+    let o = prove(d, &gk, &flip, "put.json", &[]);
+    assert_eq!(
+        outcome(&o),
+        (1, "audit_chain_broken".to_owned()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Witnesses: a quorum the checkpoint does not carry is refused.
+    let witness = NoteSigner::cosigner(
+        "w1.example",
+        countersign_vendor::countersign_core::ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    )
+    .unwrap()
+    .verifier_key();
+    let o = prove(
+        d,
+        &gk,
+        &gk.url,
+        "put.json",
+        &["--witness", &witness, "--quorum", "1"],
+    );
+    assert_eq!(outcome(&o), (1, "threshold_not_met".to_owned()));
+    let o = prove(d, &gk, &gk.url, "put.json", &["--quorum", "1"]);
+    assert_eq!(outcome(&o).0, 2);
 }

@@ -368,6 +368,7 @@ fn receipts_and_manifests_verify_from_headers() {
         decision: Decision::Allow,
         decided_at: NOW + 1,
         audit_seq: 7,
+        leaf_sha256: Some([3; 32]),
     };
     let bytes = receipt.encode();
     let sig = gk.sign_document(&bytes);
@@ -457,6 +458,7 @@ fn receipts_and_manifests_verify_from_headers() {
         decision: Decision::Allow,
         decided_at: NOW + 6,
         audit_seq: 9,
+        leaf_sha256: Some([3; 32]),
     }
     .encode();
     let (gr_header, grs_header) = request_headers(&get_receipt, &[gk.sign_document(&get_receipt)]);

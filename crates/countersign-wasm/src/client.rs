@@ -5,6 +5,7 @@ use crate::http::{
     check_response, content_length, discard_body, header, network, protocol_error, read_body,
 };
 use crate::listing::{MAX_LIST_BODY_BYTES, signed_members, verify_page};
+use crate::logged::LogReceipt;
 use crate::options::Config;
 use countersign_core::signature::{encode_list, parse_list};
 use countersign_core::text::{b64, hex, parse_b64};
@@ -14,7 +15,7 @@ use countersign_core::transport::{
 };
 use countersign_core::{
     BodyDigest, ContentType, Download, ErrorCode, ListPrefix, Manifest, ObjectKey, Operation,
-    Request, SignatureEntry, VerifiedDownload, verify_download,
+    Receipt, Request, SignatureEntry, VerifiedDownload, verify_download,
 };
 use gloo_net::http::Request as HttpRequest;
 use js_sys::{Array, Promise, Uint8Array};
@@ -53,6 +54,10 @@ export interface ClientOptions {
   gatekeeperThreshold?: number;
   /** How many objects `getObjects` fetches at once (1–64, default 6). */
   concurrency?: number;
+  /** Witness verifier keys (`name+keyid+base64`, type 0x04) `proveLogged` accepts. */
+  logWitnesses?: string[];
+  /** How many of `logWitnesses` must have cosigned the checkpoint (default 0). */
+  logQuorum?: number;
   /** Has the vendor sign base64url canonical requests; one signature list each. */
   sign: (requests: string[]) => Promise<string[]> | string[];
 }
@@ -78,7 +83,7 @@ pub struct PutResult {
     key: String,
     sha256: String,
     size: u64,
-    audit_seq: u64,
+    receipt: Receipt,
 }
 
 fn now() -> u64 {
@@ -231,9 +236,25 @@ impl GatekeeperClient {
                 key: key.to_string(),
                 sha256: hex(&digest.sha256),
                 size: digest.length,
-                audit_seq: receipt.receipt().audit_seq,
+                receipt: receipt.receipt().clone(),
             })
         })
+    }
+
+    /// Proves that the request of `receipt` (from `PutResult.receipt`,
+    /// `VerifiedObject.receipt` or a refusal's `CountersignError.receipt`) was logged:
+    /// fetches the log's signed checkpoint and the hash tiles the inclusion proof
+    /// needs (public, no signing call), and checks the checkpoint's signature under
+    /// the configured gatekeeper keys, the witness quorum (`logWitnesses`,
+    /// `logQuorum`) and the inclusion of the receipt's leaf. Rejects with `not_found`
+    /// while the log has not integrated the entry yet (retry after its checkpoint
+    /// interval, 1 s by default), `audit_chain_broken` if the leaf is not in the signed
+    /// tree, `threshold_not_met` without the witness quorum.
+    #[wasm_bindgen(js_name = proveLogged, unchecked_return_type = "Promise<LogProof>")]
+    pub fn prove_logged(&self, receipt: &LogReceipt) -> Promise {
+        let config = self.config.clone();
+        let receipt = receipt.receipt.clone();
+        promise(async move { crate::logged::prove(&config, &receipt).await })
     }
 
     /// Lists one page of the objects under `prefix` from the gatekeeper's index, at
@@ -541,6 +562,13 @@ impl VerifiedObject {
     pub fn audit_seq(&self) -> f64 {
         self.download.receipt.receipt().audit_seq as f64
     }
+    /// The gatekeeper's verified receipt, for `client.proveLogged`.
+    #[wasm_bindgen(getter)]
+    pub fn receipt(&self) -> LogReceipt {
+        LogReceipt {
+            receipt: self.download.receipt.receipt().clone(),
+        }
+    }
 
     /// Key ids that signed: `{uploader: [...], gatekeeper: [...]}`.
     #[wasm_bindgen(
@@ -601,6 +629,13 @@ impl PutResult {
     /// The audit-log sequence number of the upload.
     #[wasm_bindgen(getter, js_name = auditSeq)]
     pub fn audit_seq(&self) -> f64 {
-        self.audit_seq as f64
+        self.receipt.audit_seq as f64
+    }
+    /// The gatekeeper's verified receipt, for `client.proveLogged`.
+    #[wasm_bindgen(getter)]
+    pub fn receipt(&self) -> LogReceipt {
+        LogReceipt {
+            receipt: self.receipt.clone(),
+        }
     }
 }

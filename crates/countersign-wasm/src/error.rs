@@ -45,6 +45,8 @@ pub(crate) fn make_errors_extend_error() {
 pub struct CountersignError {
     code: String,
     message: String,
+    /// A refusal's verified deny receipt (boxed: most errors have none).
+    receipt: Option<Box<countersign_core::Receipt>>,
 }
 
 #[wasm_bindgen]
@@ -71,6 +73,15 @@ impl CountersignError {
         self.message.clone()
     }
 
+    /// For a refusal by the gatekeeper: its verified deny receipt (for
+    /// `client.proveLogged`); `undefined` otherwise.
+    #[wasm_bindgen(getter)]
+    pub fn receipt(&self) -> Option<crate::logged::LogReceipt> {
+        self.receipt
+            .clone()
+            .map(|receipt| crate::logged::LogReceipt { receipt: *receipt })
+    }
+
     /// `code: message`.
     #[wasm_bindgen(js_name = toString)]
     pub fn to_js_string(&self) -> String {
@@ -84,7 +95,14 @@ impl CountersignError {
         Self {
             code: code.to_owned(),
             message: message.into(),
+            receipt: None,
         }
+    }
+
+    /// The same error, carrying the refusal's verified deny receipt.
+    pub(crate) fn with_receipt(mut self, receipt: Option<countersign_core::Receipt>) -> Self {
+        self.receipt = receipt.map(Box::new);
+        self
     }
 
     /// A protocol error code with a sentence.
@@ -98,6 +116,7 @@ impl From<countersign_core::Error> for CountersignError {
         Self {
             code: e.code().as_str().to_owned(),
             message: e.message().to_owned(),
+            receipt: None,
         }
     }
 }

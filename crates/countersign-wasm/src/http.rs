@@ -145,9 +145,11 @@ pub(crate) async fn check_response(
 /// The error of a refusal. The code of a verified deny receipt wins over the JSON
 /// body's, which nobody signed; the body supplies the sentence.
 async fn refusal(config: &Config, request: &[u8], response: &Response) -> CountersignError {
-    let signed = verify_receipt(config, request, response)
+    let verified = verify_receipt(config, request, response)
         .ok()
-        .and_then(|r| r.decision().error());
+        .filter(|r| r.decision().error().is_some());
+    let signed = verified.as_ref().and_then(|r| r.decision().error());
+    let receipt = verified.map(|r| r.receipt().clone());
     let body = read_body(response, MAX_ERROR_BODY_BYTES, || {
         CountersignError::other("network", "")
     })
@@ -155,9 +157,10 @@ async fn refusal(config: &Config, request: &[u8], response: &Response) -> Counte
     .ok();
     let stated = body.and_then(|b| json_error(&String::from_utf8_lossy(&b)));
     match (signed, stated) {
-        (Some(code), Some((_, message))) => protocol_error(code, message),
+        (Some(code), Some((_, message))) => protocol_error(code, message).with_receipt(receipt),
         (Some(code), None) => {
             protocol_error(code, format!("the gatekeeper refused the request ({code})"))
+                .with_receipt(receipt)
         }
         (None, Some((code, message))) => CountersignError::protocol(&code, message),
         (None, None) => network(

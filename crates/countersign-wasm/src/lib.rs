@@ -40,10 +40,12 @@ mod client;
 mod error;
 mod http;
 mod listing;
+mod logged;
 mod options;
 mod primitives;
 
 pub use client::{GatekeeperClient, PutResult, VerifiedObject};
 pub use error::CountersignError;
 pub use listing::ListPage;
+pub use logged::{LogProof, LogReceipt};
 pub use primitives::{Ed25519PublicKey, sha256, verify_ed25519_strict};

@@ -1,6 +1,7 @@
 //! The options object the page passes to `new GatekeeperClient(options)`.
 
 use crate::error::CountersignError;
+use countersign_core::note::NoteVerifier;
 use countersign_core::{
     AuthorizedKey, Bucket, GatekeeperId, KeyId, Keyring, Policy, PublicKey, Role, Subject,
 };
@@ -23,6 +24,10 @@ struct RawOptions {
     gatekeeper_threshold: Option<usize>,
     #[serde(default)]
     concurrency: Option<usize>,
+    #[serde(default)]
+    log_witnesses: Vec<String>,
+    #[serde(default)]
+    log_quorum: Option<usize>,
     // Read separately: serde cannot hold a JavaScript function.
     #[serde(default, rename = "sign")]
     _sign: serde::de::IgnoredAny,
@@ -56,6 +61,12 @@ pub(crate) struct Config {
     pub sign: js_sys::Function,
     /// How many objects `getObjects` fetches at once.
     pub concurrency: usize,
+    /// The log's note keys: the gatekeeper's keys under `<gatekeeper id>/audit`.
+    pub log_keys: Vec<NoteVerifier>,
+    /// Witness cosigner keys `proveLogged` accepts.
+    pub witnesses: Vec<NoteVerifier>,
+    /// How many of them must have cosigned the checkpoint.
+    pub quorum: usize,
 }
 
 /// `getObjects` fetches this many objects at once unless told otherwise: what a
@@ -113,6 +124,34 @@ impl Config {
                 not_after: k.not_after,
             });
         }
+        let audience = GatekeeperId::parse(&raw.gatekeeper_id)?;
+        let origin = countersign_core::logged::log_origin(&audience);
+        let log_keys = keys
+            .iter()
+            .filter(|k| k.role == Role::gatekeeper())
+            .map(|k| NoteVerifier::ed25519(&origin, k.public_key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let witnesses = raw
+            .log_witnesses
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                NoteVerifier::parse(w)
+                    .ok()
+                    .filter(NoteVerifier::is_cosigner)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "options.logWitnesses[{i}] must be a witness verifier key `name+keyid+base64` of type 0x04"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let quorum = raw.log_quorum.unwrap_or(0);
+        if quorum > witnesses.len() {
+            return Err(bad(
+                "options.logQuorum may not exceed the number of options.logWitnesses",
+            ));
+        }
         let keyring = Keyring::new(keys)?;
         let gatekeeper = Policy::new(
             keyring.clone(),
@@ -124,7 +163,7 @@ impl Config {
         )?;
         Ok(Self {
             base_url,
-            audience: GatekeeperId::parse(&raw.gatekeeper_id)?,
+            audience,
             bucket: Bucket::parse(&raw.bucket)?,
             subject: Subject::parse(&raw.subject)?,
             lifetime_secs,
@@ -132,6 +171,9 @@ impl Config {
             uploader,
             sign,
             concurrency,
+            log_keys,
+            witnesses,
+            quorum,
         })
     }
 }

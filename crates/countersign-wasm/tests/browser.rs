@@ -5,7 +5,12 @@
 //! `tests/browser/tamper-proxy.mjs`).
 #![cfg(target_arch = "wasm32")]
 // Test code: a panic is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::signature::encode_list;
@@ -412,4 +417,149 @@ async fn listings_page_with_encoded_cursors_and_tampering_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), "invalid_key_path");
+}
+
+/// Resolves after `ms` milliseconds.
+async fn sleep(ms: i32) {
+    let set_timeout: js_sys::Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
+        .unwrap()
+        .into();
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &ms.into())
+            .unwrap();
+    });
+    JsFuture::from(p).await.unwrap();
+}
+
+/// `performance.now()`, in milliseconds.
+fn now_ms() -> f64 {
+    let performance = Reflect::get(&js_sys::global(), &"performance".into()).unwrap();
+    let now: js_sys::Function = Reflect::get(&performance, &"now".into()).unwrap().into();
+    now.call0(&performance).unwrap().as_f64().unwrap()
+}
+
+/// The `LogReceipt` held by `value.receipt` (a `PutResult`, `VerifiedObject` or
+/// `CountersignError`).
+fn receipt_of(value: &JsValue) -> countersign_wasm::LogReceipt {
+    use wasm_bindgen::convert::TryFromJsValue as _;
+    countersign_wasm::LogReceipt::try_from_js_value(get(value, "receipt")).unwrap()
+}
+
+/// `proveLogged`, retried while the log has not integrated the entry yet.
+async fn prove_when_integrated(
+    client: &GatekeeperClient,
+    receipt: &countersign_wasm::LogReceipt,
+) -> Result<JsValue, JsValue> {
+    for _ in 0..100 {
+        match settle(client.prove_logged(receipt)).await {
+            Err(e) if code_of(&e) == "not_found" => sleep(100).await,
+            other => return other,
+        }
+    }
+    panic!("the entry was not integrated within 10 s");
+}
+
+#[wasm_bindgen_test]
+async fn receipts_prove_their_requests_were_logged() {
+    let Some((url, id, gk_key)) = gatekeeper() else {
+        return;
+    };
+    let run = format!("{:x}", js_sys::Date::now() as u64);
+    let client = GatekeeperClient::new(
+        options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-42",
+        )
+        .into(),
+    )
+    .unwrap();
+    let key = format!("org-1/{run}/logged.txt");
+    let put = settle(client.put_object(key.clone(), b"logged".to_vec(), "text/plain".into()))
+        .await
+        .unwrap();
+    let put_receipt = receipt_of(&put);
+    assert_eq!(put_receipt.decision(), "allow");
+    assert_eq!(put_receipt.leaf_sha256().map(|h| h.len()), Some(64));
+    let proof = prove_when_integrated(&client, &put_receipt).await.unwrap();
+    assert_eq!(
+        get(&proof, "leafIndex").as_f64(),
+        Some(put_receipt.audit_seq())
+    );
+    assert!(get(&proof, "treeSize").as_f64().unwrap() > put_receipt.audit_seq());
+    assert_eq!(
+        get(&proof, "leafSha256").as_string(),
+        put_receipt.leaf_sha256()
+    );
+
+    // A refusal's deny receipt proves its entry too.
+    let err = settle(client.get_object(format!("org-1/{run}/missing")))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "not_found");
+    let deny = receipt_of(&err);
+    assert_eq!(deny.decision(), "deny");
+    prove_when_integrated(&client, &deny).await.unwrap();
+
+    // Proof fetch + verify time in a tree of more than one tile (300 more entries).
+    for i in 0..300 {
+        settle(client.put_object(
+            format!("org-1/{run}/fill-{i}"),
+            vec![1],
+            "text/plain".into(),
+        ))
+        .await
+        .unwrap();
+    }
+    let mut last = prove_when_integrated(&client, &put_receipt).await.unwrap();
+    while get(&last, "treeSize").as_f64().unwrap() < 300.0 {
+        sleep(100).await;
+        last = settle(client.prove_logged(&put_receipt)).await.unwrap();
+    }
+    let runs = 50;
+    let start = now_ms();
+    for _ in 0..runs {
+        last = settle(client.prove_logged(&put_receipt)).await.unwrap();
+    }
+    let each = (now_ms() - start) / f64::from(runs);
+    wasm_bindgen_test::console_log!(
+        "proveLogged (checkpoint + tiles fetched from 127.0.0.1, verified in wasm): {each:.2} ms per proof, tree of {} entries",
+        get(&last, "treeSize").as_f64().unwrap()
+    );
+
+    // A witness quorum the gatekeeper's checkpoint does not carry.
+    let witness = countersign_core::note::NoteSigner::cosigner(
+        "w1.example",
+        SigningKey::from_bytes(&[9; 32]),
+    )
+    .unwrap()
+    .verifier_key();
+    let strict_options = options(
+        url,
+        id,
+        gk_key,
+        signer(VENDOR_SEED, VENDOR_KEY_ID),
+        "user-42",
+    );
+    set(&strict_options, "logWitnesses", Array::of1(&witness.into()));
+    set(&strict_options, "logQuorum", 1);
+    let strict = GatekeeperClient::new(strict_options.into()).unwrap();
+    let err = settle(strict.prove_logged(&put_receipt)).await.unwrap_err();
+    assert_eq!(code_of(&err), "threshold_not_met");
+    // A quorum larger than the witnesses given is a configuration error.
+    let bad_options = options(
+        url,
+        id,
+        gk_key,
+        signer(VENDOR_SEED, VENDOR_KEY_ID),
+        "user-42",
+    );
+    set(&bad_options, "logQuorum", 1);
+    assert_eq!(
+        error_code(GatekeeperClient::new(bad_options.into())),
+        "bad_options"
+    );
 }

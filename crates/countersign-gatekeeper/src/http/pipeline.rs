@@ -237,6 +237,7 @@ impl Attempt {
         };
         AuditDraft {
             time_ms: now_ms(),
+            request_id: self.request_id.clone().into_bytes(),
             client_ip: self.client_ip,
             operation: self.operation.clone().into_bytes(),
             bucket: self.bucket.clone(),
@@ -649,11 +650,13 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Signs the receipt of `decision`, recorded by `entry`: it names the entry's leaf
+/// index and leaf hash, so the client can prove its request was logged.
 fn sign_receipt(
     gk: &Gatekeeper,
     request_sha256: [u8; 32],
     decision: Decision,
-    seq: u64,
+    entry: &AuditEntry,
     r: &mut Response,
 ) {
     let receipt = Receipt {
@@ -661,7 +664,8 @@ fn sign_receipt(
         request_sha256,
         decision,
         decided_at: now_ms() / 1000,
-        audit_seq: seq,
+        audit_seq: entry.seq,
+        leaf_sha256: Some(entry.leaf_hash()),
     };
     let (bytes, sig) = receipt.sign(&gk.key, gk.key_id.clone());
     set(r.headers_mut(), RECEIPT_HEADER, &b64(&bytes));
@@ -716,7 +720,7 @@ async fn deny(
             let mut r = error.into_response();
             // No signature is spent on a client that is being rate limited.
             if let (Some(digest), false) = (attempt.request_digest, rate_limited) {
-                sign_receipt(gk, digest, decision, entry.seq, &mut r);
+                sign_receipt(gk, digest, decision, &entry, &mut r);
             }
             r
         }
@@ -763,13 +767,7 @@ pub async fn finish(
                     let mut r =
                         ApiError::new(ErrorCode::Replayed, "this request's nonce was already used")
                             .into_response();
-                    sign_receipt(
-                        gk,
-                        auth.request().digest(),
-                        entry.decision,
-                        entry.seq,
-                        &mut r,
-                    );
+                    sign_receipt(gk, auth.request().digest(), entry.decision, &entry, &mut r);
                     r
                 }
                 Ok(entry) => {
@@ -780,7 +778,7 @@ pub async fn finish(
                                 gk,
                                 auth.request().digest(),
                                 Decision::Allow,
-                                entry.seq,
+                                &entry,
                                 &mut r,
                             );
                             r

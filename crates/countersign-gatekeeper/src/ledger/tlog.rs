@@ -21,10 +21,7 @@ use std::collections::BTreeMap;
 /// The PostgreSQL advisory lock of integration (appends use another one).
 const INTEGRATE_LOCK: i64 = 727_470_002;
 
-/// The origin line (and note key name) of a gatekeeper's log: `<gatekeeper id>/audit`.
-pub fn log_origin(gatekeeper: &countersign_core::GatekeeperId) -> String {
-    format!("{gatekeeper}/audit")
-}
+pub use countersign_core::logged::log_origin;
 
 /// A signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

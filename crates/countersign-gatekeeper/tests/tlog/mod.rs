@@ -19,6 +19,7 @@ use std::collections::HashMap;
 fn draft(i: u64, decision: Decision) -> AuditDraft {
     AuditDraft {
         time_ms: 1_800_000_000_000 + i,
+        request_id: format!("req-{i}").into_bytes(),
         client_ip: "127.0.0.1".parse().unwrap(),
         operation: b"GET".to_vec(),
         bucket: BUCKET.as_bytes().to_vec(),

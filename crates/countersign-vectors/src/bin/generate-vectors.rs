@@ -85,6 +85,22 @@ impl Signer {
         self.sign_as(self.role, self.key_id, doc)
     }
 
+    /// Signs `doc` under the signing-message prefix of another version (`prefix`,
+    /// such as `countersign/v1/signature`), as its own role and key id.
+    fn sign_under_prefix(&self, prefix: &str, doc: &[u8]) -> SignatureSpec {
+        use countersign_core::ed25519_dalek::Signer as _;
+        let mut message =
+            format!("{prefix}\nrole:{}\nkey-id:{}\n", self.role, self.key_id).into_bytes();
+        message.extend_from_slice(doc);
+        SignatureSpec {
+            key_id: self.key_id.into(),
+            role: self.role.into(),
+            public_key_hex: self.public_hex(),
+            signature_hex: hex(&self.key.sign(&message).to_bytes()),
+            message_hex: hex(&message),
+        }
+    }
+
     fn entry(&self, doc: &[u8]) -> SignatureEntry {
         SignatureEntry::sign(
             &self.key,
@@ -1184,6 +1200,10 @@ fn add_l_to_s(hex_sig: &str) -> String {
     hex(&bytes)
 }
 
+/// The leaf hash the receipt cases name (any 32 bytes: a receipt's verification does
+/// not look into the log).
+const RECEIPT_LEAF: [u8; 32] = [0x5a; 32];
+
 fn receipts(w: &World, b: &mut Builder) {
     let request = render(&base_get());
     let digest = countersign_core::BodyDigest::of(&request).sha256;
@@ -1193,6 +1213,7 @@ fn receipts(w: &World, b: &mut Builder) {
         decision,
         decided_at: T + 11,
         audit_seq: 7,
+        leaf_sha256: Some(RECEIPT_LEAF),
     };
     let policy = PolicySpec {
         require: BTreeMap::from([("gatekeeper".to_owned(), 1)]),
@@ -1228,6 +1249,52 @@ fn receipts(w: &World, b: &mut Builder) {
         vec![w.gatekeeper.sign(&allow)],
         &request,
         "ok",
+    );
+    let v1 = Receipt {
+        leaf_sha256: None,
+        ..receipt(Decision::Allow)
+    }
+    .encode();
+    rc(
+        b,
+        "receipt-v1-allow",
+        "A version-1 receipt (no leaf hash, signed under countersign/v1/signature) keeps verifying.",
+        v1.clone(),
+        vec![w.gatekeeper.sign(&v1)],
+        &request,
+        "ok",
+    );
+    rc(
+        b,
+        "receipt-v2-signed-under-v1-prefix",
+        "A version-2 receipt is signed under countersign/v2/signature: a signature under the version-1 prefix does not verify.",
+        allow.clone(),
+        vec![
+            w.gatekeeper
+                .sign_under_prefix("countersign/v1/signature", &allow),
+        ],
+        &request,
+        ErrorCode::BadSignature.as_str(),
+    );
+    let no_leaf = replace(&allow, &format!("leaf-sha256:{}\n", hex(&RECEIPT_LEAF)), "");
+    rc(
+        b,
+        "receipt-v2-without-leaf-hash",
+        "A version-2 receipt must carry leaf-sha256.",
+        no_leaf.clone(),
+        vec![w.gatekeeper.sign(&no_leaf)],
+        &request,
+        ErrorCode::NonCanonical.as_str(),
+    );
+    let v3 = replace(&allow, "countersign/v2/receipt", "countersign/v3/receipt");
+    rc(
+        b,
+        "receipt-v3",
+        "A receipt of a version this implementation does not know.",
+        v3.clone(),
+        vec![w.gatekeeper.sign(&v3)],
+        &request,
+        ErrorCode::UnsupportedVersion.as_str(),
     );
     let deny = receipt(Decision::Deny(ErrorCode::AccessDenied)).encode();
     rc(
@@ -2020,6 +2087,8 @@ fn audit_entries(b: &mut Builder) {
         prev_sha256: GENESIS,
         time_ms: T * 1000 + 250,
         gatekeeper: GatekeeperId::parse(AUDIENCE).unwrap(),
+        // Entry version 1 (no request id): logs hold both versions.
+        request_id: None,
         client_ip: "203.0.113.7".parse().unwrap(),
         operation: b"PUT".to_vec(),
         bucket: b"patient-reports".to_vec(),
@@ -2060,6 +2129,7 @@ fn audit_entries(b: &mut Builder) {
     let raw = AuditEntry {
         seq: 1,
         prev_sha256: base.hash(),
+        request_id: Some(b"4c1d9e0f2a7b6c5d8e3f1a0b9c2d7e6f".to_vec()),
         client_ip: "2001:db8::42".parse().unwrap(),
         operation: b"G\0ET".to_vec(),
         bucket: vec![0xff, 0xfe, b'b'],
@@ -2075,7 +2145,7 @@ fn audit_entries(b: &mut Builder) {
     ok(
         b,
         "audit-nul-non-utf8-and-percent",
-        "Free text holding NUL, bytes that are not UTF-8 (0xFF 0xFE, a lone 0x80), `%` and spaces: every byte kept and escaped, none replaced.",
+        "An entry of version 2 (with the request id). Free text holding NUL, bytes that are not UTF-8 (0xFF 0xFE, a lone 0x80), `%` and spaces: every byte kept and escaped, none replaced.",
         &raw,
     );
     let flood = AuditEntry {
@@ -2172,6 +2242,22 @@ fn audit_entries(b: &mut Builder) {
         "client-ip:2001:db8::42",
         "client-ip:localhost",
         ErrorCode::InvalidField.as_str(),
+    );
+    bad(
+        b,
+        "audit-v1-with-request-id",
+        "request-id belongs to entry version 2; a version-1 entry has no such line.",
+        "countersign/v2/audit-entry",
+        "countersign/v1/audit-entry",
+        ErrorCode::NonCanonical.as_str(),
+    );
+    bad(
+        b,
+        "audit-request-id-raw-space",
+        "request-id is escaped free text like the others.",
+        "request-id:4c1d",
+        "request-id:4c 1d",
+        ErrorCode::NonCanonical.as_str(),
     );
     bad(
         b,

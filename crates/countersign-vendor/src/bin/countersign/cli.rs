@@ -46,6 +46,8 @@ enum Command {
     Log(crate::log::LogArgs),
     /// Witness a gatekeeper's log: `witness cosign`, `witness reset`.
     Witness(crate::witness::WitnessArgs),
+    /// Prove from a saved receipt that the gatekeeper logged the request: `audit prove`.
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +168,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Ls(a) => crate::remote::ls(a),
         Command::Log(a) => crate::log::run(a),
         Command::Witness(a) => crate::witness::run(a),
+        Command::Audit(a) => crate::audit::run(a),
     }
 }
 

@@ -50,12 +50,12 @@ fn kind_of(doc: &[u8]) -> Result<Kind, Failure> {
     let header = doc.split(|&b| b == b'\n').next().unwrap_or_default();
     match header {
         b"countersign/v1/request" => Ok(Kind::Request),
-        b"countersign/v1/receipt" => Ok(Kind::Receipt),
+        b"countersign/v1/receipt" | b"countersign/v2/receipt" => Ok(Kind::Receipt),
         b"countersign/v1/manifest" => Ok(Kind::Manifest),
         b"countersign/v1/listing" => Ok(Kind::Listing),
         _ => Err(countersign_core::Error::new(
             ErrorCode::UnsupportedVersion,
-            "not a countersign/v1 request, receipt, manifest or listing",
+            "not a countersign/v1 request, manifest or listing, or a v1 or v2 receipt",
         )
         .into()),
     }

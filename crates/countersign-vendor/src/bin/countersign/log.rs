@@ -78,7 +78,8 @@ impl Fetcher {
         self.get("checkpoint", MAX_NOTE_BYTES)
     }
 
-    fn get(&mut self, path: &str, max: usize) -> Result<Vec<u8>, Failure> {
+    /// GET `/v1/log/<path>`, at most `max` bytes.
+    pub(crate) fn get(&mut self, path: &str, max: usize) -> Result<Vec<u8>, Failure> {
         let url = format!("{}/v1/log/{path}", self.base);
         self.rt.block_on(async {
             let mut r = self
@@ -87,6 +88,15 @@ impl Fetcher {
                 .send()
                 .await
                 .map_err(|e| unreachable(&e))?;
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                // The log does not have it yet (no checkpoint, or a tile not yet
+                // integrated): a protocol answer, not a broken server.
+                return Err(Error::new(
+                    ErrorCode::NotFound,
+                    format!("GET /v1/log/{path}: the log has no such resource (yet)"),
+                )
+                .into());
+            }
             if !r.status().is_success() {
                 return Err(bad_response(format!(
                     "GET /v1/log/{path} answered {}",
@@ -106,10 +116,16 @@ impl Fetcher {
         })
     }
 
-    fn fail(&mut self, f: Failure) -> Error {
+    /// Keeps the first transport failure and returns a core error standing for it.
+    pub(crate) fn fail(&mut self, f: Failure) -> Error {
         let e = Error::new(ErrorCode::AuditUnavailable, f.message.clone());
         self.failure.get_or_insert(f);
         e
+    }
+
+    /// The first transport failure since the last call, if any.
+    pub(crate) fn take_failure(&mut self) -> Option<Failure> {
+        self.failure.take()
     }
 }
 
@@ -305,7 +321,7 @@ pub(crate) fn check_extends(
         h.get(&t.to_string(), want).map_err(|f| h.fail(f))
     });
     let proof = consistency_proof(&mut src, old.size(), new.size());
-    if let Some(f) = http.borrow_mut().failure.take() {
+    if let Some(f) = http.borrow_mut().take_failure() {
         return Err(f);
     }
     verify_consistency(old.size(), new.size(), old.root(), new.root(), &proof?).map_err(|_| {

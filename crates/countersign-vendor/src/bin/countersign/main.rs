@@ -15,6 +15,9 @@
 //! countersign cat     --object org-1/a.pdf > a.pdf                # the `default` profile
 //! countersign head    --object org-1/a.pdf [--json]
 //! countersign ls      --prefix org-1/ [--json]
+//! countersign get     ... --object org-1/a.pdf --out a.pdf --receipt a.receipt.json
+//! countersign audit prove a.receipt.json --gatekeeper https://gk.acme --gatekeeper-key gk.pub \
+//!                     [--witness <vkey> ... --quorum N] [--entry entry.bin]
 //! countersign log verify --gatekeeper https://gk.acme --gatekeeper-key gk.pub \
 //!                     --origin gk.acme/audit [--since saved.cp] [--save saved.cp]
 //! countersign witness cosign --log https://gk.acme --log-key gk.pub --origin gk.acme/audit \
@@ -30,6 +33,7 @@
 //!
 //! Exit codes: see [`EXIT_CODES`].
 
+mod audit;
 mod cli;
 mod input;
 mod inspect;

@@ -70,6 +70,10 @@ pub struct PutArgs {
     content_type: String,
     /// The file to upload.
     file: PathBuf,
+    /// Save the gatekeeper's verified receipt to this file (JSON), for
+    /// `countersign audit prove`.
+    #[arg(long)]
+    receipt: Option<PathBuf>,
 }
 
 /// Arguments of `get`.
@@ -86,6 +90,10 @@ pub struct GetArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     force: bool,
+    /// Save the gatekeeper's verified receipt to this file (JSON), for
+    /// `countersign audit prove`.
+    #[arg(long)]
+    receipt: Option<PathBuf>,
 }
 
 /// Arguments of `cat` and `head`.
@@ -220,6 +228,14 @@ impl Remote {
     }
 }
 
+/// Writes the verified receipt of `info` to `path` (if given), as JSON.
+fn save_receipt(path: Option<&Path>, info: &ObjectInfo) -> Result<(), Failure> {
+    let Some(path) = path else { return Ok(()) };
+    let json = serde_json::to_vec_pretty(&info.receipt)
+        .map_err(|e| bad_response(format!("cannot encode the receipt: {e}")))?;
+    crate::log::write_atomically(path, &json)
+}
+
 /// Runs `put`.
 pub fn put(a: PutArgs) -> Result<u8, Failure> {
     let r = a.remote.connect()?;
@@ -233,6 +249,7 @@ pub fn put(a: PutArgs) -> Result<u8, Failure> {
         );
     bar.finish_and_clear();
     let info = info?;
+    save_receipt(a.receipt.as_deref(), &info)?;
     println!(
         "stored {}/{}: {} bytes, sha256 {}, audit-seq {}; receipt and manifest verified",
         info.bucket,
@@ -305,6 +322,7 @@ pub fn get(a: GetArgs) -> Result<u8, Failure> {
     let r = a.remote.connect()?;
     let key = ObjectKey::parse(&a.object)?;
     let info = download(&r, &key, &a.out, a.force)?;
+    save_receipt(a.receipt.as_deref(), &info)?;
     eprintln!(
         "countersign: {}/{}: {} bytes verified (uploaded by {}, audit-seq {})",
         info.bucket, info.key, info.body.length, info.uploader, info.audit_seq

@@ -1,0 +1,149 @@
+//! `countersign audit prove RECEIPT-FILE`: proves that the request of a receipt saved
+//! by `put`/`get --receipt` was logged — its leaf is in the tree the gatekeeper's
+//! signed (and, with `--witness`/`--quorum`, witness-cosigned) checkpoint commits to —
+//! from the log's public checkpoint and hash tiles. With `--entry`, a customer admin
+//! who holds the entry's bytes also checks that it records the receipt's decision.
+
+use crate::Failure;
+use crate::log::{Fetcher, log_keys};
+use clap::{Args, Subcommand};
+use countersign_core::note::{MAX_NOTE_BYTES, NoteVerifier};
+use countersign_core::text::hex;
+use countersign_core::{AuthorizedKey, GatekeeperId, Role};
+use countersign_vendor::keys::load_public_keys;
+use countersign_vendor::logged::{
+    CHECKPOINT_PATH, LogTrust, SavedReceipt, check_entry, prove_logged,
+};
+use countersign_vendor::transport::role_policy;
+use std::path::PathBuf;
+
+/// `countersign audit ...`.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Prove that the request of a saved receipt was logged (inclusion proof against
+    /// the gatekeeper's signed checkpoint, computed from its public hash tiles).
+    Prove(ProveArgs),
+}
+
+/// Arguments of `audit prove`.
+#[derive(Args, Debug)]
+pub struct ProveArgs {
+    /// The receipt file written by `put`/`get --receipt FILE`.
+    receipt: PathBuf,
+    /// Gatekeeper base URL, such as `https://gk.example.com`
+    #[arg(long, env = "COUNTERSIGN_GATEKEEPER_URL")]
+    gatekeeper: String,
+    /// Gatekeeper public key file(s): the receipt and the checkpoint must be signed by them.
+    #[arg(long = "gatekeeper-key", required = true)]
+    gatekeeper_keys: Vec<PathBuf>,
+    /// A witness's verifier key (`name+keyid+base64`, type 0x04); repeatable.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned the checkpoint.
+    #[arg(long, default_value_t = 0)]
+    quorum: usize,
+    /// The entry's exact bytes (a customer admin's copy, from the audit API): also
+    /// check that it records the receipt's request and decision.
+    #[arg(long)]
+    entry: Option<PathBuf>,
+}
+
+/// Runs `audit ...`.
+pub fn run(a: AuditArgs) -> Result<u8, Failure> {
+    match a.command {
+        AuditCommand::Prove(p) => prove(p),
+    }
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::io(&path.display().to_string(), &e))
+}
+
+fn prove(a: ProveArgs) -> Result<u8, Failure> {
+    let saved = SavedReceipt::parse(&read(&a.receipt)?)?;
+    let mut keys: Vec<AuthorizedKey> = Vec::new();
+    for p in &a.gatekeeper_keys {
+        keys.extend(load_public_keys(p)?);
+    }
+    let verified = saved.verify(&role_policy(keys, &Role::gatekeeper(), 1)?)?;
+    let origin = countersign_core::logged::log_origin(&GatekeeperId::parse(&saved.gatekeeper)?);
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| NoteVerifier::parse(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.quorum > witnesses.len() {
+        return Err(Failure::usage(format!(
+            "--quorum {} needs at least as many --witness keys (got {})",
+            a.quorum,
+            witnesses.len()
+        )));
+    }
+    let http = Fetcher::connect(&a.gatekeeper)?;
+    // The gatekeeper's keys in turn (a rotated log key signs under one of them).
+    let mut last = None;
+    for log_key in log_keys(&a.gatekeeper_keys, &origin)? {
+        let trust = LogTrust {
+            log_key,
+            witnesses: witnesses.clone(),
+            quorum: a.quorum,
+        };
+        let result = prove_logged(&verified, &trust, |path| {
+            let mut h = http.borrow_mut();
+            let max = if path == CHECKPOINT_PATH {
+                MAX_NOTE_BYTES
+            } else {
+                8192
+            };
+            h.get(path, max).map_err(|f| h.fail(f).into())
+        });
+        if let Some(f) = http.borrow_mut().take_failure() {
+            return Err(f);
+        }
+        match result {
+            Ok(logged) => {
+                let entry_text = match &a.entry {
+                    Some(p) => {
+                        let entry =
+                            check_entry(verified.receipt(), &read(p)?, &saved.request_bytes()?)?;
+                        format!(
+                            "; the entry records `{}` at {} ms",
+                            entry.decision, entry.time_ms
+                        )
+                    }
+                    None => String::new(),
+                };
+                let witnesses = if logged.cosigned_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", cosigned by {}", logged.cosigned_by.join(", "))
+                };
+                println!(
+                    "logged: entry {} (leaf {}) of {}, in the signed checkpoint of {} entries{witnesses}{entry_text}",
+                    logged.leaf_index,
+                    hex(&logged.leaf_sha256),
+                    origin,
+                    logged.checkpoint.size()
+                );
+                return Ok(0);
+            }
+            // Another of the gatekeeper's keys may have signed the checkpoint.
+            Err(countersign_vendor::Error::Protocol(e))
+                if e.code() == countersign_core::ErrorCode::UnknownKey =>
+            {
+                last = Some(countersign_vendor::Error::Protocol(e));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.map_or_else(
+        || Failure::usage("the gatekeeper key files hold no key of role `gatekeeper`"),
+        Failure::from,
+    ))
+}
