@@ -67,6 +67,7 @@ pub mod canonical;
 pub mod download;
 pub mod error;
 pub mod listing;
+pub mod log_verify;
 pub mod logged;
 pub mod manifest;
 pub mod merkle;

@@ -104,21 +104,16 @@ pub struct LoggedReceipt {
     pub cosigned_by: Vec<String>,
 }
 
-/// Opens `note` as a checkpoint of the log of the receipt's gatekeeper under `trust`
-/// (origin `wrong_audience`, log signature `bad_signature` / `unknown_key`, fewer
-/// than `quorum` witness cosignatures `threshold_not_met`) and checks that it covers
-/// the receipt's entry: a checkpoint not yet covering it is `not_found` (the log
-/// integrates entries within its checkpoint interval: retry). A version-1 receipt
-/// carries no leaf hash and cannot prove anything (`unsupported_version`). Returns
-/// the checkpoint, the note, and the cosigners.
-pub fn open_checkpoint_for(
-    receipt: &Receipt,
+/// Opens `note` as a checkpoint of the log named `origin` under `trust` (origin
+/// `wrong_audience`, log signature `bad_signature` / `unknown_key`, fewer than
+/// `quorum` witness cosignatures `threshold_not_met`). Returns the checkpoint, the
+/// note, and the witnesses whose cosignatures verified, by name.
+pub fn open_checkpoint(
     note: &[u8],
+    origin: &str,
     trust: &LogTrust,
 ) -> Result<(Checkpoint, SignedNote, Vec<String>)> {
-    leaf_of(receipt)?;
-    let (checkpoint, note) =
-        Checkpoint::open(note, &log_origin(&receipt.gatekeeper), &trust.log_key)?;
+    let (checkpoint, note) = Checkpoint::open(note, origin, &trust.log_key)?;
     let mut cosigned_by = Vec::new();
     if !trust.witnesses.is_empty() {
         let witnesses: Vec<&NoteVerifier> =
@@ -146,6 +141,22 @@ pub fn open_checkpoint_for(
             ),
         ));
     }
+    Ok((checkpoint, note, cosigned_by))
+}
+
+/// [`open_checkpoint`] for the log of the receipt's gatekeeper, and checks that the
+/// checkpoint covers the receipt's entry: a checkpoint not yet covering it is
+/// `not_found` (the log integrates entries within its checkpoint interval: retry). A
+/// version-1 receipt carries no leaf hash and cannot prove anything
+/// (`unsupported_version`).
+pub fn open_checkpoint_for(
+    receipt: &Receipt,
+    note: &[u8],
+    trust: &LogTrust,
+) -> Result<(Checkpoint, SignedNote, Vec<String>)> {
+    leaf_of(receipt)?;
+    let (checkpoint, note, cosigned_by) =
+        open_checkpoint(note, &log_origin(&receipt.gatekeeper), trust)?;
     if checkpoint.size() <= receipt.audit_seq {
         return Err(Error::new(
             ErrorCode::NotFound,

@@ -2,7 +2,9 @@
 //! verifier that recomputes the hash chain and checks signed checkpoints, from the
 //! database or from an exported file, without trusting the server.
 
-use countersign_core::audit::{AuditEntry, Checkpoint, GENESIS, escape, verify_chain};
+use countersign_core::audit::{AuditEntry, escape};
+use countersign_core::log_verify::{LogVerifier, trust_for_note};
+use countersign_core::signature::PublicKey;
 use countersign_core::text::{b64, hex};
 use countersign_core::{ErrorCode, Policy, signature::parse_list};
 use serde::{Deserialize, Serialize};
@@ -38,12 +40,17 @@ pub struct AuditFilter {
 pub enum AuditLine {
     /// An audit entry.
     Entry(Box<AuditRecord>),
-    /// A signed checkpoint.
+    /// A signed checkpoint of the hash chain, right after the entry it names.
     Checkpoint {
         /// Base64url of the canonical checkpoint bytes.
         checkpoint: String,
         /// The gatekeeper's signature list over them.
         signatures: String,
+    },
+    /// The signed (C2SP note) checkpoint of the Merkle tree, first in an export.
+    TreeCheckpoint {
+        /// The signed note, as text.
+        note: String,
     },
 }
 
@@ -149,82 +156,73 @@ impl AuditRecord {
 pub struct VerifyReport {
     /// Entries checked.
     pub entries: u64,
-    /// Checkpoints whose signature and head matched.
+    /// Chain checkpoints whose signature and head matched.
     pub checkpoints: u64,
+    /// The size of the signed tree checkpoint the entries matched, if the export had one.
+    pub tree_size: Option<u64>,
     /// Hex head hash.
     pub head: String,
 }
 
-/// Verifies a sequence of lines (entries in log order; checkpoints anywhere): the
-/// entries must start at seq 0 with the genesis hash and chain without a gap or a swap; every
-/// checkpoint must be signed by the `gatekeeper` policy and name the hash of the
-/// entry at its seq; and no checkpoint may be beyond the last entry (the log was cut).
-pub fn verify_lines(lines: &[AuditLine], gatekeeper: &Policy) -> Result<VerifyReport, String> {
-    let mut entries = Vec::new();
-    let mut checkpoints = Vec::new();
+/// Verifies an export line by line, in constant memory (`docs/PROTOCOL.md`,
+/// "Verifying an export"): the tree checkpoint first, signed with `log_key`; the
+/// entries from seq 0 as their exact bytes (a record whose readable fields differ
+/// from its bytes is refused), chained; each chain checkpoint right after its entry,
+/// signed under the `gatekeeper` policy; the tree of the first entries against the
+/// tree checkpoint; and no checkpoint beyond the last entry.
+pub fn verify_export(
+    lines: impl IntoIterator<Item = Result<AuditLine, String>>,
+    gatekeeper: &Policy,
+    log_key: PublicKey,
+) -> Result<VerifyReport, String> {
+    let mut verifier = LogVerifier::new(gatekeeper);
     for line in lines {
-        match line {
+        match line? {
             AuditLine::Entry(r) => {
-                let e = r.to_entry()?;
-                if hex(&e.hash()) != r.entry_sha256 {
+                r.to_entry()?;
+                let bytes = countersign_core::text::parse_b64(&r.entry, "entry")
+                    .map_err(|e| format!("entry {}: {e}", r.seq))?;
+                if hex(&<[u8; 32]>::from(sha2::Sha256::digest(&bytes))) != r.entry_sha256 {
                     return Err(format!(
                         "entry {}: its recorded hash does not match its content: the entry was altered",
-                        e.seq
+                        r.seq
                     ));
                 }
-                entries.push(e);
+                verifier.entry(&bytes).map_err(|e| e.message().to_owned())?;
             }
             AuditLine::Checkpoint {
                 checkpoint,
                 signatures,
             } => {
-                let bytes = countersign_core::text::parse_b64(checkpoint, "checkpoint")
+                let bytes = countersign_core::text::parse_b64(&checkpoint, "checkpoint")
                     .map_err(|e| e.to_string())?;
-                let sigs = parse_list(signatures).map_err(|e| e.to_string())?;
-                let c = Checkpoint::verify(&bytes, &sigs, gatekeeper)
-                    .map_err(|e| format!("a checkpoint does not verify: {e}"))?;
-                checkpoints.push(c);
+                let sigs = parse_list(&signatures).map_err(|e| e.to_string())?;
+                verifier
+                    .chain_checkpoint(&bytes, &sigs)
+                    .map_err(|e| format!("a checkpoint does not verify: {}", e.message()))?;
+            }
+            AuditLine::TreeCheckpoint { note } => {
+                let trust = trust_for_note(note.as_bytes(), log_key, Vec::new(), 0)
+                    .map_err(|e| format!("the tree checkpoint: {}", e.message()))?;
+                verifier
+                    .tree_checkpoint(note.as_bytes(), &trust)
+                    .map_err(|e| format!("the tree checkpoint does not verify: {}", e.message()))?;
             }
         }
     }
-    let mut hashes = Vec::with_capacity(entries.len());
-    let mut prev = GENESIS;
-    for (expected, e) in (0u64..).zip(&entries) {
-        verify_chain(std::iter::once(e), expected, prev).map_err(|err| err.message().to_owned())?;
-        prev = e.hash();
-        hashes.push(prev);
-    }
-    let count = entries.len() as u64;
-    for c in &checkpoints {
-        let at = usize::try_from(c.seq).ok().and_then(|i| hashes.get(i));
-        match at {
-            Some(h) if *h == c.head_sha256 => {}
-            Some(_) => {
-                return Err(format!(
-                    "checkpoint at entry {} names another head hash: entries up to it were altered",
-                    c.seq
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "checkpoint at entry {} is beyond the last entry ({count} entries): entries were removed",
-                    c.seq
-                ));
-            }
-        }
-    }
+    let report = verifier.finish().map_err(|e| e.message().to_owned())?;
     Ok(VerifyReport {
-        entries: count,
-        checkpoints: checkpoints.len() as u64,
-        head: hex(&prev),
+        entries: report.entries,
+        checkpoints: report.chain_checkpoints,
+        tree_size: report.tree_size,
+        head: hex(&report.head),
     })
 }
 
-/// Parses a JSONL export.
-pub fn parse_jsonl(text: &str) -> Result<Vec<AuditLine>, String> {
+/// The lines of a JSONL export, parsed one at a time (blank lines skipped).
+pub fn jsonl_lines<'t>(text: &'t str) -> impl Iterator<Item = Result<AuditLine, String>> + 't {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
-        .collect()
 }

@@ -3,16 +3,16 @@
 
 use clap::{Args, Parser, Subcommand};
 use countersign_core::KeyId;
-use countersign_gatekeeper::audit::{AuditLine, AuditRecord, parse_jsonl, verify_lines};
+use countersign_gatekeeper::audit::{AuditLine, AuditRecord, verify_export};
 use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_key_flag};
 use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
 use countersign_gatekeeper::http::gatekeeper_policy;
 use countersign_gatekeeper::ledger::log_origin;
-use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
+use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger, LedgerError};
 use countersign_gatekeeper::reload::{ReloadSource, Requester, reload};
 use countersign_gatekeeper::server;
 use countersign_gatekeeper::transparency::{checkpoint_verifier, verify_tree};
-use std::io::Write as _;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -468,12 +468,27 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             let policy = gatekeeper_policy(&key_id, &pk).map_err(|e| e.to_string())?;
             match (file, config) {
                 (Some(f), _) => {
-                    let text = std::fs::read_to_string(&f)
+                    use std::io::BufRead as _;
+                    let file = std::fs::File::open(&f)
                         .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                    let report = verify_lines(&parse_jsonl(&text)?, &policy)
+                    let lines = std::io::BufReader::new(file)
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+                        .map(|(i, l)| {
+                            let l = l.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                            serde_json::from_str(&l).map_err(|e| format!("line {}: {e}", i + 1))
+                        });
+                    let log_key = countersign_core::signature::PublicKey::from_bytes(&pk)
+                        .map_err(|e| e.to_string())?;
+                    let report = verify_export(lines, &policy, log_key)
                         .map_err(|e| format!("audit log INVALID: {e}"))?;
+                    let tree = report.tree_size.map_or_else(
+                        || "no tree checkpoint in the file".to_owned(),
+                        |n| format!("the first {n} entries match the signed tree checkpoint"),
+                    );
                     println!(
-                        "audit log OK: {} entries, {} signed checkpoints verified, head {}",
+                        "audit log OK: {} entries, {} signed checkpoints verified, {tree}, head {}",
                         report.entries, report.checkpoints, report.head
                     );
                 }
@@ -557,19 +572,48 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
         AuditCommand::Export { source, out } => {
             let config = load_config(&source, &[])?;
             let ledger = open_ledger(&config).await?;
-            let text = export_jsonl(&ledger, now_secs(), true)
+            let lines = export_jsonl(&ledger, now_secs(), true)
                 .await
                 .map_err(|e| format!("export failed: {e}"))?;
             match out {
-                Some(path) => std::fs::write(&path, text)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
-                None => std::io::stdout()
-                    .lock()
-                    .write_all(text.as_bytes())
-                    .map_err(|e| e.to_string()),
+                // Written next to the target and renamed into place once complete and
+                // on disk, so a failed export never leaves a file that looks whole.
+                Some(path) => {
+                    let dir = path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new("."));
+                    let cannot =
+                        |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+                    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
+                    write_stream(lines, &mut tmp).await?;
+                    tmp.as_file().sync_all().map_err(cannot)?;
+                    tmp.persist(&path).map_err(|e| cannot(e.error))?;
+                    Ok(())
+                }
+                None => write_stream(lines, &mut std::io::stdout().lock()).await,
             }
         }
     }
+}
+
+/// Writes an export's chunks to `out` as they come.
+async fn write_stream(
+    lines: impl futures::Stream<Item = Result<bytes::Bytes, LedgerError>>,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    use futures::TryStreamExt as _;
+    futures::pin_mut!(lines);
+    while let Some(chunk) = lines
+        .try_next()
+        .await
+        .map_err(|e| format!("export failed: {e}"))?
+    {
+        out.write_all(&chunk)
+            .map_err(|e| format!("cannot write the export: {e}"))?;
+    }
+    out.flush()
+        .map_err(|e| format!("cannot write the export: {e}"))
 }
 
 fn main() -> ExitCode {

@@ -896,51 +896,71 @@ async fn audit_api_and_chain(b: &Backend) {
     )
     .await;
 
-    // Export verifies; any edit, removal or reordering is caught.
+    // Export verifies; any edit, removal or reordering is caught. The tree is
+    // integrated first, so the export opens with a signed tree checkpoint.
+    h.state.ledger.integrate(10_000).await.unwrap();
     let r = h.send(admin_request(&h, "/v1/audit/export", "admin")).await;
     assert_eq!(r.status(), StatusCode::OK);
     let text = String::from_utf8(body_bytes(r).await).unwrap();
-    let lines = countersign_gatekeeper::audit::parse_jsonl(&text).unwrap();
     let policy = gk_policy(&h);
-    let report = countersign_gatekeeper::audit::verify_lines(&lines, &policy).unwrap();
-    assert!(report.entries >= 7 && report.checkpoints >= 2, "{report:?}");
-    let raw_lines: Vec<&str> = text.lines().collect();
-    let check = |ls: Vec<String>| {
-        let parsed = countersign_gatekeeper::audit::parse_jsonl(&ls.join("\n")).unwrap();
-        countersign_gatekeeper::audit::verify_lines(&parsed, &policy)
+    let log_key =
+        countersign_core::signature::PublicKey::from_bytes(&h.state.public_key()).unwrap();
+    let check = |ls: &[String]| {
+        let text = ls.join("\n");
+        countersign_gatekeeper::audit::verify_export(
+            countersign_gatekeeper::audit::jsonl_lines(&text),
+            &policy,
+            log_key,
+        )
     };
-    let altered: Vec<String> = raw_lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == 0 {
-                l.replace("\"bytes\":1,", "\"bytes\":9,")
-            } else {
-                (*l).to_owned()
-            }
-        })
-        .collect();
-    assert!(altered[0].contains("\"bytes\":9,"));
-    assert!(check(altered).is_err());
-    let removed: Vec<String> = raw_lines
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 1)
-        .map(|(_, l)| (*l).to_owned())
-        .collect();
-    assert!(check(removed).is_err());
-    let mut reordered: Vec<String> = raw_lines.iter().map(|l| (*l).to_owned()).collect();
-    reordered.swap(1, 2);
-    assert!(check(reordered).is_err());
-    let truncated: Vec<String> = raw_lines
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let report = check(&lines).unwrap();
+    assert!(report.entries >= 7 && report.checkpoints >= 2, "{report:?}");
+    assert!(
+        lines[0].contains("\"type\":\"tree_checkpoint\""),
+        "{}",
+        lines[0]
+    );
+    assert!(report.tree_size.is_some_and(|n| n >= 7), "{report:?}");
+    let entry_at = |seq: u64| {
+        lines
+            .iter()
+            .position(|l| {
+                l.contains("\"type\":\"entry\"") && l.contains(&format!("\"seq\":{seq},"))
+            })
+            .unwrap()
+    };
+    // A readable field edited.
+    let mut altered = lines.clone();
+    altered[entry_at(0)] = altered[entry_at(0)].replace("\"bytes\":1,", "\"bytes\":9,");
+    assert_ne!(altered, lines);
+    assert!(check(&altered).is_err());
+    // An entry removed, two swapped, the tree checkpoint dropped and the last entry
+    // cut (the final chain checkpoint then points past the end).
+    let mut removed = lines.clone();
+    removed.remove(entry_at(1));
+    assert!(check(&removed).is_err());
+    let mut reordered = lines.clone();
+    reordered.swap(entry_at(1), entry_at(2));
+    assert!(check(&reordered).is_err());
+    let truncated: Vec<String> = lines[1..]
         .iter()
         .filter(|l| !l.contains(&format!("\"seq\":{},", report.entries - 1)))
-        .map(|l| (*l).to_owned())
+        .cloned()
         .collect();
     assert!(
-        check(truncated).is_err(),
+        check(&truncated).is_err(),
         "removing the last entry is caught by the final checkpoint"
     );
+    // The tree checkpoint alone catches a cut tail, even with every chain checkpoint
+    // dropped.
+    let tree_size = report.tree_size.unwrap();
+    let cut: Vec<String> = lines[..entry_at(tree_size - 1)]
+        .iter()
+        .filter(|l| !l.contains("\"type\":\"checkpoint\""))
+        .cloned()
+        .collect();
+    assert!(check(&cut).unwrap_err().contains("entries were removed"));
 }
 
 async fn list_pagination(b: &Backend) {

@@ -1546,3 +1546,107 @@ fn audit_prove_shows_that_a_put_and_a_get_were_logged() {
     let o = prove(d, &gk, &gk.url, "put.json", &["--quorum", "1"]);
     assert_eq!(outcome(&o).0, 2);
 }
+
+/// `countersign audit verify` checks an export without the gatekeeper: a whole
+/// export verifies; an entry rewritten (with its readable fields), an entry removed
+/// and a tail cut below the signed tree checkpoint each fail.
+#[test]
+fn audit_verify_checks_an_export_without_the_gatekeeper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let vendor = keygen(d, "vendor-1", &[]);
+    let gk = Gatekeeper::start(d, vec![vendor]);
+    std::fs::write(d.join("a.txt"), b"exported").unwrap();
+    for i in 0..3 {
+        let o = put(d, &gk, "vendor-1.key", &format!("org-1/{i}.txt"), "a.txt");
+        assert_eq!(outcome(&o), (0, String::new()));
+    }
+    let export = |name: &str| {
+        let text = gk.runtime.block_on(async {
+            use futures::TryStreamExt as _;
+            gk.state.ledger.integrate(10_000).await.unwrap();
+            let chunks: Vec<bytes::Bytes> = countersign_gatekeeper::http::audit::export_jsonl(
+                &gk.state.ledger,
+                1_900_000_000,
+                true,
+            )
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+            String::from_utf8(chunks.concat()).unwrap()
+        });
+        std::fs::write(d.join(name), &text).unwrap();
+        text
+    };
+    let verify = |file: &str, extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "verify",
+            file,
+            "--gatekeeper-key",
+            "gatekeeper.pub",
+        ];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+    let text = export("export.jsonl");
+    let o = verify("export.jsonl", &["--require-tree"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("audit log OK: 3 entries chained"), "{out}");
+    assert!(
+        out.contains("the first 3 entries match the signed tree checkpoint"),
+        "{out}"
+    );
+
+    let lines: Vec<&str> = text.lines().collect();
+    let entry_lines: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("\"type\":\"entry\""))
+        .collect();
+    let write = |name: &str, ls: &[String]| std::fs::write(d.join(name), ls.join("\n")).unwrap();
+    // The second entry rewritten as another, valid entry: the third no longer chains.
+    let mut swapped: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    swapped[entry_lines[1]] = lines[entry_lines[0]].to_owned();
+    write("swapped.jsonl", &swapped);
+    assert_eq!(
+        outcome(&verify("swapped.jsonl", &[])),
+        (1, "audit_chain_broken".into())
+    );
+    // The middle entry removed.
+    let mut removed: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    removed.remove(entry_lines[1]);
+    write("removed.jsonl", &removed);
+    assert_eq!(
+        outcome(&verify("removed.jsonl", &[])),
+        (1, "audit_chain_broken".into())
+    );
+    // The tail cut, chain checkpoints dropped: the signed tree still covers it.
+    let cut: Vec<String> = lines[..entry_lines[2]]
+        .iter()
+        .filter(|l| !l.contains("\"type\":\"checkpoint\""))
+        .map(|l| (*l).to_owned())
+        .collect();
+    write("cut.jsonl", &cut);
+    let o = verify("cut.jsonl", &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".into()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("entries were removed"));
+    // Without the tree checkpoint, --require-tree refuses.
+    write(
+        "no-tree.jsonl",
+        &lines[1..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        outcome(&verify("no-tree.jsonl", &["--require-tree"])),
+        (1, "audit_chain_broken".into())
+    );
+}

@@ -5,13 +5,15 @@
 use crate::audit::{AuditFilter, AuditLine, AuditRecord};
 use crate::error::ApiError;
 use crate::http::{Gatekeeper, json_response, now_ms};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
+use bytes::Bytes;
 use countersign_core::ErrorCode;
 use countersign_core::text::{b64, hex as b16};
 use countersign_core::tiles::{TILE_WIDTH, TileKind, TilePath, encode_bundle};
+use futures::{Stream, TryStreamExt as _};
 
 /// The audit endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,13 +99,18 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
             ))
         }
         Endpoint::Export => {
-            let text = export_jsonl(&gk.ledger, now_ms() / 1000, true)
+            let lines = export_jsonl(&gk.ledger, now_ms() / 1000, true)
                 .await
                 .map_err(|e| {
                     tracing::warn!("audit export failed: {e}");
                     ApiError::audit_unavailable()
                 })?;
-            let mut r = text.into_response();
+            // An error part-way cuts the body short (no final chunk): the client
+            // sees an incomplete transfer, and a verifier a log that ends early.
+            let body = axum::body::Body::from_stream(lines.inspect_err(|e| {
+                tracing::warn!("audit export failed part-way: {e}");
+            }));
+            let mut r = body.into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-ndjson"),
@@ -243,46 +250,95 @@ pub fn parse_filter(query: &str) -> Result<AuditFilter, ApiError> {
     Ok(f)
 }
 
-/// The whole audit log as JSONL: every entry and every stored checkpoint. With
-/// `fresh_checkpoint`, a checkpoint over the current head is signed first, so the
-/// export is pinned up to its last entry.
+/// The whole audit log as JSONL, streamed a page of entries at a time in constant
+/// memory (`docs/PROTOCOL.md`, "Verifying an export"): the newest signed tree
+/// checkpoint first (if the tree has one), then every entry in order, each chain
+/// checkpoint right after the entry it names. With `fresh_checkpoint`, a chain
+/// checkpoint over the current head is signed first, so the export is pinned up to
+/// its last entry.
 pub async fn export_jsonl(
     ledger: &Ledger,
     now_secs: u64,
     fresh_checkpoint: bool,
-) -> Result<String, crate::ledger::LedgerError> {
-    let fresh = if fresh_checkpoint {
-        ledger.checkpoint_now(now_secs).await?
-    } else {
-        None
-    };
-    let mut out = String::new();
-    let mut next = 0;
-    loop {
-        let page = ledger.entries(next, 1000).await?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for e in &page {
-            out.push_str(
-                &serde_json::to_string(&AuditLine::Entry(Box::new(AuditRecord::from_entry(e))))
-                    .unwrap_or_default(),
-            );
-            out.push('\n');
-        }
+) -> Result<impl Stream<Item = Result<Bytes, LedgerError>> + Send + 'static, LedgerError> {
+    if fresh_checkpoint {
+        ledger.checkpoint_now(now_secs).await?;
     }
-    let mut checkpoints = ledger.checkpoints().await?;
-    if let Some(f) = fresh
-        && !checkpoints.contains(&f)
-    {
-        checkpoints.push(f);
-    }
-    for c in checkpoints {
+    let tree = ledger.latest_tree_checkpoint().await?;
+    let mut checkpoints = Vec::new();
+    for c in ledger.checkpoints().await? {
+        let seq = countersign_core::audit::Checkpoint::parse(&c.body)
+            .map_err(|e| LedgerError::Corrupt(format!("a stored checkpoint: {e}")))?
+            .seq;
         let line = AuditLine::Checkpoint {
             checkpoint: b64(&c.body),
             signatures: c.signatures,
         };
-        out.push_str(&serde_json::to_string(&line).unwrap_or_default());
-        out.push('\n');
+        checkpoints.push((seq, line));
     }
-    Ok(out)
+    checkpoints.sort_by_key(|(seq, _)| *seq);
+    let first = tree.map(|t| json_line(&AuditLine::TreeCheckpoint { note: t.note }));
+    let state = Export {
+        ledger: ledger.clone(),
+        first,
+        next: 0,
+        checkpoints: checkpoints.into(),
+        done: false,
+    };
+    Ok(futures::stream::try_unfold(state, Export::next_chunk))
+}
+
+/// Where an export stream is.
+struct Export {
+    ledger: Ledger,
+    /// The tree checkpoint's line, until sent.
+    first: Option<String>,
+    /// The next entry's seq.
+    next: u64,
+    /// Chain checkpoints not sent yet, by seq.
+    checkpoints: std::collections::VecDeque<(u64, AuditLine)>,
+    done: bool,
+}
+
+impl Export {
+    /// The next chunk: the tree checkpoint, then a page of entries with their
+    /// checkpoints; `None` at the end.
+    async fn next_chunk(mut self) -> Result<Option<(Bytes, Self)>, LedgerError> {
+        if self.done {
+            return Ok(None);
+        }
+        if let Some(first) = self.first.take() {
+            return Ok(Some((Bytes::from(first), self)));
+        }
+        let page = self.ledger.entries(self.next, EXPORT_PAGE).await?;
+        let mut out = String::new();
+        for e in &page {
+            out.push_str(&json_line(&AuditLine::Entry(Box::new(
+                AuditRecord::from_entry(e),
+            ))));
+            while let Some((_, line)) = self.checkpoints.pop_front_if(|(seq, _)| *seq <= e.seq) {
+                out.push_str(&json_line(&line));
+            }
+            self.next = e.seq + 1;
+        }
+        if page.len() < EXPORT_PAGE as usize {
+            // The end: checkpoints beyond the last entry follow it (a verifier then
+            // reports the log as cut short).
+            for (_, line) in self.checkpoints.drain(..) {
+                out.push_str(&json_line(&line));
+            }
+            self.done = true;
+        }
+        Ok(Some((Bytes::from(out), self)))
+    }
+}
+
+/// Entries per page of an export.
+const EXPORT_PAGE: u32 = 1000;
+
+/// A JSONL line.
+fn json_line(line: &AuditLine) -> String {
+    let mut s = serde_json::to_string(line).unwrap_or_default();
+    s.push('\n');
+    s
 }

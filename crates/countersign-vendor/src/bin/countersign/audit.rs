@@ -3,6 +3,12 @@
 //! signed (and, with `--witness`/`--quorum`, witness-cosigned) checkpoint commits to —
 //! from the log's public checkpoint and hash tiles. With `--entry`, a customer admin
 //! who holds the entry's bytes also checks that it records the receipt's decision.
+//!
+//! `countersign audit verify EXPORT`: verifies an audit export (the JSONL of the
+//! gatekeeper's `audit export`) without the gatekeeper or its database, reading it
+//! once in constant memory: the hash chain and its signed checkpoints over the
+//! entries' exact bytes, and the Merkle tree against the signed (optionally
+//! witness-cosigned) tree checkpoint the export opens with.
 
 use crate::Failure;
 use crate::log::{Fetcher, log_keys};
@@ -29,6 +35,28 @@ enum AuditCommand {
     /// Prove that the request of a saved receipt was logged (inclusion proof against
     /// the gatekeeper's signed checkpoint, computed from its public hash tiles).
     Prove(ProveArgs),
+    /// Verify an audit export file (JSONL) without the gatekeeper: chain, checkpoints
+    /// and Merkle tree, in one pass.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `audit verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The export (JSONL), or `-` for standard input.
+    export: String,
+    /// Gatekeeper public key file(s): the checkpoints must be signed by one of them.
+    #[arg(long = "gatekeeper-key", required = true)]
+    gatekeeper_keys: Vec<PathBuf>,
+    /// A witness's verifier key (`name+keyid+base64`, type 0x04); repeatable.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned the tree checkpoint.
+    #[arg(long, default_value_t = 0)]
+    quorum: usize,
+    /// Fail unless the export opens with a signed tree checkpoint.
+    #[arg(long)]
+    require_tree: bool,
 }
 
 /// Arguments of `audit prove`.
@@ -58,6 +86,7 @@ pub struct ProveArgs {
 pub fn run(a: AuditArgs) -> Result<u8, Failure> {
     match a.command {
         AuditCommand::Prove(p) => prove(p),
+        AuditCommand::Verify(v) => verify(v),
     }
 }
 
@@ -146,4 +175,116 @@ fn prove(a: ProveArgs) -> Result<u8, Failure> {
         || Failure::usage("the gatekeeper key files hold no key of role `gatekeeper`"),
         Failure::from,
     ))
+}
+
+/// One export line: its type and the fields a verifier reads (the readable fields of
+/// an entry are not trusted: the entry is its bytes).
+#[derive(serde::Deserialize)]
+struct ExportLine {
+    #[serde(rename = "type")]
+    kind: String,
+    entry: Option<String>,
+    checkpoint: Option<String>,
+    signatures: Option<String>,
+    note: Option<String>,
+}
+
+fn verify(a: VerifyArgs) -> Result<u8, Failure> {
+    use countersign_core::log_verify::{LogVerifier, trust_for_note};
+    use countersign_core::text::parse_b64;
+    use std::io::BufRead as _;
+    let mut keys: Vec<AuthorizedKey> = Vec::new();
+    for p in &a.gatekeeper_keys {
+        keys.extend(load_public_keys(p)?);
+    }
+    let policy = role_policy(keys.clone(), &Role::gatekeeper(), 1)?;
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| NoteVerifier::parse(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.quorum > witnesses.len() {
+        return Err(Failure::usage(format!(
+            "--quorum {} needs at least as many --witness keys (got {})",
+            a.quorum,
+            witnesses.len()
+        )));
+    }
+    let input: Box<dyn std::io::BufRead> = if a.export == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(&a.export).map_err(|e| Failure::io(&a.export, &e))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let malformed = |n: usize, what: &str| {
+        Failure::from(countersign_core::Error::new(
+            countersign_core::ErrorCode::Malformed,
+            format!("line {n} of the export: {what}"),
+        ))
+    };
+    let mut verifier = LogVerifier::new(&policy);
+    for (i, line) in input.lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| Failure::io(&a.export, &e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: ExportLine =
+            serde_json::from_str(&line).map_err(|e| malformed(n, &e.to_string()))?;
+        match (l.kind.as_str(), l.entry, l.checkpoint, l.signatures, l.note) {
+            ("entry", Some(entry), ..) => {
+                verifier.entry(&parse_b64(&entry, "entry")?)?;
+            }
+            ("checkpoint", _, Some(body), Some(sigs), _) => {
+                let sigs = countersign_core::signature::parse_list(&sigs)?;
+                verifier.chain_checkpoint(&parse_b64(&body, "checkpoint")?, &sigs)?;
+            }
+            ("tree_checkpoint", .., Some(note)) => {
+                // The first of the gatekeeper's keys that signed it.
+                let mut result = Err(countersign_core::Error::new(
+                    countersign_core::ErrorCode::UnknownKey,
+                    "none of the --gatekeeper-key keys signed the tree checkpoint",
+                ));
+                for k in &keys {
+                    let trust =
+                        trust_for_note(note.as_bytes(), k.public_key, witnesses.clone(), a.quorum)?;
+                    result = verifier.tree_checkpoint(note.as_bytes(), &trust);
+                    if !matches!(&result, Err(e) if e.code() == countersign_core::ErrorCode::UnknownKey)
+                    {
+                        break;
+                    }
+                }
+                result?;
+            }
+            (kind, ..) => {
+                return Err(malformed(n, &format!("a `{kind}` line without its fields")));
+            }
+        }
+    }
+    let report = verifier.finish()?;
+    let tree = match report.tree_size {
+        Some(size) => {
+            let cosigned = if report.cosigned_by.is_empty() {
+                String::new()
+            } else {
+                format!(", cosigned by {}", report.cosigned_by.join(", "))
+            };
+            format!("the first {size} entries match the signed tree checkpoint{cosigned}")
+        }
+        None if a.require_tree => {
+            return Err(countersign_core::Error::new(
+                countersign_core::ErrorCode::AuditChainBroken,
+                "the export has no signed tree checkpoint (--require-tree)",
+            )
+            .into());
+        }
+        None => "no tree checkpoint in the export".to_owned(),
+    };
+    println!(
+        "audit log OK: {} entries chained, {} signed checkpoints verified, {tree}; head {}",
+        report.entries,
+        report.chain_checkpoints,
+        hex(&report.head)
+    );
+    Ok(0)
 }
