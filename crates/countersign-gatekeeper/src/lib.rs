@@ -25,6 +25,7 @@ pub mod config;
 pub mod encryption;
 pub mod error;
 pub mod http;
+pub mod kms;
 pub mod ledger;
 pub mod metrics;
 pub mod ratelimit;

@@ -68,7 +68,7 @@ async fn seal_new(
     let countersign_core::Operation::Put { body, .. } = auth.request().operation() else {
         return Err(ApiError::new(ErrorCode::Internal, "PUT expected"));
     };
-    let (data_key, header, wrapped) = ring.new_object(auth.bucket(), storage_name)?;
+    let (data_key, header, wrapped) = ring.new_object(auth.bucket(), storage_name).await?;
     gk.ledger
         .put_object_key(auth.bucket().as_str(), storage_name, &wrapped)
         .await

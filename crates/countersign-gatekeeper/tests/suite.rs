@@ -1571,19 +1571,56 @@ fn s64(n: usize) -> u64 {
     n as u64
 }
 
-/// A KEK that is missing stops the start; a different key under the same id gives
-/// `key_unavailable` per request, never garbage.
+/// A KEK that is missing, or a different key under its id, stops the start with a
+/// message naming it; a data key that does not unwrap gives `key_unavailable` per
+/// request, never garbage.
 async fn wrong_or_missing_kek(b: &Backend) {
     let h = Harness::new(b).await;
     store(&h, "k/a", b"secret report").await;
-    let kek = h.dir.join("keys").join(format!("{BUCKET}-1.kek"));
-    assert!(kek.exists());
-    // Another key under the same id: the data key does not unwrap.
-    std::fs::remove_file(&kek).unwrap();
-    let second = h.second_instance().await; // generates a new key file
-    let r = send_to(&second, signed(&get("k/a").request(), vec![]), "127.0.0.1").await;
+    store(&h, "k/b", b"another report").await;
+    // A wrapped data key that does not unwrap (altered in the index).
+    let ledger = h.ledger().await;
+    let o = ledger.object(BUCKET, "k/b").await.unwrap().unwrap();
+    let mut w = ledger
+        .object_key(BUCKET, &o.storage_name)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut altered = w.clone();
+    altered.wrapped[20] ^= 1;
+    assert!(
+        ledger
+            .rewrap_object_key(BUCKET, &o.storage_name, &w, &altered)
+            .await
+            .unwrap()
+    );
+    let r = h.send(signed(&get("k/b").request(), vec![])).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(r).await, "key_unavailable");
+    assert_eq!(
+        h.last_entry().await.decision,
+        Decision::Deny(ErrorCode::KeyUnavailable)
+    );
+    std::mem::swap(&mut w, &mut altered);
+    assert!(
+        ledger
+            .rewrap_object_key(BUCKET, &o.storage_name, &w, &altered)
+            .await
+            .unwrap()
+    );
+    ledger.close().await;
+    // Another key under the same id: its data keys do not unwrap; refused at start.
+    let kek = h.dir.join("keys").join(format!("{BUCKET}-1.kek"));
+    assert!(kek.exists());
+    std::fs::remove_file(&kek).unwrap();
+    let err = countersign_gatekeeper::server::build_state(h.config.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("KEK `{BUCKET}-1` does not unwrap")),
+        "{err}"
+    );
     // A configured key file that does not exist: refused at start, naming it.
     let missing = h.dir.join("nope.kek");
     let bucket = format!(
@@ -1605,7 +1642,6 @@ async fn wrong_or_missing_kek(b: &Backend) {
 /// A gatekeeper on the harness's database and bucket with the KEKs `ids` (key files
 /// in the harness dir, created if missing) and `current`.
 async fn with_keks(h: &Harness, ids: &[&str], current: &str) -> (Config, AppState) {
-    let database = database_lines(&h.config);
     let mut keys = Vec::new();
     for id in ids {
         let path = h.dir.join(format!("{id}.kek"));
@@ -1617,6 +1653,17 @@ async fn with_keks(h: &Harness, ids: &[&str], current: &str) -> (Config, AppStat
             path.display()
         ));
     }
+    with_kek_tables(h, &keys, current).await.unwrap()
+}
+
+/// A gatekeeper on the harness's database and bucket with the KEKs given as TOML
+/// inline tables and `current`, or its start-up error.
+async fn with_kek_tables(
+    h: &Harness,
+    keys: &[String],
+    current: &str,
+) -> Result<(Config, AppState), String> {
+    let database = database_lines(&h.config);
     let mut config = h.config.clone();
     let section = format!(
         "[buckets.{BUCKET}]\n{}\n[buckets.{BUCKET}.encryption]\ncurrent = \"{current}\"\nkeys = [{}]\n",
@@ -1627,8 +1674,8 @@ async fn with_keks(h: &Harness, ids: &[&str], current: &str) -> (Config, AppStat
     config.buckets = parsed.buckets;
     let (state, _) = countersign_gatekeeper::server::build_state(config.clone())
         .await
-        .unwrap();
-    (config, state)
+        .map_err(|e| e.to_string())?;
+    Ok((config, state))
 }
 
 /// The database section of the harness's configuration, as TOML.
@@ -1694,6 +1741,16 @@ async fn rotation_and_rewrap_keep_objects_readable(b: &Backend) {
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     read_all(&two, &[("rot/old", &old), ("rot/new", &new)]).await;
+    // k1 still wraps a data key: a configuration without it is refused, naming it.
+    let k2_only = [format!(
+        "{{ id = \"k2\", file = \"{}\" }}",
+        h.dir.join("k2.kek").display()
+    )];
+    let err = with_kek_tables(&h, &k2_only, "k2").await.unwrap_err();
+    assert!(
+        err.contains("KEK `k1` still wraps 1 data keys and is not in its configuration"),
+        "{err}"
+    );
 
     let ledger = h.ledger().await;
     let storage = countersign_gatekeeper::storage::Storage::from_config(
@@ -1747,4 +1804,214 @@ async fn refused_uploads_leave_no_data_key(b: &Backend) {
     ledger.close().await;
     let r = h.send(signed(&get("kept").request(), vec![])).await;
     assert_eq!(body_bytes(r).await, b"kept body");
+}
+
+// --- encryption at rest with a KMS (moto's KMS over the AWS KMS API) -----------------
+
+/// Creates a symmetric KMS key (moto does not check signatures) and returns its id.
+async fn create_kms_key(endpoint: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(endpoint)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "TrentService.CreateKey")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(r#"{"Description":"countersign test"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+}
+
+/// A TCP forwarder to `target` that can be switched off: then it closes every open
+/// connection and drops every new one at once (a KMS that becomes unreachable).
+struct Switch {
+    url: String,
+    on: tokio::sync::watch::Sender<bool>,
+}
+
+impl Switch {
+    async fn start(target: &str) -> Self {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (on, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue; // dropped: connection reset
+                }
+                let target = target.clone();
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = watch.wait_for(|on| !on) => {}
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, on }
+    }
+
+    fn set(&self, on: bool) {
+        self.on.send_replace(on);
+    }
+}
+
+/// The `kms1` KEK as a TOML inline table.
+fn kms_kek(key_id: &str, endpoint: &str) -> String {
+    format!(
+        "{{ id = \"kms1\", kms = {{ key_id = \"{key_id}\", region = \"us-east-1\", endpoint = \"{endpoint}\", access_key_id = \"testing\", secret_access_key_file = \"kms.secret\", allow_http = true }} }}"
+    )
+}
+
+async fn readyz(state: &AppState) -> (StatusCode, String) {
+    let req = axum::http::Request::get("/readyz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let r = send_to(state, req, "127.0.0.1").await;
+    let status = r.status();
+    (
+        status,
+        String::from_utf8_lossy(&body_bytes(r).await).into_owned(),
+    )
+}
+
+/// A bucket whose KEK is a KMS key: objects round-trip and the index holds only the
+/// KMS's ciphertext of each data key; with the KMS unreachable a PUT and a GET of an
+/// object not read before are refused with `key_unavailable` and audited (an object
+/// read before is served from the bounded cache), `/readyz` fails, and a start is
+/// refused; a KEK id pointing at another KMS key, or at no key, is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_kek_round_trip_outage_and_wrong_key() {
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(h.dir.join("kms.secret"))
+            .unwrap();
+        f.write_all(b"testing\n").unwrap();
+    }
+    let key1 = create_kms_key(&s3_endpoint).await;
+    let key2 = create_kms_key(&s3_endpoint).await;
+    let kms = Switch::start(&s3_endpoint).await;
+    let kek = [kms_kek(&key1, &kms.url)];
+    let (_, gk) = with_kek_tables(&h, &kek, "kms1").await.unwrap();
+    assert_eq!(readyz(&gk).await.0, StatusCode::OK);
+
+    let body = marked(2 * SEG + 5);
+    for key in ["kms/a", "kms/b"] {
+        let r = send_to(
+            &gk,
+            signed(&put(key, &body).request(), body.clone()),
+            "127.0.0.1",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    read_all(&gk, &[("kms/a", &body)]).await;
+    let ledger = h.ledger().await;
+    let o = ledger.object(BUCKET, "kms/a").await.unwrap().unwrap();
+    let wrapped = ledger
+        .object_key(BUCKET, &o.storage_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wrapped.kek_id, "kms1");
+    assert_ne!(
+        wrapped.wrapped.len(),
+        countersign_gatekeeper::encryption::WRAPPED_BYTES
+    );
+    let stored = read_stored(&h, &format!("objects/{}", o.storage_name)).await;
+    assert!(!stored.windows(MARKER.len()).any(|w| w == MARKER));
+
+    // A second instance, started while the KMS answers, has cached only the data key
+    // its start-up check unwrapped (the first by storage name).
+    let (_, cold) = with_kek_tables(&h, &kek, "kms1").await.unwrap();
+    let b_name = ledger
+        .object(BUCKET, "kms/b")
+        .await
+        .unwrap()
+        .unwrap()
+        .storage_name;
+    let unread = if b_name > o.storage_name {
+        "kms/b"
+    } else {
+        "kms/a"
+    };
+    kms.set(false);
+    // Read before through `gk`: its data key is cached.
+    read_all(&gk, &[("kms/a", &body)]).await;
+    let r = send_to(&cold, signed(&get(unread).request(), vec![]), "127.0.0.1").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(r).await, "key_unavailable");
+    assert_eq!(
+        h.last_entry().await.decision,
+        Decision::Deny(ErrorCode::KeyUnavailable)
+    );
+    let before = h.bucket_contents().await;
+    let r = send_to(
+        &gk,
+        signed(&put("kms/c", &body).request(), body.clone()),
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(error_code(r).await, "key_unavailable");
+    let last = h.last_entry().await;
+    assert_eq!(last.decision, Decision::Deny(ErrorCode::KeyUnavailable));
+    assert_eq!(last.key, b"kms/c");
+    assert_eq!(h.bucket_contents().await, before);
+    assert!(ledger.object(BUCKET, "kms/c").await.unwrap().is_none());
+    let (status, text) = readyz(&gk).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("key_unavailable"), "{text}");
+    let err = with_kek_tables(&h, &kek, "kms1").await.unwrap_err();
+    assert!(
+        err.contains("`kms1`") && err.contains("cannot be reached"),
+        "{err}"
+    );
+    // Back: everything reads again.
+    kms.set(true);
+    read_all(&cold, &[("kms/a", &body), ("kms/b", &body)]).await;
+    assert_eq!(readyz(&gk).await.0, StatusCode::OK);
+
+    // `kms1` pointing at another KMS key: its data keys do not unwrap; refused at
+    // start, naming the KEK.
+    let err = with_kek_tables(&h, &[kms_kek(&key2, &s3_endpoint)], "kms1")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("`kms1`") && err.contains("does not unwrap"),
+        "{err}"
+    );
+    // A key the KMS does not have: refused at start with the KMS's reason.
+    let err = with_kek_tables(
+        &h,
+        &[kms_kek(
+            "0b0b0b0b-0000-4000-8000-000000000000",
+            &s3_endpoint,
+        )],
+        "kms1",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("`kms1`") && err.contains("NotFoundException"),
+        "{err}"
+    );
+    ledger.close().await;
 }

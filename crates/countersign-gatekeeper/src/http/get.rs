@@ -102,7 +102,9 @@ async fn object_cipher(
             "the object is encrypted but its bucket has no keyring configured",
         )
     })?;
-    let (key, header) = ring.open(&wrapped, auth.bucket(), &object.storage_name)?;
+    let (key, header) = ring
+        .open(&wrapped, auth.bucket(), &object.storage_name)
+        .await?;
     let object_key = ObjectKey::parse(&object.key)?;
     let body = BodyDigest {
         sha256: object.sha256,

@@ -112,6 +112,37 @@ impl Ledger {
         .await
     }
 
+    /// One data key of `bucket` wrapped by `kek_id`, with its storage name, if any
+    /// (the start-up check unwraps it to prove the configured KEK is the right one).
+    pub async fn object_key_sample(
+        &self,
+        bucket: &str,
+        kek_id: &str,
+    ) -> Result<Option<(String, WrappedKey)>> {
+        self.within(async {
+            let row = sqlx::query(self.sql(
+                "SELECT storage_name, kek_id, wrapped, header FROM object_keys
+                 WHERE bucket = ? AND kek_id = ? ORDER BY storage_name LIMIT 1",
+            ))
+            .bind(bucket.to_owned())
+            .bind(kek_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok((
+                    r.try_get("storage_name")?,
+                    WrappedKey {
+                        kek_id: r.try_get("kek_id")?,
+                        wrapped: r.try_get("wrapped")?,
+                        header: r.try_get("header")?,
+                    },
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
     /// Replaces the wrapped data key of `storage_name` if it is still `old` (so a
     /// concurrent rewrap is never undone). Returns whether it was replaced.
     pub async fn rewrap_object_key(
