@@ -767,56 +767,108 @@ pub struct Rewrapped {
 /// without touching object bytes. Each row is replaced on its own, only if it is
 /// unchanged since read, so an interrupted run is resumed by running it again.
 /// Calls `each` after every replaced row.
+///
+/// Audited: for every encrypted bucket, an entry (operation `REWRAP`, decision
+/// `allow`) before its first row (`start: to KEK <current>`) and one after its last
+/// (`finish: <n> data keys to KEK <current>`); a run that stops on an error records
+/// `failed after <n> data keys: <reason>` (decision `deny` with the error's code)
+/// as far as the log can be written. If the log cannot be written, nothing is
+/// re-wrapped.
 pub async fn rewrap(
     ledger: &crate::ledger::Ledger,
     storage: &crate::storage::Storage,
     mut each: impl FnMut(&Rewrapped),
 ) -> Result<u64, String> {
-    let mut done = 0;
+    use countersign_core::Decision;
+    let audit = |bucket: &Bucket, what: String, decision: Decision| {
+        let draft = crate::reconcile::tool_draft(b"REWRAP", bucket.as_str(), &what, decision);
+        async move {
+            ledger
+                .append(draft, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cannot write the audit log: {e}"))
+        }
+    };
+    let mut total = 0;
     for bucket in storage.buckets() {
         let Some(ring) = storage.keyring(bucket) else {
             continue;
         };
-        let mut after = String::new();
-        loop {
-            let page = ledger
-                .object_keys_not_wrapped_by(bucket.as_str(), &ring.current, &after, 500)
-                .await
-                .map_err(|e| e.to_string())?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = last.clone();
-            for (name, old) in page {
-                let (key, _) = ring
-                    .open(&old, bucket, &name)
-                    .await
-                    .map_err(|e| format!("{bucket}/{name}: {}", e.message()))?;
-                let new = WrappedKey {
-                    kek_id: ring.current.clone(),
-                    wrapped: ring
-                        .wrap(&ring.current, &key, bucket, &name)
-                        .await
-                        .map_err(|e| e.message().to_owned())?,
-                    header: old.header.clone(),
-                };
-                if ledger
-                    .rewrap_object_key(bucket.as_str(), &name, &old, &new)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    done += 1;
-                    each(&Rewrapped {
-                        bucket: bucket.to_string(),
-                        storage_name: name,
-                        from: old.kek_id,
-                        to: new.kek_id,
-                    });
+        let current = ring.current.clone();
+        audit(bucket, format!("start: to KEK {current}"), Decision::Allow).await?;
+        let mut done = 0;
+        match rewrap_bucket(ledger, bucket, ring, &mut done, &mut each).await {
+            Ok(()) => {
+                audit(
+                    bucket,
+                    format!("finish: {done} data keys to KEK {current}"),
+                    Decision::Allow,
+                )
+                .await?;
+            }
+            Err(e) => {
+                let what = format!("failed after {done} data keys: {}", e.message());
+                if let Err(log) = audit(bucket, what, Decision::Deny(e.code())).await {
+                    tracing::warn!("keys rewrap: {log}");
                 }
+                return Err(format!(
+                    "bucket `{bucket}`: stopped after {done} data keys: {}",
+                    e.message()
+                ));
+            }
+        }
+        total += done;
+    }
+    Ok(total)
+}
+
+/// Re-wraps one bucket's data keys, counting them in `done`.
+async fn rewrap_bucket(
+    ledger: &crate::ledger::Ledger,
+    bucket: &Bucket,
+    ring: &BucketKeyring,
+    done: &mut u64,
+    each: &mut impl FnMut(&Rewrapped),
+) -> Result<(), Error> {
+    let index = |e: crate::ledger::LedgerError| {
+        Error::new(ErrorCode::AuditUnavailable, format!("the index: {e}"))
+    };
+    let mut after = String::new();
+    loop {
+        let page = ledger
+            .object_keys_not_wrapped_by(bucket.as_str(), &ring.current, &after, 500)
+            .await
+            .map_err(index)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = last.clone();
+        for (name, old) in page {
+            let (key, _) = ring
+                .open(&old, bucket, &name)
+                .await
+                .map_err(|e| Error::new(e.code(), format!("object {name}: {}", e.message())))?;
+            let new = WrappedKey {
+                kek_id: ring.current.clone(),
+                wrapped: ring.wrap(&ring.current, &key, bucket, &name).await?,
+                header: old.header.clone(),
+            };
+            if ledger
+                .rewrap_object_key(bucket.as_str(), &name, &old, &new)
+                .await
+                .map_err(index)?
+            {
+                *done += 1;
+                each(&Rewrapped {
+                    bucket: bucket.to_string(),
+                    storage_name: name,
+                    from: old.kek_id,
+                    to: new.kek_id,
+                });
             }
         }
     }
-    Ok(done)
 }
 
 #[cfg(test)]

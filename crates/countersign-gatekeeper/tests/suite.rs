@@ -1544,6 +1544,27 @@ async fn tampered_ciphertext_is_refused(b: &Backend) {
     assert_eq!(r.status(), StatusCode::OK);
     let got = axum::body::to_bytes(r.into_body(), usize::MAX).await;
     assert!(got.is_err(), "a tampered body must not complete");
+    // ... and audited: the allow entry, then a second, denying one with the bytes
+    // released before the bad segment (written by a task of its own).
+    let mut tail = Vec::new();
+    for _ in 0..100 {
+        let entries = h.all_entries().await;
+        tail = entries[entries.len() - 2..].to_vec();
+        if tail[1].decision != Decision::Allow {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(tail[0].decision, Decision::Allow);
+    assert_eq!(
+        tail[1].decision,
+        Decision::Deny(ErrorCode::StoredObjectTampered)
+    );
+    assert_eq!(
+        (tail[1].key.as_slice(), tail[1].bytes),
+        (&b"t/a"[..], s64(2 * SEG))
+    );
+    assert_eq!(tail[1].operation, tail[0].operation);
     // Truncated after segment 1.
     write_stored(&h, &file, honest[..24 + 2 * (SEG + 16)].to_vec()).await;
     let r = get_range(&h, "t/a", s64(2 * SEG), s64(3 * SEG) - 1).await;
@@ -1663,6 +1684,15 @@ async fn with_kek_tables(
     keys: &[String],
     current: &str,
 ) -> Result<(Config, AppState), String> {
+    let config = kek_config(h, keys, current);
+    let (state, _) = countersign_gatekeeper::server::build_state(config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((config, state))
+}
+
+/// The harness's configuration with the KEKs given as TOML inline tables.
+fn kek_config(h: &Harness, keys: &[String], current: &str) -> Config {
     let database = database_lines(&h.config);
     let mut config = h.config.clone();
     let section = format!(
@@ -1672,10 +1702,7 @@ async fn with_kek_tables(
     );
     let parsed = Config::from_toml(&config_text(&section, &database, ""), Some(&h.dir)).unwrap();
     config.buckets = parsed.buckets;
-    let (state, _) = countersign_gatekeeper::server::build_state(config.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((config, state))
+    config
 }
 
 /// The database section of the harness's configuration, as TOML.
@@ -1753,11 +1780,28 @@ async fn rotation_and_rewrap_keep_objects_readable(b: &Backend) {
     );
 
     let ledger = h.ledger().await;
-    let storage = countersign_gatekeeper::storage::Storage::from_config(
-        &config.buckets,
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap();
+    let open_storage = |config: &Config| {
+        countersign_gatekeeper::storage::Storage::from_config(
+            &config.buckets,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    // Without k1 the run stops at its first data key, audited as such.
+    let without_k1 = open_storage(&kek_config(&h, &k2_only, "k2"));
+    let err = encryption::rewrap(&ledger, &without_k1, |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.contains("stopped after 0 data keys"), "{err}");
+    let last = h.last_entry().await;
+    assert_eq!(last.operation, b"REWRAP");
+    assert_eq!(last.decision, Decision::Deny(ErrorCode::KeyUnavailable));
+    assert!(
+        String::from_utf8_lossy(&last.key).starts_with("failed after 0 data keys: "),
+        "{:?}",
+        String::from_utf8_lossy(&last.key)
+    );
+    let storage = open_storage(&config);
     let before = encryption::status(&ledger, &storage).await.unwrap();
     let k1 = before.iter().find(|s| s.kek_id == "k1").unwrap();
     assert_eq!((k1.objects, k1.retirable), (1, false));
@@ -1767,6 +1811,25 @@ async fn rotation_and_rewrap_keep_objects_readable(b: &Backend) {
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!((moved[0].from.as_str(), moved[0].to.as_str()), ("k1", "k2"));
+    // Audited: a start and a finish entry with the count.
+    let entries = h.all_entries().await;
+    let told: Vec<(String, Decision)> = entries[entries.len() - 2..]
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                (e.operation.as_slice(), e.bucket.as_slice()),
+                (&b"REWRAP"[..], BUCKET.as_bytes())
+            );
+            (String::from_utf8_lossy(&e.key).into_owned(), e.decision)
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("start: to KEK k2".to_owned(), Decision::Allow),
+            ("finish: 1 data keys to KEK k2".to_owned(), Decision::Allow)
+        ]
+    );
     // Objects stay readable through the same running gatekeeper, bytes untouched.
     read_all(&two, &[("rot/old", &old), ("rot/new", &new)]).await;
     assert_eq!(read_stored(&h, &file).await, stored_before);
