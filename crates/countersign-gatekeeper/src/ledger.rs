@@ -41,6 +41,63 @@ pub enum LedgerError {
     /// The sequencer is gone (the ledger is shutting down).
     #[error("the audit sequencer has stopped")]
     Sequencer,
+    /// The database's schema cannot be brought to this version's (detail: why).
+    #[error("database schema: {0}")]
+    Schema(String),
+}
+
+/// The schema migrations of `dialect`, embedded in the binary: version N is
+/// `migrations/<dialect>/000N_*.sql`. Applied ones are recorded in the table
+/// `_sqlx_migrations` with their checksum.
+pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr as _;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let files: &[(i64, &str, &'static str)] = match dialect {
+        Dialect::Sqlite => &[(
+            1,
+            "initial",
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+        )],
+        Dialect::Postgres => &[(
+            1,
+            "initial",
+            include_str!("../migrations/postgres/0001_initial.sql"),
+        )],
+    };
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A sentence for an operator out of a migration failure.
+fn schema_error(e: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::VersionMissing(v) => format!(
+            "the database has migration {v}, which this gatekeeper does not know: it was \
+             upgraded by a newer gatekeeper; run that version (or restore a backup taken \
+             before the upgrade)"
+        ),
+        MigrateError::VersionMismatch(v) => format!(
+            "migration {v} applied to the database differs from this gatekeeper's migration \
+             {v}; the schema was changed by something else"
+        ),
+        MigrateError::Dirty(v) => {
+            format!("migration {v} was left half-applied; restore the database from a backup")
+        }
+        other => other.to_string(),
+    }
 }
 
 type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -320,87 +377,21 @@ impl Ledger {
         sql(self.dialect, q)
     }
 
+    /// Brings the schema to this version's: the embedded migrations of the dialect
+    /// ([`migrations`]) not yet applied run in order, each in a transaction, under
+    /// the database's migration lock (on PostgreSQL an advisory lock, so instances
+    /// starting together migrate once). A database migrated by a newer gatekeeper,
+    /// or whose applied migration differs from this version's, is refused.
     async fn migrate(&self) -> Result<()> {
-        let (blob, text_key) = match self.dialect {
-            Dialect::Sqlite => ("BLOB", "TEXT"),
-            Dialect::Postgres => ("BYTEA", "TEXT COLLATE \"C\""),
-        };
         if self.dialect == Dialect::Sqlite {
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&self.pool)
                 .await?;
         }
-        let statements = [
-            format!(
-                "CREATE TABLE IF NOT EXISTS audit_log (
-                    seq BIGINT PRIMARY KEY,
-                    prev_sha256 {blob} NOT NULL,
-                    entry_sha256 {blob} NOT NULL,
-                    time_ms BIGINT NOT NULL,
-                    gatekeeper TEXT NOT NULL,
-                    client_ip TEXT NOT NULL,
-                    operation {blob} NOT NULL,
-                    bucket {blob} NOT NULL,
-                    object_key {blob} NOT NULL,
-                    subject {blob} NOT NULL,
-                    decision TEXT NOT NULL,
-                    error_code TEXT NOT NULL,
-                    bytes BIGINT NOT NULL,
-                    latency_us BIGINT NOT NULL,
-                    request {blob} NOT NULL,
-                    request_sha256 {blob} NOT NULL,
-                    request_length BIGINT NOT NULL,
-                    signatures {blob} NOT NULL,
-                    signatures_sha256 {blob} NOT NULL,
-                    signatures_length BIGINT NOT NULL)"
-            ),
-            "CREATE INDEX IF NOT EXISTS audit_time ON audit_log (time_ms)".to_owned(),
-            "CREATE INDEX IF NOT EXISTS audit_subject ON audit_log (subject)".to_owned(),
-            format!(
-                "CREATE TABLE IF NOT EXISTS audit_checkpoints (
-                    seq BIGINT PRIMARY KEY,
-                    body {blob} NOT NULL,
-                    signatures TEXT NOT NULL)"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS nonces (
-                    nonce {blob} PRIMARY KEY,
-                    expires_at BIGINT NOT NULL)"
-            ),
-            "CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at)".to_owned(),
-            format!(
-                "CREATE TABLE IF NOT EXISTS objects (
-                    bucket TEXT NOT NULL,
-                    object_key {text_key} NOT NULL,
-                    state TEXT NOT NULL,
-                    storage_name TEXT NOT NULL,
-                    upload_id TEXT NOT NULL,
-                    deadline BIGINT NOT NULL,
-                    size BIGINT NOT NULL,
-                    sha256 {blob} NOT NULL,
-                    content_type TEXT NOT NULL,
-                    stored_at BIGINT NOT NULL,
-                    manifest {blob} NOT NULL,
-                    manifest_signatures TEXT NOT NULL,
-                    PRIMARY KEY (bucket, object_key))"
-            ),
-            "CREATE INDEX IF NOT EXISTS objects_pending ON objects (state, deadline)".to_owned(),
-            // Recovery looks every stored file's name up.
-            "CREATE INDEX IF NOT EXISTS objects_storage ON objects (bucket, storage_name)"
-                .to_owned(),
-            format!(
-                "CREATE TABLE IF NOT EXISTS gatekeeper_keys (
-                    key_id TEXT PRIMARY KEY,
-                    public_key {blob} NOT NULL)"
-            ),
-        ];
-        for s in statements {
-            sqlx::query(AssertSqlSafe(s)).execute(&self.pool).await?;
-        }
-        sqlx::query(AssertSqlSafe(object_keys::schema(blob)))
-            .execute(&self.pool)
-            .await?;
-        self.migrate_tlog().await
+        migrations(self.dialect)
+            .run(&self.pool)
+            .await
+            .map_err(|e| LedgerError::Schema(schema_error(&e)))
     }
 
     /// Runs `f` within the deadline. A write that failed or timed out may leave its

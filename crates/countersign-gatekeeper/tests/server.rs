@@ -421,6 +421,43 @@ async fn slow_headers_and_idle_connections_are_closed() {
     server.abort();
 }
 
+/// A PUT refused before its body is read (here: the key exists) still lets the
+/// client send its whole body and read the signed answer: the gatekeeper drains the
+/// body instead of resetting the connection under the client's feet.
+#[tokio::test]
+async fn a_put_refused_before_its_body_still_gets_its_answer() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (state, _) = countersign_gatekeeper::server::build_state(h.config.clone())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(serve(state, listener));
+    // Larger than the kernel's socket buffers on both sides together.
+    let body: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    for expected in ["HTTP/1.1 201", "HTTP/1.1 409"] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(put_head("drained/scan.png", &body).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&body)
+            .await
+            .expect("the gatekeeper reads the whole body");
+        let mut response = Vec::new();
+        s.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with(expected), "{response}");
+        assert!(response.contains("countersign-receipt:"), "{response}");
+    }
+    assert_eq!(
+        h.last_entry().await.decision,
+        countersign_core::Decision::Deny(countersign_core::ErrorCode::AlreadyExists)
+    );
+    server.abort();
+}
+
 /// Writes the test configuration for the harness's data dir and bucket, with `limits`
 /// added to its `[limits]`, to `gatekeeper.toml` in the data dir.
 fn write_config_file(h: &Harness, limits: &str) -> std::path::PathBuf {

@@ -14,6 +14,7 @@
 //! half-done by a cancelled handler.
 
 pub mod audit;
+mod drain;
 pub mod get;
 pub mod list;
 pub mod log;

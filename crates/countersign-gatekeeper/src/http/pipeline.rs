@@ -373,6 +373,8 @@ fn forwarded_for(headers: &HeaderMap) -> Option<Vec<u8>> {
 /// patient data: the audit log is where they belong).
 pub async fn handle(gk: AppState, peer: SocketAddr, req: HttpRequest) -> Response {
     let (parts, body) = req.into_parts();
+    // Whatever this request's fate, the client gets to read the answer.
+    let body = super::drain::drain_on_drop(body);
     let mut attempt = Attempt::new(&parts, peer);
     let span = tracing::info_span!("request", id = %attempt.request_id);
     async move {

@@ -5,19 +5,6 @@ use super::{Ledger, Result};
 use crate::encryption::WrappedKey;
 use sqlx::Row as _;
 
-/// The table, with the dialect's blob type.
-pub(super) fn schema(blob: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS object_keys (
-            bucket TEXT NOT NULL,
-            storage_name TEXT NOT NULL,
-            kek_id TEXT NOT NULL,
-            wrapped {blob} NOT NULL,
-            header {blob} NOT NULL,
-            PRIMARY KEY (bucket, storage_name))"
-    )
-}
-
 /// How many objects of a bucket one KEK wraps.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct KeyUse {

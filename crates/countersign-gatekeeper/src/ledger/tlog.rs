@@ -36,39 +36,6 @@ pub struct TreeCheckpoint {
 }
 
 impl Ledger {
-    /// The tables of the tree: its state (size and right edge), its tiles (the
-    /// current, possibly partial, tile of each level and index) and its checkpoints.
-    pub(super) async fn migrate_tlog(&self) -> Result<()> {
-        let blob = match self.dialect {
-            Dialect::Sqlite => "BLOB",
-            Dialect::Postgres => "BYTEA",
-        };
-        for s in [
-            format!(
-                "CREATE TABLE IF NOT EXISTS tlog_state (
-                    id BIGINT PRIMARY KEY,
-                    size BIGINT NOT NULL,
-                    edge {blob} NOT NULL)"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS tlog_tiles (
-                    level BIGINT NOT NULL,
-                    idx BIGINT NOT NULL,
-                    hashes {blob} NOT NULL,
-                    PRIMARY KEY (level, idx))"
-            ),
-            "CREATE TABLE IF NOT EXISTS tlog_checkpoints (
-                size BIGINT PRIMARY KEY,
-                note TEXT NOT NULL)"
-                .to_owned(),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(s))
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Extends the tree over up to `max_entries` stored entries past its end, stores
     /// the tiles that changed, and signs and stores a checkpoint of the new size with
     /// the gatekeeper's key. Returns the new checkpoint, or `None` if there was
