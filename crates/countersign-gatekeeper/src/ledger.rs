@@ -6,7 +6,9 @@
 //! several instances) through sqlx's `Any` driver; the few differences are in
 //! [`Dialect`]. The same test suite runs against both.
 
+mod encryptions;
 mod object_keys;
+pub use encryptions::Encryption;
 pub use object_keys::KeyUse;
 
 use crate::audit::AuditFilter;
@@ -53,16 +55,30 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr as _;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     let files: &[(i64, &str, &'static str)] = match dialect {
-        Dialect::Sqlite => &[(
-            1,
-            "initial",
-            include_str!("../migrations/sqlite/0001_initial.sql"),
-        )],
-        Dialect::Postgres => &[(
-            1,
-            "initial",
-            include_str!("../migrations/postgres/0001_initial.sql"),
-        )],
+        Dialect::Sqlite => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/sqlite/0001_initial.sql"),
+            ),
+            (
+                2,
+                "encryptions",
+                include_str!("../migrations/sqlite/0002_encryptions.sql"),
+            ),
+        ],
+        Dialect::Postgres => &[
+            (
+                1,
+                "initial",
+                include_str!("../migrations/postgres/0001_initial.sql"),
+            ),
+            (
+                2,
+                "encryptions",
+                include_str!("../migrations/postgres/0002_encryptions.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         files
@@ -661,12 +677,16 @@ impl Ledger {
         .await
     }
 
-    /// Whether `storage_name` in `bucket` belongs to an upload in progress.
+    /// Whether `storage_name` in `bucket` belongs to an upload in progress (or to an
+    /// object being encrypted by `keys encrypt-existing`).
     pub async fn storage_name_pending(&self, bucket: &str, storage_name: &str) -> Result<bool> {
         self.within(async {
             let row = sqlx::query(self.sql(
-                "SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ? AND state = 'pending'",
+                "SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ? AND state = 'pending'
+                 UNION ALL SELECT 1 FROM encryptions WHERE bucket = ? AND new_name = ?",
             ))
+            .bind(bucket.to_owned())
+            .bind(storage_name.to_owned())
             .bind(bucket.to_owned())
             .bind(storage_name.to_owned())
             .fetch_optional(&self.pool)
@@ -676,13 +696,16 @@ impl Ledger {
         .await
     }
 
-    /// Whether `storage_name` in `bucket` belongs to a row (stored, or an upload in
-    /// progress).
+    /// Whether `storage_name` in `bucket` belongs to a row (stored, an upload in
+    /// progress, or the new name of an object being encrypted).
     pub async fn storage_name_known(&self, bucket: &str, storage_name: &str) -> Result<bool> {
         self.within(async {
-            let row = sqlx::query(
-                self.sql("SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ?"),
-            )
+            let row = sqlx::query(self.sql(
+                "SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ?
+                 UNION ALL SELECT 1 FROM encryptions WHERE bucket = ? AND new_name = ?",
+            ))
+            .bind(bucket.to_owned())
+            .bind(storage_name.to_owned())
             .bind(bucket.to_owned())
             .bind(storage_name.to_owned())
             .fetch_optional(&self.pool)

@@ -22,6 +22,7 @@
 pub mod acl;
 pub mod audit;
 pub mod config;
+pub mod encrypt_existing;
 pub mod encryption;
 pub mod error;
 pub mod http;

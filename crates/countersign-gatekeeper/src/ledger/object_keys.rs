@@ -181,13 +181,16 @@ impl Ledger {
     }
 
     /// Removes the wrapped data keys whose storage name no index row (stored or
-    /// pending) has any more: uploads that were released. A key row is written only
-    /// while its reservation exists, so a live upload's key is never removed.
+    /// pending) nor object being encrypted has any more: uploads that were released.
+    /// A key row is written only while its reservation (or `encryptions` row) exists,
+    /// so a live upload's key is never removed.
     pub async fn sweep_object_keys(&self) -> Result<u64> {
         self.within(async {
             let done = sqlx::query(self.sql(
                 "DELETE FROM object_keys WHERE NOT EXISTS (SELECT 1 FROM objects o
-                 WHERE o.bucket = object_keys.bucket AND o.storage_name = object_keys.storage_name)",
+                 WHERE o.bucket = object_keys.bucket AND o.storage_name = object_keys.storage_name)
+                 AND NOT EXISTS (SELECT 1 FROM encryptions e
+                 WHERE e.bucket = object_keys.bucket AND e.new_name = object_keys.storage_name)",
             ))
             .execute(&self.pool)
             .await?;
