@@ -92,8 +92,14 @@ struct RawKms {
 impl RawKms {
     fn validate(self, data_dir: &Path, at: &str) -> Result<KmsConfig, crate::config::ConfigError> {
         use crate::config::err;
-        if self.key_id.is_empty() {
-            return Err(err(format!("{at}.key_id"), "must name the KMS key"));
+        for (name, value) in [
+            ("key_id", &self.key_id),
+            ("region", &self.region),
+            ("access_key_id", &self.access_key_id),
+        ] {
+            if value.is_empty() {
+                return Err(err(format!("{at}.{name}"), "must not be empty"));
+            }
         }
         let endpoint = self
             .endpoint
@@ -989,5 +995,95 @@ mod tests {
         crate::config::write_private(&short, b"AAAA").unwrap();
         let err = load(cfg(KekSource::File(short), "k")).unwrap_err();
         assert!(err.contains("32 bytes"), "{err}");
+    }
+
+    fn from_toml(text: &str, dir: &Path) -> Result<Option<EncryptionConfig>, String> {
+        let raw: RawEncryption = toml::from_str(text).map_err(|e| e.to_string())?;
+        EncryptionConfig::from_raw(Some(raw), dir, "reports", "buckets.reports.encryption")
+            .map_err(|e| format!("{}: {}", e.key, e.message))
+    }
+
+    #[test]
+    fn kms_keks_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("kms.secret");
+        crate::config::write_private(&secret, b"s3cr3t\n").unwrap();
+        let kms = |extra: &str| {
+            format!(
+                "keys = [{{ id = \"k\", kms = {{ key_id = \"alias/reports\", region = \"eu-west-1\", access_key_id = \"AKIA\"{extra} }} }}]"
+            )
+        };
+        let ok = from_toml(
+            &kms(", secret_access_key_file = \"kms.secret\""),
+            dir.path(),
+        )
+        .unwrap()
+        .unwrap();
+        let KekSource::Kms(k) = &ok.keys["k"] else {
+            panic!("{ok:?}");
+        };
+        assert_eq!(k.endpoint, "https://kms.eu-west-1.amazonaws.com");
+        assert_eq!(k.secret_access_key.expose(), "s3cr3t");
+        assert!(!format!("{ok:?}").contains("s3cr3t"));
+        let err = |extra: &str| from_toml(&kms(extra), dir.path()).unwrap_err();
+        let e = err("");
+        assert!(
+            e.starts_with("buckets.reports.encryption.keys[0].kms.secret_access_key:"),
+            "{e}"
+        );
+        let e = err(", secret_access_key = \"x\", endpoint = \"http://127.0.0.1:1\"");
+        assert!(
+            e.starts_with("buckets.reports.encryption.keys[0].kms.endpoint:"),
+            "{e}"
+        );
+        let local = from_toml(
+            &kms(
+                ", secret_access_key = \"x\", endpoint = \"http://127.0.0.1:1\", allow_http = true",
+            ),
+            dir.path(),
+        );
+        assert!(local.is_ok(), "{local:?}");
+        let e = err(", secret_access_key = \"x\", secret_access_key_env = \"Y\"");
+        assert!(e.contains("set only one of"), "{e}");
+        let e = from_toml(
+            "keys = [{ id = \"k\", file = \"a\", kms = { key_id = \"a\", region = \"r\", access_key_id = \"a\", secret_access_key = \"x\" } }]",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(e.contains("exactly one of `file`, `env` or `kms`"), "{e}");
+        let e = from_toml(
+            "keys = [{ id = \"k\", kms = { key_id = \"\", region = \"r\", access_key_id = \"a\", secret_access_key = \"x\" } }]",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("buckets.reports.encryption.keys[0].kms.key_id: must not be empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_data_key_cache_is_bounded() {
+        let cache = DataKeyCache::default();
+        let bucket = Bucket::parse("reports").unwrap();
+        let w = |i: usize| WrappedKey {
+            kek_id: "k".into(),
+            wrapped: i.to_be_bytes().to_vec(),
+            header: Vec::new(),
+        };
+        let first = DataKeyCache::id(&w(0), &bucket, "n");
+        assert_ne!(first, DataKeyCache::id(&w(0), &bucket, "m"));
+        for i in 0..KMS_CACHE_ENTRIES + 10 {
+            let key = DataKey::from_bytes([(i % 251) as u8; DATA_KEY_BYTES]);
+            cache.put(DataKeyCache::id(&w(i), &bucket, "n"), &key);
+        }
+        assert_eq!(cache.entries.lock().unwrap().len(), KMS_CACHE_ENTRIES);
+        // The oldest went first; the newest is there.
+        assert!(cache.get(&first).is_none());
+        let last = KMS_CACHE_ENTRIES + 9;
+        let got = cache
+            .get(&DataKeyCache::id(&w(last), &bucket, "n"))
+            .unwrap();
+        assert_eq!(got.as_bytes(), &[(last % 251) as u8; DATA_KEY_BYTES]);
     }
 }
