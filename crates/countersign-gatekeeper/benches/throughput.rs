@@ -139,6 +139,8 @@ impl Gatekeeper {
 {database}
 [limits]
 max_object_bytes = 17179869184
+# moto completes a 1 GiB multipart upload in more than the default 5 s.
+storage_timeout_ms = 120000
 
 [[keys]]
 key_id = "v1"
@@ -191,7 +193,8 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
         let mut base = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
-            if let Some(addr) = line.strip_prefix("listening on ") {
+            // The log line has a timestamp, level and target before the message.
+            if let Some((_, addr)) = line.split_once("listening on ") {
                 base = Some(addr.trim().to_owned());
                 break;
             }
