@@ -6,7 +6,7 @@
 #      gatekeeper-config`: local bucket directory + SQLite in a fresh data dir),
 #   2. starts the gatekeeper and seeds the sample helpdesk reports through it
 #      (`countersign put`, signed with the vendor key),
-#   3. starts the demo vendor app serving www/ and pkg/,
+#   3. starts the demo vendor app serving www/ and the npm package (packages/client/pkg/),
 # and prints the URL, the demo users and their TOTP codes. Ctrl-C stops everything.
 #
 #   scripts/demo.sh            (or: npm run demo)
@@ -21,7 +21,7 @@ free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1
 scripts/setup.sh
 step "building the gatekeeper, the demo vendor app and the countersign CLI"
 cargo build -p countersign-gatekeeper -p countersign-demo -p countersign-vendor --bins
-step "building the npm package into pkg/"
+step "building the npm package into packages/client/pkg/"
 scripts/build-npm.sh
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
@@ -93,7 +93,7 @@ done
 step "starting the demo vendor app on $app_url"
 "$bin/countersign-demo" serve --config "$data/demo-config.json" --listen "127.0.0.1:$app_port" \
   --signing-key "$data/vendor-demo.key" --gatekeeper-key "$data/gatekeeper-keys.json" \
-  --www "$repo/www" --pkg "$repo/pkg" > "$data/vendor.log" 2>&1 &
+  --www "$repo/www" --pkg "$repo/packages/client/pkg" > "$data/vendor.log" 2>&1 &
 pids+=($!)
 wait_for "$app_url/api/config" "${pids[-1]}"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need and is not yet on the machine (a
 # fresh Debian machine with only the Rust toolchain): the wasm32 target, rustfmt and
-# clippy, Chromium and ChromeDriver and Node.js from apt (as root, or through sudo),
+# clippy, Chromium and ChromeDriver, Node.js and promtool (Debian's prometheus package,
+# for the alerting rules' tests) from apt (as root, or through sudo),
 # wasm-bindgen-cli at exactly Cargo.lock's wasm-bindgen version, and the node packages.
 # Safe to run again; it skips what is present. (moto and PostgreSQL, needed only by the
 # tests, are installed by scripts/services.sh.)
@@ -24,6 +25,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   step "apt: ${missing[*]}"
   as_root apt-get update
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+
+if ! command -v promtool >/dev/null; then
+  step "apt: prometheus (for promtool)"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+  # Only promtool is wanted: on a machine running systemd the package also starts a
+  # Prometheus server (port 9090), which is stopped and disabled again.
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now prometheus 2>/dev/null || true
+  fi
 fi
 
 wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)

@@ -5,8 +5,9 @@
 # ChromeDriver, Node.js and the node packages; scripts/services.sh installs moto and
 # PostgreSQL), then runs every check: formatting, clippy (native and wasm32), docs,
 # vector regeneration, the independent vector check, the native tests against real
-# S3 and PostgreSQL servers (the gatekeeper's fault-injection suite included), and the
-# browser tests in headless Chromium.
+# S3 and PostgreSQL servers (the gatekeeper's fault-injection suite included), the
+# Prometheus alerting rules' unit tests (promtool), and the browser tests in headless
+# Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,11 @@ done
 step "test vectors: independent implementation (Node's Ed25519)"
 node tests/vectors/check-independent.mjs
 
+step "Prometheus alerting rules: check and unit tests (promtool)"
+command -v promtool >/dev/null || { echo "promtool is missing: install Debian's prometheus package (scripts/setup.sh does)"; exit 1; }
+promtool check rules packaging/prometheus/countersign-alerts.yml
+promtool test rules tests/prometheus/countersign-alerts.test.yml
+
 step "native tests, the gatekeeper's fault-injection suite included (moto and a throw-away PostgreSQL, see scripts/services.sh; the faults need root)"
 scripts/services.sh cargo test --workspace --features countersign-gatekeeper/fault-suite
 
@@ -48,10 +54,11 @@ cargo test -p countersign-vectors --target wasm32-unknown-unknown
 step "browser tests: the wasm client against a real gatekeeper"
 node tests/browser/wasm-client.mjs
 
-step "npm package: build, TypeScript declarations, packaging (plain page and Vite)"
+step "npm package: build, TypeScript declarations, packaging (plain page, Vite and Node)"
 scripts/build-npm.sh
 npx tsc --noEmit -p tests/packaging/tsconfig.json
 node tests/packaging/run.mjs
+node tests/packaging/node.mjs
 
 step "end-to-end: report page, vendor app and gatekeeper in headless Chromium"
 cargo build -p countersign-gatekeeper -p countersign-demo -p countersign-vendor

@@ -32,7 +32,7 @@ const repo = resolve(here, "../..");
 
 // ---- arguments -------------------------------------------------------------------
 const args = process.argv.slice(2);
-let pkgDir = resolve(repo, "pkg");
+let pkgDir = resolve(repo, "packages/client/pkg");
 let rounds = 15;
 let scale = 1;
 let jsonOut = null;

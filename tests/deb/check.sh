@@ -29,6 +29,7 @@ check "binary /usr/bin/countersign-gatekeeper, mode 755" has '-rwxr-xr-x' usr/bi
 check "unit /usr/lib/systemd/system/countersign-gatekeeper.service" has '-rw-r--r--' usr/lib/systemd/system/countersign-gatekeeper.service
 check "configuration /etc/countersign/gatekeeper.toml" has '-rw-r--r--' etc/countersign/gatekeeper.toml
 check "example under /usr/share/doc" has '-rw-r--r--' usr/share/doc/countersign-gatekeeper/examples/gatekeeper.example.toml
+check "alerting rules under /usr/share/doc" has '-rw-r--r--' usr/share/doc/countersign-gatekeeper/examples/prometheus/countersign-alerts.yml
 check "nothing outside /etc and /usr" test -z "$(grep -Ev ' \./(etc|usr)?/' <<<"$contents")"
 
 control=$(mktemp -d)

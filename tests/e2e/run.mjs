@@ -1,4 +1,4 @@
-// End-to-end: the real gatekeeper, the demo vendor app serving www/ and pkg/, and the
+// End-to-end: the real gatekeeper, the demo vendor app serving www/ and the package, and the
 // report page in headless Chromium, all on 127.0.0.x free ports started (and stopped)
 // here. No traffic goes anywhere else.
 //
@@ -30,8 +30,8 @@ const users = {
 
 const build = spawnSync("cargo", ["build", "-p", "countersign-gatekeeper", "-p", "countersign-demo", "-p", "countersign-vendor", "--bins"], { cwd: repo, stdio: "inherit" });
 if (build.status !== 0) process.exit(build.status ?? 1);
-if (!existsSync(join(repo, "pkg/countersign_bg.wasm"))) {
-  console.error("pkg/ is not built: run `npm run build` (scripts/build-npm.sh) first");
+if (!existsSync(join(repo, "packages/client/pkg/countersign_bg.wasm"))) {
+  console.error("packages/client/pkg/ is not built: run `npm run build` (scripts/build-npm.sh) first");
   process.exit(1);
 }
 const target = targetDir();
@@ -104,7 +104,7 @@ ${network}`);
         "--audience", "local", "--bucket", "local", "--subject", "helpdesk-import", "--object", object, "--content-type", contentType(object), file]);
     }
     const app = spawnServer("countersign-demo", ["serve", "--config", join(dir, "demo.json"), "--listen", `${vendorHost}:${appPort}`, "--signing-key", key,
-      "--gatekeeper-key", join(dir, "gk-keys.json"), "--www", join(repo, "www"), "--pkg", join(repo, "pkg")], `${appUrl}/api/config`, logs);
+      "--gatekeeper-key", join(dir, "gk-keys.json"), "--www", join(repo, "www"), "--pkg", join(repo, "packages/client/pkg")], `${appUrl}/api/config`, logs);
     servers.push(app);
     await app.ready();
   } catch (e) {

@@ -3,6 +3,9 @@
 // and into a Vite app, and loads both in headless Chromium.
 //
 //   npm run build && node tests/packaging/run.mjs
+//
+// The package is the folder packages/client (its own package.json); the repository
+// root's package.json is this test harness.
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,7 +28,7 @@ const expected = {
 let failed = false;
 const browser = await launch();
 try {
-  npm(["pack", "--pack-destination", work], repo);
+  npm(["pack", "--pack-destination", work], join(repo, "packages/client"));
   const tarball = join(work, readdirSync(work).find((f) => f.endsWith(".tgz")));
 
   // 1. A plain page: <script type="module"> with an import map into node_modules.

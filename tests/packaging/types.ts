@@ -1,12 +1,19 @@
-// Compiled with `tsc --noEmit` against the package's generated declarations: the
-// public API a report page uses must type-check.
+// Compiled with `tsc --noEmit` against the package's generated declarations: every
+// export, method and property of the public API must type-check with exact types.
 import init, {
   CountersignError,
+  Ed25519PublicKey,
   GatekeeperClient,
+  bodySha256,
+  initSync,
+  sha256,
+  verifyEd25519Strict,
   type ClientOptions,
   type ErrorCode,
+  type ListPage,
   type ListedObject,
   type ProtocolErrorCode,
+  type PutResult,
   type VerifiedObject,
 } from "@countersign/client";
 
@@ -53,8 +60,10 @@ async function report(): Promise<string[]> {
   const signers: { uploader: string[]; gatekeeper: string[] } = one.signers;
   const many = await client.getObjects(["a", "b"]);
   const codes = many.map((r) => (r instanceof CountersignError ? r.code : r.contentType));
-  const put = await client.putObject("org-1/new.png", new Uint8Array([1, 2]), "image/png");
-  const page = await client.listObjects("org-1/");
+  const meta: string[] = [one.key, one.contentType, one.uploader, one.sha256];
+  const put: PutResult = await client.putObject("org-1/new.png", new Uint8Array([1, 2]), "image/png");
+  const stored: [string, string, number, number] = [put.key, put.sha256, put.size, put.auditSeq];
+  const page: ListPage = await client.listObjects("org-1/");
   const next: string | undefined = page.nextAfter;
   const listed: ListedObject[] = page.objects;
   const more = await client.listObjects("org-1/", next, 50);
@@ -67,10 +76,27 @@ async function report(): Promise<string[]> {
     if (e instanceof CountersignError) {
       // A CountersignError is an Error: generic handlers take it as one.
       const asError: Error = e;
-      failure = `${asError.name}: ${explain(e)}`;
+      const sentence: string = e.message;
+      failure = `${asError.name}: ${explain(e)} ${sentence} ${e.toString()}`;
     }
   }
-  return [url, text, String(bytes.length + size + put.size + sizes), ...signers.uploader, ...codes, next ?? "", ...described, failure];
+  return [url, text, String(bytes.length + size + put.size + sizes), ...meta, ...stored.map(String), ...signers.uploader, ...codes, next ?? "", ...described, failure];
 }
 
-export { report };
+/** The primitives: hashing and strict Ed25519 verification, as the client does them. */
+async function primitives(key: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean[]> {
+  const loadFromBytes: (module: { module: BufferSource }) => unknown = initSync;
+  const digest: Uint8Array = sha256(message);
+  const bodyDigest: Uint8Array = await bodySha256(message);
+  const parsed: Ed25519PublicKey = new Ed25519PublicKey(key);
+  const codes: ProtocolErrorCode[] = CountersignError.protocolCodes();
+  return [
+    typeof loadFromBytes === "function",
+    digest.length === bodyDigest.length,
+    parsed.verifyStrict(message, signature),
+    verifyEd25519Strict(key, message, signature),
+    codes.length > 0,
+  ];
+}
+
+export { primitives, report };

@@ -221,11 +221,13 @@ impl AppState {
             .next()
             .map(|u| u.password_hash.clone())
             .unwrap_or_default();
+        let clock: Clock = Arc::new(countersign_vendor::unix_now);
         Ok(Self {
             sessions: session::Sessions::new(directory.session_ttl_secs, directory.cookie_secure),
             sign_limiter: ratelimit::RateLimiter::new(
                 directory.sign_burst,
                 directory.sign_per_minute,
+                Arc::clone(&clock),
             ),
             login_backoff: backoff::LoginBackoff::default(),
             passwords: password::PasswordChecker::new(password::PasswordLimits::default()),
@@ -234,7 +236,7 @@ impl AppState {
             timing_hash,
             gatekeeper_keys: Vec::new(),
             assets: None,
-            clock: Arc::new(countersign_vendor::unix_now),
+            clock,
             directory,
             signer,
         })
@@ -242,6 +244,11 @@ impl AppState {
 
     /// Replaces the clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.sign_limiter = ratelimit::RateLimiter::new(
+            self.directory.sign_burst,
+            self.directory.sign_per_minute,
+            Arc::clone(&clock),
+        );
         self.clock = clock;
         self
     }

@@ -1,125 +1,121 @@
-//! A token bucket per key (a signed-in user's subject for `POST /api/sign`).
+//! Per-user rate limiting of `POST /api/sign`: `governor`'s GCRA (a token bucket kept
+//! as one timestamp per key) keyed by the signed-in subject.
 //!
-//! The table stays small: a bucket that has refilled is the same as no bucket, so
-//! full buckets are swept out at most once a minute, and a new key never takes the
-//! table past its cap ([`DEFAULT_MAX_KEYS`]): full buckets go first, then the half
-//! used longest ago (those keys start again from a full bucket).
+//! The table holds only keys that spent tokens lately: a key whose bucket has refilled
+//! is the same as no key, and such keys are swept out whenever the table reaches
+//! [`SWEEP_AT_KEYS`]. Keys are signed-in subjects, so what stays is bounded by the
+//! users who signed within the refill time.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter as Gcra};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-/// Most keys a limiter holds by default.
-pub const DEFAULT_MAX_KEYS: usize = 100_000;
+/// The table is swept of refilled keys whenever it holds this many.
+pub const SWEEP_AT_KEYS: usize = 10_000;
 
-/// Seconds between sweeps of full buckets.
-const SWEEP_EVERY_SECS: u64 = 60;
+/// The app's clock (Unix seconds) as a `governor` clock, so the limiter and every
+/// other time-dependent rule of the app see the same time (tests move it).
+#[derive(Clone)]
+struct AppClock(crate::Clock);
 
-#[derive(Debug, Default)]
-struct Buckets {
-    /// Tokens left and the Unix second they were counted at, per key.
-    by_key: HashMap<String, (f64, u64)>,
-    next_sweep: u64,
+impl Clock for AppClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Duration::from_secs((self.0)()).into()
+    }
 }
 
-/// Token buckets: `burst` tokens, refilled at `per_minute` per minute.
-#[derive(Debug)]
+/// Token buckets: `burst` tokens, refilled at `per_minute` per minute, per key.
 pub struct RateLimiter {
-    burst: f64,
-    per_sec: f64,
-    max_keys: usize,
-    buckets: Mutex<Buckets>,
+    gcra: Gcra<String, HashMapStateStore<String>, AppClock, NoOpMiddleware<Nanos>>,
+    clock: AppClock,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("keys", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RateLimiter {
-    /// A limiter; both numbers must be positive.
-    pub fn new(burst: u32, per_minute: u32) -> Self {
+    /// A limiter on `clock`; numbers below 1 count as 1.
+    pub fn new(burst: u32, per_minute: u32, clock: crate::Clock) -> Self {
+        let at_least_one = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(at_least_one(per_minute)).allow_burst(at_least_one(burst));
+        let clock = AppClock(clock);
         Self {
-            burst: f64::from(burst.max(1)),
-            per_sec: f64::from(per_minute.max(1)) / 60.0,
-            max_keys: DEFAULT_MAX_KEYS,
-            buckets: Mutex::default(),
+            gcra: Gcra::hashmap_with_clock(quota, clock.clone()),
+            clock,
         }
-    }
-
-    /// The same limiter holding at most `max_keys` keys (at least 2).
-    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys.max(2);
-        self
     }
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.buckets.lock().map_or(0, |b| b.by_key.len())
+        self.gcra.len()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.gcra.is_empty()
     }
 
-    /// Takes one token for `key` at `now`; `Err(seconds to wait)` if none is left.
-    pub fn take(&self, key: &str, now: u64) -> Result<(), u64> {
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Err(1);
-        };
-        let (burst, per_sec) = (self.burst, self.per_sec);
-        let refilled = |&(tokens, at): &(f64, u64)| {
-            (tokens + now.saturating_sub(at) as f64 * per_sec).min(burst)
-        };
-        let full_sweep_due = now >= buckets.next_sweep;
-        let new_key_at_cap =
-            !buckets.by_key.contains_key(key) && buckets.by_key.len() >= self.max_keys;
-        if full_sweep_due || new_key_at_cap {
-            buckets.by_key.retain(|_, b| refilled(b) < burst);
-            buckets.next_sweep = now.saturating_add(SWEEP_EVERY_SECS);
+    /// Takes one token for `key`; `Err(whole seconds to wait)` if none is left.
+    pub fn take(&self, key: &str) -> Result<(), u64> {
+        if self.gcra.len() >= SWEEP_AT_KEYS {
+            self.gcra.retain_recent();
         }
-        if new_key_at_cap && buckets.by_key.len() >= self.max_keys {
-            let mut times: Vec<u64> = buckets.by_key.values().map(|&(_, at)| at).collect();
-            let middle = times.len() / 2;
-            let (_, cutoff, _) = times.select_nth_unstable(middle);
-            let cutoff = *cutoff;
-            buckets.by_key.retain(|_, &mut (_, at)| at > cutoff);
-        }
-        let bucket = buckets.by_key.entry(key.to_owned()).or_insert((burst, now));
-        bucket.0 = refilled(bucket);
-        bucket.1 = now.max(bucket.1);
-        if bucket.0 >= 1.0 {
-            bucket.0 -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - bucket.0) / per_sec).ceil().max(1.0) as u64)
-        }
+        self.gcra.check_key(&key.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
-    #[test]
-    fn burst_then_refill() {
-        let r = RateLimiter::new(2, 60);
-        assert!(r.take("a", 100).is_ok());
-        assert!(r.take("a", 100).is_ok());
-        assert_eq!(r.take("a", 100), Err(1));
-        assert!(r.take("b", 100).is_ok(), "keys are independent");
-        assert!(r.take("a", 101).is_ok(), "one token per second refills");
-        assert!(r.take("a", 101).is_err());
+    fn limiter(burst: u32, per_minute: u32) -> (RateLimiter, Arc<AtomicU64>) {
+        let now = Arc::new(AtomicU64::new(1_700_000_000));
+        let read = Arc::clone(&now);
+        let clock: crate::Clock = Arc::new(move || read.load(Ordering::SeqCst));
+        (RateLimiter::new(burst, per_minute, clock), now)
     }
 
     #[test]
-    fn the_table_is_swept_and_capped() {
-        let r = RateLimiter::new(2, 60).with_max_keys(1000);
-        // Keys with tokens spent stay until they refill...
-        for i in 0..10_000u32 {
-            let _ = r.take(&format!("user-{i}"), 100 + u64::from(i / 100));
-            assert!(r.len() <= 1000, "{} keys after {i}", r.len());
+    fn burst_then_refill() {
+        let (r, now) = limiter(2, 60);
+        assert!(r.take("a").is_ok());
+        assert!(r.take("a").is_ok());
+        assert_eq!(r.take("a"), Err(1));
+        assert!(r.take("b").is_ok(), "keys are independent");
+        now.fetch_add(1, Ordering::SeqCst);
+        assert!(r.take("a").is_ok(), "one token per second refills");
+        assert!(r.take("a").is_err());
+    }
+
+    #[test]
+    fn refilled_keys_are_swept_out() {
+        let (r, now) = limiter(2, 60);
+        for i in 0..SWEEP_AT_KEYS {
+            assert!(r.take(&format!("user-{i}")).is_ok());
         }
-        // ... and a sweep after they refilled empties the table.
-        let _ = r.take("late", 10_000);
+        assert_eq!(r.len(), SWEEP_AT_KEYS);
+        // Once they refilled, the next key sweeps them out ...
+        now.fetch_add(2, Ordering::SeqCst);
+        assert!(r.take("late").is_ok());
         assert_eq!(r.len(), 1);
-        // An evicted key starts from a full bucket; a kept one keeps its count.
-        assert!(r.take("late", 10_000).is_ok());
-        assert_eq!(r.take("late", 10_000), Err(1));
+        // ... and a key that still owes tokens is kept with its count.
+        assert!(r.take("late").is_ok());
+        assert_eq!(r.take("late"), Err(1));
     }
 }

@@ -520,7 +520,7 @@ pub async fn sign(
     let now = state.now();
     state
         .sign_limiter
-        .take(user.subject.as_str(), now)
+        .take(user.subject.as_str())
         .map_err(ApiError::rate_limited)?;
     let requests: Vec<countersign_core::Result<CsRequest>> =
         match (body.requests.is_empty(), body.canonical.is_empty()) {

@@ -1,18 +1,15 @@
-//! Sessions: a random id in a cookie signed with HMAC-SHA-256, marked `HttpOnly` and
-//! `SameSite=Strict`, mapped server-side to the user and an expiry.
+//! Sessions: a random id in a cookie signed with HMAC-SHA-256 (the `cookie` crate's
+//! signed jar, which binds the MAC to the cookie's name and value), marked `HttpOnly`
+//! and `SameSite=Strict`, mapped server-side to the user and an expiry.
 
+use cookie::{Cookie, CookieJar, Key, SameSite};
 use countersign_core::text::{b64, parse_b64};
-use hmac::{Hmac, Mac as _};
 use rand_core::{OsRng, RngCore as _};
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// The cookie's name.
 pub const COOKIE_NAME: &str = "cs_session";
-
-/// Sessions are labelled so a MAC cannot be reused for anything else.
-const MAC_LABEL: &[u8] = b"countersign-demo/session-cookie/v1\n";
 
 #[derive(Clone, Debug)]
 struct Session {
@@ -22,7 +19,7 @@ struct Session {
 
 /// Signs cookies and remembers sessions.
 pub struct Sessions {
-    secret: [u8; 32],
+    key: Key,
     ttl_secs: u64,
     secure: bool,
     live: Mutex<HashMap<[u8; 32], Session>>,
@@ -39,32 +36,20 @@ impl std::fmt::Debug for Sessions {
 impl Sessions {
     /// A store with a fresh random cookie key (sessions end when the process does).
     pub fn new(ttl_secs: u64, secure: bool) -> Self {
-        let mut secret = [0u8; 32];
+        let mut secret = [0u8; 64];
         OsRng.fill_bytes(&mut secret);
         Self {
-            secret,
+            key: Key::from(&secret),
             ttl_secs,
             secure,
             live: Mutex::new(HashMap::new()),
         }
     }
 
-    fn mac(&self, id: &[u8; 32]) -> Hmac<Sha256> {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
-            Ok(m) => m,
-            // HMAC takes keys of any length.
-            Err(_) => unreachable_hmac(),
-        };
-        mac.update(MAC_LABEL);
-        mac.update(id);
-        mac
-    }
-
     /// Starts a session for `username` at `now`; returns the `Set-Cookie` value.
     pub fn start(&self, username: &str, now: u64) -> String {
         let mut id = [0u8; 32];
         OsRng.fill_bytes(&mut id);
-        let tag = self.mac(&id).finalize().into_bytes();
         if let Ok(mut live) = self.live.lock() {
             live.retain(|_, s| s.expires_at > now);
             live.insert(
@@ -75,34 +60,49 @@ impl Sessions {
                 },
             );
         }
-        self.cookie(&format!("{}.{}", b64(&id), b64(&tag)), self.ttl_secs)
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.key)
+            .add(self.cookie(b64(&id), self.ttl_secs));
+        jar.get(COOKIE_NAME)
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 
-    fn cookie(&self, value: &str, max_age: u64) -> String {
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!(
-            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-        )
+    fn cookie(&self, value: String, max_age: u64) -> Cookie<'static> {
+        Cookie::build((COOKIE_NAME, value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.secure)
+            .max_age(cookie::time::Duration::seconds(
+                i64::try_from(max_age).unwrap_or(i64::MAX),
+            ))
+            .build()
     }
 
     /// The `Set-Cookie` value that deletes the cookie.
     pub fn clear_cookie(&self) -> String {
-        self.cookie("", 0)
+        self.cookie(String::new(), 0).to_string()
     }
 
-    /// The session id of a cookie value whose MAC verifies (constant time).
-    fn id_of(&self, value: &str) -> Option<[u8; 32]> {
-        let (id, tag) = value.split_once('.')?;
-        let id: [u8; 32] = parse_b64(id, "session id").ok()?.try_into().ok()?;
-        let tag = parse_b64(tag, "session tag").ok()?;
-        self.mac(&id).verify_slice(&tag).ok()?;
-        Some(id)
+    /// The session id in a `Cookie` header whose signature verifies.
+    fn id_of(&self, cookie_header: &str) -> Option<[u8; 32]> {
+        let mut jar = CookieJar::new();
+        for cookie in Cookie::split_parse(cookie_header).flatten() {
+            if cookie.name() == COOKIE_NAME {
+                jar.add_original(cookie.into_owned());
+            }
+        }
+        let verified = jar.signed(&self.key).get(COOKIE_NAME)?;
+        parse_b64(verified.value(), "session id")
+            .ok()?
+            .try_into()
+            .ok()
     }
 
     /// The username of the session in a `Cookie` header, if it is signed and live.
     pub fn user(&self, cookie_header: &str, now: u64) -> Option<String> {
-        let value = cookie_value(cookie_header)?;
-        let id = self.id_of(value)?;
+        let id = self.id_of(cookie_header)?;
         let live = self.live.lock().ok()?;
         live.get(&id)
             .filter(|s| s.expires_at > now)
@@ -111,26 +111,12 @@ impl Sessions {
 
     /// Ends the session in a `Cookie` header, if any.
     pub fn end(&self, cookie_header: &str) {
-        if let Some(id) = cookie_value(cookie_header).and_then(|v| self.id_of(v))
+        if let Some(id) = self.id_of(cookie_header)
             && let Ok(mut live) = self.live.lock()
         {
             live.remove(&id);
         }
     }
-}
-
-#[allow(clippy::panic)] // Unreachable: `Hmac::new_from_slice` accepts every key length.
-fn unreachable_hmac() -> ! {
-    panic!("HMAC-SHA-256 rejected a 32-byte key")
-}
-
-/// The value of our cookie in a `Cookie` header.
-fn cookie_value(header: &str) -> Option<&str> {
-    header
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value)
 }
 
 #[cfg(test)]

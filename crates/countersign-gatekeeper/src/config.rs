@@ -194,6 +194,9 @@ pub struct Config {
     pub gatekeeper_id: GatekeeperId,
     /// Address to listen on, if the file names one.
     pub listen: Option<SocketAddr>,
+    /// A second, plain-HTTP listener for `/metrics`, `/healthz` and `/readyz`
+    /// (`admin_listen`); when set, `/metrics` is served only there.
+    pub admin_listen: Option<SocketAddr>,
     /// Directory for the key, the SQLite database and local buckets.
     pub data_dir: PathBuf,
     /// Path of the gatekeeper's signing key (generated on first start if missing).
@@ -262,6 +265,7 @@ impl Config {
             gatekeeper_id: GatekeeperId::parse("local")
                 .map_err(|e| err("gatekeeper_id", e.message()))?,
             listen: None,
+            admin_listen: None,
             data_dir: data_dir.to_owned(),
             key_path: data_dir.join("gatekeeper.key"),
             key_id: KeyId::parse("gatekeeper-1").map_err(|e| err("key.key_id", e.message()))?,
@@ -467,6 +471,7 @@ pub fn sqlite_url(path: &Path) -> String {
 struct RawConfig {
     gatekeeper_id: String,
     listen: Option<String>,
+    admin_listen: Option<String>,
     data_dir: Option<PathBuf>,
     key: Option<RawKey>,
     database: Option<RawDatabase>,
@@ -707,6 +712,18 @@ impl RawConfig {
             })
             .transpose();
         let listen = check!(p, listen);
+        let admin_listen = self
+            .admin_listen
+            .map(|l| {
+                l.parse::<SocketAddr>().map_err(|_| {
+                    err(
+                        "admin_listen",
+                        format!("`{l}` is not an address like 127.0.0.1:9464"),
+                    )
+                })
+            })
+            .transpose();
+        let admin_listen = check!(p, admin_listen);
         let data_dir = match (data_dir_override, self.data_dir) {
             (Some(d), _) => d.to_owned(),
             (None, Some(d)) => d,
@@ -1354,6 +1371,7 @@ impl RawConfig {
         Some(Config {
             gatekeeper_id: gatekeeper_id?,
             listen: listen?,
+            admin_listen: admin_listen?,
             data_dir,
             key_path,
             key_id: key_id?,

@@ -8,6 +8,7 @@
 
 mod encryptions;
 mod object_keys;
+mod progress;
 pub use encryptions::Encryption;
 pub use object_keys::KeyUse;
 

@@ -375,9 +375,28 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "listening on {scheme}://{}",
                 listener.local_addr().map_err(|e| e.to_string())?
             );
+            let admin = match state.config.admin_listen {
+                Some(admin_addr) => {
+                    let admin_listener =
+                        tokio::net::TcpListener::bind(admin_addr)
+                            .await
+                            .map_err(|e| {
+                                format!("cannot listen on {admin_addr} (admin_listen): {e}")
+                            })?;
+                    tracing::info!(
+                        "admin listener (metrics, health) on http://{}",
+                        admin_listener.local_addr().map_err(|e| e.to_string())?
+                    );
+                    Some(server::spawn_admin(state.clone(), admin_listener))
+                }
+                None => None,
+            };
             let drained = server::serve_until(state, listener, stop_signal())
                 .await
                 .map_err(|e| format!("server stopped: {e}"))?;
+            if let Some(admin) = admin {
+                admin.abort();
+            }
             if drained.abandoned == 0 {
                 tracing::info!("stopped: every request finished");
             } else {

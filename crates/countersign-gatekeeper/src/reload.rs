@@ -178,6 +178,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<ConfigError> {
     };
     check("gatekeeper_id", old.gatekeeper_id == new.gatekeeper_id);
     check("listen", old.listen == new.listen);
+    check("admin_listen", old.admin_listen == new.admin_listen);
     check("data_dir", old.data_dir == new.data_dir);
     check(
         "key",

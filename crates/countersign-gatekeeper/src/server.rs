@@ -6,7 +6,7 @@
 //! returns.
 
 use crate::config::{Config, load_or_create_key};
-use crate::http::{AppState, Gatekeeper, PeerAddr, app};
+use crate::http::{AppState, Gatekeeper, PeerAddr, admin_app, app};
 use crate::ledger::{CheckpointSigner, Ledger};
 use crate::storage::Storage;
 use axum::extract::ConnectInfo;
@@ -294,6 +294,34 @@ pub async fn serve_until(
     state.ledger.close().await;
     Ok(Drained { abandoned })
 }
+
+/// Serves the admin router ([`admin_app`]: `/metrics`, `/healthz`, `/readyz`) on
+/// `listener`, in plain HTTP with the same header and idle timeouts as the main
+/// listener and at most 16 connections at once, until the returned task is aborted.
+/// It is meant for a private address that only the monitoring system reaches.
+pub fn spawn_admin(state: AppState, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let config = Arc::new(state.config.clone());
+        let router = admin_app(state);
+        let slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+        // Admin connections are not drained at shutdown: the task is aborted.
+        let (_never, stopping) = watch::channel(false);
+        loop {
+            let Some((permit, tcp, peer)) = accept(&listener, &slots).await else {
+                continue;
+            };
+            no_delay(&tcp);
+            let (router, config, stopping) = (router.clone(), config.clone(), stopping.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                serve_connection(tcp, peer, router, &config, stopping).await;
+            });
+        }
+    })
+}
+
+/// Most connections the admin listener serves at once.
+const ADMIN_CONNECTIONS: usize = 16;
 
 /// Waits for a connection slot and a connection; `None` after a failed accept.
 async fn accept(

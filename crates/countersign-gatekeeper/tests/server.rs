@@ -1132,3 +1132,82 @@ fn config_check_goes_on_without_a_data_dir() {
         "a missing key is reported at its table"
     );
 }
+
+#[tokio::test]
+async fn admin_listener_serves_metrics_and_health_only() {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let config_path = write_config_file(&h, "");
+    let admin_port = free_port();
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        format!("admin_listen = \"127.0.0.1:{admin_port}\"\n{text}"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&h.dir)
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, true).await;
+    wait_for_port(admin_port, true).await;
+    let fetch = |port: u16, path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        async move { http_from("127.0.0.1", port, &request).await }
+    };
+    // A denied request, then the admin listener's metrics count it.
+    let denied = http_from(
+        "127.0.0.2",
+        port,
+        "GET /v1/objects/reports/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    let metrics = fetch(admin_port, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("countersign_denied_by_network_total{network=\"127.0.0.0/24\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("countersign_audit_log_up 1\n"),
+        "{metrics}"
+    );
+    for path in ["/healthz", "/readyz"] {
+        for p in [port, admin_port] {
+            let r = fetch(p, path).await;
+            assert!(r.starts_with("HTTP/1.1 200"), "{p}{path}: {r}");
+        }
+    }
+    // The main listener no longer serves /metrics; the admin one serves nothing else.
+    for (p, path) in [(port, "/metrics"), (admin_port, "/v1/keys")] {
+        let r = fetch(p, path).await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{p}{path}: {r}");
+        assert!(r.contains("not_found"), "{r}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn admin_listen_must_be_an_address() {
+    let good = config_text("[buckets.reports]\nstore = \"local\"\n", "", "");
+    let e = config_error(&format!("admin_listen = \"metrics-host\"\n{good}"));
+    assert!(e.contains("admin_listen"), "{e}");
+    let ok = Config::from_toml(
+        &format!("admin_listen = \"127.0.0.1:9464\"\n{good}"),
+        Some(std::path::Path::new("/tmp")),
+    )
+    .unwrap();
+    assert_eq!(ok.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
+}

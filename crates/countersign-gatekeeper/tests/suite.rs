@@ -12,6 +12,7 @@
 )]
 
 mod common;
+mod metrics;
 mod tlog;
 
 use axum::http::StatusCode;
@@ -23,6 +24,7 @@ use countersign_core::{
 };
 use countersign_gatekeeper::config::Config;
 use countersign_gatekeeper::http::{AppState, gatekeeper_policy};
+use metrics::*;
 use object_store::ObjectStoreExt as _;
 use tlog::*;
 
@@ -94,6 +96,8 @@ suite!(
     rotation_and_rewrap_keep_objects_readable,
     refused_uploads_leave_no_data_key,
     encrypt_existing_survives_interruptions,
+    metrics_count_decisions_and_pass_promtool,
+    metrics_show_an_unreadable_log,
 );
 
 fn gk_policy(h: &Harness) -> countersign_core::Policy {
@@ -273,7 +277,7 @@ async fn put_get_head_list_round_trip(b: &Backend) {
     let text = String::from_utf8(body_bytes(r).await).unwrap();
     assert!(
         text.contains(
-            "countersign_requests_total{operation=\"PUT\",decision=\"allow\",code=\"\"} 1"
+            "countersign_requests_total{operation=\"PUT\",bucket=\"reports\",decision=\"allow\",code=\"\"} 1"
         ),
         "{text}"
     );

@@ -16,6 +16,8 @@
 //! - [`transport`]: header names and URL paths (the core's), receipt, manifest and
 //!   listing verification, and the one check before trusting downloaded bytes
 //!   ([`transport::verify_download_headers`]).
+//! - [`client`] (feature `client`, on with `cli`): [`Client`] puts, gets, heads and
+//!   lists objects through a gatekeeper and verifies every answer before returning it.
 //!
 //! ## The `countersign` command-line tool
 //!
@@ -30,19 +32,30 @@
 //! | `inspect` | pretty-prints a request, receipt, manifest or listing and says whether it verifies |
 //! | `put` | uploads a file through a gatekeeper (progress bar on a terminal), verifies receipt and manifest |
 //! | `get` | downloads through a gatekeeper into a temporary file, verifies receipt, manifest and bytes, then renames |
+//! | `cat` | the same, to stdout (spooled through an unnamed temporary file until verified) |
+//! | `head` | the object's verified manifest: size, SHA-256, type, uploader (`--json`) |
+//! | `ls` | the objects under `--prefix`, from the gatekeeper's verified listing pages (`--json`) |
+//!
+//! `put`, `get`, `cat`, `head` and `ls` take the gatekeeper URL and key, signing keys,
+//! audience, subject and bucket from flags, else from a profile: `--profile NAME`
+//! (or `$COUNTERSIGN_PROFILE`; default `default`) in `--profiles FILE` (or
+//! `$COUNTERSIGN_PROFILES`; default `$XDG_CONFIG_HOME/countersign/profiles.toml`, else
+//! `~/.config/countersign/profiles.toml`), a TOML table per profile with the members
+//! `gatekeeper`, `gatekeeper_keys`, `signing_keys`, `vendor_keys`, `audience`,
+//! `subject`, `bucket`, `lifetime` (relative paths resolved next to the file).
 //!
 //! Secret keys come from `--signing-key FILE` (repeatable, for rotation) or from the
 //! environment variable `COUNTERSIGN_VENDOR_KEYS` (a secret key document or an array).
 //! An error is one line on stderr, `countersign: error[<code>]: <sentence>`, with the
-//! protocol's stable code or one of `invalid_key_file`, `insecure_key_file`, `io`,
-//! `usage`, `unreachable`, `bad_response`. Exit codes:
+//! protocol's stable code or one of `invalid_key_file`, `insecure_key_file`,
+//! `invalid_profile`, `io`, `usage`, `unreachable`, `bad_response`. Exit codes:
 //!
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | success (`verify`/`inspect`: the document verifies, or no check was asked for) |
 //! | 1 | refused: malformed, does not verify, outside the signing limits, or refused by the gatekeeper (its code is printed) |
 //! | 2 | usage: bad command-line arguments |
-//! | 3 | local input: a file cannot be read or written; a key file is invalid or readable by others |
+//! | 3 | local input: a file cannot be read or written; a key file is invalid or readable by others; the profile file is invalid |
 //! | 4 | the gatekeeper is unreachable, or its answer is not the protocol |
 //!
 //! ```
@@ -94,12 +107,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod error;
 pub mod keys;
 pub mod signer;
 pub mod transport;
 
-pub use error::{Error, Result};
+#[cfg(feature = "client")]
+pub use client::Client;
+pub use error::{DenialReceipt, Error, Result};
 pub use keys::VendorKey;
 pub use signer::{MAX_BATCH, Signer, SigningLimits};
 

@@ -20,6 +20,10 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
         .current_dir(dir)
         .env_remove("COUNTERSIGN_VENDOR_KEYS")
+        .env_remove("COUNTERSIGN_PROFILE")
+        .env_remove("COUNTERSIGN_PROFILES")
+        // Profiles only from the test's own directory, never the user's.
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
         .args(args)
         .output()
         .unwrap()
@@ -650,6 +654,9 @@ mod downloads {
         cmd.current_dir(dir)
             .env_remove("COUNTERSIGN_VENDOR_KEYS")
             .env_remove("COUNTERSIGN_GATEKEEPER_URL")
+            .env_remove("COUNTERSIGN_PROFILE")
+            .env_remove("COUNTERSIGN_PROFILES")
+            .env("XDG_CONFIG_HOME", dir.join(".config"))
             .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
             .arg(env!("CARGO_BIN_EXE_countersign"))
             .args(args);

@@ -10,14 +10,14 @@
 )]
 
 use countersign_core::signature::encode_list;
-use countersign_core::text::b64;
+use countersign_core::text::{b64, parse_b64};
 use countersign_core::{
-    AuthorizedKey, BodyDigest, Bucket, ContentType, GatekeeperId, KeyId, ObjectKey, Operation,
-    PublicKey, Request, Role, Subject,
+    AuthorizedKey, BodyDigest, Bucket, ContentType, ErrorCode, GatekeeperId, KeyId, ObjectKey,
+    Operation, PublicKey, Request, Role, Subject,
 };
 use countersign_gatekeeper::{config::Config, server};
 use countersign_vendor::keys::{load_public_keys, public_key_json};
-use countersign_vendor::{VendorKey, unix_now};
+use countersign_vendor::{Client, DenialReceipt, Signer, VendorKey, unix_now};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -75,6 +75,10 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env_remove("COUNTERSIGN_VENDOR_KEYS")
         .env_remove("COUNTERSIGN_GATEKEEPER_URL")
+        .env_remove("COUNTERSIGN_PROFILE")
+        .env_remove("COUNTERSIGN_PROFILES")
+        // Profiles only from the test's own directory, never the user's.
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
         .args(args)
         .output()
         .unwrap()
@@ -300,6 +304,590 @@ fn put_and_get_through_a_real_gatekeeper() {
     );
     args.extend(["--out", "x.bin"]);
     assert_eq!(outcome(&run(d, &args)), (4, "unreachable".into()));
+}
+
+/// A [`Client`] of `gk` signing with the key file `key_file` in `dir`, trusting
+/// `gatekeeper_key` (a public key file).
+fn sdk_client(
+    dir: &Path,
+    gk: &Gatekeeper,
+    url: &str,
+    key_file: &str,
+    gatekeeper_key: &Path,
+) -> Client {
+    Client::builder(
+        url,
+        GatekeeperId::parse("local").unwrap(),
+        Subject::parse("ops-1").unwrap(),
+        Signer::from_key_files([dir.join(key_file)]).unwrap(),
+        load_public_keys(gatekeeper_key).unwrap(),
+    )
+    .lifetime_secs(120)
+    .build()
+    .unwrap_or_else(|e| panic!("client for {}: {e}", gk.url))
+}
+
+fn refused_code(e: &countersign_vendor::Error) -> (&'static str, Option<DenialReceipt>) {
+    match e {
+        countersign_vendor::Error::Refused { receipt, .. } => (e.code(), Some(*receipt)),
+        other => (other.code(), None),
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that passes requests through and
+/// changes one digit of the `decided-at` field inside every answer's receipt header,
+/// keeping it well formed: only its signature can tell.
+fn receipt_tampering_proxy(upstream: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut server = TcpStream::connect(&upstream).unwrap();
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if server.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8(head).unwrap();
+                let mut out = String::new();
+                for line in text.split_inclusive("\r\n") {
+                    match line.strip_prefix("countersign-receipt: ") {
+                        Some(value) => {
+                            let mut receipt = parse_b64(value.trim(), "receipt").unwrap();
+                            let at = receipt
+                                .windows(11)
+                                .position(|w| w == b"decided-at:")
+                                .unwrap()
+                                + 12;
+                            receipt[at] = if receipt[at] == b'1' { b'2' } else { b'1' };
+                            out.push_str(&format!("countersign-receipt: {}\r\n", b64(&receipt)));
+                        }
+                        None => out.push_str(line),
+                    }
+                }
+                if client.write_all(out.as_bytes()).is_ok() {
+                    let _ = std::io::copy(&mut server, &mut client);
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Yields `left` bytes of 7s, then fails.
+struct FailingReader {
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the disk went away")));
+        }
+        let n = self.left.min(buf.remaining());
+        buf.put_slice(&vec![7u8; n]);
+        self.left -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The SDK's `Client` against a real gatekeeper: the CLI's scenarios, through the API.
+#[test]
+fn sdk_client_put_get_head_list_through_a_real_gatekeeper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let vendor = keygen(d, "vendor-1", &[]);
+    let gk = Gatekeeper::start(d, vec![vendor]);
+    let client = sdk_client(d, &gk, &gk.url, "vendor-1.key", &gk.public_key_file);
+    let bucket = Bucket::parse("local").unwrap();
+    let text = ContentType::parse("text/plain").unwrap();
+
+    // 3 MiB from a file, streamed, with progress.
+    let data: Vec<u8> = (0u32..3 * 1024 * 1024 / 4)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    std::fs::write(d.join("big.bin"), &data).unwrap();
+    let big = ObjectKey::parse("org-1/big ü.bin").unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let progress: countersign_vendor::client::Progress =
+        std::sync::Arc::new(move |done, total| record.lock().unwrap().push((done, total)));
+    let octets = ContentType::parse("application/octet-stream").unwrap();
+    let stored = gk
+        .runtime
+        .block_on(client.put_file(&bucket, &big, &octets, &d.join("big.bin"), Some(progress)))
+        .unwrap();
+    assert_eq!(stored.body, BodyDigest::of(&data));
+    assert_eq!(
+        (stored.key.clone(), stored.content_type.clone()),
+        (big.clone(), octets.clone())
+    );
+    assert_eq!(stored.uploader.as_str(), "ops-1");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() > 1, "progress per chunk: {seen:?}");
+    assert_eq!(seen.last(), Some(&(data.len() as u64, data.len() as u64)));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // Objects are never overwritten: the refusal carries the code and a verified receipt.
+    let e = gk
+        .runtime
+        .block_on(client.put_file(&bucket, &big, &octets, &d.join("big.bin"), None))
+        .unwrap_err();
+    assert_eq!(
+        refused_code(&e),
+        (
+            "already_exists",
+            Some(DenialReceipt::Verified(ErrorCode::AlreadyExists))
+        )
+    );
+
+    // GET to a file, to memory, to a writer; HEAD; all agree with the PUT.
+    let got = gk
+        .runtime
+        .block_on(client.get_to_file(&bucket, &big, &d.join("out.bin"), false, None))
+        .unwrap();
+    assert!(std::fs::read(d.join("out.bin")).unwrap() == data);
+    assert_eq!((got.body, got.stored_at), (stored.body, stored.stored_at));
+    assert!(got.audit_seq > stored.audit_seq);
+    let e = gk
+        .runtime
+        .block_on(client.get_to_file(&bucket, &big, &d.join("out.bin"), false, None))
+        .unwrap_err();
+    assert_eq!(e.code(), "io", "an existing file is not replaced");
+    let (bytes, _) = gk
+        .runtime
+        .block_on(client.get_bytes(&bucket, &big, data.len() as u64))
+        .unwrap();
+    assert!(bytes == data);
+    let e = gk
+        .runtime
+        .block_on(client.get_bytes(&bucket, &big, data.len() as u64 - 1))
+        .unwrap_err();
+    assert_eq!(e.code(), "too_large");
+    let mut sink = Vec::new();
+    gk.runtime
+        .block_on(client.get_into(&bucket, &big, &mut sink, None))
+        .unwrap();
+    assert!(sink == data);
+    let head = gk.runtime.block_on(client.head(&bucket, &big)).unwrap();
+    assert_eq!((head.body, &head.content_type), (stored.body, &octets));
+
+    // Not found, for every operation that names an object.
+    let missing = ObjectKey::parse("org-1/missing").unwrap();
+    let not_found = (
+        "not_found",
+        Some(DenialReceipt::Verified(ErrorCode::NotFound)),
+    );
+    let e = gk
+        .runtime
+        .block_on(client.get_to_file(&bucket, &missing, &d.join("m.bin"), false, None))
+        .unwrap_err();
+    assert_eq!(refused_code(&e), not_found);
+    assert!(!d.join("m.bin").exists());
+    let e = gk
+        .runtime
+        .block_on(client.head(&bucket, &missing))
+        .unwrap_err();
+    assert_eq!(refused_code(&e), not_found);
+
+    // LIST: five more objects, pages of two, each page verified and chained.
+    for i in 0..5 {
+        let key = ObjectKey::parse(&format!("org-2/n{i}.txt")).unwrap();
+        gk.runtime
+            .block_on(client.put_bytes(&bucket, &key, &text, format!("note {i}").into_bytes()))
+            .unwrap();
+    }
+    let first = gk
+        .runtime
+        .block_on(client.list_page(&bucket, "org-2/", None, Some(2)))
+        .unwrap();
+    let keys = |l: &countersign_core::VerifiedListing| {
+        l.listing()
+            .objects()
+            .iter()
+            .map(|o| o.key.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&first), ["org-2/n0.txt", "org-2/n1.txt"]);
+    let next = first.listing().next_after().cloned().unwrap();
+    let second = gk
+        .runtime
+        .block_on(client.list_page(&bucket, "org-2/", Some(&next), Some(2)))
+        .unwrap();
+    assert_eq!(keys(&second), ["org-2/n2.txt", "org-2/n3.txt"]);
+    let all = gk.runtime.block_on(client.list(&bucket, "org-2/")).unwrap();
+    let listed: Vec<_> = all.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        listed,
+        [
+            "org-2/n0.txt",
+            "org-2/n1.txt",
+            "org-2/n2.txt",
+            "org-2/n3.txt",
+            "org-2/n4.txt"
+        ]
+    );
+    assert_eq!(all[4].sha256, BodyDigest::of(b"note 4").sha256);
+    let everything = gk.runtime.block_on(client.list(&bucket, "")).unwrap();
+    assert_eq!(everything.len(), 6);
+    assert!(
+        gk.runtime
+            .block_on(client.list(&bucket, "org-3/"))
+            .unwrap()
+            .is_empty()
+    );
+
+    // A gatekeeper key we do not trust: every answer is refused, nothing is written.
+    let stranger = VendorKey::generate(
+        KeyId::parse("gatekeeper-1").unwrap(),
+        Role::gatekeeper(),
+        None,
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    std::fs::write(d.join("stranger.pub"), stranger.to_public_json()).unwrap();
+    let untrusting = sdk_client(d, &gk, &gk.url, "vendor-1.key", &d.join("stranger.pub"));
+    let e = gk
+        .runtime
+        .block_on(untrusting.get_to_file(&bucket, &big, &d.join("untrusted.bin"), false, None))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad_signature");
+    assert!(!d.join("untrusted.bin").exists());
+    let e = gk
+        .runtime
+        .block_on(untrusting.head(&bucket, &big))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad_signature");
+    let e = gk
+        .runtime
+        .block_on(untrusting.list(&bucket, ""))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad_signature");
+    // A refusal whose receipt does not verify is still a refusal, marked as such.
+    let e = gk
+        .runtime
+        .block_on(untrusting.get_bytes(&bucket, &missing, 10))
+        .unwrap_err();
+    assert_eq!(
+        refused_code(&e),
+        (
+            "not_found",
+            Some(DenialReceipt::Invalid(ErrorCode::BadSignature))
+        )
+    );
+
+    // A receipt changed on the way: refused, nothing written, no file left behind.
+    let evil = receipt_tampering_proxy(&gk.url);
+    let tampered = sdk_client(d, &gk, &evil, "vendor-1.key", &gk.public_key_file);
+    let e = gk
+        .runtime
+        .block_on(tampered.get_to_file(&bucket, &big, &d.join("tampered.bin"), false, None))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad_signature");
+    assert!(!d.join("tampered.bin").exists());
+    let e = gk
+        .runtime
+        .block_on(tampered.head(&bucket, &big))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad_signature");
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".countersign-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+
+    // A source that fails mid-upload is reported as `io`, and nothing is stored.
+    let partial = ObjectKey::parse("org-1/partial.bin").unwrap();
+    let e = gk
+        .runtime
+        .block_on(client.put_reader(
+            &bucket,
+            &partial,
+            &octets,
+            BodyDigest::of(&[7u8; 2048]),
+            FailingReader { left: 1024 },
+            None,
+        ))
+        .unwrap_err();
+    assert!(matches!(e, countersign_vendor::Error::Io { .. }), "{e:?}");
+    let e = gk
+        .runtime
+        .block_on(client.head(&bucket, &partial))
+        .unwrap_err();
+    assert_eq!(e.code(), "not_found");
+
+    // Nothing listens: unreachable.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = sdk_client(
+        d,
+        &gk,
+        &format!("http://{free}"),
+        "vendor-1.key",
+        &gk.public_key_file,
+    );
+    let e = gk.runtime.block_on(dead.head(&bucket, &big)).unwrap_err();
+    assert_eq!(e.code(), "unreachable");
+    assert!(matches!(e, countersign_vendor::Error::Unreachable { .. }));
+}
+
+/// A server that refuses a PUT as soon as it has read the request head, without
+/// reading the body, and keeps the connection open: the client must hand over that
+/// early answer (with its code) instead of waiting on, or failing, the upload.
+#[test]
+fn an_early_refusal_of_a_put_is_read_while_the_body_is_still_being_sent() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    keygen(d, "vendor-1", &[]);
+    let gatekeeper = VendorKey::generate(
+        KeyId::parse("gatekeeper-1").unwrap(),
+        Role::gatekeeper(),
+        None,
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    std::fs::write(d.join("gk.pub"), gatekeeper.to_public_json()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            conn.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let body = countersign_core::transport::error_body(ErrorCode::AlreadyExists, "taken");
+        write!(
+            conn,
+            "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // Read nothing more until the client has its answer: an upload that had to
+        // finish first would never end.
+        let _ = done_rx.recv_timeout(std::time::Duration::from_secs(60));
+        drop(conn);
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = Client::builder(
+        url,
+        GatekeeperId::parse("local").unwrap(),
+        Subject::parse("ops-1").unwrap(),
+        Signer::from_key_files([d.join("vendor-1.key")]).unwrap(),
+        load_public_keys(d.join("gk.pub")).unwrap(),
+    )
+    .build()
+    .unwrap();
+    // 32 MiB: far more than the socket buffers hold, so the upload is still going.
+    let data = vec![5u8; 32 * 1024 * 1024];
+    let (bucket, key) = (
+        Bucket::parse("local").unwrap(),
+        ObjectKey::parse("org-1/big.bin").unwrap(),
+    );
+    let octets = ContentType::parse("application/octet-stream").unwrap();
+    let put = client.put_bytes(&bucket, &key, &octets, data);
+    let answer = runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), put).await });
+    done_tx.send(()).unwrap();
+    let e = answer
+        .expect("the early answer was not handed over while the body was being sent")
+        .unwrap_err();
+    assert_eq!(
+        refused_code(&e),
+        ("already_exists", Some(DenialReceipt::Missing))
+    );
+    drop(client);
+    drop(runtime);
+    server.join().unwrap();
+}
+
+/// `ls`, `head`, `cat` and profiles through the CLI.
+#[test]
+fn ls_head_cat_and_profiles_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let vendor = keygen(d, "vendor-1", &[]);
+    let gk = Gatekeeper::start(d, vec![vendor]);
+
+    // Without a profile every setting is a flag; a missing one is a usage error.
+    std::fs::write(d.join("a.txt"), b"first note").unwrap();
+    let o = run(d, &["put", "--object", "org-1/a.txt", "a.txt"]);
+    assert_eq!(
+        outcome(&o),
+        (2, "usage".into()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The `default` profile, at the documented place: relative key paths are next to it.
+    let config = d.join(".config/countersign");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::copy(d.join("vendor-1.key"), config.join("vendor-1.key")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            config.join("vendor-1.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    std::fs::copy(&gk.public_key_file, config.join("gk.pub")).unwrap();
+    let profile = |name: &str| {
+        format!(
+            "[{name}]\ngatekeeper = \"{}\"\ngatekeeper_keys = [\"gk.pub\"]\nsigning_keys = [\"vendor-1.key\"]\naudience = \"local\"\nsubject = \"ops-1\"\nbucket = \"local\"\n",
+            gk.url
+        )
+    };
+    std::fs::write(config.join("profiles.toml"), profile("default")).unwrap();
+    let o = run(
+        d,
+        &[
+            "put",
+            "--object",
+            "org-1/a.txt",
+            "--content-type",
+            "text/plain",
+            "a.txt",
+        ],
+    );
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(d.join("b.bin"), b"second").unwrap();
+    let o = run(d, &["put", "--object", "org-1/b.bin", "b.bin"]);
+    assert_eq!(outcome(&o), (0, String::new()));
+
+    // ls: one line per object, or JSON.
+    let o = run(d, &["ls", "--prefix", "org-1/"]);
+    assert_eq!(outcome(&o), (0, String::new()));
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].ends_with("org-1/a.txt") && lines[0].contains("text/plain"));
+    assert!(lines[1].ends_with("org-1/b.bin") && lines[1].contains("application/octet-stream"));
+    let o = run(d, &["ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed[0]["key"], "org-1/a.txt");
+    assert_eq!(listed[0]["size"], 10);
+    assert_eq!(
+        listed[0]["sha256"],
+        countersign_core::text::hex(&BodyDigest::of(b"first note").sha256)
+    );
+    let o = run(d, &["ls", "--prefix", "org-9/"]);
+    assert_eq!(
+        (outcome(&o), o.stdout.is_empty()),
+        ((0, String::new()), true)
+    );
+
+    // head: the verified manifest.
+    let o = run(d, &["head", "--object", "org-1/a.txt", "--json"]);
+    assert_eq!(outcome(&o), (0, String::new()));
+    let head: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&head["size"], &head["content_type"], &head["uploader"]),
+        (
+            &serde_json::json!(10),
+            &serde_json::json!("text/plain"),
+            &serde_json::json!("ops-1")
+        )
+    );
+    let o = run(d, &["head", "--object", "org-1/a.txt"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("size:         10"));
+    assert_eq!(
+        outcome(&run(d, &["head", "--object", "org-1/none"])),
+        (1, "not_found".into())
+    );
+
+    // cat: the verified bytes on stdout, nothing on a refusal.
+    let o = run(d, &["cat", "--object", "org-1/b.bin"]);
+    assert_eq!(
+        (outcome(&o), o.stdout.as_slice()),
+        ((0, String::new()), &b"second"[..])
+    );
+    let o = run(d, &["cat", "--object", "org-1/none"]);
+    assert_eq!(
+        (outcome(&o), o.stdout.is_empty()),
+        ((1, "not_found".into()), true)
+    );
+
+    // Flags override the profile.
+    let o = run(
+        d,
+        &["head", "--object", "org-1/a.txt", "--audience", "elsewhere"],
+    );
+    assert_eq!(outcome(&o), (1, "wrong_audience".into()));
+
+    // A named profile from a file given with --profiles.
+    std::fs::write(d.join("team.toml"), profile("staging")).unwrap();
+    std::fs::copy(&gk.public_key_file, d.join("gk.pub")).unwrap();
+    let o = run(
+        d,
+        &[
+            "cat",
+            "--profiles",
+            "team.toml",
+            "--profile",
+            "staging",
+            "--object",
+            "org-1/a.txt",
+        ],
+    );
+    assert_eq!(
+        (outcome(&o), o.stdout.as_slice()),
+        ((0, String::new()), &b"first note"[..])
+    );
+    // ... which must exist.
+    let o = run(d, &["ls", "--profiles", "team.toml", "--profile", "prod"]);
+    assert_eq!(outcome(&o), (3, "invalid_profile".into()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no profile `prod` (it has: staging)"));
+    let o = run(d, &["ls", "--profile", "prod"]);
+    assert_eq!(outcome(&o), (3, "invalid_profile".into()));
+    // A misspelt member is an error naming its line, not a silently dropped setting.
+    std::fs::write(
+        d.join("typo.toml"),
+        "[default]\nbucket = \"local\"\ngatekeper = \"x\"\n",
+    )
+    .unwrap();
+    let o = run(d, &["ls", "--profiles", "typo.toml"]);
+    assert_eq!(outcome(&o), (3, "invalid_profile".into()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 3") && err.contains("gatekeper"), "{err}");
+    // A profile file that was named must exist.
+    assert_eq!(
+        outcome(&run(d, &["ls", "--profiles", "none.toml"])),
+        (3, "io".into())
+    );
 }
 
 /// Sends a PUT signed by `key` straight to the gatekeeper (the CLI would refuse to

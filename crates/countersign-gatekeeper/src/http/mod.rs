@@ -159,12 +159,18 @@ pub fn gatekeeper_policy(
     Policy::new(keyring, [(Role::gatekeeper(), 1)])
 }
 
-/// The router.
+/// The router. `/metrics` is on it unless `admin_listen` is configured: then it is
+/// only on [`admin_app`]'s listener.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get_route(healthz))
-        .route("/readyz", get_route(readyz))
-        .route("/metrics", get_route(metrics))
+        .route("/readyz", get_route(readyz));
+    let router = if state.config.admin_listen.is_some() {
+        router
+    } else {
+        router.route("/metrics", get_route(metrics))
+    };
+    router
         .route("/v1/keys", get_route(keys))
         .route("/v1/log/checkpoint", get_route(log::checkpoint))
         .route("/v1/log/tile/{*rest}", get_route(log::tile))
@@ -173,6 +179,17 @@ pub fn app(state: AppState) -> Router {
         .fallback(fallback)
         .layer(cors(&state.config))
         .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// The admin listener's router (`admin_listen`): `/metrics`, `/healthz` and
+/// `/readyz`, and nothing else.
+pub fn admin_app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get_route(healthz))
+        .route("/readyz", get_route(readyz))
+        .route("/metrics", get_route(metrics))
+        .fallback(fallback)
         .with_state(state)
 }
 
@@ -288,8 +305,20 @@ async fn readyz(State(gk): State<AppState>) -> Response {
     )
 }
 
+/// The exposition, with the audit log's progress read from the database now (a
+/// database that does not answer shows as `countersign_audit_log_up 0`).
 async fn metrics(State(gk): State<AppState>) -> Response {
-    let mut r = gk.metrics.render().into_response();
+    let progress = match gk.ledger.progress().await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!("metrics: cannot read the audit log's progress: {e}");
+            None
+        }
+    };
+    let mut r = gk
+        .metrics
+        .render(progress.as_ref(), now_ms())
+        .into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

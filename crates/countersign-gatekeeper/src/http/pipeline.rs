@@ -20,13 +20,13 @@ use crate::acl::client_ip;
 use crate::config::AUDIT_BUCKET;
 use crate::error::ApiError;
 use crate::http::{AppState, Gatekeeper, audit, get, list, now_ms, put};
-use crate::ledger::{AuditDraft, NonceUse};
+use crate::ledger::{AuditDraft, LedgerError, NonceUse};
 use axum::body::Body;
 use axum::extract::Request as HttpRequest;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method as HttpMethod, header};
 use axum::response::{IntoResponse as _, Response};
-use countersign_core::audit::{CapturedHeader, UNVERIFIED_CAPTURE_BYTES};
+use countersign_core::audit::{AuditEntry, CapturedHeader, UNVERIFIED_CAPTURE_BYTES};
 use countersign_core::signature::{encode_list, parse_list};
 use countersign_core::text::{b64, parse_b64};
 use countersign_core::transport::{
@@ -205,6 +205,18 @@ impl Attempt {
             bytes: 0,
             request_id: crate::storage::new_storage_name(),
         }
+    }
+
+    /// Counts the decision in the metrics (`None`: allowed). The bucket label is a
+    /// bucket this gatekeeper serves (or the audit log's), never an unknown name from
+    /// the request: the label set stays bounded.
+    fn count(&self, gk: &Gatekeeper, code: Option<ErrorCode>, latency_us: u64) {
+        let name = std::str::from_utf8(&self.bucket).unwrap_or("");
+        let served = (self.operation == Operation::Audit.as_str() && name == AUDIT_BUCKET)
+            || Bucket::parse(name).is_ok_and(|b| gk.storage.has_bucket(&b));
+        let bucket = if served { name } else { "" };
+        gk.metrics
+            .record(&self.operation, bucket, code, self.client_ip, latency_us);
     }
 
     /// Whether the request's signatures verified.
@@ -660,6 +672,22 @@ fn sign_receipt(
     );
 }
 
+/// Appends an audit entry, timing it and counting a failure in the metrics.
+async fn append(
+    gk: &Gatekeeper,
+    draft: AuditDraft,
+    nonce: Option<NonceUse>,
+) -> Result<AuditEntry, LedgerError> {
+    let started = Instant::now();
+    let result = gk.ledger.append(draft, nonce).await;
+    gk.metrics
+        .audit_append(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    if result.is_err() {
+        gk.metrics.audit_failure();
+    }
+    result
+}
+
 /// Records a denial (with the nonce, once the signatures verified: a denied request
 /// cannot be replayed either) and answers it, with a signed receipt if the request
 /// parsed. If the log cannot be written, the answer is `audit_unavailable`.
@@ -673,7 +701,7 @@ async fn deny(
     let code = error.code;
     let draft = attempt.draft(decision);
     let latency = draft.latency_us;
-    match gk.ledger.append(draft, nonce).await {
+    match append(gk, draft, nonce).await {
         Ok(entry) => {
             let (error, decision) = if entry.decision == decision {
                 (error, decision)
@@ -683,8 +711,7 @@ async fn deny(
                     entry.decision,
                 )
             };
-            gk.metrics
-                .record(&attempt.operation, "deny", error.code.as_str(), latency);
+            attempt.count(gk, Some(error.code), latency);
             let rate_limited = error.code == ErrorCode::RateLimited;
             let mut r = error.into_response();
             // No signature is spent on a client that is being rate limited.
@@ -695,13 +722,7 @@ async fn deny(
         }
         Err(e) => {
             tracing::warn!("audit append failed, refusing the request ({code}): {e}");
-            gk.metrics.audit_failure();
-            gk.metrics.record(
-                &attempt.operation,
-                "deny",
-                ErrorCode::AuditUnavailable.as_str(),
-                latency,
-            );
+            attempt.count(gk, Some(ErrorCode::AuditUnavailable), latency);
             ApiError::audit_unavailable().into_response()
         }
     }
@@ -728,28 +749,17 @@ pub async fn finish(
         Ok(Allowed { auth, act }) => {
             let draft = attempt.draft(Decision::Allow);
             let latency = draft.latency_us;
-            match gk.ledger.append(draft, attempt.nonce).await {
+            match append(gk, draft, attempt.nonce).await {
                 Err(e) => {
                     tracing::warn!("audit append failed, refusing the request: {e}");
                     act.abandon(gk).await;
-                    gk.metrics.audit_failure();
-                    gk.metrics.record(
-                        &attempt.operation,
-                        "deny",
-                        ErrorCode::AuditUnavailable.as_str(),
-                        latency,
-                    );
+                    attempt.count(gk, Some(ErrorCode::AuditUnavailable), latency);
                     ApiError::audit_unavailable().into_response()
                 }
                 Ok(entry) if entry.decision != Decision::Allow => {
                     // Another request with this nonce got its entry in first.
                     act.abandon(gk).await;
-                    gk.metrics.record(
-                        &attempt.operation,
-                        "deny",
-                        ErrorCode::Replayed.as_str(),
-                        latency,
-                    );
+                    attempt.count(gk, Some(ErrorCode::Replayed), latency);
                     let mut r =
                         ApiError::new(ErrorCode::Replayed, "this request's nonce was already used")
                             .into_response();
@@ -763,7 +773,7 @@ pub async fn finish(
                     r
                 }
                 Ok(entry) => {
-                    gk.metrics.record(&attempt.operation, "allow", "", latency);
+                    attempt.count(gk, None, latency);
                     match act.perform(gk, &auth, entry.seq, &attempt).await {
                         Ok(mut r) => {
                             sign_receipt(

@@ -1,21 +1,18 @@
-//! Argument parsing and the `keygen`, `sign` and `verify` commands.
+//! Argument parsing, the dispatch to each command's module, and the `keygen`, `sign`
+//! and `verify` commands. Command modules share inputs through [`crate::input`], never
+//! through this module.
 
+use crate::input::{KEYS_ENV, PolicyArgs, decode_document, hash_file, read_arg};
 use crate::{EXIT_CODES, Failure};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use countersign_core::signature::{encode_list, parse_list};
-use countersign_core::text::{b64, hex, parse_b64};
+use countersign_core::text::{b64, hex};
 use countersign_core::{
-    AuthorizedKey, BodyDigest, Bucket, ByteRange, ContentType, ErrorCode, GatekeeperId, KeyId,
-    Keyring, ListPrefix, ObjectKey, Operation, Policy, Request, RequestVerifier, Role, Subject,
+    Bucket, ByteRange, ContentType, GatekeeperId, KeyId, ListPrefix, ObjectKey, Operation, Request,
+    RequestVerifier, Role, Subject,
 };
-use countersign_vendor::keys::load_public_keys;
 use countersign_vendor::{Signer, SigningLimits, VendorKey, unix_now};
-use sha2::{Digest as _, Sha256};
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-
-/// Environment variable holding secret key documents when no `--signing-key` is given.
-pub const KEYS_ENV: &str = "COUNTERSIGN_VENDOR_KEYS";
+use std::path::PathBuf;
 
 /// Command-line interface of `countersign`.
 #[derive(Parser, Debug)]
@@ -39,6 +36,12 @@ enum Command {
     Put(crate::remote::PutArgs),
     /// Download an object through a gatekeeper; writes it (mode 0600) only after it verified.
     Get(crate::remote::GetArgs),
+    /// Print an object to stdout once its receipt, manifest and bytes verified.
+    Cat(crate::remote::ObjectArgs),
+    /// Print an object's verified manifest (size, SHA-256, type, uploader), without its bytes.
+    Head(crate::remote::ObjectArgs),
+    /// List the objects under a prefix from the gatekeeper's signed listing pages.
+    Ls(crate::remote::LsArgs),
     /// Follow a gatekeeper's transparency log: `log verify`.
     Log(crate::log::LogArgs),
     /// Witness a gatekeeper's log: `witness cosign`, `witness reset`.
@@ -125,73 +128,6 @@ struct SignArgs {
     json: bool,
 }
 
-/// `role=threshold`.
-#[derive(Clone, Debug)]
-pub struct Requirement {
-    /// Role.
-    pub role: Role,
-    /// Threshold.
-    pub threshold: usize,
-}
-
-fn parse_requirement(s: &str) -> Result<Requirement, String> {
-    let (role, n) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` must be role=threshold"))?;
-    Ok(Requirement {
-        role: Role::parse(role).map_err(|e| e.message().to_owned())?,
-        threshold: n
-            .parse()
-            .map_err(|_| format!("threshold `{n}` is not a number"))?,
-    })
-}
-
-/// Public keys and thresholds shared by `verify` and `inspect`.
-#[derive(Args, Debug)]
-pub struct PolicyArgs {
-    /// Public key file (one key or a JSON array; repeatable).
-    #[arg(long = "public-key")]
-    pub public_keys: Vec<PathBuf>,
-    /// Required role and threshold, e.g. `vendor=1` (repeatable) [default: every role of the keys, 1 each].
-    #[arg(long = "require", value_parser = parse_requirement)]
-    pub require: Vec<Requirement>,
-}
-
-impl PolicyArgs {
-    /// All public keys.
-    pub fn keys(&self) -> Result<Vec<AuthorizedKey>, Failure> {
-        let mut keys = Vec::new();
-        for path in &self.public_keys {
-            keys.extend(load_public_keys(path)?);
-        }
-        Ok(keys)
-    }
-
-    /// The policy over `keys` restricted to roles `only` (all if `None`).
-    pub fn policy(
-        &self,
-        keys: &[AuthorizedKey],
-        only: Option<&dyn Fn(&Role) -> bool>,
-    ) -> Result<Policy, Failure> {
-        let keep = |r: &Role| only.is_none_or(|f| f(r));
-        let mut require: Vec<(Role, usize)> = self
-            .require
-            .iter()
-            .filter(|r| keep(&r.role))
-            .map(|r| (r.role.clone(), r.threshold))
-            .collect();
-        if self.require.is_empty() {
-            for k in keys {
-                if keep(&k.role) && !require.iter().any(|(r, _)| r == &k.role) {
-                    require.push((k.role.clone(), 1));
-                }
-            }
-        }
-        let keyring = Keyring::new(keys.iter().filter(|k| keep(&k.role)).cloned())?;
-        Ok(Policy::new(keyring, require)?)
-    }
-}
-
 #[derive(Args, Debug)]
 struct VerifyArgs {
     /// The canonical request: base64url, or @FILE (raw canonical bytes or base64url).
@@ -225,6 +161,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(a) => crate::inspect::inspect(a),
         Command::Put(a) => crate::remote::put(a),
         Command::Get(a) => crate::remote::get(a),
+        Command::Cat(a) => crate::remote::cat(a),
+        Command::Head(a) => crate::remote::head(a),
+        Command::Ls(a) => crate::remote::ls(a),
         Command::Log(a) => crate::log::run(a),
         Command::Witness(a) => crate::witness::run(a),
     }
@@ -263,40 +202,6 @@ fn keygen(a: KeygenArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// Reads a value given inline or as `@FILE` (`@-` for stdin).
-pub fn read_arg(value: &str) -> Result<Vec<u8>, Failure> {
-    match value.strip_prefix('@') {
-        Some(path) => read_input(path),
-        None => Ok(value.as_bytes().to_vec()),
-    }
-}
-
-/// Reads a file, or stdin for `-`, up to 1 MiB.
-pub fn read_input(path: &str) -> Result<Vec<u8>, Failure> {
-    let mut out = Vec::new();
-    let result = if path == "-" {
-        std::io::stdin().take(1 << 20).read_to_end(&mut out)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(1 << 20).read_to_end(&mut out))
-    };
-    result.map_err(|e| Failure::io(path, &e))?;
-    Ok(out)
-}
-
-/// Canonical bytes from raw canonical text or base64url of it.
-pub fn decode_document(bytes: &[u8]) -> Result<Vec<u8>, Failure> {
-    if bytes.starts_with(b"countersign/") {
-        return Ok(bytes.to_vec());
-    }
-    let text = std::str::from_utf8(bytes).map_err(|_| {
-        countersign_core::Error::new(
-            ErrorCode::Malformed,
-            "the document is neither canonical text nor base64url",
-        )
-    })?;
-    Ok(parse_b64(text.trim(), "the document")?)
-}
-
 fn signer_for(paths: &[PathBuf], max_lifetime: u64) -> Result<Signer, Failure> {
     let signer = if paths.is_empty() {
         Signer::from_env(KEYS_ENV)?
@@ -307,27 +212,6 @@ fn signer_for(paths: &[PathBuf], max_lifetime: u64) -> Result<Signer, Failure> {
         max_lifetime_secs: max_lifetime,
         ..SigningLimits::default()
     })?)
-}
-
-/// SHA-256 and length of a file, read in chunks.
-pub fn hash_file(path: &Path) -> Result<BodyDigest, Failure> {
-    let what = path.display().to_string();
-    let mut file = std::fs::File::open(path).map_err(|e| Failure::io(&what, &e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut length = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Failure::io(&what, &e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-        length += n as u64;
-    }
-    Ok(BodyDigest {
-        sha256: hasher.finalize().into(),
-        length,
-    })
 }
 
 fn missing(flag: &str, method: &str) -> Failure {

@@ -2,7 +2,7 @@
 //! manifest or listing) and say whether it verifies.
 
 use crate::Failure;
-use crate::cli::{PolicyArgs, decode_document, read_arg, read_input};
+use crate::input::{PolicyArgs, decode_document, read_arg, read_input};
 use clap::Args;
 use countersign_core::signature::parse_list;
 use countersign_core::text::hex;

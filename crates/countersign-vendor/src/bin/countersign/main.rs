@@ -11,6 +11,10 @@
 //!                     --audience gk.acme --bucket reports --object org-1/a.pdf --subject ops \
 //!                     --content-type application/pdf a.pdf
 //! countersign get     ... --object org-1/a.pdf --out a.pdf
+//! countersign put     --profile acme --object org-1/a.pdf a.pdf   # settings from a profile
+//! countersign cat     --object org-1/a.pdf > a.pdf                # the `default` profile
+//! countersign head    --object org-1/a.pdf [--json]
+//! countersign ls      --prefix org-1/ [--json]
 //! countersign log verify --gatekeeper https://gk.acme --gatekeeper-key gk.pub \
 //!                     --origin gk.acme/audit [--since saved.cp] [--save saved.cp]
 //! countersign witness cosign --log https://gk.acme --log-key gk.pub --origin gk.acme/audit \
@@ -20,14 +24,17 @@
 //!
 //! Errors are one line on stderr: `countersign: error[<code>]: <sentence>`, where
 //! `<code>` is the protocol's stable error code (or `invalid_key_file`,
-//! `insecure_key_file`, `io`, `usage`, `unreachable`, `bad_response`, `interrupted`, and for
+//! `insecure_key_file`, `invalid_profile`, `io`, `usage`, `unreachable`, `bad_response`,
+//! `interrupted`, and for
 //! the witness `invalid_state_file` (exit 3) and `witness_halted` (exit 1)).
 //!
 //! Exit codes: see [`EXIT_CODES`].
 
 mod cli;
+mod input;
 mod inspect;
 mod log;
+mod profile;
 mod remote;
 mod witness;
 
@@ -40,7 +47,8 @@ Exit codes:
   0  success (for verify/inspect: the document verifies, or no check was asked for)
   1  refused: the document is malformed, does not verify, or breaks the signing limits
   2  usage: bad command-line arguments
-  3  local input: a file cannot be read or written, a key file is invalid or insecure
+  3  local input: a file cannot be read or written, a key file is invalid or insecure,
+     the profile file is invalid (`invalid_profile`)
   4  gatekeeper: unreachable (`unreachable`) or an answer that is not the protocol (`bad_response`)
 130  interrupted (`interrupted`): `get` stopped by SIGINT or SIGTERM; no partial file is left
 
@@ -58,8 +66,10 @@ pub struct Failure {
 
 impl From<countersign_vendor::Error> for Failure {
     fn from(e: countersign_vendor::Error) -> Self {
+        use countersign_vendor::Error as E;
         let exit = match e {
-            countersign_vendor::Error::Protocol(_) => 1,
+            E::Protocol(_) | E::Refused { .. } => 1,
+            E::Unreachable { .. } | E::BadResponse { .. } => 4,
             _ => 3,
         };
         let message = match &e {
