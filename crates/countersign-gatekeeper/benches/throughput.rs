@@ -139,6 +139,8 @@ impl Gatekeeper {
 {database}
 [limits]
 max_object_bytes = 17179869184
+# moto completes a 1 GiB multipart upload in more than the default 5 s.
+storage_timeout_ms = 120000
 
 [[keys]]
 key_id = "v1"
@@ -191,7 +193,8 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
         let mut base = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
-            if let Some(addr) = line.strip_prefix("listening on ") {
+            // The log line has a timestamp, level and target before the message.
+            if let Some((_, addr)) = line.split_once("listening on ") {
                 base = Some(addr.trim().to_owned());
                 break;
             }
@@ -448,6 +451,24 @@ impl LargeRow {
     }
 }
 
+/// A new gatekeeper process with a bucket (and, with PostgreSQL, a database) of its
+/// own, and a direct client of that bucket.
+async fn fresh_gatekeeper(
+    label: &str,
+    s3_endpoint: &str,
+    pg_url: Option<&str>,
+    encrypted: bool,
+) -> (Gatekeeper, Arc<dyn ObjectStore>) {
+    let bucket = format!("gk-bench-{}-{label}", random_hex(6));
+    create_s3_bucket(s3_endpoint, &bucket).await;
+    let db = match pg_url {
+        Some(pg) => Some(create_pg_database(pg).await),
+        None => None,
+    };
+    let gk = Gatekeeper::start(label, s3_endpoint, &bucket, db.as_deref(), encrypted);
+    (gk, s3_store(s3_endpoint, &bucket))
+}
+
 fn s3_store(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
     build_object_store(
         &StorageConfig::S3 {
@@ -516,7 +537,6 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
 
     // One gatekeeper per audit store, each with its own bucket on the same S3 server.
     let mut gks = Vec::new();
-    let mut gk_buckets = Vec::new();
     if let Some(pg) = pg_url {
         let db = create_pg_database(pg).await;
         let bucket = format!("gk-bench-{run_id}-pg");
@@ -528,7 +548,6 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             Some(&db),
             true,
         ));
-        gk_buckets.push(bucket);
     } else {
         eprintln!(
             "note: COUNTERSIGN_TEST_PG_URL is not set; measuring the SQLite audit store only"
@@ -543,24 +562,6 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         None,
         true,
     ));
-    gk_buckets.push(bucket);
-    // The same as the large-object gatekeeper, but its bucket is not encrypted.
-    let plain_bucket = format!("gk-bench-{run_id}-plain");
-    create_s3_bucket(s3_endpoint, &plain_bucket).await;
-    let plain_db = match pg_url {
-        Some(pg) => Some(create_pg_database(pg).await),
-        None => None,
-    };
-    let gk_plain = Gatekeeper::start(
-        "unencrypted",
-        s3_endpoint,
-        &plain_bucket,
-        plain_db.as_deref(),
-        false,
-    );
-    let plain_store = s3_store(s3_endpoint, &plain_bucket);
-    // The large-object gatekeeper's bucket, emptied between transfers.
-    let gk_store = s3_store(s3_endpoint, &gk_buckets[0]);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     // --- small-object GET -------------------------------------------------------
@@ -622,12 +623,22 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     }
 
     // --- large objects ----------------------------------------------------------
-    let gk = &gks[0];
-    let baseline_kib = gk.status_kib("VmRSS");
+    // Fresh gatekeeper processes for every size (encrypted, and unencrypted as the
+    // baseline; audit store PostgreSQL if there is one), so each size's RSS starts
+    // from the same state: an allocator keeps memory from earlier, larger transfers.
+    let audit_store = if pg_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let mut peak_reset = true;
     let mut large_rows = Vec::new();
     for &mib in &large_mib {
         eprintln!("large objects: {mib} MiB");
+        let (gk, gk_store) = fresh_gatekeeper("encrypted", s3_endpoint, pg_url, true).await;
+        let gk = &gk;
+        let (gk_plain, plain_store) =
+            fresh_gatekeeper("unencrypted", s3_endpoint, pg_url, false).await;
         let body = LargeBody::new(mib);
         let reps = env_num(
             "COUNTERSIGN_BENCH_LARGE_RUNS",
@@ -729,8 +740,8 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     }
     println!();
     println!(
-        "Large objects (gatekeeper audit store {}): median MiB/s; peak RSS = gatekeeper VmHWM during the phase{}",
-        gk.label,
+        "Large objects (gatekeeper audit store {}, fresh processes per size): median MiB/s; peak RSS = gatekeeper VmHWM during the phase{}",
+        audit_store,
         if peak_reset {
             " (reset before each transfer)"
         } else {
@@ -786,10 +797,6 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     }
     println!(
         "(MiB/s, medians; RSS and peak RSS of the encrypting gatekeeper; overhead = stored size / body size - 1)"
-    );
-    println!(
-        "gatekeeper RSS after start-up and the small-object phase: {:.1} MiB",
-        baseline_kib as f64 / 1024.0
     );
     println!();
     println!("Goals:");

@@ -649,7 +649,7 @@ macro_rules! check {
 /// A secret given inline (`KEY`), by environment variable (`KEY_env`) or in a file
 /// (`KEY_file`, relative to `data_dir`, refused if group/other-readable): at most one
 /// of the three; `None` if none is given.
-fn secret(
+pub(crate) fn secret(
     data_dir: &Path,
     key: &str,
     inline: Option<String>,

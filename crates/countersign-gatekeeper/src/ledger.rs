@@ -6,8 +6,10 @@
 //! several instances) through sqlx's `Any` driver; the few differences are in
 //! [`Dialect`]. The same test suite runs against both.
 
+mod encryptions;
 mod object_keys;
 mod progress;
+pub use encryptions::Encryption;
 pub use object_keys::KeyUse;
 
 use crate::audit::AuditFilter;
@@ -65,6 +67,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 "audit request id",
                 include_str!("../migrations/sqlite/0002_audit_request_id.sql"),
             ),
+            (
+                3,
+                "encryptions",
+                include_str!("../migrations/sqlite/0003_encryptions.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -76,6 +83,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 2,
                 "audit request id",
                 include_str!("../migrations/postgres/0002_audit_request_id.sql"),
+            ),
+            (
+                3,
+                "encryptions",
+                include_str!("../migrations/postgres/0003_encryptions.sql"),
             ),
         ],
     };
@@ -678,12 +690,16 @@ impl Ledger {
         .await
     }
 
-    /// Whether `storage_name` in `bucket` belongs to an upload in progress.
+    /// Whether `storage_name` in `bucket` belongs to an upload in progress (or to an
+    /// object being encrypted by `keys encrypt-existing`).
     pub async fn storage_name_pending(&self, bucket: &str, storage_name: &str) -> Result<bool> {
         self.within(async {
             let row = sqlx::query(self.sql(
-                "SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ? AND state = 'pending'",
+                "SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ? AND state = 'pending'
+                 UNION ALL SELECT 1 FROM encryptions WHERE bucket = ? AND new_name = ?",
             ))
+            .bind(bucket.to_owned())
+            .bind(storage_name.to_owned())
             .bind(bucket.to_owned())
             .bind(storage_name.to_owned())
             .fetch_optional(&self.pool)
@@ -693,13 +709,16 @@ impl Ledger {
         .await
     }
 
-    /// Whether `storage_name` in `bucket` belongs to a row (stored, or an upload in
-    /// progress).
+    /// Whether `storage_name` in `bucket` belongs to a row (stored, an upload in
+    /// progress, or the new name of an object being encrypted).
     pub async fn storage_name_known(&self, bucket: &str, storage_name: &str) -> Result<bool> {
         self.within(async {
-            let row = sqlx::query(
-                self.sql("SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ?"),
-            )
+            let row = sqlx::query(self.sql(
+                "SELECT 1 FROM objects WHERE bucket = ? AND storage_name = ?
+                 UNION ALL SELECT 1 FROM encryptions WHERE bucket = ? AND new_name = ?",
+            ))
+            .bind(bucket.to_owned())
+            .bind(storage_name.to_owned())
             .bind(bucket.to_owned())
             .bind(storage_name.to_owned())
             .fetch_optional(&self.pool)

@@ -22,9 +22,11 @@
 pub mod acl;
 pub mod audit;
 pub mod config;
+pub mod encrypt_existing;
 pub mod encryption;
 pub mod error;
 pub mod http;
+pub mod kms;
 pub mod ledger;
 pub mod metrics;
 pub mod ratelimit;

@@ -119,8 +119,16 @@ enum KeysCommand {
         source: Source,
     },
     /// Re-wrap every data key to its bucket's current KEK without rewriting object
-    /// bytes; one JSON line per object. Safe to interrupt and run again.
+    /// bytes; one JSON line per object. Safe to interrupt and run again. Audited.
     Rewrap {
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Encrypt the plaintext objects of every encrypted bucket (stored before
+    /// encryption was on) under fresh opaque names, one at a time, each readable
+    /// throughout; one JSON line per object. Safe to kill and run again (one run at a
+    /// time). Audited.
+    EncryptExisting {
         #[command(flatten)]
         source: Source,
     },
@@ -220,10 +228,12 @@ fn load_config(source: &Source, vendor_keys: &[String]) -> Result<Config, String
     }
 }
 
-/// `keys status` and `keys rewrap`.
+/// `keys status`, `keys rewrap` and `keys encrypt-existing`.
 async fn keys(command: KeysCommand) -> Result<(), String> {
     use countersign_gatekeeper::encryption;
-    let (KeysCommand::Status { source } | KeysCommand::Rewrap { source }) = &command;
+    let (KeysCommand::Status { source }
+    | KeysCommand::Rewrap { source }
+    | KeysCommand::EncryptExisting { source }) = &command;
     let config = load_config(source, &[])?;
     let ledger = open_ledger(&config).await?;
     let storage = countersign_gatekeeper::storage::Storage::from_config(
@@ -247,6 +257,19 @@ async fn keys(command: KeysCommand) -> Result<(), String> {
             })
             .await?;
             eprintln!("rewrapped {n} data keys");
+        }
+        KeysCommand::EncryptExisting { .. } => {
+            let n = countersign_gatekeeper::encrypt_existing::encrypt_existing(
+                &ledger,
+                &storage,
+                |r| {
+                    if let Ok(line) = serde_json::to_string(r) {
+                        let _ = writeln!(out, "{line}");
+                    }
+                },
+            )
+            .await?;
+            eprintln!("encrypted {n} objects");
         }
     }
     Ok(())

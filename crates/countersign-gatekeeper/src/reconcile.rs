@@ -35,15 +35,27 @@ pub struct Action {
 }
 
 fn draft(bucket: &str, target: &str, code: ErrorCode) -> AuditDraft {
+    tool_draft(b"RECONCILE", bucket, target, Decision::Deny(code))
+}
+
+/// The audit entry of something the gatekeeper's own tools did (recovery, `keys
+/// rewrap`, `keys encrypt-existing`): no client, no signed request; what was done
+/// is told in the key field.
+pub(crate) fn tool_draft(
+    operation: &[u8],
+    bucket: &str,
+    target: &str,
+    decision: Decision,
+) -> AuditDraft {
     AuditDraft {
         time_ms: crate::http::now_ms(),
         request_id: Vec::new(),
         client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        operation: b"RECONCILE".to_vec(),
+        operation: operation.to_vec(),
         bucket: bucket.as_bytes().to_vec(),
         key: target.as_bytes().to_vec(),
         subject: Vec::new(),
-        decision: Decision::Deny(code),
+        decision,
         bytes: 0,
         latency_us: 0,
         request: CapturedHeader::whole(b""),

@@ -99,8 +99,20 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The SigV4 signature of a canonical request, at `amz_date`, for `s3` in `region`.
 pub fn signature(secret: &str, region: &str, amz_date: &str, canonical_request: &str) -> String {
+    service_signature(secret, region, "s3", amz_date, canonical_request)
+}
+
+/// The SigV4 signature of a canonical request, at `amz_date`, for `service` (`s3`,
+/// `kms`) in `region`.
+pub fn service_signature(
+    secret: &str,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+    canonical_request: &str,
+) -> String {
     let date = amz_date.get(..8).unwrap_or("");
-    let scope = format!("{date}/{region}/s3/aws4_request");
+    let scope = format!("{date}/{region}/{service}/aws4_request");
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         countersign_core::text::hex(&<[u8; 32]>::from(Sha256::digest(
@@ -109,7 +121,7 @@ pub fn signature(secret: &str, region: &str, amz_date: &str, canonical_request: 
     );
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
-    let k_service = hmac(&k_region, b"s3");
+    let k_service = hmac(&k_region, service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
     let sig = hmac(&k_signing, to_sign.as_bytes());
     sig.iter().map(|b| format!("{b:02x}")).collect()

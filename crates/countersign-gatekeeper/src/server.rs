@@ -61,6 +61,9 @@ pub async fn build_state(config: Config) -> Result<(AppState, bool), StartError>
         .map_err(|e| StartError(e.to_string()))?;
     let storage = Storage::from_config(&config.buckets, config.limits.storage_timeout())
         .map_err(|e| StartError(format!("cannot open a bucket: {e}")))?;
+    crate::encryption::check_keys(&ledger, &storage)
+        .await
+        .map_err(|e| StartError(format!("encryption at rest: {e}")))?;
     let gk = Gatekeeper::new(config, key, ledger, storage)
         .map_err(|e| StartError(format!("invalid policy: {e}")))?;
     Ok((Arc::new(gk), created))

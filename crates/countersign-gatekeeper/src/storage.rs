@@ -242,7 +242,7 @@ impl Storage {
         for (name, b) in buckets {
             map.insert(name.clone(), build_store(&b.storage, deadline)?);
             if let Some(enc) = &b.encryption {
-                let ring = BucketKeyring::load(enc)
+                let ring = BucketKeyring::load(enc, deadline)
                     .map_err(|e| StorageError::Config(format!("buckets.{name}.encryption: {e}")))?;
                 keyrings.insert(name.clone(), Arc::new(ring));
             }

@@ -68,7 +68,7 @@ async fn seal_new(
     let countersign_core::Operation::Put { body, .. } = auth.request().operation() else {
         return Err(ApiError::new(ErrorCode::Internal, "PUT expected"));
     };
-    let (data_key, header, wrapped) = ring.new_object(auth.bucket(), storage_name)?;
+    let (data_key, header, wrapped) = ring.new_object(auth.bucket(), storage_name).await?;
     gk.ledger
         .put_object_key(auth.bucket().as_str(), storage_name, &wrapped)
         .await
@@ -193,6 +193,24 @@ impl Reserved {
     }
 }
 
+/// The manifest sidecar stored next to an object (`manifests/<storage name>`).
+pub(crate) fn manifest_sidecar(
+    bucket: &str,
+    key: &str,
+    manifest: &[u8],
+    signatures: &str,
+) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "bucket": bucket,
+            "key": key,
+            "manifest": b64(manifest),
+            "signatures": signatures,
+        })
+        .to_string(),
+    )
+}
+
 /// Releases a reservation; if the database is down, recovery releases it after its
 /// deadline.
 async fn release(gk: &Gatekeeper, r: &Reservation) {
@@ -242,13 +260,12 @@ impl Received {
             };
         let (manifest_bytes, manifest_sig) = manifest.sign(&gk.key, gk.key_id.clone());
         let manifest_signatures = encode_list(&[manifest_sig]);
-        let sidecar = serde_json::json!({
-            "bucket": reservation.bucket,
-            "key": reservation.key,
-            "manifest": b64(&manifest_bytes),
-            "signatures": manifest_signatures,
-        })
-        .to_string();
+        let sidecar = manifest_sidecar(
+            &reservation.bucket,
+            &reservation.key,
+            &manifest_bytes,
+            &manifest_signatures,
+        );
         let undo = |reservation: Reservation| async move {
             if let Err(e) = gk
                 .storage
@@ -263,7 +280,7 @@ impl Received {
             }
             release(gk, &reservation).await;
         };
-        if let Err(e) = pending.publish(Bytes::from(sidecar)).await {
+        if let Err(e) = pending.publish(sidecar).await {
             tracing::warn!("publishing an upload failed: {e}");
             undo(reservation).await;
             return Err(ApiError::storage_unavailable());

@@ -265,12 +265,25 @@ async fn cli_audit_verify_detects_tampering() {
 fn example_config_parses() {
     // The example reads the S3 secret from an environment variable; the test inlines
     // one instead of touching the process environment.
-    let text = include_str!("../gatekeeper.example.toml").replace(
-        "secret_access_key_env = \"REPORTS_S3_SECRET\"",
-        "secret_access_key = \"example-secret\"",
-    );
+    let text = include_str!("../gatekeeper.example.toml")
+        .replace(
+            "secret_access_key_env = \"REPORTS_S3_SECRET\"",
+            "secret_access_key = \"example-secret\"",
+        )
+        .replace(
+            "secret_access_key_env = \"REPORTS_KMS_SECRET\"",
+            "secret_access_key = \"example-kms-secret\"",
+        );
     let config = Config::from_toml(&text, Some(std::path::Path::new("/tmp/example"))).unwrap();
     assert_eq!(config.buckets.len(), 2);
+    let reports = &config.buckets[&countersign_core::Bucket::parse("patient-reports").unwrap()];
+    let kms = &reports.encryption.as_ref().unwrap().keys["reports-kms"];
+    assert!(
+        matches!(kms, countersign_gatekeeper::encryption::KekSource::Kms(k)
+            if k.endpoint == "https://kms.eu-central-1.amazonaws.com"
+                && k.secret_access_key.expose() == "example-kms-secret"),
+        "{kms:?}"
+    );
     assert_eq!(config.keys.len(), 3);
     let without_env = include_str!("../gatekeeper.example.toml");
     if std::env::var("REPORTS_S3_SECRET").is_err() {

@@ -95,6 +95,7 @@ suite!(
     wrong_or_missing_kek,
     rotation_and_rewrap_keep_objects_readable,
     refused_uploads_leave_no_data_key,
+    encrypt_existing_survives_interruptions,
     metrics_count_decisions_and_pass_promtool,
     metrics_show_an_unreadable_log,
 );
@@ -1569,6 +1570,27 @@ async fn tampered_ciphertext_is_refused(b: &Backend) {
     assert_eq!(r.status(), StatusCode::OK);
     let got = axum::body::to_bytes(r.into_body(), usize::MAX).await;
     assert!(got.is_err(), "a tampered body must not complete");
+    // ... and audited: the allow entry, then a second, denying one with the bytes
+    // released before the bad segment (written by a task of its own).
+    let mut tail = Vec::new();
+    for _ in 0..100 {
+        let entries = h.all_entries().await;
+        tail = entries[entries.len() - 2..].to_vec();
+        if tail[1].decision != Decision::Allow {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(tail[0].decision, Decision::Allow);
+    assert_eq!(
+        tail[1].decision,
+        Decision::Deny(ErrorCode::StoredObjectTampered)
+    );
+    assert_eq!(
+        (tail[1].key.as_slice(), tail[1].bytes),
+        (&b"t/a"[..], s64(2 * SEG))
+    );
+    assert_eq!(tail[1].operation, tail[0].operation);
     // Truncated after segment 1.
     write_stored(&h, &file, honest[..24 + 2 * (SEG + 16)].to_vec()).await;
     let r = get_range(&h, "t/a", s64(2 * SEG), s64(3 * SEG) - 1).await;
@@ -1596,19 +1618,56 @@ fn s64(n: usize) -> u64 {
     n as u64
 }
 
-/// A KEK that is missing stops the start; a different key under the same id gives
-/// `key_unavailable` per request, never garbage.
+/// A KEK that is missing, or a different key under its id, stops the start with a
+/// message naming it; a data key that does not unwrap gives `key_unavailable` per
+/// request, never garbage.
 async fn wrong_or_missing_kek(b: &Backend) {
     let h = Harness::new(b).await;
     store(&h, "k/a", b"secret report").await;
-    let kek = h.dir.join("keys").join(format!("{BUCKET}-1.kek"));
-    assert!(kek.exists());
-    // Another key under the same id: the data key does not unwrap.
-    std::fs::remove_file(&kek).unwrap();
-    let second = h.second_instance().await; // generates a new key file
-    let r = send_to(&second, signed(&get("k/a").request(), vec![]), "127.0.0.1").await;
+    store(&h, "k/b", b"another report").await;
+    // A wrapped data key that does not unwrap (altered in the index).
+    let ledger = h.ledger().await;
+    let o = ledger.object(BUCKET, "k/b").await.unwrap().unwrap();
+    let mut w = ledger
+        .object_key(BUCKET, &o.storage_name)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut altered = w.clone();
+    altered.wrapped[20] ^= 1;
+    assert!(
+        ledger
+            .rewrap_object_key(BUCKET, &o.storage_name, &w, &altered)
+            .await
+            .unwrap()
+    );
+    let r = h.send(signed(&get("k/b").request(), vec![])).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(r).await, "key_unavailable");
+    assert_eq!(
+        h.last_entry().await.decision,
+        Decision::Deny(ErrorCode::KeyUnavailable)
+    );
+    std::mem::swap(&mut w, &mut altered);
+    assert!(
+        ledger
+            .rewrap_object_key(BUCKET, &o.storage_name, &w, &altered)
+            .await
+            .unwrap()
+    );
+    ledger.close().await;
+    // Another key under the same id: its data keys do not unwrap; refused at start.
+    let kek = h.dir.join("keys").join(format!("{BUCKET}-1.kek"));
+    assert!(kek.exists());
+    std::fs::remove_file(&kek).unwrap();
+    let err = countersign_gatekeeper::server::build_state(h.config.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("KEK `{BUCKET}-1` does not unwrap")),
+        "{err}"
+    );
     // A configured key file that does not exist: refused at start, naming it.
     let missing = h.dir.join("nope.kek");
     let bucket = format!(
@@ -1630,7 +1689,6 @@ async fn wrong_or_missing_kek(b: &Backend) {
 /// A gatekeeper on the harness's database and bucket with the KEKs `ids` (key files
 /// in the harness dir, created if missing) and `current`.
 async fn with_keks(h: &Harness, ids: &[&str], current: &str) -> (Config, AppState) {
-    let database = database_lines(&h.config);
     let mut keys = Vec::new();
     for id in ids {
         let path = h.dir.join(format!("{id}.kek"));
@@ -1642,18 +1700,42 @@ async fn with_keks(h: &Harness, ids: &[&str], current: &str) -> (Config, AppStat
             path.display()
         ));
     }
+    with_kek_tables(h, &keys, current).await.unwrap()
+}
+
+/// A gatekeeper on the harness's database and bucket with the KEKs given as TOML
+/// inline tables and `current`, or its start-up error.
+async fn with_kek_tables(
+    h: &Harness,
+    keys: &[String],
+    current: &str,
+) -> Result<(Config, AppState), String> {
+    let config = kek_config(h, keys, current);
+    let (state, _) = countersign_gatekeeper::server::build_state(config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((config, state))
+}
+
+/// The harness's configuration with the KEKs given as TOML inline tables.
+fn kek_config(h: &Harness, keys: &[String], current: &str) -> Config {
+    encryption_config(
+        h,
+        &format!("current = \"{current}\"\nkeys = [{}]", keys.join(", ")),
+    )
+}
+
+/// The harness's configuration with this `[buckets.NAME.encryption]` body.
+fn encryption_config(h: &Harness, encryption: &str) -> Config {
+    let database = database_lines(&h.config);
     let mut config = h.config.clone();
     let section = format!(
-        "[buckets.{BUCKET}]\n{}\n[buckets.{BUCKET}.encryption]\ncurrent = \"{current}\"\nkeys = [{}]\n",
+        "[buckets.{BUCKET}]\n{}\n[buckets.{BUCKET}.encryption]\n{encryption}\n",
         bucket_storage_lines(&h.config),
-        keys.join(", ")
     );
     let parsed = Config::from_toml(&config_text(&section, &database, ""), Some(&h.dir)).unwrap();
     config.buckets = parsed.buckets;
-    let (state, _) = countersign_gatekeeper::server::build_state(config.clone())
-        .await
-        .unwrap();
-    (config, state)
+    config
 }
 
 /// The database section of the harness's configuration, as TOML.
@@ -1719,13 +1801,40 @@ async fn rotation_and_rewrap_keep_objects_readable(b: &Backend) {
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     read_all(&two, &[("rot/old", &old), ("rot/new", &new)]).await;
+    // k1 still wraps a data key: a configuration without it is refused, naming it.
+    let k2_only = [format!(
+        "{{ id = \"k2\", file = \"{}\" }}",
+        h.dir.join("k2.kek").display()
+    )];
+    let err = with_kek_tables(&h, &k2_only, "k2").await.unwrap_err();
+    assert!(
+        err.contains("KEK `k1` still wraps 1 data keys and is not in its configuration"),
+        "{err}"
+    );
 
     let ledger = h.ledger().await;
-    let storage = countersign_gatekeeper::storage::Storage::from_config(
-        &config.buckets,
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap();
+    let open_storage = |config: &Config| {
+        countersign_gatekeeper::storage::Storage::from_config(
+            &config.buckets,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    // Without k1 the run stops at its first data key, audited as such.
+    let without_k1 = open_storage(&kek_config(&h, &k2_only, "k2"));
+    let err = encryption::rewrap(&ledger, &without_k1, |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.contains("stopped after 0 data keys"), "{err}");
+    let last = h.last_entry().await;
+    assert_eq!(last.operation, b"REWRAP");
+    assert_eq!(last.decision, Decision::Deny(ErrorCode::KeyUnavailable));
+    assert!(
+        String::from_utf8_lossy(&last.key).starts_with("failed after 0 data keys: "),
+        "{:?}",
+        String::from_utf8_lossy(&last.key)
+    );
+    let storage = open_storage(&config);
     let before = encryption::status(&ledger, &storage).await.unwrap();
     let k1 = before.iter().find(|s| s.kek_id == "k1").unwrap();
     assert_eq!((k1.objects, k1.retirable), (1, false));
@@ -1735,6 +1844,25 @@ async fn rotation_and_rewrap_keep_objects_readable(b: &Backend) {
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!((moved[0].from.as_str(), moved[0].to.as_str()), ("k1", "k2"));
+    // Audited: a start and a finish entry with the count.
+    let entries = h.all_entries().await;
+    let told: Vec<(String, Decision)> = entries[entries.len() - 2..]
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                (e.operation.as_slice(), e.bucket.as_slice()),
+                (&b"REWRAP"[..], BUCKET.as_bytes())
+            );
+            (String::from_utf8_lossy(&e.key).into_owned(), e.decision)
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("start: to KEK k2".to_owned(), Decision::Allow),
+            ("finish: 1 data keys to KEK k2".to_owned(), Decision::Allow)
+        ]
+    );
     // Objects stay readable through the same running gatekeeper, bytes untouched.
     read_all(&two, &[("rot/old", &old), ("rot/new", &new)]).await;
     assert_eq!(read_stored(&h, &file).await, stored_before);
@@ -1772,4 +1900,342 @@ async fn refused_uploads_leave_no_data_key(b: &Backend) {
     ledger.close().await;
     let r = h.send(signed(&get("kept").request(), vec![])).await;
     assert_eq!(body_bytes(r).await, b"kept body");
+}
+
+// --- encryption at rest with a KMS (moto's KMS over the AWS KMS API) -----------------
+
+/// Creates a symmetric KMS key (moto does not check signatures) and returns its id.
+async fn create_kms_key(endpoint: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(endpoint)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "TrentService.CreateKey")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(r#"{"Description":"countersign test"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+}
+
+/// A TCP forwarder to `target` that can be switched off: then it closes every open
+/// connection and drops every new one at once (a KMS that becomes unreachable).
+struct Switch {
+    url: String,
+    on: tokio::sync::watch::Sender<bool>,
+}
+
+impl Switch {
+    async fn start(target: &str) -> Self {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (on, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue; // dropped: connection reset
+                }
+                let target = target.clone();
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = watch.wait_for(|on| !on) => {}
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, on }
+    }
+
+    fn set(&self, on: bool) {
+        self.on.send_replace(on);
+    }
+}
+
+/// The `kms1` KEK as a TOML inline table.
+fn kms_kek(key_id: &str, endpoint: &str) -> String {
+    format!(
+        "{{ id = \"kms1\", kms = {{ key_id = \"{key_id}\", region = \"us-east-1\", endpoint = \"{endpoint}\", access_key_id = \"testing\", secret_access_key_file = \"kms.secret\", allow_http = true }} }}"
+    )
+}
+
+async fn readyz(state: &AppState) -> (StatusCode, String) {
+    let req = axum::http::Request::get("/readyz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let r = send_to(state, req, "127.0.0.1").await;
+    let status = r.status();
+    (
+        status,
+        String::from_utf8_lossy(&body_bytes(r).await).into_owned(),
+    )
+}
+
+/// A bucket whose KEK is a KMS key: objects round-trip and the index holds only the
+/// KMS's ciphertext of each data key; with the KMS unreachable a PUT and a GET of an
+/// object not read before are refused with `key_unavailable` and audited (an object
+/// read before is served from the bounded cache), `/readyz` fails, and a start is
+/// refused; a KEK id pointing at another KMS key, or at no key, is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_kek_round_trip_outage_and_wrong_key() {
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(h.dir.join("kms.secret"))
+            .unwrap();
+        f.write_all(b"testing\n").unwrap();
+    }
+    let key1 = create_kms_key(&s3_endpoint).await;
+    let key2 = create_kms_key(&s3_endpoint).await;
+    let kms = Switch::start(&s3_endpoint).await;
+    let kek = [kms_kek(&key1, &kms.url)];
+    let (_, gk) = with_kek_tables(&h, &kek, "kms1").await.unwrap();
+    assert_eq!(readyz(&gk).await.0, StatusCode::OK);
+
+    let body = marked(2 * SEG + 5);
+    for key in ["kms/a", "kms/b"] {
+        let r = send_to(
+            &gk,
+            signed(&put(key, &body).request(), body.clone()),
+            "127.0.0.1",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    read_all(&gk, &[("kms/a", &body)]).await;
+    let ledger = h.ledger().await;
+    let o = ledger.object(BUCKET, "kms/a").await.unwrap().unwrap();
+    let wrapped = ledger
+        .object_key(BUCKET, &o.storage_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wrapped.kek_id, "kms1");
+    assert_ne!(
+        wrapped.wrapped.len(),
+        countersign_gatekeeper::encryption::WRAPPED_BYTES
+    );
+    let stored = read_stored(&h, &format!("objects/{}", o.storage_name)).await;
+    assert!(!stored.windows(MARKER.len()).any(|w| w == MARKER));
+
+    // A second instance, started while the KMS answers, has cached only the data key
+    // its start-up check unwrapped (the first by storage name).
+    let (_, cold) = with_kek_tables(&h, &kek, "kms1").await.unwrap();
+    let b_name = ledger
+        .object(BUCKET, "kms/b")
+        .await
+        .unwrap()
+        .unwrap()
+        .storage_name;
+    let unread = if b_name > o.storage_name {
+        "kms/b"
+    } else {
+        "kms/a"
+    };
+    kms.set(false);
+    // Read before through `gk`: its data key is cached.
+    read_all(&gk, &[("kms/a", &body)]).await;
+    let r = send_to(&cold, signed(&get(unread).request(), vec![]), "127.0.0.1").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(r).await, "key_unavailable");
+    assert_eq!(
+        h.last_entry().await.decision,
+        Decision::Deny(ErrorCode::KeyUnavailable)
+    );
+    let before = h.bucket_contents().await;
+    let r = send_to(
+        &gk,
+        signed(&put("kms/c", &body).request(), body.clone()),
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(error_code(r).await, "key_unavailable");
+    let last = h.last_entry().await;
+    assert_eq!(last.decision, Decision::Deny(ErrorCode::KeyUnavailable));
+    assert_eq!(last.key, b"kms/c");
+    assert_eq!(h.bucket_contents().await, before);
+    assert!(ledger.object(BUCKET, "kms/c").await.unwrap().is_none());
+    let (status, text) = readyz(&gk).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("key_unavailable"), "{text}");
+    let err = with_kek_tables(&h, &kek, "kms1").await.unwrap_err();
+    assert!(
+        err.contains("`kms1`") && err.contains("cannot be reached"),
+        "{err}"
+    );
+    // Back: everything reads again.
+    kms.set(true);
+    read_all(&cold, &[("kms/a", &body), ("kms/b", &body)]).await;
+    assert_eq!(readyz(&gk).await.0, StatusCode::OK);
+
+    // `kms1` pointing at another KMS key: its data keys do not unwrap; refused at
+    // start, naming the KEK.
+    let err = with_kek_tables(&h, &[kms_kek(&key2, &s3_endpoint)], "kms1")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("`kms1`") && err.contains("does not unwrap"),
+        "{err}"
+    );
+    // A key the KMS does not have: refused at start with the KMS's reason.
+    let err = with_kek_tables(
+        &h,
+        &[kms_kek(
+            "0b0b0b0b-0000-4000-8000-000000000000",
+            &s3_endpoint,
+        )],
+        "kms1",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("`kms1`") && err.contains("NotFoundException"),
+        "{err}"
+    );
+    ledger.close().await;
+}
+
+/// Plaintext objects stored before encryption was turned on stay readable; `keys
+/// encrypt-existing` moves them to the encrypted form under new names. Killed at
+/// several points (and with a half-written copy left by a killed run), every object
+/// stays readable throughout, and a final run finishes: the store then holds no
+/// plaintext and no key name, every move is audited, and a second run finds nothing.
+async fn encrypt_existing_survives_interruptions(b: &Backend) {
+    use countersign_gatekeeper::encrypt_existing::encrypt_existing;
+    use countersign_gatekeeper::ledger::Encryption;
+    let h = Harness::new(b).await;
+    let plain = encryption_config(&h, "enabled = false");
+    let (off, _) = countersign_gatekeeper::server::build_state(plain)
+        .await
+        .unwrap();
+    let objects: Vec<(String, Vec<u8>)> = [0, 5, SEG + 1, 3 * SEG, 6 << 20]
+        .iter()
+        .map(|&n| (format!("{SECRET_NAME}/old-{n}"), marked(n)))
+        .collect();
+    for (key, body) in &objects {
+        let r = send_to(
+            &off,
+            signed(&put(key, body).request(), body.clone()),
+            "127.0.0.1",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let want: Vec<(&str, &[u8])> = objects
+        .iter()
+        .map(|(k, b)| (k.as_str(), b.as_slice()))
+        .collect();
+    // Encryption on: the plaintext objects read as before.
+    let (config, on) = with_keks(&h, &["k1"], "k1").await;
+    read_all(&on, &want).await;
+    let ledger = h.ledger().await;
+    let storage = countersign_gatekeeper::storage::Storage::from_config(
+        &config.buckets,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let bucket = countersign_core::Bucket::parse(BUCKET).unwrap();
+
+    // A run killed while writing a copy: its row, its data key, part of its bytes.
+    let first = ledger.object(BUCKET, &objects[2].0).await.unwrap().unwrap();
+    let left = Encryption {
+        key: first.key.clone(),
+        old_name: first.storage_name.clone(),
+        new_name: countersign_gatekeeper::storage::new_storage_name(),
+    };
+    assert!(ledger.begin_encryption(BUCKET, &left).await.unwrap());
+    let ring = storage.keyring(&bucket).unwrap();
+    let (_, _, wrapped) = ring.new_object(&bucket, &left.new_name).await.unwrap();
+    ledger
+        .put_object_key(BUCKET, &left.new_name, &wrapped)
+        .await
+        .unwrap();
+    write_stored(&h, &format!("objects/{}", left.new_name), vec![7; 1000]).await;
+    read_all(&on, &want).await;
+
+    // Killed at several points: every object stays readable.
+    for delay_ms in [0, 2, 5, 15, 40] {
+        let (l, st) = (ledger.clone(), storage.clone());
+        let run = tokio::spawn(async move { encrypt_existing(&l, &st, |_| {}).await });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        run.abort();
+        let _ = run.await;
+        read_all(&on, &want).await;
+    }
+    // The last run finishes.
+    let mut moved = Vec::new();
+    encrypt_existing(&ledger, &storage, |e| moved.push(e.clone()))
+        .await
+        .unwrap();
+    read_all(&on, &want).await;
+    let (_, fresh) = with_keks(&h, &["k1"], "k1").await;
+    read_all(&fresh, &want).await;
+    assert!(
+        ledger
+            .unencrypted_objects(BUCKET, "", 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ledger.encryptions(BUCKET).await.unwrap().is_empty());
+    for (key, _) in &objects {
+        let o = ledger.object(BUCKET, key).await.unwrap().unwrap();
+        let w = ledger.object_key(BUCKET, &o.storage_name).await.unwrap();
+        assert_eq!(w.unwrap().kek_id, "k1", "{key}");
+    }
+    // Every move audited (the interrupted runs' included), none refused.
+    let encrypts: Vec<_> = h
+        .all_entries()
+        .await
+        .into_iter()
+        .filter(|e| e.operation == b"ENCRYPT")
+        .collect();
+    for (key, body) in &objects {
+        let e = encrypts
+            .iter()
+            .rev()
+            .find(|e| e.key == key.as_bytes())
+            .unwrap_or_else(|| panic!("no ENCRYPT entry for {key}"));
+        assert_eq!((e.decision, e.bytes), (Decision::Allow, body.len() as u64));
+    }
+    for e in &moved {
+        assert!(encrypts.iter().any(|a| a.key == e.key.as_bytes()));
+    }
+    // Nothing left to do.
+    assert_eq!(
+        encrypt_existing(&ledger, &storage, |_| {}).await.unwrap(),
+        0
+    );
+    // After recovery (files of interrupted moves are orphans), no plaintext and no
+    // key name anywhere in the store.
+    countersign_gatekeeper::reconcile::reconcile(&ledger, &storage, now(), false)
+        .await
+        .unwrap();
+    ledger.close().await;
+    for path in h.bucket_contents().await {
+        assert!(!path.contains(SECRET_NAME), "{path}");
+        let bytes = read_stored(&h, &path).await;
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+            "{path} holds plaintext"
+        );
+    }
+    read_all(&on, &want).await;
 }

@@ -9,7 +9,7 @@ use crate::encryption::ObjectCipher;
 use crate::error::ApiError;
 use crate::http::Gatekeeper;
 use crate::http::pipeline::{Attempt, Authorized};
-use crate::ledger::IndexedObject;
+use crate::ledger::{AuditDraft, IndexedObject};
 use crate::storage::StorageError;
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse as _, Response};
 use countersign_core::at_rest::Binding;
 use countersign_core::text::{b64, hex};
 use countersign_core::transport::{MANIFEST_HEADER, MANIFEST_SIGNATURE_HEADER};
-use countersign_core::{BodyDigest, ErrorCode, ObjectKey};
+use countersign_core::{BodyDigest, Decision, ErrorCode, ObjectKey};
 use futures::StreamExt as _;
 use std::ops::Range;
 
@@ -102,7 +102,9 @@ async fn object_cipher(
             "the object is encrypted but its bucket has no keyring configured",
         )
     })?;
-    let (key, header) = ring.open(&wrapped, auth.bucket(), &object.storage_name)?;
+    let (key, header) = ring
+        .open(&wrapped, auth.bucket(), &object.storage_name)
+        .await?;
     let object_key = ObjectKey::parse(&object.key)?;
     let body = BodyDigest {
         sha256: object.sha256,
@@ -160,11 +162,15 @@ pub fn head_response(found: &Found) -> Response {
 }
 
 /// GET: opens the stored bytes (a failure here is recorded by the caller as a second
-/// entry) and streams them, cut at the request's deadline.
+/// entry) and streams them, cut at the request's deadline. A failure after the
+/// answer started (a later segment that fails authentication, the store gone) is
+/// recorded as a second entry too, from `late`: denying, with its code and the
+/// bytes released before it.
 pub async fn respond(
     gk: &Gatekeeper,
     auth: &Authorized,
     found: Found,
+    late: AuditDraft,
 ) -> Result<Response, ApiError> {
     let cipher = object_cipher(gk, auth, &found.object).await?;
     let mut stream = gk
@@ -182,19 +188,42 @@ pub async fn respond(
     // The first piece is read before the answer starts, so an object whose first
     // segment (or header) fails authentication is refused with its own code and the
     // caller's second audit entry. A later segment that fails cuts the body short
-    // before any of its bytes (and is logged); the client's `body_mismatch` check is
-    // the second line.
+    // before any of its bytes and is audited here, in a task of its own so a client
+    // that goes away cannot stop it; the client's `body_mismatch` check is the
+    // second line.
     let first = match stream.next().await {
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => return Err(storage_error(e)),
         None => None,
     };
     let where_ = format!("{}/{}", auth.bucket(), found.object.storage_name);
+    let ledger = gk.ledger.clone();
+    let mut late = Some(late);
+    let mut sent = 0u64;
     let stream = futures::stream::iter(first.map(Ok))
         .chain(stream)
-        .inspect(move |r| {
-            if let Err(e) = r {
-                tracing::warn!("GET of {where_} cut short: {e}");
+        .inspect(move |r| match r {
+            Ok(b) => sent += b.len() as u64,
+            Err(e) => {
+                tracing::warn!("GET of {where_} cut short after {sent} bytes: {e}");
+                let code = match e {
+                    StorageError::Sealing(e) => e.code(),
+                    _ => ErrorCode::StorageUnavailable,
+                };
+                if let Some(mut draft) = late.take() {
+                    draft.decision = Decision::Deny(code);
+                    draft.bytes = sent;
+                    draft.latency_us = draft
+                        .latency_us
+                        .saturating_add(crate::http::now_ms().saturating_sub(draft.time_ms) * 1000);
+                    draft.time_ms = crate::http::now_ms();
+                    let ledger = ledger.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = ledger.append(draft, None).await {
+                            tracing::warn!("recording a GET cut short failed: {e}");
+                        }
+                    });
+                }
             }
         });
     let length = found.span.end - found.span.start;

@@ -272,7 +272,8 @@ async fn healthz(State(gk): State<AppState>) -> Response {
     )
 }
 
-/// Ready when the database and every bucket answer within their deadlines.
+/// Ready when the database, every bucket and every KMS key-encryption key answer
+/// within their deadlines.
 async fn readyz(State(gk): State<AppState>) -> Response {
     if let Err(e) = gk.ledger.ping().await {
         tracing::warn!("readyz: database: {e}");
@@ -284,6 +285,16 @@ async fn readyz(State(gk): State<AppState>) -> Response {
             return ApiError::new(
                 ErrorCode::StorageUnavailable,
                 format!("bucket `{bucket}` cannot be reached right now"),
+            )
+            .into_response();
+        }
+        if let Some(ring) = gk.storage.keyring(bucket)
+            && let Err(e) = ring.check().await
+        {
+            tracing::warn!("readyz: bucket {bucket}: {e}");
+            return ApiError::new(
+                ErrorCode::KeyUnavailable,
+                format!("a key-encryption key of bucket `{bucket}` cannot be reached right now"),
             )
             .into_response();
         }

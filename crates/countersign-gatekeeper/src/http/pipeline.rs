@@ -772,7 +772,7 @@ pub async fn finish(
                 }
                 Ok(entry) => {
                     attempt.count(gk, None, latency);
-                    match act.perform(gk, &auth, entry.seq).await {
+                    match act.perform(gk, &auth, entry.seq, &attempt).await {
                         Ok(mut r) => {
                             sign_receipt(
                                 gk,
@@ -804,10 +804,15 @@ impl Act {
         gk: &Gatekeeper,
         auth: &Authorized,
         seq: u64,
+        attempt: &Attempt,
     ) -> Result<Response, ApiError> {
         match self {
             Self::Head(found) => Ok(get::head_response(&found)),
-            Self::Get(found) => get::respond(gk, auth, found).await,
+            Self::Get(found) => {
+                // The second entry of a body cut short; its decision is set then.
+                let late = attempt.draft(Decision::Deny(ErrorCode::Internal));
+                get::respond(gk, auth, found, late).await
+            }
             Self::Put(received) => put::complete(gk, auth, *received, seq).await,
             Self::List(page) => list::respond(gk, auth, page, seq),
             Self::Audit(query) => audit::respond(gk, query).await,

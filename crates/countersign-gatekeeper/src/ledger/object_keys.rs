@@ -99,6 +99,37 @@ impl Ledger {
         .await
     }
 
+    /// One data key of `bucket` wrapped by `kek_id`, with its storage name, if any
+    /// (the start-up check unwraps it to prove the configured KEK is the right one).
+    pub async fn object_key_sample(
+        &self,
+        bucket: &str,
+        kek_id: &str,
+    ) -> Result<Option<(String, WrappedKey)>> {
+        self.within(async {
+            let row = sqlx::query(self.sql(
+                "SELECT storage_name, kek_id, wrapped, header FROM object_keys
+                 WHERE bucket = ? AND kek_id = ? ORDER BY storage_name LIMIT 1",
+            ))
+            .bind(bucket.to_owned())
+            .bind(kek_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| {
+                Ok((
+                    r.try_get("storage_name")?,
+                    WrappedKey {
+                        kek_id: r.try_get("kek_id")?,
+                        wrapped: r.try_get("wrapped")?,
+                        header: r.try_get("header")?,
+                    },
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
     /// Replaces the wrapped data key of `storage_name` if it is still `old` (so a
     /// concurrent rewrap is never undone). Returns whether it was replaced.
     pub async fn rewrap_object_key(
@@ -150,13 +181,16 @@ impl Ledger {
     }
 
     /// Removes the wrapped data keys whose storage name no index row (stored or
-    /// pending) has any more: uploads that were released. A key row is written only
-    /// while its reservation exists, so a live upload's key is never removed.
+    /// pending) nor object being encrypted has any more: uploads that were released.
+    /// A key row is written only while its reservation (or `encryptions` row) exists,
+    /// so a live upload's key is never removed.
     pub async fn sweep_object_keys(&self) -> Result<u64> {
         self.within(async {
             let done = sqlx::query(self.sql(
                 "DELETE FROM object_keys WHERE NOT EXISTS (SELECT 1 FROM objects o
-                 WHERE o.bucket = object_keys.bucket AND o.storage_name = object_keys.storage_name)",
+                 WHERE o.bucket = object_keys.bucket AND o.storage_name = object_keys.storage_name)
+                 AND NOT EXISTS (SELECT 1 FROM encryptions e
+                 WHERE e.bucket = object_keys.bucket AND e.new_name = object_keys.storage_name)",
             ))
             .execute(&self.pool)
             .await?;
