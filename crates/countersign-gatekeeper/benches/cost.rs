@@ -390,7 +390,8 @@ fn spawn_gatekeeper(label: &str, dir: &Path) -> (Child, String) {
     let mut base = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("listening on ") {
+        // The log line has a timestamp, level and target before the message.
+        if let Some((_, addr)) = line.split_once("listening on ") {
             base = Some(addr.trim().to_owned());
             break;
         }

@@ -180,7 +180,8 @@ operations = ["GET", "PUT"]
     let base = lines
         .by_ref()
         .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("listening on ").map(|a| a.trim().to_owned()))
+        // The log line has a timestamp, level and target before the message.
+        .find_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim().to_owned()))
         .expect("the gatekeeper exited before listening");
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
