@@ -18,10 +18,21 @@
 //!
 //! ```
 //! use countersign_core::log_verify::LogVerifier;
-//! use countersign_core::{Keyring, Policy, Role};
-//! // An empty log with no tree checkpoint verifies, and says so.
-//! let policy = Policy::new(Keyring::new([])?, [(Role::gatekeeper(), 1)])?;
-//! let report = LogVerifier::new(&policy).finish()?;
+//! use countersign_core::signature::PublicKey;
+//! use countersign_core::{AuthorizedKey, KeyId, Keyring, Policy, Role};
+//! let key = countersign_core::ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+//! let gatekeeper = Policy::new(
+//!     Keyring::new([AuthorizedKey {
+//!         key_id: KeyId::parse("gatekeeper-1")?,
+//!         role: Role::gatekeeper(),
+//!         public_key: PublicKey::from_bytes(&key.verifying_key().to_bytes())?,
+//!         not_before: None,
+//!         not_after: None,
+//!     }])?,
+//!     [(Role::gatekeeper(), 1)],
+//! )?;
+//! // An empty log without a tree checkpoint verifies, and says so.
+//! let report = LogVerifier::new(&gatekeeper).finish()?;
 //! assert_eq!((report.entries, report.tree_size), (0, None));
 //! # Ok::<(), countersign_core::Error>(())
 //! ```
