@@ -6,13 +6,16 @@
 //! both call [`decide`].
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::merkle::{Hash, MAX_PROOF_HASHES, verify_consistency};
+use crate::merkle::{Hash, verify_consistency};
 use crate::note::{Checkpoint, MAX_NOTE_BYTES};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 /// The largest `add-checkpoint` body: the proof lines and a note.
 pub const MAX_ADD_CHECKPOINT_BYTES: usize = MAX_NOTE_BYTES + 16 * 1024;
+
+/// Most consistency proof lines in a request (the `tlog-witness` limit).
+pub const MAX_PROOF_LINES: usize = 63;
 
 /// Content type of a witness's `409 Conflict` answer: its latest size, in decimal.
 pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
@@ -77,9 +80,9 @@ impl AddCheckpoint {
             if l.is_empty() {
                 break;
             }
-            if proof.len() == MAX_PROOF_HASHES {
+            if proof.len() == MAX_PROOF_LINES {
                 return Err(malformed(format!(
-                    "the consistency proof has more than {MAX_PROOF_HASHES} hashes"
+                    "the consistency proof has more than {MAX_PROOF_LINES} hashes"
                 )));
             }
             let h = STANDARD
@@ -112,7 +115,7 @@ pub enum Refusal {
     BadProof,
     /// A checkpoint of the size the witness cosigned but with another root, both
     /// signed by the log: the log showed two views (a fork). The witness halts for
-    /// the log.
+    /// the log (`409 Conflict`, body: the size it cosigned).
     Fork,
 }
 
@@ -128,7 +131,7 @@ impl Refusal {
                 "the consistency proof does not show that the checkpoint of size {size} extends the one the witness cosigned"
             ),
             Self::Fork => format!(
-                "fork: the log signed two checkpoints of {size} entries with different roots"
+                "fork: two checkpoints of {size} entries with different roots, both signed by the log"
             ),
         }
     }
@@ -143,12 +146,12 @@ pub fn decide(
     proof: &[Hash],
     new: &Checkpoint,
 ) -> std::result::Result<(), Refusal> {
+    if old > new.size() {
+        return Err(Refusal::OldTooLarge);
+    }
     let latest = last.map_or(0, Checkpoint::size);
     if old != latest {
         return Err(Refusal::Conflict(latest));
-    }
-    if old > new.size() {
-        return Err(Refusal::OldTooLarge);
     }
     let Some(last) = last else {
         // Size 0 is extended by every tree: the proof is empty.
