@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 mod tlog;
-pub use tlog::{TreeCheckpoint, log_origin};
+pub use tlog::{CosignedCheckpoint, TreeCheckpoint, log_origin};
 
 /// A database failure. Callers answer `audit_unavailable` (fail closed); the detail
 /// goes to the server log only.
@@ -65,6 +65,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 "audit request id",
                 include_str!("../migrations/sqlite/0002_audit_request_id.sql"),
             ),
+            (
+                3,
+                "witness cosignatures",
+                include_str!("../migrations/sqlite/0003_witness_cosignatures.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -76,6 +81,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 2,
                 "audit request id",
                 include_str!("../migrations/postgres/0002_audit_request_id.sql"),
+            ),
+            (
+                3,
+                "witness cosignatures",
+                include_str!("../migrations/postgres/0003_witness_cosignatures.sql"),
             ),
         ],
     };

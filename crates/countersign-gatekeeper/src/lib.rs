@@ -35,3 +35,4 @@ pub mod server;
 pub mod storage;
 pub mod transparency;
 pub mod upload;
+pub mod witnesses;
