@@ -69,13 +69,14 @@ impl WitnessProcess {
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line
+        let prefix = format!("witness {name} listening on ");
+        let (addr, vkey) = line
             .trim_end()
-            .rsplit(' ')
-            .next()
-            .filter(|_| line.starts_with(&format!("witness {name} listening on ")))
-            .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
-            .to_owned();
+            .strip_prefix(&prefix)
+            .and_then(|r| r.split_once(" vkey "))
+            .unwrap_or_else(|| panic!("unexpected first line `{line}`"));
+        assert!(NoteVerifier::parse(vkey).unwrap().is_cosigner());
+        let addr = addr.to_owned();
         Self {
             child,
             url: format!("http://{addr}"),

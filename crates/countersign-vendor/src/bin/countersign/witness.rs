@@ -68,8 +68,8 @@ pub struct CosignArgs {
 /// Arguments of `witness serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on, such as `127.0.0.1:7380` (port 0: any free port; the
-    /// address is printed on the first line of standard output).
+    /// Address to listen on, such as `127.0.0.1:7380` (port 0: any free port). The
+    /// one line printed on standard output names the address and the witness's vkey.
     #[arg(long)]
     listen: std::net::SocketAddr,
     /// Gatekeeper public key file(s): a checkpoint must be signed by one of them.
@@ -363,6 +363,7 @@ fn serve(a: ServeArgs) -> Result<u8, Failure> {
         &a.key,
         &a.name,
     )?);
+    let verifier_key = w.signer.verifier_key();
     let app = axum::Router::new()
         .route(
             "/add-checkpoint",
@@ -379,7 +380,12 @@ fn serve(a: ServeArgs) -> Result<u8, Failure> {
         let addr = listener
             .local_addr()
             .map_err(|e| Failure::io(&a.listen.to_string(), &e))?;
-        println!("witness {} listening on {addr}", a.name);
+        // One line, for the operator (the vkey to put in the gatekeeper's `[log]`)
+        // and for scripts (the address, when the port was 0).
+        println!(
+            "witness {} listening on {addr} vkey {}",
+            a.name, verifier_key
+        );
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         axum::serve(listener, app)
