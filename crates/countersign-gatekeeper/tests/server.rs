@@ -1055,6 +1055,27 @@ async fn reload_under_load_swaps_the_acl_atomically() {
             .unwrap()
             .contains("limits: changes only on restart")
     );
+    // So is the list of witnesses.
+    let witness = countersign_core::note::NoteSigner::cosigner(
+        "w1.example",
+        countersign_core::ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+    )
+    .unwrap()
+    .verifier_key();
+    std::fs::write(
+        &path,
+        format!(
+            "{changed}\n[[log.witnesses]]\nurl = \"http://127.0.0.1:1\"\nvkey = \"{witness}\"\n"
+        ),
+    )
+    .unwrap();
+    let r = h.send(reload_request("reload")).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        String::from_utf8(body_bytes(r).await)
+            .unwrap()
+            .contains("log: changes only on restart")
+    );
     // A signature over another prefix (say, one made for reading the log) cannot reload.
     let r = h.send(reload_request("")).await;
     assert_eq!(error_code(r).await, "request_mismatch");

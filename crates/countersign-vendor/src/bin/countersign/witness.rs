@@ -389,13 +389,27 @@ fn serve(a: ServeArgs) -> Result<u8, Failure> {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| Failure::io(&addr.to_string(), &e))
     })?;
     Ok(0)
+}
+
+/// Resolves on SIGINT or SIGTERM (a service manager's stop).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// `POST /add-checkpoint`: the decision runs off the async threads, under the state
