@@ -352,6 +352,41 @@ mod tests {
     }
 
     #[test]
+    fn consistency_proofs_from_tiles_match_the_tree() {
+        for size in [1u64, 2, 255, 256, 257, 1000, 65_536 + 300] {
+            let leaves: Vec<Hash> = (0..size).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let tree = MemoryTree::from_leaves(leaves);
+            let served = tiles(&tree, size);
+            for old in [0, 1, size / 3, size - 1, size] {
+                let mut have = Vec::new();
+                let proof = loop {
+                    match consistency_from_tiles(old, size, &have).unwrap() {
+                        Step::Need(p) => {
+                            assert!(!have.iter().any(|(h, _)| *h == p), "asked twice for {p}");
+                            let body = served.iter().find(|(s, _)| *s == p).unwrap().1.clone();
+                            have.push((p, body));
+                        }
+                        Step::Proof(proof) => break proof,
+                    }
+                };
+                assert_eq!(proof, tree.consistency_proof(old, size).unwrap());
+                crate::merkle::verify_consistency(
+                    old,
+                    size,
+                    &tree.root(old).unwrap(),
+                    &tree.root(size).unwrap(),
+                    &proof,
+                )
+                .unwrap();
+            }
+        }
+        assert_eq!(
+            consistency_from_tiles(6, 5, &[]).unwrap_err().code(),
+            ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
     fn a_receipt_proves_its_entry_was_logged_and_nothing_else() {
         let request = b"countersign/v1/request\n...".to_vec();
         let entries: Vec<AuditEntry> = (0..5)
