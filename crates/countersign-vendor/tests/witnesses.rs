@@ -447,3 +447,128 @@ fn witnesses_cosign_a_quorum_on_postgres() {
     });
     witnesses_scenario(Some(db));
 }
+
+/// A witness killed (SIGKILL) while it cosigns a stream of checkpoints remembers, once
+/// restarted, the last checkpoint it answered with a cosignature (or the one it was
+/// cosigning when killed, whose answer never left): its state is never lost or torn.
+#[test]
+fn a_killed_witness_remembers_what_it_cosigned() {
+    use countersign_core::merkle::{MemoryTree, leaf_hash};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(&run(
+        d,
+        &[
+            "keygen",
+            "--key-id",
+            "gk",
+            "--role",
+            "gatekeeper",
+            "--out",
+            "gk.key",
+        ],
+    ));
+    ok(&run(
+        d,
+        &[
+            "keygen",
+            "--key-id",
+            "w1",
+            "--role",
+            "witness",
+            "--out",
+            "w1.example.key",
+        ],
+    ));
+    let gk_key = VendorKey::load(d.join("gk.key")).unwrap().remove(0);
+    let log_signer = NoteSigner::ed25519("local/audit", gk_key.signing_key().clone()).unwrap();
+    let tree = Arc::new(MemoryTree::from_leaves(
+        (0..100_000u64)
+            .map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect(),
+    ));
+    let note = move |tree: &MemoryTree, size: u64| {
+        SignedNote::sign(
+            Checkpoint::new("local/audit", size, tree.root(size).unwrap(), vec![])
+                .unwrap()
+                .body(),
+            &[&log_signer],
+        )
+        .unwrap()
+        .encode()
+    };
+    let note = Arc::new(note);
+    let rt = Arc::new(tokio::runtime::Runtime::new().unwrap());
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut addr = "127.0.0.1:0".to_owned();
+    for round in 0..3u64 {
+        let w = WitnessProcess::start(d, "w1.example", &addr, &d.join("gk.key.pub"));
+        addr = w.url.trim_start_matches("http://").to_owned();
+        // After a restart the witness names what it remembers.
+        let (status, _, body) = add_checkpoint(&rt, &w.url, 0, vec![], &note(&tree, 1));
+        let remembered: u64 = if round == 0 {
+            // A new witness cosigns the first checkpoint it is shown.
+            assert_eq!(status, 200, "{body}");
+            1
+        } else {
+            assert_eq!(status, 409, "{body}");
+            let remembered = body.trim_end().parse().unwrap();
+            let last = acked.load(Ordering::SeqCst);
+            // The previous round stepped by `round` entries a request.
+            assert!(
+                remembered == last || remembered == last + round,
+                "round {round}: cosigned up to {last}, remembers {remembered}"
+            );
+            remembered
+        };
+        acked.store(remembered, Ordering::SeqCst);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (tree, note, rt, acked, stop, url) = (
+                tree.clone(),
+                note.clone(),
+                rt.clone(),
+                acked.clone(),
+                stop.clone(),
+                w.url.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let old = acked.load(Ordering::SeqCst);
+                    let new = old + 1 + round;
+                    let proof = tree.consistency_proof(old, new).unwrap();
+                    let body = AddCheckpoint {
+                        old,
+                        proof,
+                        note: note(&tree, new).into_bytes(),
+                    }
+                    .encode();
+                    let sent = rt.block_on(async {
+                        reqwest::Client::new()
+                            .post(format!("{url}/add-checkpoint"))
+                            .body(body)
+                            .send()
+                            .await
+                    });
+                    match sent {
+                        Ok(r) if r.status() == 200 => acked.store(new, Ordering::SeqCst),
+                        Ok(r) => panic!("the witness answered {}", r.status()),
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300 + 70 * round));
+        drop(w);
+        stop.store(true, Ordering::SeqCst);
+        sender.join().unwrap();
+        let cosigned = acked.load(Ordering::SeqCst);
+        assert!(
+            cosigned > remembered,
+            "round {round}: no cosignature at all"
+        );
+        eprintln!("round {round}: cosigned from {remembered} to {cosigned}, then killed");
+    }
+}
