@@ -247,10 +247,11 @@ impl Ledger {
         }
         let marks = vec!["?"; witnesses.len()].join(", ");
         let mut q = sqlx::query(self.sql(&format!(
-            "SELECT c.size, c.note FROM tlog_checkpoints c WHERE c.size IN (
+            // The subquery walks the primary key (size, witness) from the end and stops
+            // at the first size with the quorum: it does not grow with the log.
+            "SELECT size, note FROM tlog_checkpoints WHERE size = (
                  SELECT size FROM tlog_cosignatures WHERE witness IN ({marks})
-                 GROUP BY size HAVING COUNT(*) >= ?)
-             ORDER BY c.size DESC LIMIT 1"
+                 GROUP BY size HAVING COUNT(*) >= ? ORDER BY size DESC LIMIT 1)"
         )));
         for w in witnesses {
             q = q.bind(w.clone());
