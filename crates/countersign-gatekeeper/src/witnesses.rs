@@ -5,8 +5,9 @@
 //! checks each cosignature under the witness's key and stores it with the checkpoint.
 //!
 //! Nothing waits for a witness: integration hands the newest checkpoint over a watch
-//! channel and goes on, every request has the configured timeout, and a witness that
-//! fails is retried with a backoff (up to a minute) while the others are served.
+//! channel and goes on, each witness has a task of its own, every request has the
+//! configured timeout, and a witness that fails is retried with a backoff (up to a
+//! minute).
 
 use crate::config::{WitnessConfig, WitnessPolicy};
 use crate::ledger::{Ledger, TreeCheckpoint};
@@ -64,61 +65,51 @@ pub fn spawn_collector(
             return None;
         }
     };
-    let (tx, mut rx) = watch::channel::<Option<TreeCheckpoint>>(None);
-    let mut followers: Vec<Follower> = policy
-        .witnesses
-        .iter()
-        .map(|w| Follower {
+    let (tx, _) = watch::channel::<Option<TreeCheckpoint>>(None);
+    // One task per witness: a slow or dead witness delays no other.
+    for w in &policy.witnesses {
+        let mut f = Follower {
             config: w.clone(),
             size: 0,
             cosigned: None,
             failures: 0,
             next_try: Instant::now(),
-        })
-        .collect();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(tick) => {}
-            }
-            let Some(cp) = rx.borrow_and_update().clone() else {
-                continue;
-            };
-            let now = Instant::now();
-            let due = followers.iter_mut().filter(|f| {
-                f.next_try <= now
-                    && f.cosigned.is_none_or(|(size, time)| {
-                        size != cp.size
-                            || unix_secs().saturating_sub(time) >= COSIGNATURE_REFRESH.as_secs()
-                    })
-            });
-            let rounds = due.map(|f| {
-                let (client, ledger, cp) = (&client, &ledger, &cp);
-                async move {
-                    match collect(client, ledger, f, cp).await {
-                        Ok(()) => {
-                            f.failures = 0;
-                            f.next_try = Instant::now();
-                        }
-                        Err(e) => {
-                            f.failures = f.failures.saturating_add(1);
-                            let wait = Duration::from_secs(1u64 << f.failures.min(6)).min(MAX_BACKOFF);
-                            f.next_try = Instant::now() + wait;
-                            tracing::warn!(
-                                "witness {} ({}): no cosignature of the checkpoint of size {} (retrying in {}s): {e}",
-                                f.config.verifier.name(),
-                                f.config.url,
-                                cp.size,
-                                wait.as_secs()
-                            );
-                        }
+        };
+        let (client, ledger, mut rx) = (client.clone(), ledger.clone(), tx.subscribe());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(tick) => {}
+                }
+                let Some(cp) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                let fresh = f.cosigned.is_some_and(|(size, time)| {
+                    size == cp.size
+                        && unix_secs().saturating_sub(time) < COSIGNATURE_REFRESH.as_secs()
+                });
+                if fresh || f.next_try > Instant::now() {
+                    continue;
+                }
+                match collect(&client, &ledger, &mut f, &cp).await {
+                    Ok(()) => f.failures = 0,
+                    Err(e) => {
+                        f.failures = f.failures.saturating_add(1);
+                        let wait = Duration::from_secs(1u64 << f.failures.min(6)).min(MAX_BACKOFF);
+                        f.next_try = Instant::now() + wait;
+                        tracing::warn!(
+                            "witness {} ({}): no cosignature of the checkpoint of size {} (retrying in {}s): {e}",
+                            f.config.verifier.name(),
+                            f.config.url,
+                            cp.size,
+                            wait.as_secs()
+                        );
                     }
                 }
-            });
-            futures::future::join_all(rounds).await;
-        }
-    });
+            }
+        });
+    }
     Some(tx)
 }
 
