@@ -397,6 +397,20 @@ fn witnesses_scenario(database_url: Option<String>) {
     assert_eq!(status, 409);
     let remembered: u64 = body.trim_end().parse().unwrap();
     assert!(remembered >= size1, "{remembered}");
+    // A proof that does not verify is refused (422) but, sent by anyone, is no
+    // evidence against the log: witness 2 does not halt (it cosigns below).
+    let longer = SignedNote::sign(
+        Checkpoint::new("local/audit", remembered + 5, [9; 32], vec![])
+            .unwrap()
+            .body(),
+        &[&log_signer],
+    )
+    .unwrap()
+    .encode();
+    let (status, _, body) = add_checkpoint(&rt, &w2.url, remembered, vec![[1; 32]], &longer);
+    assert_eq!(status, 422, "{body}");
+    let (status, _, _) = add_checkpoint(&rt, &w2.url, remembered + 6, vec![], &longer);
+    assert_eq!(status, 400);
     // Witness 3 comes up; the log grows: witnesses 2 and 3 cosign, witness 1 (halted)
     // does not, and the gatekeeper serves the checkpoint without its cosignature.
     let _w3 = WitnessProcess::start(d, names[2], &w3_addr, &gk_pub);
