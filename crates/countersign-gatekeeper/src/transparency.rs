@@ -191,8 +191,9 @@ async fn integrate_all(ledger: &Ledger) -> Result<Option<TreeCheckpoint>, String
 
 /// Runs [`integrate_and_publish`] every `checkpoint_interval`, for as long as the
 /// process lives; failures are logged and retried at the next tick. Each checkpoint
-/// this instance signs is handed to the witness collector
-/// ([`crate::witnesses::spawn_collector`]), which never holds integration up.
+/// this instance signs (and, after a start, the newest stored one) is handed to the
+/// witness collector ([`crate::witnesses::spawn_collector`]), which never holds
+/// integration up.
 pub fn spawn_integrator(state: AppState) {
     let witnesses = crate::witnesses::spawn_collector(
         state.ledger.clone(),
@@ -215,8 +216,18 @@ pub fn spawn_integrator(state: AppState) {
             }
             let result = match integrate_all(&state.ledger).await {
                 Ok(signed) => {
-                    if let (Some(tx), Some(cp)) = (&witnesses, signed) {
-                        tx.send_replace(Some(cp));
+                    if let Some(tx) = &witnesses {
+                        // After a start, the newest stored checkpoint until this
+                        // instance signs one: an idle log's cosignatures stay fresh.
+                        let cp = match signed {
+                            None if tx.borrow().is_none() => {
+                                state.ledger.latest_tree_checkpoint().await.ok().flatten()
+                            }
+                            signed => signed,
+                        };
+                        if let Some(cp) = cp {
+                            tx.send_replace(Some(cp));
+                        }
                     }
                     // Publishing catches up once the file opens.
                     match publisher.as_mut() {
