@@ -220,38 +220,34 @@ fn add_checkpoint(
     http(rt, "POST", &format!("{witness}/add-checkpoint"), body)
 }
 
-/// The scenario, on the database at `database_url` (SQLite when `None`).
-fn witnesses_scenario(database_url: Option<String>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
+/// A vendor key, witness keys `names`, and a gatekeeper's configuration and key
+/// (published as `gatekeeper.pub` for the witnesses and the CLI), in `d`.
+struct Setup {
+    verifiers: Vec<NoteVerifier>,
+    vkeys: Vec<String>,
+    config: Config,
+    gk_pub: PathBuf,
+    log_key: NoteVerifier,
+    log_signer: NoteSigner,
+}
+
+fn setup(d: &Path, names: &[&str]) -> Setup {
     ok(&run(
         d,
         &["keygen", "--key-id", "vendor-1", "--out", "vendor-1.key"],
     ));
-    let names = ["w1.example", "w2.example", "w3.example"];
     let mut verifiers = Vec::new();
     for n in names {
+        let out = format!("{n}.key");
         ok(&run(
             d,
-            &[
-                "keygen",
-                "--key-id",
-                n,
-                "--role",
-                "witness",
-                "--out",
-                &format!("{n}.key"),
-            ],
+            &["keygen", "--key-id", n, "--role", "witness", "--out", &out],
         ));
-        let key = VendorKey::load(d.join(format!("{n}.key")))
-            .unwrap()
-            .remove(0);
+        let key = VendorKey::load(d.join(out)).unwrap().remove(0);
         let signer = NoteSigner::cosigner(n, key.signing_key().clone()).unwrap();
         verifiers.push(NoteVerifier::parse(&signer.verifier_key()).unwrap());
     }
-    let vkeys: Vec<String> = verifiers.iter().map(NoteVerifier::to_text).collect();
-
-    // The gatekeeper's key, published for the witnesses and the CLI.
+    let vkeys = verifiers.iter().map(NoteVerifier::to_text).collect();
     let data_dir = d.join("gk");
     std::fs::create_dir_all(&data_dir).unwrap();
     let mut config = Config::embedded(
@@ -259,6 +255,8 @@ fn witnesses_scenario(database_url: Option<String>) {
         load_public_keys(d.join("vendor-1.key.pub")).unwrap(),
     )
     .unwrap();
+    config.checkpoint_interval = Duration::from_millis(100);
+    config.witnesses.timeout = Duration::from_secs(2);
     let (gk_key, _) = countersign_gatekeeper::config::load_or_create_key(&config.key_path).unwrap();
     let public = AuthorizedKey {
         key_id: config.key_id.clone(),
@@ -267,30 +265,33 @@ fn witnesses_scenario(database_url: Option<String>) {
         not_before: None,
         not_after: None,
     };
-    let gk_pub: PathBuf = d.join("gatekeeper.pub");
+    let gk_pub = d.join("gatekeeper.pub");
     std::fs::write(&gk_pub, public_key_json(&public)).unwrap();
-    let log_key = NoteVerifier::ed25519("local/audit", public.public_key).unwrap();
-    let log_signer = NoteSigner::ed25519("local/audit", gk_key).unwrap();
+    Setup {
+        verifiers,
+        vkeys,
+        config,
+        gk_pub,
+        log_key: NoteVerifier::ed25519("local/audit", public.public_key).unwrap(),
+        log_signer: NoteSigner::ed25519("local/audit", gk_key).unwrap(),
+    }
+}
 
-    // Witnesses 1 and 2 run; witness 3 is down (nothing listens on its address).
-    let w1 = WitnessProcess::start(d, names[0], "127.0.0.1:0", &gk_pub);
-    let mut w2 = WitnessProcess::start(d, names[1], "127.0.0.1:0", &gk_pub);
-    let w3_addr = free_addr();
-    let urls = [w1.url.clone(), w2.url.clone(), format!("http://{w3_addr}")];
+/// The witnesses at `urls` (the verifiers' order), with a quorum.
+fn name_witnesses(config: &mut Config, urls: &[String], verifiers: &[NoteVerifier], quorum: usize) {
     config.witnesses.witnesses = urls
         .iter()
-        .zip(&verifiers)
+        .zip(verifiers)
         .map(|(url, v)| WitnessConfig {
             url: url.clone(),
             verifier: v.clone(),
         })
         .collect();
-    config.witnesses.quorum = 2;
-    config.witnesses.timeout = Duration::from_secs(2);
-    config.checkpoint_interval = Duration::from_millis(100);
-    if let Some(url) = database_url {
-        config.database_url = Secret::new(url);
-    }
+    config.witnesses.quorum = quorum;
+}
+
+/// Starts the gatekeeper on a free 127.0.0.1 port; it stops when the runtime drops.
+fn start_gatekeeper(config: Config) -> (tokio::runtime::Runtime, String) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -300,8 +301,35 @@ fn witnesses_scenario(database_url: Option<String>) {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
-    let gk_url = format!("http://{}", listener.local_addr().unwrap());
-    let task = rt.spawn(server::serve(state, listener));
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(server::serve(state, listener));
+    (rt, url)
+}
+
+/// The scenario, on the database at `database_url` (SQLite when `None`).
+fn witnesses_scenario(database_url: Option<String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let names = ["w1.example", "w2.example", "w3.example"];
+    let Setup {
+        verifiers,
+        vkeys,
+        mut config,
+        gk_pub,
+        log_key,
+        log_signer,
+    } = setup(d, &names);
+
+    // Witnesses 1 and 2 run; witness 3 is down (nothing listens on its address).
+    let w1 = WitnessProcess::start(d, names[0], "127.0.0.1:0", &gk_pub);
+    let mut w2 = WitnessProcess::start(d, names[1], "127.0.0.1:0", &gk_pub);
+    let w3_addr = free_addr();
+    let urls = [w1.url.clone(), w2.url.clone(), format!("http://{w3_addr}")];
+    name_witnesses(&mut config, &urls, &verifiers, 2);
+    if let Some(url) = database_url {
+        config.database_url = Secret::new(url);
+    }
+    let (rt, gk_url) = start_gatekeeper(config);
 
     // 2 of 3: the quorum is reached with witness 3 down.
     put(d, &gk_url, "org-1/a", "a.json");
@@ -426,12 +454,38 @@ fn witnesses_scenario(database_url: Option<String>) {
         out.contains("w2.example") && out.contains("w3.example") && !out.contains("w1.example"),
         "{out}"
     );
-    task.abort();
 }
 
 #[test]
 fn witnesses_cosign_a_quorum_on_sqlite() {
     witnesses_scenario(None);
+}
+
+/// A gatekeeper restarted with a witness named (a `[log]` change needs a restart)
+/// sends its newest stored checkpoint at once, without waiting for a new entry.
+#[test]
+fn a_restarted_gatekeeper_sends_its_newest_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let s = setup(d, &["w1.example"]);
+    let (rt, gk_url) = start_gatekeeper(s.config.clone());
+    put(d, &gk_url, "org-1/a", "a.json");
+    let (size, _) = wait_for_cosigned(&rt, &gk_url, &s.log_key, &s.verifiers, 1, &[]);
+    drop(rt);
+    let w1 = WitnessProcess::start(d, "w1.example", "127.0.0.1:0", &s.gk_pub);
+    let mut config = s.config;
+    name_witnesses(&mut config, std::slice::from_ref(&w1.url), &s.verifiers, 1);
+    let (rt, gk_url) = start_gatekeeper(config);
+    let (cosigned, _) = wait_for_cosigned(
+        &rt,
+        &gk_url,
+        &s.log_key,
+        &s.verifiers,
+        size,
+        &["w1.example"],
+    );
+    assert_eq!(cosigned, size);
+    assert!(prove(d, &gk_url, "a.json", &s.vkeys, "1").status.success());
 }
 
 #[test]
