@@ -639,7 +639,7 @@ pub struct WitnessConfig {
 }
 
 /// The witnesses and the quorum of `[log]`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WitnessPolicy {
     /// The witnesses, each with a distinct name and key.
     pub witnesses: Vec<WitnessConfig>,
@@ -652,6 +652,17 @@ pub struct WitnessPolicy {
 
 /// Default of `log.witness_timeout_ms`.
 pub const DEFAULT_WITNESS_TIMEOUT_MS: u64 = 5000;
+
+impl Default for WitnessPolicy {
+    /// No witnesses (and the default timeout).
+    fn default() -> Self {
+        Self {
+            witnesses: Vec::new(),
+            quorum: 0,
+            timeout: std::time::Duration::from_millis(DEFAULT_WITNESS_TIMEOUT_MS),
+        }
+    }
+}
 
 impl RawLog {
     fn validate(self, p: &mut Vec<ConfigError>) -> WitnessPolicy {
