@@ -79,6 +79,7 @@ pub mod signature;
 pub mod text;
 pub mod tiles;
 pub mod transport;
+pub mod witness;
 
 pub use canonical::{BodyDigest, Method, Operation, Request};
 pub use download::{Download, VerifiedDownload, verify_download};

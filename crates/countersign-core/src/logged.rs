@@ -25,7 +25,9 @@
 
 use crate::audit::AuditEntry;
 use crate::error::{Error, ErrorCode, Result};
-use crate::merkle::{Hash, inclusion_proof, leaf_hash, verify_inclusion};
+use crate::merkle::{
+    Hash, HashSource, consistency_proof, inclusion_proof, leaf_hash, verify_inclusion,
+};
 use crate::note::{Checkpoint, NoteVerifier, SignedNote};
 use crate::receipt::Receipt;
 use crate::text::b64;
@@ -43,7 +45,7 @@ pub fn log_origin(gatekeeper: &crate::GatekeeperId) -> String {
 pub enum Step {
     /// Fetch this hash tile (`GET /v1/log/<path>`) and call again with it added.
     Need(TilePath),
-    /// The inclusion proof, leaf side first.
+    /// The proof.
     Proof(Vec<Hash>),
 }
 
@@ -55,6 +57,30 @@ pub enum Step {
 /// checked against a signed root. Errors: `invalid_field` for `index` ≥ `size`,
 /// `malformed` for a tile of the wrong length.
 pub fn inclusion_from_tiles(index: u64, size: u64, tiles: &[(TilePath, Vec<u8>)]) -> Result<Step> {
+    from_tiles(size, tiles, |mut src| {
+        inclusion_proof(&mut src, index, size)
+    })
+}
+
+/// Computes the consistency proof from the tree of `old_size` leaves to the tree of
+/// `new_size` from the hash tiles fetched so far, like [`inclusion_from_tiles`] (the
+/// gatekeeper sends it to its witnesses). `invalid_field` for `old_size` >
+/// `new_size`.
+pub fn consistency_from_tiles(
+    old_size: u64,
+    new_size: u64,
+    tiles: &[(TilePath, Vec<u8>)],
+) -> Result<Step> {
+    from_tiles(new_size, tiles, |mut src| {
+        consistency_proof(&mut src, old_size, new_size)
+    })
+}
+
+fn from_tiles(
+    size: u64,
+    tiles: &[(TilePath, Vec<u8>)],
+    proof: impl FnOnce(&mut dyn HashSource) -> Result<Vec<Hash>>,
+) -> Result<Step> {
     let missing: Cell<Option<TilePath>> = Cell::new(None);
     let mut source = TileHashes::new(size, |path: &TilePath| {
         match tiles.iter().find(|(p, _)| p == path) {
@@ -68,7 +94,7 @@ pub fn inclusion_from_tiles(index: u64, size: u64, tiles: &[(TilePath, Vec<u8>)]
             }
         }
     });
-    match inclusion_proof(&mut source, index, size) {
+    match proof(&mut source) {
         Ok(proof) => Ok(Step::Proof(proof)),
         Err(e) => match missing.take() {
             Some(path) => Ok(Step::Need(path)),
@@ -332,6 +358,41 @@ mod tests {
         }
         assert_eq!(
             inclusion_from_tiles(5, 5, &[]).unwrap_err().code(),
+            ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
+    fn consistency_proofs_from_tiles_match_the_tree() {
+        for size in [1u64, 2, 255, 256, 257, 1000, 65_536 + 300] {
+            let leaves: Vec<Hash> = (0..size).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let tree = MemoryTree::from_leaves(leaves);
+            let served = tiles(&tree, size);
+            for old in [0, 1, size / 3, size - 1, size] {
+                let mut have = Vec::new();
+                let proof = loop {
+                    match consistency_from_tiles(old, size, &have).unwrap() {
+                        Step::Need(p) => {
+                            assert!(!have.iter().any(|(h, _)| *h == p), "asked twice for {p}");
+                            let body = served.iter().find(|(s, _)| *s == p).unwrap().1.clone();
+                            have.push((p, body));
+                        }
+                        Step::Proof(proof) => break proof,
+                    }
+                };
+                assert_eq!(proof, tree.consistency_proof(old, size).unwrap());
+                crate::merkle::verify_consistency(
+                    old,
+                    size,
+                    &tree.root(old).unwrap(),
+                    &tree.root(size).unwrap(),
+                    &proof,
+                )
+                .unwrap();
+            }
+        }
+        assert_eq!(
+            consistency_from_tiles(6, 5, &[]).unwrap_err().code(),
             ErrorCode::InvalidField
         );
     }

@@ -167,6 +167,12 @@ pub trait HashSource {
     fn node(&mut self, level: u32, index: u64) -> Result<Hash>;
 }
 
+impl<T: HashSource + ?Sized> HashSource for &mut T {
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash> {
+        (**self).node(level, index)
+    }
+}
+
 /// `MTH(D[lo:hi])` for a range whose start is aligned as RFC 6962's recursion
 /// leaves it (a multiple of the largest power of two not above its length).
 fn range_hash(src: &mut impl HashSource, lo: u64, hi: u64) -> Result<Hash> {

@@ -2,6 +2,7 @@
 //! production. Every validation error names the offending key and says what is wrong.
 
 use crate::acl::{Acl, AclRule, Effect, IpRules};
+use countersign_core::note::NoteVerifier;
 use countersign_core::{
     AuthorizedKey, Bucket, GatekeeperId, KeyId, Method, PublicKey, Role, Subject,
     ed25519_dalek::SigningKey,
@@ -231,6 +232,8 @@ pub struct Config {
     /// The append-only file every signed tree checkpoint is also published to
     /// (`audit.published_checkpoints`, default `checkpoints.log` in `data_dir`).
     pub published_checkpoints: PathBuf,
+    /// The witnesses that cosign the checkpoints, and their quorum (`[log]`).
+    pub witnesses: WitnessPolicy,
 }
 
 /// The operations a threshold can be set for.
@@ -295,6 +298,7 @@ impl Config {
             checkpoint_every: 100,
             checkpoint_interval: std::time::Duration::from_millis(DEFAULT_CHECKPOINT_INTERVAL_MS),
             published_checkpoints: data_dir.join(PUBLISHED_CHECKPOINTS_FILE),
+            witnesses: WitnessPolicy::default(),
         };
         Ok(config)
     }
@@ -490,6 +494,7 @@ struct RawConfig {
     tls: Option<RawTls>,
     cors: Option<RawCors>,
     audit: Option<RawAudit>,
+    log: Option<RawLog>,
 }
 
 #[derive(Deserialize)]
@@ -606,6 +611,135 @@ struct RawAudit {
     checkpoint_every: Option<u64>,
     checkpoint_interval_ms: Option<u64>,
     published_checkpoints: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    witnesses: Vec<RawWitness>,
+    quorum: Option<usize>,
+    witness_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    url: String,
+    vkey: String,
+}
+
+/// A witness the gatekeeper sends its checkpoints to (`[[log.witnesses]]`).
+#[derive(Clone, Debug)]
+pub struct WitnessConfig {
+    /// Base URL of its `tlog-witness` API: requests go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// Its cosigner key (`cosignature/v1`), from the vkey; its name is the key's.
+    pub verifier: NoteVerifier,
+}
+
+/// The witnesses and the quorum of `[log]`.
+#[derive(Clone, Debug)]
+pub struct WitnessPolicy {
+    /// The witnesses, each with a distinct name and key.
+    pub witnesses: Vec<WitnessConfig>,
+    /// How many of them must cosign a checkpoint before `GET /v1/log/checkpoint`
+    /// serves it cosigned (1 to the number of witnesses; 0 without witnesses).
+    pub quorum: usize,
+    /// How long one `add-checkpoint` request may take.
+    pub timeout: std::time::Duration,
+}
+
+/// Default of `log.witness_timeout_ms`.
+pub const DEFAULT_WITNESS_TIMEOUT_MS: u64 = 5000;
+
+impl Default for WitnessPolicy {
+    /// No witnesses (and the default timeout).
+    fn default() -> Self {
+        Self {
+            witnesses: Vec::new(),
+            quorum: 0,
+            timeout: std::time::Duration::from_millis(DEFAULT_WITNESS_TIMEOUT_MS),
+        }
+    }
+}
+
+impl RawLog {
+    fn validate(self, p: &mut Vec<ConfigError>) -> WitnessPolicy {
+        let mut witnesses: Vec<WitnessConfig> = Vec::new();
+        for (i, w) in self.witnesses.into_iter().enumerate() {
+            let key = format!("log.witnesses[{i}]");
+            let url_ok = (w.url.starts_with("https://") || w.url.starts_with("http://"))
+                && w.url.bytes().all(|b| b.is_ascii_graphic())
+                && !w.url.contains(['?', '#']);
+            if !url_ok {
+                p.push(err(
+                    format!("{key}.url"),
+                    format!(
+                        "`{}` must be an http(s) URL like https://witness.example.com (the API's base)",
+                        w.url
+                    ),
+                ));
+            }
+            let verifier = match NoteVerifier::parse(&w.vkey) {
+                Ok(v) if v.is_cosigner() => v,
+                Ok(_) => {
+                    p.push(err(
+                        format!("{key}.vkey"),
+                        "must be a witness's cosignature/v1 key (type 0x04), not a log's Ed25519 key",
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    p.push(err(
+                        format!("{key}.vkey"),
+                        format!(
+                            "is not a note verifier key `name+keyid+base64`: {}",
+                            e.message()
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            if witnesses.iter().any(|o| {
+                o.verifier.name() == verifier.name() || o.verifier.to_text() == verifier.to_text()
+            }) {
+                p.push(err(
+                    format!("{key}.vkey"),
+                    format!("witness `{}` is named twice", verifier.name()),
+                ));
+                continue;
+            }
+            witnesses.push(WitnessConfig {
+                url: w.url.trim_end_matches('/').to_owned(),
+                verifier,
+            });
+        }
+        let quorum = self.quorum.unwrap_or(witnesses.len());
+        if quorum > witnesses.len() || (quorum == 0 && !witnesses.is_empty()) {
+            p.push(err(
+                "log.quorum",
+                format!(
+                    "must be between 1 and the number of witnesses ({})",
+                    witnesses.len()
+                ),
+            ));
+        }
+        let timeout_ms = self
+            .witness_timeout_ms
+            .unwrap_or(DEFAULT_WITNESS_TIMEOUT_MS);
+        if !(10..=60_000).contains(&timeout_ms) {
+            p.push(err(
+                "log.witness_timeout_ms",
+                "must be between 10 (ms) and 60000 (one minute)",
+            ));
+        }
+        WitnessPolicy {
+            witnesses,
+            quorum,
+            timeout: std::time::Duration::from_millis(timeout_ms),
+        }
+    }
 }
 
 /// Default of `audit.checkpoint_interval_ms`.
@@ -1365,6 +1499,14 @@ impl RawConfig {
             Some(path) => resolve(&data_dir, path),
             None => data_dir.join(PUBLISHED_CHECKPOINTS_FILE),
         };
+        let witnesses = self
+            .log
+            .unwrap_or(RawLog {
+                witnesses: Vec::new(),
+                quorum: None,
+                witness_timeout_ms: None,
+            })
+            .validate(p);
         if !p.is_empty() {
             return None;
         }
@@ -1391,6 +1533,7 @@ impl RawConfig {
             checkpoint_every,
             checkpoint_interval: std::time::Duration::from_millis(interval_ms),
             published_checkpoints,
+            witnesses,
         })
     }
 }

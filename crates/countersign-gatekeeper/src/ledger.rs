@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 mod tlog;
-pub use tlog::{TreeCheckpoint, log_origin};
+pub use tlog::{CosignedCheckpoint, TreeCheckpoint, log_origin};
 
 /// A database failure. Callers answer `audit_unavailable` (fail closed); the detail
 /// goes to the server log only.
@@ -72,6 +72,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 "encryptions",
                 include_str!("../migrations/sqlite/0003_encryptions.sql"),
             ),
+            (
+                4,
+                "witness cosignatures",
+                include_str!("../migrations/sqlite/0004_witness_cosignatures.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -88,6 +93,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 3,
                 "encryptions",
                 include_str!("../migrations/postgres/0003_encryptions.sql"),
+            ),
+            (
+                4,
+                "witness cosignatures",
+                include_str!("../migrations/postgres/0004_witness_cosignatures.sql"),
             ),
         ],
     };

@@ -37,3 +37,4 @@ pub mod server;
 pub mod storage;
 pub mod transparency;
 pub mod upload;
+pub mod witnesses;

@@ -98,6 +98,10 @@ pub struct LogProgress {
     pub checkpoint_newest_ms: Option<u64>,
     /// When the oldest entry no checkpoint covers yet was appended (Unix ms).
     pub oldest_unintegrated_ms: Option<u64>,
+    /// With witnesses configured, when the newest checkpoint with a full quorum got
+    /// its quorum (the time of its quorum-th newest cosignature, Unix ms), `None`
+    /// inside if no checkpoint has a quorum yet; `None` without witnesses.
+    pub witness_quorum_ms: Option<Option<u64>>,
 }
 
 /// The gatekeeper's counters.
@@ -329,6 +333,13 @@ fn render_progress(out: &mut String, progress: Option<&LogProgress>, now_ms: u64
         "Seconds since the newest entry covered by the newest signed checkpoint was appended: an upper bound of the checkpoint's age (0 without a checkpoint; it grows while the log is idle, since checkpoints are signed only over new entries).",
         &age(p.checkpoint_newest_ms),
     );
+    if let Some(quorum) = p.witness_quorum_ms {
+        gauge(
+            "countersign_witness_cosignature_age_seconds",
+            "Age of the newest checkpoint with a full witness quorum, from the time of its quorum-th newest cosignature (witnesses re-cosign an unchanged checkpoint every 10 minutes); NaN until a checkpoint has a quorum, absent without witnesses.",
+            &quorum.map_or(f64::NAN, |t| now_ms.saturating_sub(t) as f64 / 1e3),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +384,7 @@ mod tests {
         assert!(text.contains("countersign_denied_total{code=\"ip_denied\"} 1005\n"));
         assert!(text.contains("countersign_denied_total{code=\"replayed\"} 0\n"));
         assert!(!text.contains("countersign_integration_lag_entries"));
+        assert!(!text.contains("countersign_witness_cosignature_age_seconds"));
     }
 
     #[test]
@@ -383,6 +395,21 @@ mod tests {
             checkpoint_size: 7,
             checkpoint_newest_ms: Some(1_000),
             oldest_unintegrated_ms: Some(4_500),
+            witness_quorum_ms: None,
+        };
+        let text = m.render(Some(&p), 10_000);
+        assert!(!text.contains("countersign_witness_cosignature_age_seconds"));
+        let no_quorum = LogProgress {
+            witness_quorum_ms: Some(None),
+            ..p
+        };
+        assert!(
+            m.render(Some(&no_quorum), 10_000)
+                .contains("countersign_witness_cosignature_age_seconds NaN\n")
+        );
+        let p = LogProgress {
+            witness_quorum_ms: Some(Some(2_500)),
+            ..p
         };
         let text = m.render(Some(&p), 10_000);
         for line in [
@@ -391,6 +418,7 @@ mod tests {
             "countersign_integration_lag_seconds 5.5",
             "countersign_checkpoint_age_seconds 9",
             "countersign_checkpoint_size 7",
+            "countersign_witness_cosignature_age_seconds 7.5",
         ] {
             assert!(text.contains(&format!("{line}\n")), "{line}\n{text}");
         }

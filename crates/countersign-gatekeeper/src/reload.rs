@@ -189,6 +189,16 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<ConfigError> {
     check("tls", old.tls == new.tls);
     check("cors", old.cors_origins == new.cors_origins);
     check("audit", old.checkpoint_every == new.checkpoint_every);
+    let witnesses = |c: &Config| {
+        let w = &c.witnesses;
+        let list: Vec<(String, String)> = w
+            .witnesses
+            .iter()
+            .map(|w| (w.url.clone(), w.verifier.to_text()))
+            .collect();
+        (list, w.quorum, w.timeout)
+    };
+    check("log", witnesses(old) == witnesses(new));
     let stores = |c: &Config| {
         c.buckets
             .iter()

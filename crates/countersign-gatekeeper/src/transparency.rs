@@ -165,23 +165,41 @@ pub async fn integrate_and_publish(
     ledger: &Ledger,
     publisher: &mut Publisher,
 ) -> Result<u64, String> {
+    integrate_all(ledger).await?;
+    publisher.publish_new(ledger).await?;
+    Ok(publisher.last_size())
+}
+
+/// Extends the tree over every new entry; returns the last checkpoint this instance
+/// signed, if it signed one.
+async fn integrate_all(ledger: &Ledger) -> Result<Option<TreeCheckpoint>, String> {
+    let mut last = None;
     while let Some(cp) = ledger
         .integrate(INTEGRATE_BATCH)
         .await
         .map_err(|e| format!("cannot integrate the audit log: {e}"))?
     {
         // A full batch may have left more entries behind.
-        if cp.size % u64::from(INTEGRATE_BATCH) != 0 {
+        let full = cp.size % u64::from(INTEGRATE_BATCH) == 0;
+        last = Some(cp);
+        if !full {
             break;
         }
     }
-    publisher.publish_new(ledger).await?;
-    Ok(publisher.last_size())
+    Ok(last)
 }
 
 /// Runs [`integrate_and_publish`] every `checkpoint_interval`, for as long as the
-/// process lives; failures are logged and retried at the next tick.
+/// process lives; failures are logged and retried at the next tick. Each checkpoint
+/// this instance signs (and, after a start, the newest stored one) is handed to the
+/// witness collector ([`crate::witnesses::spawn_collector`]), which never holds
+/// integration up.
 pub fn spawn_integrator(state: AppState) {
+    let witnesses = crate::witnesses::spawn_collector(
+        state.ledger.clone(),
+        &state.config.witnesses,
+        state.config.checkpoint_interval,
+    );
     tokio::spawn(async move {
         let mut publisher: Option<Publisher> = None;
         let mut tick = tokio::time::interval(state.config.checkpoint_interval);
@@ -196,15 +214,28 @@ pub fn spawn_integrator(state: AppState) {
                     }
                 }
             }
-            let result = match publisher.as_mut() {
-                Some(p) => integrate_and_publish(&state.ledger, p).await.map(|_| ()),
-                // Integrate anyway: publishing catches up once the file opens.
-                None => state
-                    .ledger
-                    .integrate(INTEGRATE_BATCH)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+            let result = match integrate_all(&state.ledger).await {
+                Ok(signed) => {
+                    if let Some(tx) = &witnesses {
+                        // After a start, the newest stored checkpoint until this
+                        // instance signs one: an idle log's cosignatures stay fresh.
+                        let cp = match signed {
+                            None if tx.borrow().is_none() => {
+                                state.ledger.latest_tree_checkpoint().await.ok().flatten()
+                            }
+                            signed => signed,
+                        };
+                        if let Some(cp) = cp {
+                            tx.send_replace(Some(cp));
+                        }
+                    }
+                    // Publishing catches up once the file opens.
+                    match publisher.as_mut() {
+                        Some(p) => p.publish_new(&state.ledger).await.map(|_| ()),
+                        None => Ok(()),
+                    }
+                }
+                Err(e) => Err(e),
             };
             if let Err(e) = result {
                 tracing::warn!("audit tree (retrying at the next tick): {e}");

@@ -50,6 +50,85 @@ fn config_errors_name_the_key() {
     }
 }
 
+#[test]
+fn log_witnesses_and_quorum_are_validated() {
+    use countersign_core::ed25519_dalek::SigningKey;
+    use countersign_core::note::NoteSigner;
+    let vkey = |name: &str, seed: u8| {
+        NoteSigner::cosigner(name, SigningKey::from_bytes(&[seed; 32]))
+            .unwrap()
+            .verifier_key()
+    };
+    let log_vkey = NoteSigner::ed25519("w3.example", SigningKey::from_bytes(&[3; 32]))
+        .unwrap()
+        .verifier_key();
+    let base = config_text("[buckets.reports]\nstore = \"local\"\n", "", "");
+    let with = |witnesses: &[(&str, &str)], extra: &str| {
+        let mut t = format!("{base}\n[log]\n{extra}");
+        for (url, key) in witnesses {
+            t.push_str(&format!(
+                "[[log.witnesses]]\nurl = \"{url}\"\nvkey = \"{key}\"\n"
+            ));
+        }
+        t
+    };
+    let (w1, w2) = (vkey("w1.example", 1), vkey("w2.example", 2));
+    let two = [
+        ("http://127.0.0.1:1/", w1.as_str()),
+        ("https://w2.example", w2.as_str()),
+    ];
+    let c = Config::from_toml(
+        &with(&two, "quorum = 1\n"),
+        Some(std::path::Path::new("/tmp")),
+    )
+    .unwrap();
+    assert_eq!(c.witnesses.quorum, 1);
+    assert_eq!(c.witnesses.witnesses[0].url, "http://127.0.0.1:1");
+    assert_eq!(c.witnesses.witnesses[1].verifier.name(), "w2.example");
+    assert_eq!(c.witnesses.timeout, std::time::Duration::from_millis(5000));
+    // The quorum defaults to every witness; no witnesses, no quorum.
+    let c = Config::from_toml(&with(&two, ""), Some(std::path::Path::new("/tmp"))).unwrap();
+    assert_eq!(c.witnesses.quorum, 2);
+    let c = Config::from_toml(&base, Some(std::path::Path::new("/tmp"))).unwrap();
+    assert!(c.witnesses.witnesses.is_empty());
+    let w1_again = vkey("w1.example", 9);
+    let cases = [
+        (
+            with(&two, "quorum = 3\n"),
+            "log.quorum: must be between 1 and the number of witnesses (2)",
+        ),
+        (with(&two, "quorum = 0\n"), "log.quorum"),
+        (with(&[], "quorum = 1\n"), "log.quorum"),
+        (
+            with(&two, "witness_timeout_ms = 0\n"),
+            "log.witness_timeout_ms",
+        ),
+        (
+            with(&[("ftp://w1", w1.as_str())], ""),
+            "log.witnesses[0].url",
+        ),
+        (
+            with(&[("http://w1", "not a key")], ""),
+            "log.witnesses[0].vkey: is not a note verifier key",
+        ),
+        (
+            with(&[("http://w3", log_vkey.as_str())], ""),
+            "log.witnesses[0].vkey: must be a witness's cosignature/v1 key",
+        ),
+        (
+            with(
+                &[("http://a", w1.as_str()), ("http://b", w1_again.as_str())],
+                "",
+            ),
+            "log.witnesses[1].vkey: witness `w1.example` is named twice",
+        ),
+    ];
+    for (text, expect) in cases {
+        let e = config_error(&text);
+        assert!(e.contains(expect), "`{e}` should contain `{expect}`");
+    }
+}
+
 #[tokio::test]
 async fn cors_preflight_and_exposed_headers() {
     let h = Harness::new(&Backend::SqliteLocal).await;
@@ -988,6 +1067,27 @@ async fn reload_under_load_swaps_the_acl_atomically() {
         String::from_utf8(body_bytes(r).await)
             .unwrap()
             .contains("limits: changes only on restart")
+    );
+    // So is the list of witnesses.
+    let witness = countersign_core::note::NoteSigner::cosigner(
+        "w1.example",
+        countersign_core::ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+    )
+    .unwrap()
+    .verifier_key();
+    std::fs::write(
+        &path,
+        format!(
+            "{changed}\n[[log.witnesses]]\nurl = \"http://127.0.0.1:1\"\nvkey = \"{witness}\"\n"
+        ),
+    )
+    .unwrap();
+    let r = h.send(reload_request("reload")).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        String::from_utf8(body_bytes(r).await)
+            .unwrap()
+            .contains("log: changes only on restart")
     );
     // A signature over another prefix (say, one made for reading the log) cannot reload.
     let r = h.send(reload_request("")).await;

@@ -5,6 +5,7 @@
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::ledger::CosignedCheckpoint;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,8 +25,35 @@ fn with_headers(
     r
 }
 
-/// `GET /v1/log/checkpoint`: the newest signed checkpoint (a C2SP signed note).
+/// The newest checkpoint the quorum of the configured witnesses cosigned (`None`
+/// without witnesses, or before any checkpoint reached the quorum).
+pub(crate) async fn newest_cosigned(
+    gk: &AppState,
+) -> Result<Option<CosignedCheckpoint>, crate::ledger::LedgerError> {
+    let policy = &gk.config.witnesses;
+    let vkeys: Vec<String> = policy
+        .witnesses
+        .iter()
+        .map(|w| w.verifier.to_text())
+        .collect();
+    gk.ledger
+        .newest_cosigned_checkpoint(&vkeys, policy.quorum)
+        .await
+}
+
+/// `GET /v1/log/checkpoint`: with witnesses configured, the newest checkpoint that
+/// the quorum cosigned, with every configured witness's cosignature of it; else (no
+/// witnesses, or no checkpoint has the quorum yet) the newest signed checkpoint, as
+/// the gatekeeper signed it. A C2SP signed note either way.
 pub async fn checkpoint(State(gk): State<AppState>) -> Response {
+    match newest_cosigned(&gk).await {
+        Ok(Some(c)) => return with_headers(c.note(), "text/plain; charset=utf-8", "no-store"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!("log checkpoint: {e}");
+            return ApiError::audit_unavailable().into_response();
+        }
+    }
     match gk.ledger.latest_tree_checkpoint().await {
         Ok(Some(c)) => with_headers(c.note, "text/plain; charset=utf-8", "no-store"),
         Ok(None) => {

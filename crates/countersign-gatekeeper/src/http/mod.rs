@@ -309,7 +309,22 @@ async fn readyz(State(gk): State<AppState>) -> Response {
 /// database that does not answer shows as `countersign_audit_log_up 0`).
 async fn metrics(State(gk): State<AppState>) -> Response {
     let progress = match gk.ledger.progress().await {
-        Ok(p) => Some(p),
+        Ok(mut p) => {
+            let policy = &gk.config.witnesses;
+            if !policy.witnesses.is_empty() {
+                p.witness_quorum_ms = match log::newest_cosigned(&gk).await {
+                    Ok(c) => Some(
+                        c.and_then(|c| c.quorum_time(policy.quorum))
+                            .map(|t| t.saturating_mul(1000)),
+                    ),
+                    Err(e) => {
+                        tracing::warn!("metrics: cannot read the witnesses' cosignatures: {e}");
+                        Some(None)
+                    }
+                };
+            }
+            Some(p)
+        }
         Err(e) => {
             tracing::warn!("metrics: cannot read the audit log's progress: {e}");
             None

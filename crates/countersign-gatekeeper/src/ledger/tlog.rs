@@ -32,6 +32,33 @@ pub struct TreeCheckpoint {
     pub note: String,
 }
 
+/// A stored checkpoint with witnesses' cosignatures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CosignedCheckpoint {
+    /// The checkpoint, as the gatekeeper signed it.
+    pub checkpoint: TreeCheckpoint,
+    /// The cosignatures: time (POSIX seconds) and signature line, newest first.
+    pub cosignatures: Vec<(u64, String)>,
+}
+
+impl CosignedCheckpoint {
+    /// The note with the cosignature lines appended (a C2SP signed note).
+    pub fn note(&self) -> String {
+        let mut note = self.checkpoint.note.clone();
+        for (_, line) in &self.cosignatures {
+            note.push_str(line);
+        }
+        note
+    }
+
+    /// When the quorum was reached: the time of the `quorum`-th newest cosignature.
+    pub fn quorum_time(&self, quorum: usize) -> Option<u64> {
+        self.cosignatures
+            .get(quorum.checked_sub(1)?)
+            .map(|(time, _)| *time)
+    }
+}
+
 impl Ledger {
     /// Extends the tree over up to `max_entries` stored entries past its end, stores
     /// the tiles that changed, and signs and stores a checkpoint of the new size with
@@ -182,6 +209,88 @@ impl Ledger {
             })
         })
         .transpose()
+    }
+
+    /// Records a witness's cosignature of the stored checkpoint of `size` (checked by
+    /// the caller): `witness` is the witness's vkey, `time` the cosignature's
+    /// timestamp and `line` its signature line. A newer cosignature by the same
+    /// witness of the same checkpoint replaces an older one; an older one is ignored.
+    pub async fn store_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        time: u64,
+        line: &str,
+    ) -> Result<()> {
+        let q = sqlx::query(self.sql(
+            "INSERT INTO tlog_cosignatures (size, witness, time, line) VALUES (?, ?, ?, ?)
+             ON CONFLICT (size, witness) DO UPDATE SET time = excluded.time, line = excluded.line
+             WHERE excluded.time > tlog_cosignatures.time",
+        ))
+        .bind(to_i64(size, "tree size")?)
+        .bind(witness.to_owned())
+        .bind(to_i64(time, "cosignature time")?)
+        .bind(line.to_owned());
+        self.within(async { Ok(q.execute(&self.pool).await.map(|_| ())?) })
+            .await
+    }
+
+    /// The newest stored checkpoint that at least `quorum` of the `witnesses`
+    /// (vkeys) cosigned, with those cosignatures (newest first), if there is one.
+    pub async fn newest_cosigned_checkpoint(
+        &self,
+        witnesses: &[String],
+        quorum: usize,
+    ) -> Result<Option<CosignedCheckpoint>> {
+        if witnesses.is_empty() || quorum == 0 {
+            return Ok(None);
+        }
+        let marks = vec!["?"; witnesses.len()].join(", ");
+        let mut q = sqlx::query(self.sql(&format!(
+            // The subquery walks the primary key (size, witness) from the end and stops
+            // at the first size with the quorum: it does not grow with the log.
+            "SELECT size, note FROM tlog_checkpoints WHERE size = (
+                 SELECT size FROM tlog_cosignatures WHERE witness IN ({marks})
+                 GROUP BY size HAVING COUNT(*) >= ? ORDER BY size DESC LIMIT 1)"
+        )));
+        for w in witnesses {
+            q = q.bind(w.clone());
+        }
+        let q = q.bind(i64::try_from(quorum).unwrap_or(i64::MAX));
+        let Some(row) = self
+            .within(async { Ok(q.fetch_optional(&self.pool).await?) })
+            .await?
+        else {
+            return Ok(None);
+        };
+        let checkpoint = TreeCheckpoint {
+            size: to_u64(row.try_get::<i64, _>(0)?, "tree size")?,
+            note: row.try_get(1)?,
+        };
+        let mut q = sqlx::query(self.sql(&format!(
+            "SELECT time, line FROM tlog_cosignatures WHERE size = ? AND witness IN ({marks})
+             ORDER BY time DESC"
+        )))
+        .bind(to_i64(checkpoint.size, "tree size")?);
+        for w in witnesses {
+            q = q.bind(w.clone());
+        }
+        let rows = self
+            .within(async { Ok(q.fetch_all(&self.pool).await?) })
+            .await?;
+        let cosignatures = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    to_u64(r.try_get::<i64, _>(0)?, "cosignature time")?,
+                    r.try_get::<String, _>(1)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(CosignedCheckpoint {
+            checkpoint,
+            cosignatures,
+        }))
     }
 
     /// Up to `limit` stored checkpoints of sizes above `after`, by size.

@@ -333,8 +333,9 @@ pub(crate) fn check_extends(
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a
-/// rename, so that `path` holds the old or the new content, never a part.
+/// Writes `bytes` to `path` through a temporary file in the same directory, an
+/// fsync and a rename (then an fsync of the directory, so the rename survives a
+/// power loss): `path` holds the old or the new content, never a part.
 pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -345,7 +346,12 @@ pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
