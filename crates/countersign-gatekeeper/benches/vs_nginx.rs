@@ -181,7 +181,10 @@ operations = ["GET", "PUT"]
         .by_ref()
         .map_while(Result::ok)
         // The log line has a timestamp, level and target before the message.
-        .find_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim().to_owned()))
+        .find_map(|l| {
+            l.split_once("listening on ")
+                .map(|(_, a)| a.trim().to_owned())
+        })
         .expect("the gatekeeper exited before listening");
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
