@@ -40,12 +40,11 @@ enum AuditCommand {
     Verify(VerifyArgs),
 }
 
-/// Arguments of `audit verify`.
+/// Whom the log's signatures must come from: the gatekeeper's keys and, optionally, a
+/// quorum of witnesses.
 #[derive(Args, Debug)]
-pub struct VerifyArgs {
-    /// The export (JSONL), or `-` for standard input.
-    export: String,
-    /// Gatekeeper public key file(s): the checkpoints must be signed by one of them.
+pub struct LogKeys {
+    /// Gatekeeper public key file(s): receipts and checkpoints must be signed by them.
     #[arg(long = "gatekeeper-key", required = true)]
     gatekeeper_keys: Vec<PathBuf>,
     /// A witness's verifier key (`name+keyid+base64`, type 0x04); repeatable.
@@ -54,6 +53,39 @@ pub struct VerifyArgs {
     /// How many of the `--witness` keys must have cosigned the tree checkpoint.
     #[arg(long, default_value_t = 0)]
     quorum: usize,
+}
+
+impl LogKeys {
+    /// The gatekeeper's keys and the witnesses' verifier keys; a quorum larger than
+    /// the witnesses given is a usage error.
+    fn load(&self) -> Result<(Vec<AuthorizedKey>, Vec<NoteVerifier>), Failure> {
+        let mut keys: Vec<AuthorizedKey> = Vec::new();
+        for p in &self.gatekeeper_keys {
+            keys.extend(load_public_keys(p)?);
+        }
+        let witnesses = self
+            .witnesses
+            .iter()
+            .map(|w| NoteVerifier::parse(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.quorum > witnesses.len() {
+            return Err(Failure::usage(format!(
+                "--quorum {} needs at least as many --witness keys (got {})",
+                self.quorum,
+                witnesses.len()
+            )));
+        }
+        Ok((keys, witnesses))
+    }
+}
+
+/// Arguments of `audit verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The export (JSONL), or `-` for standard input.
+    export: String,
+    #[command(flatten)]
+    log: LogKeys,
     /// Fail unless the export opens with a signed tree checkpoint.
     #[arg(long)]
     require_tree: bool,
@@ -67,15 +99,8 @@ pub struct ProveArgs {
     /// Gatekeeper base URL, such as `https://gk.example.com`
     #[arg(long, env = "COUNTERSIGN_GATEKEEPER_URL")]
     gatekeeper: String,
-    /// Gatekeeper public key file(s): the receipt and the checkpoint must be signed by them.
-    #[arg(long = "gatekeeper-key", required = true)]
-    gatekeeper_keys: Vec<PathBuf>,
-    /// A witness's verifier key (`name+keyid+base64`, type 0x04); repeatable.
-    #[arg(long = "witness")]
-    witnesses: Vec<String>,
-    /// How many of the `--witness` keys must have cosigned the checkpoint.
-    #[arg(long, default_value_t = 0)]
-    quorum: usize,
+    #[command(flatten)]
+    log: LogKeys,
     /// The entry's exact bytes (a customer admin's copy, from the audit API): also
     /// check that it records the receipt's request and decision.
     #[arg(long)]
@@ -96,32 +121,17 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
 
 fn prove(a: ProveArgs) -> Result<u8, Failure> {
     let saved = SavedReceipt::parse(&read(&a.receipt)?)?;
-    let mut keys: Vec<AuthorizedKey> = Vec::new();
-    for p in &a.gatekeeper_keys {
-        keys.extend(load_public_keys(p)?);
-    }
+    let (keys, witnesses) = a.log.load()?;
     let verified = saved.verify(&role_policy(keys, &Role::gatekeeper(), 1)?)?;
     let origin = countersign_core::logged::log_origin(&GatekeeperId::parse(&saved.gatekeeper)?);
-    let witnesses = a
-        .witnesses
-        .iter()
-        .map(|w| NoteVerifier::parse(w))
-        .collect::<Result<Vec<_>, _>>()?;
-    if a.quorum > witnesses.len() {
-        return Err(Failure::usage(format!(
-            "--quorum {} needs at least as many --witness keys (got {})",
-            a.quorum,
-            witnesses.len()
-        )));
-    }
     let http = Fetcher::connect(&a.gatekeeper)?;
     // The gatekeeper's keys in turn (a rotated log key signs under one of them).
     let mut last = None;
-    for log_key in log_keys(&a.gatekeeper_keys, &origin)? {
+    for log_key in log_keys(&a.log.gatekeeper_keys, &origin)? {
         let trust = LogTrust {
             log_key,
             witnesses: witnesses.clone(),
-            quorum: a.quorum,
+            quorum: a.log.quorum,
         };
         let result = prove_logged(&verified, &trust, |path| {
             let mut h = http.borrow_mut();
@@ -193,23 +203,8 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
     use countersign_core::log_verify::{LogVerifier, trust_for_note};
     use countersign_core::text::parse_b64;
     use std::io::BufRead as _;
-    let mut keys: Vec<AuthorizedKey> = Vec::new();
-    for p in &a.gatekeeper_keys {
-        keys.extend(load_public_keys(p)?);
-    }
+    let (keys, witnesses) = a.log.load()?;
     let policy = role_policy(keys.clone(), &Role::gatekeeper(), 1)?;
-    let witnesses = a
-        .witnesses
-        .iter()
-        .map(|w| NoteVerifier::parse(w))
-        .collect::<Result<Vec<_>, _>>()?;
-    if a.quorum > witnesses.len() {
-        return Err(Failure::usage(format!(
-            "--quorum {} needs at least as many --witness keys (got {})",
-            a.quorum,
-            witnesses.len()
-        )));
-    }
     let input: Box<dyn std::io::BufRead> = if a.export == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -246,8 +241,12 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
                     "none of the --gatekeeper-key keys signed the tree checkpoint",
                 ));
                 for k in &keys {
-                    let trust =
-                        trust_for_note(note.as_bytes(), k.public_key, witnesses.clone(), a.quorum)?;
+                    let trust = trust_for_note(
+                        note.as_bytes(),
+                        k.public_key,
+                        witnesses.clone(),
+                        a.log.quorum,
+                    )?;
                     result = verifier.tree_checkpoint(note.as_bytes(), &trust);
                     if !matches!(&result, Err(e) if e.code() == countersign_core::ErrorCode::UnknownKey)
                     {
