@@ -318,6 +318,24 @@ fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
         .map_err(|_| LedgerError::Corrupt(format!("{what} is not 32 bytes")))
 }
 
+impl IndexedObject {
+    /// The object of `bucket` and `key` from an `objects` row holding the stored
+    /// object's columns.
+    fn from_row(bucket: &str, key: String, row: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            key,
+            storage_name: row.try_get("storage_name")?,
+            size: to_u64(row.try_get("size")?, "size")?,
+            sha256: hash32(row.try_get("sha256")?, "sha256")?,
+            content_type: row.try_get("content_type")?,
+            stored_at: to_u64(row.try_get("stored_at")?, "stored_at")?,
+            manifest: row.try_get("manifest")?,
+            manifest_signatures: row.try_get("manifest_signatures")?,
+        })
+    }
+}
+
 impl Ledger {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and creates the tables if
     /// they are missing.
@@ -750,20 +768,8 @@ impl Ledger {
             .bind(key.to_owned())
             .fetch_optional(&self.pool)
             .await?;
-            row.map(|row| {
-                Ok(IndexedObject {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                    storage_name: row.try_get("storage_name")?,
-                    size: to_u64(row.try_get("size")?, "size")?,
-                    sha256: hash32(row.try_get("sha256")?, "sha256")?,
-                    content_type: row.try_get("content_type")?,
-                    stored_at: to_u64(row.try_get("stored_at")?, "stored_at")?,
-                    manifest: row.try_get("manifest")?,
-                    manifest_signatures: row.try_get("manifest_signatures")?,
-                })
-            })
-            .transpose()
+            row.map(|row| IndexedObject::from_row(bucket, key.to_owned(), &row))
+                .transpose()
         })
         .await
     }

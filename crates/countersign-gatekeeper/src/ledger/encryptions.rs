@@ -2,7 +2,7 @@
 //! (`encryptions`, see `crate::encrypt_existing`): one row per object in flight,
 //! owning its new storage name until the index row switches to it.
 
-use super::{IndexedObject, Ledger, LedgerError, Result, discard_on_error, hash32, to_u64};
+use super::{IndexedObject, Ledger, LedgerError, Result, discard_on_error};
 use sqlx::Row as _;
 
 /// One object in flight: its stored plaintext name and the encrypted copy's name.
@@ -40,19 +40,7 @@ impl Ledger {
             .fetch_all(&self.pool)
             .await?;
             rows.iter()
-                .map(|row| {
-                    Ok(IndexedObject {
-                        bucket: bucket.to_owned(),
-                        key: row.try_get("object_key")?,
-                        storage_name: row.try_get("storage_name")?,
-                        size: to_u64(row.try_get("size")?, "size")?,
-                        sha256: hash32(row.try_get("sha256")?, "sha256")?,
-                        content_type: row.try_get("content_type")?,
-                        stored_at: to_u64(row.try_get("stored_at")?, "stored_at")?,
-                        manifest: row.try_get("manifest")?,
-                        manifest_signatures: row.try_get("manifest_signatures")?,
-                    })
-                })
+                .map(|row| IndexedObject::from_row(bucket, row.try_get("object_key")?, row))
                 .collect()
         })
         .await
