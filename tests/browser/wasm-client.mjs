@@ -6,13 +6,15 @@
 //
 // Arguments after `--` go to the test runner, for example `-- --nocapture
 // receipts_prove` to run one test and see what it prints (the proof timing).
+// COUNTERSIGN_TEST_GATEKEEPER_PROFILE=release runs a release build of the gatekeeper.
 // The test page is served on a fixed free port so that the gatekeeper's CORS
 // configuration can name its origin.
 import { spawn, spawnSync } from "node:child_process";
-import { freePort, publicKeyOfSeed, repo, startGatekeeper } from "../support/servers.mjs";
+import { freePort, gatekeeperProfile, publicKeyOfSeed, repo, startGatekeeper } from "../support/servers.mjs";
 import { startTamperProxy } from "./tamper-proxy.mjs";
 
-const build = spawnSync("cargo", ["build", "-p", "countersign-gatekeeper"], { cwd: repo, stdio: "inherit" });
+const profileArgs = gatekeeperProfile === "debug" ? [] : ["--profile", gatekeeperProfile];
+const build = spawnSync("cargo", ["build", "-p", "countersign-gatekeeper", ...profileArgs], { cwd: repo, stdio: "inherit" });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
 const pagePort = await freePort();

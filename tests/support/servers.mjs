@@ -49,16 +49,22 @@ async function waitFor(url, child, seconds = 30) {
 }
 
 /**
+ * The Cargo profile of the gatekeeper binary the tests start:
+ * `COUNTERSIGN_TEST_GATEKEEPER_PROFILE` (`release` for timings), `debug` by default.
+ */
+export const gatekeeperProfile = process.env.COUNTERSIGN_TEST_GATEKEEPER_PROFILE ?? "debug";
+
+/**
  * Starts `countersign-gatekeeper serve` (built beforehand with
- * `cargo build -p countersign-gatekeeper`). `config` is TOML text appended to the
- * generated head (id, data dir, key).
+ * `cargo build -p countersign-gatekeeper`, plus `--release` for the release profile).
+ * `config` is TOML text appended to the generated head (id, data dir, key).
  */
 export async function startGatekeeper({ id = "gk.test", config = "", listen = "127.0.0.1" } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "countersign-e2e-gk-"));
   const port = await freePort();
   const file = join(dir, "gatekeeper.toml");
   writeFileSync(file, `gatekeeper_id = "${id}"\ndata_dir = "${dir}"\n[key]\npath = "gatekeeper.key"\nkey_id = "gk-test-1"\n${config}`);
-  const binary = join(targetDir(), "debug", "countersign-gatekeeper");
+  const binary = join(targetDir(), gatekeeperProfile, "countersign-gatekeeper");
   const child = spawn(binary, ["serve", "--config", file, "--listen", `${listen}:${port}`], { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   child.stdout.on("data", (d) => (log += d));

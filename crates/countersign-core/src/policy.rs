@@ -41,8 +41,7 @@ impl Keyring {
     /// under two key ids would otherwise count twice towards a threshold, whatever
     /// roles the two entries name.
     pub fn new(keys: impl IntoIterator<Item = AuthorizedKey>) -> Result<Self> {
-        let mut map = BTreeMap::new();
-        let mut owners: BTreeMap<[u8; 32], KeyId> = BTreeMap::new();
+        let mut map: BTreeMap<KeyId, AuthorizedKey> = BTreeMap::new();
         for key in keys {
             if let (Some(nb), Some(na)) = (key.not_before, key.not_after)
                 && na <= nb
@@ -52,22 +51,25 @@ impl Keyring {
                     format!("key `{}`: not_after must be after not_before", key.key_id),
                 ));
             }
-            let id = key.key_id.clone();
-            let public = key.public_key.to_bytes();
-            if map.insert(id.clone(), key).is_some() {
+            let id = &key.key_id;
+            if map.contains_key(id) {
                 return Err(Error::new(
                     ErrorCode::InvalidField,
                     format!("key id `{id}` appears twice; key ids must be unique"),
                 ));
             }
-            if let Some(first) = owners.insert(public, id.clone()) {
+            // A linear scan: keyrings hold a handful of keys, and a second map type
+            // would cost the browser client's .wasm its own copy of the B-tree code.
+            if let Some(first) = map.values().find(|k| k.public_key == key.public_key) {
                 return Err(Error::new(
                     ErrorCode::DuplicateKey,
                     format!(
-                        "key ids `{first}` and `{id}` have the same public key; one key may be listed only once, or it would count twice towards a threshold"
+                        "key ids `{}` and `{id}` have the same public key; one key may be listed only once, or it would count twice towards a threshold",
+                        first.key_id
                     ),
                 ));
             }
+            map.insert(id.clone(), key);
         }
         Ok(Self { keys: map })
     }

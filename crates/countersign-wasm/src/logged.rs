@@ -10,10 +10,11 @@ use crate::options::Config;
 use countersign_core::logged::{
     LogTrust, LoggedReceipt, Step, inclusion_from_tiles, open_checkpoint_for, verify_logged,
 };
+use countersign_core::note::Checkpoint;
 use countersign_core::note::MAX_NOTE_BYTES;
 use countersign_core::text::hex;
-use countersign_core::tiles::TILE_WIDTH;
-use countersign_core::{ErrorCode, Receipt};
+use countersign_core::tiles::{TILE_WIDTH, TilePath};
+use countersign_core::{ErrorCode, GatekeeperId, Receipt};
 use gloo_net::http::Request as HttpRequest;
 use wasm_bindgen::prelude::*;
 
@@ -83,7 +84,21 @@ impl LogProof {
 }
 
 /// GETs `/v1/log/<path>`, at most `max` bytes; 404 is `not_found` (not there yet).
+/// Each fetch is a `performance.measure` entry, `countersign:proveLogged:checkpoint`
+/// or `countersign:proveLogged:tile`: the rest of a proof's time is spent in wasm.
 async fn fetch(config: &Config, path: &str, max: u64) -> Result<Vec<u8>> {
+    let start = performance_now();
+    let body = fetch_body(config, path, max).await;
+    let what = if path == "checkpoint" {
+        "checkpoint"
+    } else {
+        "tile"
+    };
+    measure(&format!("countersign:proveLogged:{what}"), start);
+    body
+}
+
+async fn fetch_body(config: &Config, path: &str, max: u64) -> Result<Vec<u8>> {
     let url = config.url(&format!("/v1/log/{path}"));
     let response = HttpRequest::get(&url)
         .send()
@@ -112,8 +127,57 @@ async fn fetch(config: &Config, path: &str, max: u64) -> Result<Vec<u8>> {
     .await
 }
 
-/// Proves `receipt`'s entry is in the log, under the configured log keys.
-pub(crate) async fn prove(config: &Config, receipt: &Receipt) -> Result<LogProof> {
+/// What `proveLogged` keeps between proofs (`docs/PROTOCOL.md`, "Proving a receipt
+/// was logged", caching): the last checkpoint that verified, reused for
+/// [`CHECKPOINT_REUSE_MS`] while it covers the entry, and hash tiles, which are
+/// immutable (`tlog-tiles`), at most [`MAX_CACHED_TILES`].
+#[derive(Default)]
+pub(crate) struct ProofCache {
+    /// The checkpoint, whose cosigners verified, and when it was fetched (`Date.now()`).
+    checkpoint: Option<(GatekeeperId, Checkpoint, Vec<String>, f64)>,
+    tiles: Vec<(TilePath, Vec<u8>)>,
+}
+
+/// How long a verified checkpoint is reused, in ms: the gatekeeper's default
+/// checkpoint interval, so a proof is never against a checkpoint more than one
+/// interval older than the one the log serves.
+const CHECKPOINT_REUSE_MS: f64 = 1000.0;
+/// The most tiles kept (each at most 8 KiB): the oldest go first.
+const MAX_CACHED_TILES: usize = 64;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+    #[wasm_bindgen(js_namespace = performance, js_name = measure, catch)]
+    fn performance_measure(
+        name: &str,
+        options: &js_sys::Object,
+    ) -> std::result::Result<JsValue, JsValue>;
+}
+
+/// Records `performance.measure(name, {start, end: now})` for the page's profiler (and
+/// the browser test, which splits a proof's time with it).
+fn measure(name: &str, start: f64) {
+    let end = performance_now();
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"start".into(), &start.into());
+    let _ = js_sys::Reflect::set(&options, &"end".into(), &end.into());
+    // Only a diagnostic: a browser without User Timing still proves.
+    let _ = performance_measure(name, &options);
+}
+
+/// The checkpoint to prove `receipt` against: the cached one while it is fresh and
+/// covers the entry, else the log's newest, opened under the configured keys.
+async fn checkpoint_for(config: &Config, receipt: &Receipt) -> Result<(Checkpoint, Vec<String>)> {
+    let now = js_sys::Date::now();
+    if let Some((gatekeeper, checkpoint, cosigned_by, at)) = &config.proofs.borrow().checkpoint
+        && *gatekeeper == receipt.gatekeeper
+        && checkpoint.size() > receipt.audit_seq
+        && (0.0..CHECKPOINT_REUSE_MS).contains(&(now - at))
+    {
+        return Ok((checkpoint.clone(), cosigned_by.clone()));
+    }
     let note = fetch(config, "checkpoint", MAX_NOTE_BYTES as u64).await?;
     // Any of the gatekeeper's keys may sign the checkpoint (key rotation).
     let mut opened = Err(protocol_error(
@@ -135,17 +199,41 @@ pub(crate) async fn prove(config: &Config, receipt: &Receipt) -> Result<LogProof
         }
     }
     let (checkpoint, _, cosigned_by) = opened?;
-    let mut tiles = Vec::new();
+    config.proofs.borrow_mut().checkpoint = Some((
+        receipt.gatekeeper.clone(),
+        checkpoint.clone(),
+        cosigned_by.clone(),
+        now,
+    ));
+    Ok((checkpoint, cosigned_by))
+}
+
+/// Proves `receipt`'s entry is in the log, under the configured log keys.
+pub(crate) async fn prove(config: &Config, receipt: &Receipt) -> Result<LogProof> {
+    let (checkpoint, cosigned_by) = checkpoint_for(config, receipt).await?;
+    let mut tiles = std::mem::take(&mut config.proofs.borrow_mut().tiles);
     let proof = loop {
-        match inclusion_from_tiles(receipt.audit_seq, checkpoint.size(), &tiles)? {
-            Step::Need(path) => {
-                let body = fetch(config, &path.to_string(), TILE_WIDTH * 32).await?;
-                tiles.push((path, body));
-            }
-            Step::Proof(proof) => break proof,
+        match inclusion_from_tiles(receipt.audit_seq, checkpoint.size(), &tiles) {
+            Ok(Step::Need(path)) => match fetch(config, &path.to_string(), TILE_WIDTH * 32).await {
+                Ok(body) => tiles.push((path, body)),
+                Err(e) => break Err(e),
+            },
+            Ok(Step::Proof(proof)) => break Ok(proof),
+            Err(e) => break Err(e.into()),
         }
     };
-    Ok(LogProof {
-        logged: verify_logged(receipt, checkpoint, cosigned_by, &proof)?,
-    })
+    let logged = proof.and_then(|proof| {
+        verify_logged(receipt, checkpoint, cosigned_by, &proof).map_err(Into::into)
+    });
+    // Tiles are immutable, but a gatekeeper may serve a wrong one: after a failed
+    // proof nothing cached is trusted to be useful.
+    let mut cache = config.proofs.borrow_mut();
+    if logged.is_ok() {
+        let excess = tiles.len().saturating_sub(MAX_CACHED_TILES);
+        tiles.drain(..excess);
+        cache.tiles = tiles;
+    } else {
+        *cache = ProofCache::default();
+    }
+    Ok(LogProof { logged: logged? })
 }

@@ -5,44 +5,85 @@ use countersign_core::note::NoteVerifier;
 use countersign_core::{
     AuthorizedKey, Bucket, GatekeeperId, KeyId, Keyring, Policy, PublicKey, Role, Subject,
 };
-use serde::Deserialize;
+use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawOptions {
-    gatekeeper_url: String,
-    gatekeeper_id: String,
-    bucket: String,
-    subject: String,
-    #[serde(default)]
-    lifetime_secs: Option<u64>,
-    keys: Vec<RawKey>,
-    #[serde(default)]
-    vendor_threshold: Option<usize>,
-    #[serde(default)]
-    gatekeeper_threshold: Option<usize>,
-    #[serde(default)]
-    concurrency: Option<usize>,
-    #[serde(default)]
-    log_witnesses: Vec<String>,
-    #[serde(default)]
-    log_quorum: Option<usize>,
-    // Read separately: serde cannot hold a JavaScript function.
-    #[serde(default, rename = "sign")]
-    _sign: serde::de::IgnoredAny,
+/// The fields of one options object, read by hand rather than through serde: serde's
+/// type-error messages format floating-point numbers, and that formatting code alone
+/// was ~20 KB of the `.wasm` (see BENCHMARKS.md).
+struct Fields<'a> {
+    object: &'a JsValue,
+    /// Where the object is, for messages: `options` or `options.keys[3]`.
+    path: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawKey {
-    key_id: String,
-    role: String,
-    public_key: String,
-    #[serde(default)]
-    not_before: Option<u64>,
-    #[serde(default)]
-    not_after: Option<u64>,
+impl<'a> Fields<'a> {
+    /// `value` as an object with no fields but `known`.
+    fn new(value: &'a JsValue, path: String, known: &[&str]) -> Result<Self, CountersignError> {
+        if !value.is_object() || Array::is_array(value) {
+            return Err(bad(format!("{path} must be an object")));
+        }
+        for name in Object::keys(value.unchecked_ref::<Object>()).iter() {
+            let name = name.as_string().unwrap_or_default();
+            if !known.contains(&name.as_str()) {
+                return Err(bad(format!("{path}.{name} is not a known option")));
+            }
+        }
+        Ok(Self {
+            object: value,
+            path,
+        })
+    }
+
+    /// The field `name`; `None` when it is missing, `undefined` or `null`.
+    fn get(&self, name: &str) -> Option<JsValue> {
+        Reflect::get(self.object, &JsValue::from_str(name))
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    }
+
+    fn string(&self, name: &str) -> Result<String, CountersignError> {
+        self.get(name)
+            .and_then(|v| v.as_string())
+            .ok_or_else(|| bad(format!("{}.{name} must be a string", self.path)))
+    }
+
+    /// An optional whole number from 0 to 2^53 − 1 (what a JavaScript number holds exactly).
+    fn number(&self, name: &str) -> Result<Option<u64>, CountersignError> {
+        const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        match value.as_f64() {
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a whole number in 0..=2^53-1"
+            )]
+            Some(n) if n.fract() == 0.0 && (0.0..=MAX_SAFE).contains(&n) => Ok(Some(n as u64)),
+            _ => Err(bad(format!(
+                "{}.{name} must be a whole number from 0 to 2^53 - 1",
+                self.path
+            ))),
+        }
+    }
+
+    fn count(&self, name: &str) -> Result<Option<usize>, CountersignError> {
+        self.number(name)?
+            .map(|n| {
+                usize::try_from(n).map_err(|_| bad(format!("{}.{name} is too large", self.path)))
+            })
+            .transpose()
+    }
+
+    /// An array field (missing: empty).
+    fn array(&self, name: &str, required: bool) -> Result<Vec<JsValue>, CountersignError> {
+        match self.get(name) {
+            None if !required => Ok(Vec::new()),
+            Some(v) if Array::is_array(&v) => Ok(Array::from(&v).to_vec()),
+            _ => Err(bad(format!("{}.{name} must be an array", self.path))),
+        }
+    }
 }
 
 /// The client's validated configuration.
@@ -67,6 +108,8 @@ pub(crate) struct Config {
     pub witnesses: Vec<NoteVerifier>,
     /// How many of them must have cosigned the checkpoint.
     pub quorum: usize,
+    /// The checkpoint and tiles `proveLogged` keeps between proofs.
+    pub proofs: std::cell::RefCell<crate::logged::ProofCache>,
 }
 
 /// `getObjects` fetches this many objects at once unless told otherwise: what a
@@ -86,45 +129,69 @@ impl Config {
     }
 
     pub(crate) fn from_js(options: &JsValue) -> Result<Self, CountersignError> {
-        let raw: RawOptions = serde_wasm_bindgen::from_value(options.clone())
-            .map_err(|e| bad(format!("options: {e}")))?;
+        let raw = Fields::new(
+            options,
+            "options".to_owned(),
+            &[
+                "gatekeeperUrl",
+                "gatekeeperId",
+                "bucket",
+                "subject",
+                "lifetimeSecs",
+                "keys",
+                "vendorThreshold",
+                "gatekeeperThreshold",
+                "concurrency",
+                "logWitnesses",
+                "logQuorum",
+                "sign",
+            ],
+        )?;
         let sign = js_sys::Reflect::get(options, &JsValue::from_str("sign"))
             .ok()
             .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
             .ok_or_else(|| {
                 bad("options.sign must be an async function (requests) => signature lists")
             })?;
-        let base_url = raw.gatekeeper_url.trim_end_matches('/').to_owned();
+        let base_url = raw
+            .string("gatekeeperUrl")?
+            .trim_end_matches('/')
+            .to_owned();
         if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
             return Err(bad("options.gatekeeperUrl must be an http(s) URL"));
         }
-        let lifetime_secs = raw.lifetime_secs.unwrap_or(120);
+        let lifetime_secs = raw.number("lifetimeSecs")?.unwrap_or(120);
         if lifetime_secs == 0 || lifetime_secs > countersign_core::canonical::MAX_LIFETIME_SECS {
             return Err(bad("options.lifetimeSecs must be 1 to 86400"));
         }
-        let concurrency = raw.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        let concurrency = raw.count("concurrency")?.unwrap_or(DEFAULT_CONCURRENCY);
         if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
             return Err(bad(format!(
                 "options.concurrency must be 1 to {MAX_CONCURRENCY}"
             )));
         }
         let mut keys = Vec::new();
-        for (i, k) in raw.keys.iter().enumerate() {
-            let bytes =
-                countersign_core::text::parse_b64(&k.public_key, "a public key").map_err(|_| {
+        for (i, k) in raw.array("keys", true)?.iter().enumerate() {
+            let k = Fields::new(
+                k,
+                format!("options.keys[{i}]"),
+                &["keyId", "role", "publicKey", "notBefore", "notAfter"],
+            )?;
+            let bytes = countersign_core::text::parse_b64(&k.string("publicKey")?, "a public key")
+                .map_err(|_| {
                     bad(format!(
                         "options.keys[{i}].publicKey must be 32 bytes of unpadded base64url"
                     ))
                 })?;
             keys.push(AuthorizedKey {
-                key_id: KeyId::parse(&k.key_id)?,
-                role: Role::parse(&k.role)?,
+                key_id: KeyId::parse(&k.string("keyId")?)?,
+                role: Role::parse(&k.string("role")?)?,
                 public_key: PublicKey::from_slice(&bytes)?,
-                not_before: k.not_before,
-                not_after: k.not_after,
+                not_before: k.number("notBefore")?,
+                not_after: k.number("notAfter")?,
             });
         }
-        let audience = GatekeeperId::parse(&raw.gatekeeper_id)?;
+        let audience = GatekeeperId::parse(&raw.string("gatekeeperId")?)?;
         let origin = countersign_core::logged::log_origin(&audience);
         let log_keys = keys
             .iter()
@@ -132,12 +199,12 @@ impl Config {
             .map(|k| NoteVerifier::ed25519(&origin, k.public_key))
             .collect::<Result<Vec<_>, _>>()?;
         let witnesses = raw
-            .log_witnesses
+            .array("logWitnesses", false)?
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                NoteVerifier::parse(w)
-                    .ok()
+                w.as_string()
+                    .and_then(|w| NoteVerifier::parse(&w).ok())
                     .filter(NoteVerifier::is_cosigner)
                     .ok_or_else(|| {
                         bad(format!(
@@ -146,7 +213,7 @@ impl Config {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let quorum = raw.log_quorum.unwrap_or(0);
+        let quorum = raw.count("logQuorum")?.unwrap_or(0);
         if quorum > witnesses.len() {
             return Err(bad(
                 "options.logQuorum may not exceed the number of options.logWitnesses",
@@ -155,17 +222,20 @@ impl Config {
         let keyring = Keyring::new(keys)?;
         let gatekeeper = Policy::new(
             keyring.clone(),
-            [(Role::gatekeeper(), raw.gatekeeper_threshold.unwrap_or(1))],
+            [(
+                Role::gatekeeper(),
+                raw.count("gatekeeperThreshold")?.unwrap_or(1),
+            )],
         )?;
         let uploader = Policy::new(
             keyring,
-            [(Role::vendor(), raw.vendor_threshold.unwrap_or(1))],
+            [(Role::vendor(), raw.count("vendorThreshold")?.unwrap_or(1))],
         )?;
         Ok(Self {
             base_url,
             audience,
-            bucket: Bucket::parse(&raw.bucket)?,
-            subject: Subject::parse(&raw.subject)?,
+            bucket: Bucket::parse(&raw.string("bucket")?)?,
+            subject: Subject::parse(&raw.string("subject")?)?,
             lifetime_secs,
             gatekeeper,
             uploader,
@@ -174,6 +244,7 @@ impl Config {
             log_keys,
             witnesses,
             quorum,
+            proofs: Default::default(),
         })
     }
 }

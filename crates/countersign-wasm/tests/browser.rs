@@ -156,6 +156,59 @@ fn options_are_validated_with_codes() {
     let o = good();
     set(&o, "subject", "has space");
     assert_eq!(error_code(GatekeeperClient::new(o.into())), "invalid_field");
+
+    // Shapes: each wrong field is `bad_options`, named in the message.
+    let message = |o: Object| {
+        let e = GatekeeperClient::new(o.into()).err().unwrap();
+        assert_eq!(e.code(), "bad_options");
+        e.message()
+    };
+    assert_eq!(
+        message(Array::new().unchecked_into::<Object>()),
+        "options must be an object"
+    );
+    let o = good();
+    set(&o, "gatekeeperURL", "http://127.0.0.1:9");
+    assert_eq!(message(o), "options.gatekeeperURL is not a known option");
+    let o = good();
+    set(&o, "bucket", 7);
+    assert_eq!(message(o), "options.bucket must be a string");
+    let o = good();
+    Reflect::delete_property(&o, &"gatekeeperId".into()).unwrap();
+    assert_eq!(message(o), "options.gatekeeperId must be a string");
+    for bad in [
+        JsValue::from(1.5),
+        JsValue::from(-1),
+        JsValue::from("60"),
+        JsValue::from(2f64.powi(53)),
+    ] {
+        let o = good();
+        set(&o, "lifetimeSecs", bad);
+        assert_eq!(
+            message(o),
+            "options.lifetimeSecs must be a whole number from 0 to 2^53 - 1"
+        );
+    }
+    let o = good();
+    set(&o, "keys", "gk-1");
+    assert_eq!(message(o), "options.keys must be an array");
+    let o = good();
+    let key = key_entry("gk-1", "gatekeeper", &gatekeeper_public);
+    set(&key, "notAfter", 10);
+    set(&key, "expires", 10);
+    set(&o, "keys", Array::of1(&key));
+    assert_eq!(message(o), "options.keys[0].expires is not a known option");
+    let o = good();
+    set(&o, "keys", Array::of1(&JsValue::NULL));
+    assert_eq!(message(o), "options.keys[0] must be an object");
+    let o = good();
+    set(&o, "logWitnesses", Array::of1(&JsValue::from(4)));
+    assert!(message(o).starts_with("options.logWitnesses[0] must be a witness verifier key"));
+    // `undefined` and `null` are as if the option were missing.
+    let o = good();
+    set(&o, "lifetimeSecs", JsValue::UNDEFINED);
+    set(&o, "logWitnesses", JsValue::NULL);
+    assert!(GatekeeperClient::new(o.into()).is_ok());
 }
 
 #[wasm_bindgen_test]
@@ -439,6 +492,35 @@ fn now_ms() -> f64 {
     now.call0(&performance).unwrap().as_f64().unwrap()
 }
 
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = performance, js_name = getEntriesByName)]
+    fn performance_entries(name: &str) -> Array;
+    #[wasm_bindgen(js_namespace = performance, js_name = clearMeasures)]
+    fn clear_measures();
+}
+
+/// How `runs` proofs that took `ms` each on average split, from `proveLogged`'s
+/// `performance.measure` entries: fetches of the checkpoint, fetches of tiles, and the
+/// rest (in wasm); and how many fetches of each there were.
+fn proof_split(runs: u32, ms: f64) -> (String, u32, u32) {
+    let fetched = |what: &str| {
+        let entries = performance_entries(&format!("countersign:proveLogged:{what}"));
+        let total: f64 = entries
+            .iter()
+            .map(|e| get(&e, "duration").as_f64().unwrap())
+            .fold(0.0, |a, b| a + b);
+        (total / f64::from(runs), entries.length())
+    };
+    let (checkpoint, checkpoints) = fetched("checkpoint");
+    let (tiles, tile_fetches) = fetched("tile");
+    let split = format!(
+        "{ms:.3} ms per proof: checkpoint fetch {checkpoint:.3}, tile fetches {tiles:.3}, wasm {:.3}; {checkpoints} checkpoint and {tile_fetches} tile fetches in {runs} proofs",
+        ms - checkpoint - tiles
+    );
+    (split, checkpoints, tile_fetches)
+}
+
 /// The `LogReceipt` held by `value.receipt` (a `PutResult`, `VerifiedObject` or
 /// `CountersignError`).
 fn receipt_of(value: &JsValue) -> countersign_wasm::LogReceipt {
@@ -519,16 +601,49 @@ async fn receipts_prove_their_requests_were_logged() {
         sleep(100).await;
         last = settle(client.prove_logged(&put_receipt)).await.unwrap();
     }
+    // Warm: one client proving again and again (checkpoint reused within its 1 s,
+    // tiles cached); cold: a new client per proof (checkpoint and every tile fetched).
     let runs = 50;
+    clear_measures();
     let start = now_ms();
     for _ in 0..runs {
         last = settle(client.prove_logged(&put_receipt)).await.unwrap();
     }
-    let each = (now_ms() - start) / f64::from(runs);
+    let (warm, warm_checkpoints, warm_tiles) =
+        proof_split(runs, (now_ms() - start) / f64::from(runs));
+    let cold_runs = 20;
+    let fresh = (0..cold_runs)
+        .map(|_| {
+            GatekeeperClient::new(
+                options(
+                    url,
+                    id,
+                    gk_key,
+                    signer(VENDOR_SEED, VENDOR_KEY_ID),
+                    "user-42",
+                )
+                .into(),
+            )
+            .unwrap()
+        })
+        .collect::<Vec<_>>();
+    clear_measures();
+    let start = now_ms();
+    for c in &fresh {
+        settle(c.prove_logged(&put_receipt)).await.unwrap();
+    }
+    let (cold, cold_checkpoints, cold_tiles) =
+        proof_split(cold_runs, (now_ms() - start) / f64::from(cold_runs));
     wasm_bindgen_test::console_log!(
-        "proveLogged (checkpoint + tiles fetched from 127.0.0.1, verified in wasm): {each:.2} ms per proof, tree of {} entries",
+        "proveLogged, tree of {} entries, from 127.0.0.1: warm {warm}; cold {cold}",
         get(&last, "treeSize").as_f64().unwrap()
     );
+    // Each cold proof fetched the checkpoint and its tiles (two levels); warm proofs
+    // refetch the checkpoint at most once a second, and tiles only for a grown tree.
+    assert_eq!(cold_checkpoints, cold_runs);
+    assert!(cold_tiles >= 2 * cold_runs, "{cold}");
+    assert!(warm_checkpoints < runs / 2, "{warm}");
+    assert!(warm_tiles <= 3 * warm_checkpoints, "{warm}");
 
     // A witness quorum the gatekeeper's checkpoint does not carry.
     let witness = countersign_core::note::NoteSigner::cosigner(
