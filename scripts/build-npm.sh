@@ -13,7 +13,8 @@ out=packages/client/pkg
 rm -rf "$out"
 wasm-bindgen --target web --out-dir "$out" --out-name countersign \
   "$target_dir/wasm32-unknown-unknown/wasm-release/countersign_wasm.wasm"
-node_modules/.bin/wasm-opt -O \
+# --strip-*: custom sections no browser reads (~200 B gzip).
+node_modules/.bin/wasm-opt -O --strip-producers --strip-target-features \
   --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-reference-types --enable-multivalue \
   "$out/countersign_bg.wasm" -o "$out/countersign_bg.wasm"

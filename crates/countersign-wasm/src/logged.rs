@@ -89,12 +89,12 @@ impl LogProof {
 async fn fetch(config: &Config, path: &str, max: u64) -> Result<Vec<u8>> {
     let start = performance_now();
     let body = fetch_body(config, path, max).await;
-    let what = if path == "checkpoint" {
-        "checkpoint"
+    let name = if path == "checkpoint" {
+        "countersign:proveLogged:checkpoint"
     } else {
-        "tile"
+        "countersign:proveLogged:tile"
     };
-    measure(&format!("countersign:proveLogged:{what}"), start);
+    measure(name, start);
     body
 }
 
