@@ -2239,3 +2239,138 @@ async fn encrypt_existing_survives_interruptions(b: &Backend) {
     }
     read_all(&on, &want).await;
 }
+
+/// A TCP forwarder to `target` that keeps every byte the client sent.
+async fn recording_forwarder(target: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let target = target.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, sent)
+}
+
+/// A recorded request: its lower-cased headers and its body.
+type Recorded = (Vec<(String, String)>, Vec<u8>);
+
+/// The requests in a recorded HTTP/1.1 stream.
+fn recorded_requests(mut stream: &[u8]) -> Vec<Recorded> {
+    let mut requests = Vec::new();
+    while let Some(end) = stream.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = std::str::from_utf8(&stream[..end]).unwrap();
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let body = stream[end + 4..end + 4 + length].to_vec();
+        stream = &stream[end + 4 + length..];
+        requests.push((headers, body));
+    }
+    requests
+}
+
+/// Temporary KMS credentials: with a session token every KMS call carries it as
+/// `X-Amz-Security-Token`, among the SigV4 signed headers (the signature, recomputed
+/// from the request as it went over the wire, matches only with that token), and
+/// moto's KMS answers the calls; without one no such header is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_session_token_is_sent_and_signed() {
+    use countersign_gatekeeper::config::Secret;
+    use countersign_gatekeeper::kms::{Kms, KmsConfig};
+    use sha2::Digest as _;
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let key_id = create_kms_key(&s3_endpoint).await;
+    const TOKEN: &str = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJH+session/token=";
+    for token in [Some(TOKEN), None] {
+        let (url, sent) = recording_forwarder(&s3_endpoint).await;
+        let kms = Kms::new(
+            KmsConfig {
+                key_id: key_id.clone(),
+                region: "us-east-1".into(),
+                endpoint: url,
+                access_key_id: "ASIATESTING".into(),
+                secret_access_key: Secret::new("testing"),
+                session_token: token.map(Secret::new),
+            },
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap();
+        kms.check().await.unwrap(); // GenerateDataKey, then Decrypt
+        let stream = sent.lock().unwrap().clone();
+        let requests = recorded_requests(&stream);
+        assert_eq!(requests.len(), 2, "{}", String::from_utf8_lossy(&stream));
+        for (headers, body) in requests {
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(header("x-amz-security-token").as_deref(), token);
+            let authorization = header("authorization").unwrap();
+            let (_, signed) = authorization.split_once("SignedHeaders=").unwrap();
+            let (signed, signature) = signed.split_once(", Signature=").unwrap();
+            assert_eq!(
+                signed.split(';').any(|h| h == "x-amz-security-token"),
+                token.is_some()
+            );
+            let date = header("x-amz-date").unwrap();
+            let body_hash =
+                countersign_core::text::hex(&<[u8; 32]>::from(sha2::Sha256::digest(&body)));
+            let sign = |token: Option<&str>| {
+                let canonical_headers: String = signed
+                    .split(';')
+                    .map(|n| {
+                        let v = match (n, token) {
+                            ("x-amz-security-token", Some(t)) => t.to_owned(),
+                            _ => header(n).unwrap(),
+                        };
+                        format!("{n}:{v}\n")
+                    })
+                    .collect();
+                countersign_gatekeeper::s3_uploads::service_signature(
+                    "testing",
+                    "us-east-1",
+                    "kms",
+                    &date,
+                    &format!("POST\n/\n\n{canonical_headers}\n{signed}\n{body_hash}"),
+                )
+            };
+            assert_eq!(sign(None), signature);
+            if token.is_some() {
+                assert_ne!(sign(Some("another-token")), signature);
+            }
+        }
+    }
+}
