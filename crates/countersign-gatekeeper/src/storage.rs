@@ -47,6 +47,9 @@ use tokio::task::JoinSet;
 pub const SMALL_OBJECT_BYTES: usize = 8 * 1024 * 1024;
 /// Multipart part size.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// The capacity of the buffer a part is gathered in: a part and the end of the body
+/// chunk that filled it, so that gathering a part never grows the allocation.
+const PART_ALLOCATION: usize = PART_BYTES + 1024 * 1024;
 /// Parts uploading at once per upload (besides the one being received).
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// Folder of object bytes.
@@ -778,7 +781,16 @@ impl PendingPut {
         while in_flight.len() >= PARTS_IN_FLIGHT {
             collect_part(in_flight, done).await?;
         }
-        let part = buffer.split_to(size.min(buffer.len())).freeze();
+        // The part takes the buffer's allocation and the bytes past it move to a new
+        // one: a part split off with `split_to` would share its allocation with the
+        // buffer, so each part in flight kept alive a grown allocation of its
+        // neighbour's bytes too, and the upload's memory was no longer three parts.
+        let size = size.min(buffer.len());
+        let rest = buffer.get(size..).unwrap_or_default();
+        let mut next = BytesMut::with_capacity(PART_ALLOCATION.max(rest.len()));
+        next.extend_from_slice(rest);
+        buffer.truncate(size);
+        let part = std::mem::replace(buffer, next).freeze();
         let idx = *next_part;
         *next_part += 1;
         let id = id.clone();
