@@ -7,6 +7,8 @@
 //!   at rest, the default), through a second gatekeeper whose bucket is not
 //!   encrypted, and direct, with the encrypting gatekeeper's peak RSS (`VmHWM`) per
 //!   phase and the stored size overhead of encryption.
+//! - large-object GET from a local-directory store (encrypted and not) next to
+//!   reading the same bytes from a file with a 1 MiB buffer.
 //!
 //! The gatekeeper runs as a separate process (the built binary with `--config`).
 //!
@@ -119,10 +121,11 @@ struct Gatekeeper {
 }
 
 impl Gatekeeper {
+    /// A gatekeeper on the S3 bucket `s3 = (endpoint, bucket)`, or with `None` on a
+    /// local directory in its data directory.
     fn start(
         label: &str,
-        s3_endpoint: &str,
-        s3_bucket: &str,
+        s3: Option<(&str, &str)>,
         database: Option<&str>,
         encrypted: bool,
     ) -> Self {
@@ -130,6 +133,15 @@ impl Gatekeeper {
             .prefix("countersign-bench-")
             .tempdir()
             .unwrap();
+        let storage = match s3 {
+            Some((s3_endpoint, s3_bucket)) => format!(
+                "store = \"s3\"\nendpoint = \"{s3_endpoint}\"\nregion = \"us-east-1\"\ns3_bucket = \"{s3_bucket}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\nallow_http = true"
+            ),
+            None => format!(
+                "store = \"local\"\npath = \"{}\"",
+                dir.path().join("bucket").display()
+            ),
+        };
         let database = database
             .map(|url| format!("[database]\nurl = \"{url}\"\n"))
             .unwrap_or_default();
@@ -154,13 +166,7 @@ LIST = {{ vendor = 1 }}
 PUT = {{ vendor = 1 }}
 
 [buckets.{BUCKET}]
-store = "s3"
-endpoint = "{s3_endpoint}"
-region = "us-east-1"
-s3_bucket = "{s3_bucket}"
-access_key_id = "testing"
-secret_access_key = "testing"
-allow_http = true
+{storage}
 {encryption}
 
 [[acl]]
@@ -422,6 +428,28 @@ async fn get_gk(
     t.elapsed()
 }
 
+/// Reads a file to its end with a 1 MiB buffer (the local store's direct baseline).
+async fn read_file(path: &std::path::Path, length: u64) -> Duration {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let t = Instant::now();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let mut buf = vec![0; BLOCK_BYTES];
+        let mut n = 0u64;
+        loop {
+            match f.read(&mut buf).unwrap() {
+                0 => break,
+                k => n += k as u64,
+            }
+        }
+        assert_eq!(n, length);
+        t.elapsed()
+    })
+    .await
+    .unwrap()
+}
+
 fn mib_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MIB / d.as_secs_f64()
 }
@@ -465,7 +493,12 @@ async fn fresh_gatekeeper(
         Some(pg) => Some(create_pg_database(pg).await),
         None => None,
     };
-    let gk = Gatekeeper::start(label, s3_endpoint, &bucket, db.as_deref(), encrypted);
+    let gk = Gatekeeper::start(
+        label,
+        Some((s3_endpoint, &bucket)),
+        db.as_deref(),
+        encrypted,
+    );
     (gk, s3_store(s3_endpoint, &bucket))
 }
 
@@ -543,8 +576,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         create_s3_bucket(s3_endpoint, &bucket).await;
         gks.push(Gatekeeper::start(
             "PostgreSQL",
-            s3_endpoint,
-            &bucket,
+            Some((s3_endpoint, &bucket)),
             Some(&db),
             true,
         ));
@@ -557,8 +589,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     create_s3_bucket(s3_endpoint, &bucket).await;
     gks.push(Gatekeeper::start(
         "SQLite",
-        s3_endpoint,
-        &bucket,
+        Some((s3_endpoint, &bucket)),
         None,
         true,
     ));
@@ -699,6 +730,59 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         large_rows.push((mib, body.digest.length, put, get));
     }
 
+    // --- large objects, local store: GET ----------------------------------------
+    // Fresh gatekeepers (SQLite, bucket in a local directory) per size; direct = a
+    // copy of the body in a file, read with a 1 MiB buffer. Both files were just
+    // written, so both sides read from the page cache.
+    let mut local_rows = Vec::new();
+    for &mib in &large_mib {
+        eprintln!("large objects, local store: {mib} MiB");
+        let gk = Gatekeeper::start("local-encrypted", None, None, true);
+        let gk_plain = Gatekeeper::start("local-unencrypted", None, None, false);
+        let body = LargeBody::new(mib);
+        let direct_dir = tempfile::Builder::new()
+            .prefix("countersign-bench-direct-")
+            .tempdir()
+            .unwrap();
+        let direct_file = direct_dir.path().join("object");
+        {
+            use std::io::Write as _;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&direct_file).unwrap());
+            for _ in 0..body.blocks {
+                f.write_all(&body.block).unwrap();
+            }
+            f.into_inner().unwrap().sync_all().unwrap();
+        }
+        let key = ObjectKey::parse(&format!("large/local-{mib}-{}", random_hex(3))).unwrap();
+        put_gk(&client, &gk, &key, &body).await;
+        put_gk(&client, &gk_plain, &key, &body).await;
+        let reps = env_num(
+            "COUNTERSIGN_BENCH_LARGE_RUNS",
+            if mib <= 256 { 5 } else { 3 },
+        );
+        let mut get = LargeRow::default();
+        for rep in 0..reps {
+            for side in [0, 1, 2].map(|i| (i + rep) % 3) {
+                match side {
+                    0 => get
+                        .direct
+                        .push(read_file(&direct_file, body.digest.length).await),
+                    1 => get
+                        .plain
+                        .push(get_gk(&client, &gk_plain, &key, body.digest.length).await),
+                    _ => {
+                        peak_reset &= gk.reset_peak();
+                        get.before_kib = get.before_kib.max(gk.status_kib("VmRSS"));
+                        get.gk
+                            .push(get_gk(&client, &gk, &key, body.digest.length).await);
+                        get.peak_kib = get.peak_kib.max(gk.status_kib("VmHWM"));
+                    }
+                }
+            }
+        }
+        local_rows.push((mib, body.digest.length, get));
+    }
+
     // --- report -----------------------------------------------------------------
     println!();
     println!(
@@ -798,6 +882,38 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     println!(
         "(MiB/s, medians; RSS and peak RSS of the encrypting gatekeeper; overhead = stored size / body size - 1)"
     );
+    println!();
+    println!(
+        "Large-object GET from a local-directory store (SQLite, fresh processes per size; direct = reading a file with a 1 MiB buffer): median MiB/s"
+    );
+    println!(
+        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12} {:>12}",
+        "size",
+        "runs",
+        "direct",
+        "gk plain",
+        "gk enc",
+        "enc/plain",
+        "enc/direct",
+        "RSS before",
+        "peak RSS"
+    );
+    for (mib, bytes, row) in &local_rows {
+        let (d, p, g) = row.rates(*bytes);
+        min_ratio = min_ratio.min(g / d);
+        println!(
+            "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB",
+            format!("{mib} MiB"),
+            row.gk.len(),
+            d,
+            p,
+            g,
+            g / p,
+            g / d,
+            row.before_kib as f64 / 1024.0,
+            row.peak_kib as f64 / 1024.0,
+        );
+    }
     println!();
     println!("Goals:");
     for (concurrency, label, added) in &added_p50 {

@@ -85,6 +85,9 @@ struct RawKms {
     secret_access_key: Option<String>,
     secret_access_key_env: Option<String>,
     secret_access_key_file: Option<PathBuf>,
+    session_token: Option<String>,
+    session_token_env: Option<String>,
+    session_token_file: Option<PathBuf>,
     #[serde(default)]
     allow_http: bool,
 }
@@ -126,12 +129,30 @@ impl RawKms {
                 "is required (or secret_access_key_env, secret_access_key_file)",
             )
         })?;
+        let key = format!("{at}.session_token");
+        let session_token = crate::config::secret(
+            data_dir,
+            &key,
+            self.session_token,
+            self.session_token_env,
+            self.session_token_file,
+        )?;
+        if let Some(token) = &session_token {
+            // It travels as an HTTP header value.
+            if token.expose().is_empty() || !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err(
+                    &key,
+                    "must be a non-empty string of visible ASCII characters",
+                ));
+            }
+        }
         Ok(KmsConfig {
             key_id: self.key_id,
             region: self.region,
             endpoint,
             access_key_id: self.access_key_id,
             secret_access_key: secret,
+            session_token,
         })
     }
 }
@@ -1024,7 +1045,25 @@ mod tests {
         };
         assert_eq!(k.endpoint, "https://kms.eu-west-1.amazonaws.com");
         assert_eq!(k.secret_access_key.expose(), "s3cr3t");
+        assert!(k.session_token.is_none());
         assert!(!format!("{ok:?}").contains("s3cr3t"));
+        // Temporary credentials: the session token, here from a file.
+        crate::config::write_private(&dir.path().join("kms.token"), b"FwoGZXIvYXdzE+token/=\n")
+            .unwrap();
+        let temp = from_toml(
+            &kms(", secret_access_key = \"x\", session_token_file = \"kms.token\""),
+            dir.path(),
+        )
+        .unwrap()
+        .unwrap();
+        let KekSource::Kms(k) = &temp.keys["k"] else {
+            panic!("{temp:?}");
+        };
+        assert_eq!(
+            k.session_token.as_ref().map(crate::config::Secret::expose),
+            Some("FwoGZXIvYXdzE+token/=")
+        );
+        assert!(!format!("{temp:?}").contains("token/="));
         let err = |extra: &str| from_toml(&kms(extra), dir.path()).unwrap_err();
         let e = err("");
         assert!(
@@ -1045,6 +1084,15 @@ mod tests {
         assert!(local.is_ok(), "{local:?}");
         let e = err(", secret_access_key = \"x\", secret_access_key_env = \"Y\"");
         assert!(e.contains("set only one of"), "{e}");
+        let e = err(", secret_access_key = \"x\", session_token = \"two words\"");
+        assert!(
+            e.starts_with("buckets.reports.encryption.keys[0].kms.session_token: must be"),
+            "{e}"
+        );
+        let e = err(
+            ", secret_access_key = \"x\", session_token_env = \"COUNTERSIGN_TEST_NO_SUCH_VAR\"",
+        );
+        assert!(e.contains("is not set"), "{e}");
         let e = from_toml(
             "keys = [{ id = \"k\", file = \"a\", kms = { key_id = \"a\", region = \"r\", access_key_id = \"a\", secret_access_key = \"x\" } }]",
             dir.path(),

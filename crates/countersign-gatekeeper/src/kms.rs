@@ -33,6 +33,9 @@ pub struct KmsConfig {
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: Secret,
+    /// The session token of temporary credentials (AWS STS), sent as
+    /// `X-Amz-Security-Token` and signed; `None` for long-term access keys.
+    pub session_token: Option<Secret>,
 }
 
 /// Why a KMS call failed. The message names the key, never a credential.
@@ -239,13 +242,24 @@ impl Kms {
         let date = crate::s3_uploads::amz_date(now);
         let target = format!("TrentService.{action}");
         const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-        const SIGNED: &str = "content-type;host;x-amz-date;x-amz-target";
-        let body_hash = countersign_core::text::hex(&<[u8; 32]>::from(Sha256::digest(&body)));
-        let canonical = format!(
-            "POST\n/\n\ncontent-type:{CONTENT_TYPE}\nhost:{}\nx-amz-date:{date}\nx-amz-target:{target}\n\n{SIGNED}\n{body_hash}",
-            self.host
-        );
         let c = &self.config;
+        let token = c.session_token.as_ref().map(Secret::expose);
+        // The canonical headers, sorted by name, each one of them signed.
+        let mut headers = vec![
+            ("content-type", CONTENT_TYPE),
+            ("host", self.host.as_str()),
+            ("x-amz-date", date.as_str()),
+        ];
+        headers.extend(token.map(|t| ("x-amz-security-token", t)));
+        headers.push(("x-amz-target", target.as_str()));
+        let signed = headers
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(";");
+        let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
+        let body_hash = countersign_core::text::hex(&<[u8; 32]>::from(Sha256::digest(&body)));
+        let canonical = format!("POST\n/\n\n{canonical_headers}\n{signed}\n{body_hash}");
         let signature = crate::s3_uploads::service_signature(
             c.secret_access_key.expose(),
             &c.region,
@@ -254,7 +268,7 @@ impl Kms {
             &canonical,
         );
         let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{}/{}/kms/aws4_request, SignedHeaders={SIGNED}, Signature={signature}",
+            "AWS4-HMAC-SHA256 Credential={}/{}/{}/kms/aws4_request, SignedHeaders={signed}, Signature={signature}",
             c.access_key_id,
             date.get(..8).unwrap_or(""),
             c.region
@@ -264,13 +278,18 @@ impl Kms {
             endpoint: c.endpoint.clone(),
             detail,
         };
-        let response = self
+        let request = self
             .http
             .post(&c.endpoint)
             .header("content-type", CONTENT_TYPE)
             .header("x-amz-date", &date)
             .header("x-amz-target", &target)
-            .header("authorization", authorization)
+            .header("authorization", authorization);
+        let request = match token {
+            Some(t) => request.header("x-amz-security-token", t),
+            None => request,
+        };
+        let response = request
             .body(body)
             .send()
             .await

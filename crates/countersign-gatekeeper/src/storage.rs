@@ -47,6 +47,9 @@ use tokio::task::JoinSet;
 pub const SMALL_OBJECT_BYTES: usize = 8 * 1024 * 1024;
 /// Multipart part size.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// The capacity of the buffer a part is gathered in: a part and the end of the body
+/// chunk that filled it, so that gathering a part never grows the allocation.
+const PART_ALLOCATION: usize = PART_BYTES + 1024 * 1024;
 /// Parts uploading at once per upload (besides the one being received).
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// Folder of object bytes.
@@ -382,7 +385,12 @@ impl Storage {
             }
         };
         let deadline = self.deadline;
-        let inner = result.into_stream();
+        let inner = match result.payload {
+            object_store::GetResultPayload::File(file, path) => {
+                local_file_stream(file, path, result.range)
+            }
+            object_store::GetResultPayload::Stream(s) => s,
+        };
         let stream = futures::stream::unfold(Some(inner), move |state| async move {
             let mut inner = state?;
             match tokio::time::timeout(deadline, inner.next()).await {
@@ -522,33 +530,94 @@ impl Storage {
     }
 }
 
+/// Bytes read from a local file per step of [`local_file_stream`].
+const LOCAL_READ_BYTES: usize = 1024 * 1024;
+
+/// Bytes `range` of a local file, [`LOCAL_READ_BYTES`] at a time, each piece read on
+/// the blocking pool. `object_store`'s own stream of a local file hands every 8 KiB
+/// to the blocking pool separately, a thread hop per 8 KiB that held a local GET to a
+/// fraction of a plain read of the file. A file shorter than the range is an error.
+fn local_file_stream(
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    range: Range<u64>,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    use std::os::unix::fs::FileExt as _;
+    let file = Arc::new(file);
+    let end = range.end;
+    futures::stream::try_unfold(range.start, move |at| {
+        let (file, path) = (file.clone(), path.clone());
+        async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let len =
+                usize::try_from(end - at).map_or(LOCAL_READ_BYTES, |n| n.min(LOCAL_READ_BYTES));
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = BytesMut::zeroed(len);
+                file.read_exact_at(&mut buf, at).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{} at byte {at}: {e}", path.display()))
+                })?;
+                Ok(buf.freeze())
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })?;
+            Ok(Some((read, at + len as u64)))
+        }
+    })
+    .boxed()
+}
+
 /// Opens a stream of stored bytes segment by segment: each segment's plaintext is
 /// yielded only after its tag verified; a failure ends the stream with
 /// [`StorageError::Sealing`] (`stored_object_tampered`), as does a short read.
 fn open_stream(stored: ByteStream, opener: at_rest::Opener) -> ByteStream {
-    futures::stream::unfold(Some((stored, opener)), |state| async move {
-        let (mut stored, mut opener) = state?;
-        loop {
-            match stored.next().await {
-                Some(Ok(chunk)) => {
-                    let mut out = Vec::with_capacity(chunk.len());
-                    if let Err(e) = opener.update(&chunk, &mut out) {
-                        return Some((Err(StorageError::Sealing(e)), None));
+    enum State {
+        Open(ByteStream, Box<at_rest::Opener>),
+        /// The segments verified before a failure were yielded; the failure is next.
+        Failed(StorageError),
+    }
+    futures::stream::unfold(
+        Some(State::Open(stored, Box::new(opener))),
+        |state| async move {
+            let (mut stored, mut opener) = match state? {
+                State::Open(stored, opener) => (stored, opener),
+                State::Failed(e) => return Some((Err(e), None)),
+            };
+            loop {
+                match stored.next().await {
+                    Some(Ok(chunk)) => {
+                        let mut out = Vec::with_capacity(chunk.len());
+                        // A piece may hold several segments: those before a failing one
+                        // verified and are released before the failure.
+                        if let Err(e) = opener.update(&chunk, &mut out) {
+                            let e = StorageError::Sealing(e);
+                            return Some(if out.is_empty() {
+                                (Err(e), None)
+                            } else {
+                                (Ok(Bytes::from(out)), Some(State::Failed(e)))
+                            });
+                        }
+                        if !out.is_empty() {
+                            return Some((Ok(Bytes::from(out)), Some(State::Open(stored, opener))));
+                        }
                     }
-                    if !out.is_empty() {
-                        return Some((Ok(Bytes::from(out)), Some((stored, opener))));
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    None => {
+                        return match opener.finish() {
+                            Ok(()) => None,
+                            Err(e) => Some((Err(StorageError::Sealing(e)), None)),
+                        };
                     }
-                }
-                Some(Err(e)) => return Some((Err(e), None)),
-                None => {
-                    return match opener.finish() {
-                        Ok(()) => None,
-                        Err(e) => Some((Err(StorageError::Sealing(e)), None)),
-                    };
                 }
             }
-        }
-    })
+        },
+    )
     .boxed()
 }
 
@@ -712,7 +781,16 @@ impl PendingPut {
         while in_flight.len() >= PARTS_IN_FLIGHT {
             collect_part(in_flight, done).await?;
         }
-        let part = buffer.split_to(size.min(buffer.len())).freeze();
+        // The part takes the buffer's allocation and the bytes past it move to a new
+        // one: a part split off with `split_to` would share its allocation with the
+        // buffer, so each part in flight kept alive a grown allocation of its
+        // neighbour's bytes too, and the upload's memory was no longer three parts.
+        let size = size.min(buffer.len());
+        let rest = buffer.get(size..).unwrap_or_default();
+        let mut next = BytesMut::with_capacity(PART_ALLOCATION.max(rest.len()));
+        next.extend_from_slice(rest);
+        buffer.truncate(size);
+        let part = std::mem::replace(buffer, next).freeze();
         let idx = *next_part;
         *next_part += 1;
         let id = id.clone();

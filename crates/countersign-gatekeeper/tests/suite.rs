@@ -96,6 +96,7 @@ suite!(
     rotation_and_rewrap_keep_objects_readable,
     refused_uploads_leave_no_data_key,
     encrypt_existing_survives_interruptions,
+    key_commands_survive_kill_9,
     metrics_count_decisions_and_pass_promtool,
     metrics_show_an_unreadable_log,
 );
@@ -2238,4 +2239,359 @@ async fn encrypt_existing_survives_interruptions(b: &Backend) {
         );
     }
     read_all(&on, &want).await;
+}
+
+/// When a `keys` command run as its own process is killed.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// This long after it started.
+    Time(u64),
+    /// Once it printed this many result lines (objects done).
+    Lines(usize),
+}
+
+/// Runs `countersign-gatekeeper keys COMMAND` on the configuration file and SIGKILLs
+/// it at `kill` (or lets it finish when `None`, asserting that it succeeds). Returns
+/// the result lines it printed and whether the kill hit a running process.
+async fn run_keys_command(
+    h: &Harness,
+    config: &std::path::Path,
+    command: &str,
+    kill: Option<KillAt>,
+) -> (Vec<String>, bool) {
+    use std::io::BufRead as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args(["keys", command, "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(&h.dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let command = command.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut lines = Vec::new();
+        match kill {
+            Some(KillAt::Time(ms)) => {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                let _ = child.kill(); // SIGKILL
+            }
+            Some(KillAt::Lines(n)) => {
+                while lines.len() < n {
+                    match rx.recv() {
+                        Ok(line) => lines.push(line),
+                        Err(_) => break,
+                    }
+                }
+                let _ = child.kill(); // SIGKILL
+            }
+            None => {}
+        }
+        let status = child.wait().unwrap();
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
+        let killed = status.signal() == Some(9);
+        if !killed {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            assert!(status.success(), "keys {command}: {stderr}");
+        }
+        (lines, killed)
+    })
+    .await
+    .unwrap()
+}
+
+/// The harness's configuration with these KEKs (key files in the harness directory),
+/// written to a file for the command line.
+fn kek_config_file(h: &Harness, ids: &[&str], current: &str) -> std::path::PathBuf {
+    let keys: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let path = h.dir.join(format!("{id}.kek"));
+            if !path.exists() {
+                countersign_gatekeeper::encryption::create_kek_file(&path).unwrap();
+            }
+            format!("{{ id = \"{id}\", file = \"{}\" }}", path.display())
+        })
+        .collect();
+    let section = format!(
+        "[buckets.{BUCKET}]\n{}\n[buckets.{BUCKET}.encryption]\ncurrent = \"{current}\"\nkeys = [{}]\n",
+        bucket_storage_lines(&h.config),
+        keys.join(", ")
+    );
+    let text = config_text(&section, &database_lines(&h.config), "");
+    let path = h.dir.join(format!("keys-{current}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `keys encrypt-existing` and then `keys rewrap`, each run as the real process and
+/// killed with SIGKILL at several points (at start, mid-object, after N objects):
+/// after every kill each object reads through the gatekeeper with its bytes, and a
+/// final run completes the job (no plaintext object left, every data key wrapped by
+/// the new KEK) and a run after it finds nothing to do.
+async fn key_commands_survive_kill_9(b: &Backend) {
+    let h = Harness::new(b).await;
+    let (off, _) =
+        countersign_gatekeeper::server::build_state(encryption_config(&h, "enabled = false"))
+            .await
+            .unwrap();
+    // Large objects (copies killed midway) and many small ones (so that a rewrap,
+    // which moves no bytes, is still running when its kill arrives).
+    let sizes = [0, 5, SEG + 1, 3 * SEG, 4 << 20, 6 << 20, 1 << 20, 4 << 20];
+    let objects: Vec<(String, Vec<u8>)> = sizes
+        .iter()
+        .chain(&[100; 32])
+        .enumerate()
+        .map(|(i, &n)| (format!("{SECRET_NAME}/kill-{i}"), marked(n)))
+        .collect();
+    for (key, body) in &objects {
+        let r = send_to(
+            &off,
+            signed(&put(key, body).request(), body.clone()),
+            "127.0.0.1",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let want: Vec<(&str, &[u8])> = objects
+        .iter()
+        .map(|(k, b)| (k.as_str(), b.as_slice()))
+        .collect();
+    let ledger = h.ledger().await;
+    // A rewrap moves no bytes and is over in milliseconds: kill it by lines.
+    let copying = [
+        KillAt::Time(0),
+        KillAt::Time(40),
+        KillAt::Lines(1),
+        KillAt::Time(120),
+        KillAt::Lines(2),
+        KillAt::Time(250),
+        KillAt::Lines(1),
+    ];
+    let rewrapping = [
+        KillAt::Time(0),
+        KillAt::Lines(1),
+        KillAt::Lines(5),
+        KillAt::Lines(1),
+        KillAt::Lines(10),
+    ];
+    for (command, config, kek, kills) in [
+        (
+            "encrypt-existing",
+            kek_config_file(&h, &["k1"], "k1"),
+            "k1",
+            &copying[..],
+        ),
+        (
+            "rewrap",
+            kek_config_file(&h, &["k1", "k2"], "k2"),
+            "k2",
+            &rewrapping[..],
+        ),
+    ] {
+        let (_, on) = with_keks(&h, &["k1", "k2"], kek).await;
+        read_all(&on, &want).await;
+        let mut killed = 0;
+        for &kill in kills {
+            let (_, hit) = run_keys_command(&h, &config, command, Some(kill)).await;
+            killed += usize::from(hit);
+            read_all(&on, &want).await;
+            let (_, fresh) = with_keks(&h, &["k1", "k2"], kek).await;
+            read_all(&fresh, &want).await;
+        }
+        eprintln!(
+            "{command}: {killed} of {} kills hit a running process",
+            kills.len()
+        );
+        assert!(
+            killed >= 3,
+            "{command}: only {killed} kills hit a running process"
+        );
+        // The run after the kills completes; the next one has nothing to do.
+        run_keys_command(&h, &config, command, None).await;
+        let (lines, _) = run_keys_command(&h, &config, command, None).await;
+        assert!(lines.is_empty(), "{command} again: {lines:?}");
+        read_all(&on, &want).await;
+        assert!(
+            ledger
+                .unencrypted_objects(BUCKET, "", 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(ledger.encryptions(BUCKET).await.unwrap().is_empty());
+        for (key, _) in &objects {
+            let o = ledger.object(BUCKET, key).await.unwrap().unwrap();
+            let w = ledger.object_key(BUCKET, &o.storage_name).await.unwrap();
+            assert_eq!(w.unwrap().kek_id, kek, "{command}: {key}");
+        }
+    }
+    // After recovery (files of killed moves are orphans), no plaintext anywhere.
+    countersign_gatekeeper::reconcile::reconcile(
+        &ledger,
+        &countersign_gatekeeper::storage::Storage::from_config(
+            &encryption_config(&h, "enabled = false").buckets,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap(),
+        now(),
+        false,
+    )
+    .await
+    .unwrap();
+    ledger.close().await;
+    for path in h.bucket_contents().await {
+        assert!(!path.contains(SECRET_NAME), "{path}");
+        let bytes = read_stored(&h, &path).await;
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+            "{path} holds plaintext"
+        );
+    }
+}
+
+/// A TCP forwarder to `target` that keeps every byte the client sent.
+async fn recording_forwarder(target: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let target = target.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, sent)
+}
+
+/// A recorded request: its lower-cased headers and its body.
+type Recorded = (Vec<(String, String)>, Vec<u8>);
+
+/// The requests in a recorded HTTP/1.1 stream.
+fn recorded_requests(mut stream: &[u8]) -> Vec<Recorded> {
+    let mut requests = Vec::new();
+    while let Some(end) = stream.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = std::str::from_utf8(&stream[..end]).unwrap();
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let body = stream[end + 4..end + 4 + length].to_vec();
+        stream = &stream[end + 4 + length..];
+        requests.push((headers, body));
+    }
+    requests
+}
+
+/// Temporary KMS credentials: with a session token every KMS call carries it as
+/// `X-Amz-Security-Token`, among the SigV4 signed headers (the signature, recomputed
+/// from the request as it went over the wire, matches only with that token), and
+/// moto's KMS answers the calls; without one no such header is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_session_token_is_sent_and_signed() {
+    use countersign_gatekeeper::config::Secret;
+    use countersign_gatekeeper::kms::{Kms, KmsConfig};
+    use sha2::Digest as _;
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let key_id = create_kms_key(&s3_endpoint).await;
+    const TOKEN: &str = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJH+session/token=";
+    for token in [Some(TOKEN), None] {
+        let (url, sent) = recording_forwarder(&s3_endpoint).await;
+        let kms = Kms::new(
+            KmsConfig {
+                key_id: key_id.clone(),
+                region: "us-east-1".into(),
+                endpoint: url,
+                access_key_id: "ASIATESTING".into(),
+                secret_access_key: Secret::new("testing"),
+                session_token: token.map(Secret::new),
+            },
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap();
+        kms.check().await.unwrap(); // GenerateDataKey, then Decrypt
+        let stream = sent.lock().unwrap().clone();
+        let requests = recorded_requests(&stream);
+        assert_eq!(requests.len(), 2, "{}", String::from_utf8_lossy(&stream));
+        for (headers, body) in requests {
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(header("x-amz-security-token").as_deref(), token);
+            let authorization = header("authorization").unwrap();
+            let (_, signed) = authorization.split_once("SignedHeaders=").unwrap();
+            let (signed, signature) = signed.split_once(", Signature=").unwrap();
+            assert_eq!(
+                signed.split(';').any(|h| h == "x-amz-security-token"),
+                token.is_some()
+            );
+            let date = header("x-amz-date").unwrap();
+            let body_hash =
+                countersign_core::text::hex(&<[u8; 32]>::from(sha2::Sha256::digest(&body)));
+            let sign = |token: Option<&str>| {
+                let canonical_headers: String = signed
+                    .split(';')
+                    .map(|n| {
+                        let v = match (n, token) {
+                            ("x-amz-security-token", Some(t)) => t.to_owned(),
+                            _ => header(n).unwrap(),
+                        };
+                        format!("{n}:{v}\n")
+                    })
+                    .collect();
+                countersign_gatekeeper::s3_uploads::service_signature(
+                    "testing",
+                    "us-east-1",
+                    "kms",
+                    &date,
+                    &format!("POST\n/\n\n{canonical_headers}\n{signed}\n{body_hash}"),
+                )
+            };
+            assert_eq!(sign(None), signature);
+            if token.is_some() {
+                assert_ne!(sign(Some("another-token")), signature);
+            }
+        }
+    }
 }
