@@ -112,15 +112,20 @@ impl AuditRequest {
         })
     }
 
-    /// The canonical request's bytes.
-    #[wasm_bindgen(getter)]
+    /// The canonical request's bytes (a copy, in an `ArrayBuffer` of its own).
+    #[wasm_bindgen(getter, unchecked_return_type = "Uint8Array<ArrayBuffer>")]
     pub fn canonical(&self) -> Uint8Array {
         Uint8Array::from(self.request.as_slice())
     }
 
     /// The bytes the admin key signs (role `customer-admin`, the key id, the request;
-    /// `docs/PROTOCOL.md`, "Signatures"): pass them to `crypto.subtle.sign`.
-    #[wasm_bindgen(getter, js_name = signingMessage)]
+    /// `docs/PROTOCOL.md`, "Signatures"): pass them to `crypto.subtle.sign`, which
+    /// takes an `ArrayBuffer`-backed view (this is a copy in one of its own).
+    #[wasm_bindgen(
+        getter,
+        js_name = signingMessage,
+        unchecked_return_type = "Uint8Array<ArrayBuffer>"
+    )]
     pub fn signing_message(&self) -> Uint8Array {
         let m = signing_message(&Role::customer_admin(), &self.key_id, &self.request);
         Uint8Array::from(m.as_slice())
@@ -133,7 +138,7 @@ impl AuditRequest {
     }
 
     /// The `Countersign-Signature` header for the 64-byte Ed25519 `signature` of
-    /// [`Self::signing_message`] (`bad_options` for another length).
+    /// `signingMessage` (`bad_options` for another length).
     #[wasm_bindgen(js_name = signatureHeader)]
     pub fn signature_header(&self, signature: &[u8]) -> Result<String> {
         let signature: [u8; 64] = signature
