@@ -129,7 +129,7 @@ async fn main() {
             "one object (bucket + key)",
             filter(|f| {
                 f.bucket = Some("reports".into());
-                f.key_prefix = Some(format!("org-5/visit-{}.pdf", n / 2 + 5));
+                f.key = Some(format!("org-5/visit-{}.pdf", n / 2 + 5));
             }),
         ),
         (

@@ -29,6 +29,8 @@ pub struct AuditFilter {
     /// Exact operation as recorded: `GET`, `HEAD`, `PUT`, `LIST`, `AUDIT` (an audit
     /// request), or the HTTP method of a request that did not parse.
     pub operation: Option<String>,
+    /// Exact key (or list prefix): one object's history.
+    pub key: Option<String>,
     /// Key or list prefix starts with this.
     pub key_prefix: Option<String>,
     /// `allow` or `deny`.

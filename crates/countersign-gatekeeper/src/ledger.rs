@@ -918,6 +918,9 @@ impl Ledger {
         if filter.operation.is_some() {
             clauses.push("operation = ?".into());
         }
+        if filter.key.is_some() {
+            clauses.push("object_key = ?".into());
+        }
         // A prefix is a byte range, so that the (object_key, seq) index
         // serves it: `prefix <= key < prefix_end` (no upper bound when the prefix is
         // all 0xff bytes; an empty prefix matches every key).
@@ -960,6 +963,9 @@ impl Ledger {
             q = q.bind(v.as_bytes().to_vec());
         }
         if let Some(v) = &filter.operation {
+            q = q.bind(v.as_bytes().to_vec());
+        }
+        if let Some(v) = &filter.key {
             q = q.bind(v.as_bytes().to_vec());
         }
         if let Some((start, end)) = prefix_range {

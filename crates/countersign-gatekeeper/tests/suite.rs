@@ -910,6 +910,9 @@ async fn audit_api_and_chain(b: &Backend) {
     assert_eq!(keys(&found), ["a/b", "a0/x"]);
     let found = search("/v1/audit/search?operation=PUT&key_prefix=a%2F".into()).await;
     assert_eq!(keys(&found), ["a/b"]);
+    let found = search(format!("/v1/audit/search?bucket={BUCKET}&key=a%2Fb")).await;
+    assert_eq!(keys(&found), ["a/b", "a/b"]);
+    assert!(search("/v1/audit/search?key=a%2F".into()).await.is_empty());
     let found = search(format!("/v1/audit/search?bucket={BUCKET}&key_prefix=a")).await;
     assert_eq!(keys(&found), ["a/b", "a/b", "a0/x"]);
     let found = search("/v1/audit/search?bucket=countersign-audit&operation=AUDIT".into()).await;

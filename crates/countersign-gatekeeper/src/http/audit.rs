@@ -215,6 +215,7 @@ pub fn parse_filter(query: &str) -> Result<AuditFilter, ApiError> {
                     ApiError::new(ErrorCode::InvalidField, "`ip` must be an IP address")
                 })?)
             }
+            "key" => f.key = Some(v),
             "key_prefix" => f.key_prefix = Some(v),
             "bucket" => f.bucket = Some(v),
             "operation"
