@@ -19,12 +19,18 @@ if (build.status !== 0) process.exit(build.status ?? 1);
 
 const pagePort = await freePort();
 const vendor = publicKeyOfSeed(new Uint8Array(32).fill(11));
+const admin = publicKeyOfSeed(new Uint8Array(32).fill(13));
 const gk = await startGatekeeper({
   config: `
 [[keys]]
 key_id = "test-vendor"
 role = "vendor"
 public_key = "${vendor}"
+
+[[keys]]
+key_id = "test-admin"
+role = "customer-admin"
+public_key = "${admin}"
 
 [buckets.reports]
 store = "local"

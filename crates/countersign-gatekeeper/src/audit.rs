@@ -24,6 +24,13 @@ pub struct AuditFilter {
     pub subject: Option<String>,
     /// Exact client address.
     pub client_ip: Option<IpAddr>,
+    /// Exact bucket.
+    pub bucket: Option<String>,
+    /// Exact operation as recorded: `GET`, `HEAD`, `PUT`, `LIST`, `AUDIT` (an audit
+    /// request), or the HTTP method of a request that did not parse.
+    pub operation: Option<String>,
+    /// Exact key (or list prefix): one object's history.
+    pub key: Option<String>,
     /// Key or list prefix starts with this.
     pub key_prefix: Option<String>,
     /// `allow` or `deny`.

@@ -77,6 +77,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 "witness cosignatures",
                 include_str!("../migrations/sqlite/0004_witness_cosignatures.sql"),
             ),
+            (
+                5,
+                "audit search indexes",
+                include_str!("../migrations/sqlite/0005_audit_search_indexes.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -98,6 +103,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 4,
                 "witness cosignatures",
                 include_str!("../migrations/postgres/0004_witness_cosignatures.sql"),
+            ),
+            (
+                5,
+                "audit search indexes",
+                include_str!("../migrations/postgres/0005_audit_search_indexes.sql"),
             ),
         ],
     };
@@ -902,8 +912,28 @@ impl Ledger {
         if filter.client_ip.is_some() {
             clauses.push("client_ip = ?".into());
         }
-        if filter.key_prefix.is_some() {
-            clauses.push("substr(object_key, 1, CAST(? AS INTEGER)) = ?".into());
+        if filter.bucket.is_some() {
+            clauses.push("bucket = ?".into());
+        }
+        if filter.operation.is_some() {
+            clauses.push("operation = ?".into());
+        }
+        if filter.key.is_some() {
+            clauses.push("object_key = ?".into());
+        }
+        // A prefix is a byte range, so that the (object_key, seq) index
+        // serves it: `prefix <= key < prefix_end` (no upper bound when the prefix is
+        // all 0xff bytes; an empty prefix matches every key).
+        let prefix_range = filter
+            .key_prefix
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(|p| (p.as_bytes().to_vec(), prefix_end(p.as_bytes())));
+        if let Some((_, end)) = &prefix_range {
+            clauses.push("object_key >= ?".into());
+            if end.is_some() {
+                clauses.push("object_key < ?".into());
+            }
         }
         if filter.decision.is_some() {
             clauses.push("decision = ?".into());
@@ -929,9 +959,20 @@ impl Ledger {
         if let Some(v) = &filter.client_ip {
             q = q.bind(v.to_string());
         }
-        if let Some(v) = &filter.key_prefix {
-            let len = i64::try_from(v.len()).unwrap_or(i64::MAX);
-            q = q.bind(len).bind(v.as_bytes().to_vec());
+        if let Some(v) = &filter.bucket {
+            q = q.bind(v.as_bytes().to_vec());
+        }
+        if let Some(v) = &filter.operation {
+            q = q.bind(v.as_bytes().to_vec());
+        }
+        if let Some(v) = &filter.key {
+            q = q.bind(v.as_bytes().to_vec());
+        }
+        if let Some((start, end)) = prefix_range {
+            q = q.bind(start);
+            if let Some(end) = end {
+                q = q.bind(end);
+            }
         }
         if let Some(v) = &filter.decision {
             q = q.bind(v.clone());
@@ -1301,4 +1342,14 @@ fn sql(dialect: Dialect, q: &str) -> AssertSqlSafe<String> {
             out
         }
     })
+}
+
+/// The least byte string greater than every string starting with `prefix`: the
+/// prefix with its last byte below 0xff incremented and what follows dropped; `None`
+/// when every byte is 0xff (no such bound).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b != 0xff)?;
+    let mut end = prefix.get(..=last)?.to_vec();
+    *end.last_mut()? += 1;
+    Some(end)
 }

@@ -181,6 +181,12 @@ enum AuditCommand {
         /// Exact client IP.
         #[arg(long)]
         ip: Option<String>,
+        /// Exact bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Exact operation (GET, HEAD, PUT, LIST, AUDIT).
+        #[arg(long)]
+        operation: Option<String>,
         /// Key or prefix starting with this.
         #[arg(long)]
         key_prefix: Option<String>,
@@ -551,6 +557,8 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             to_ms,
             subject,
             ip,
+            bucket,
+            operation,
             key_prefix,
             decision,
             error,
@@ -569,6 +577,8 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             for (k, v) in [
                 ("subject", subject),
                 ("ip", ip),
+                ("bucket", bucket),
+                ("operation", operation),
                 ("key_prefix", key_prefix),
                 ("decision", decision),
                 ("error", error),

@@ -289,6 +289,27 @@ async fn cli_audit_verify_detects_tampering() {
         "a/1",
     ]);
     assert_eq!(String::from_utf8_lossy(&found.stdout).lines().count(), 1);
+    let search = |operation: &str| {
+        run(&[
+            "audit",
+            "search",
+            "--config",
+            cfg,
+            "--data-dir",
+            dir,
+            "--error",
+            "not_found",
+            "--operation",
+            operation,
+        ])
+    };
+    let found = search("GET");
+    assert_eq!(String::from_utf8_lossy(&found.stdout).lines().count(), 3);
+    let found = search("PUT");
+    assert!(found.status.success() && found.stdout.is_empty());
+    let refused = search("get");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`operation` must be"));
     // Alter an entry in the database: verification from the database fails.
     let ledger = h.ledger().await;
     drop(ledger);

@@ -889,6 +889,58 @@ async fn audit_api_and_chain(b: &Backend) {
         .await;
     let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
     assert!(v["entries"].as_array().unwrap().is_empty());
+    // Bucket, operation and key prefix: a prefix is a byte range that ends before
+    // the next prefix ("a0/x" is past every key under "a/").
+    store(&h, "a0/x", b"y").await;
+    let search = |q: String| {
+        let h = &h;
+        async move {
+            let r = h.send(admin_request(h, &q, "admin")).await;
+            assert_eq!(r.status(), StatusCode::OK, "{q}");
+            let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+            v["entries"].as_array().unwrap().clone()
+        }
+    };
+    let keys = |found: &[serde_json::Value]| -> Vec<String> {
+        found
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let found = search(format!("/v1/audit/search?bucket={BUCKET}&operation=PUT")).await;
+    assert_eq!(keys(&found), ["a/b", "a0/x"]);
+    let found = search("/v1/audit/search?operation=PUT&key_prefix=a%2F".into()).await;
+    assert_eq!(keys(&found), ["a/b"]);
+    let found = search(format!("/v1/audit/search?bucket={BUCKET}&key=a%2Fb")).await;
+    assert_eq!(keys(&found), ["a/b", "a/b"]);
+    assert!(search("/v1/audit/search?key=a%2F".into()).await.is_empty());
+    let found = search(format!("/v1/audit/search?bucket={BUCKET}&key_prefix=a")).await;
+    assert_eq!(keys(&found), ["a/b", "a/b", "a0/x"]);
+    let found = search("/v1/audit/search?bucket=countersign-audit&operation=AUDIT".into()).await;
+    assert!(found.len() >= 4, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|e| e["bucket"] == "countersign-audit" && e["operation"] == "AUDIT")
+    );
+    assert!(
+        search("/v1/audit/search?bucket=nope".into())
+            .await
+            .is_empty()
+    );
+    assert!(
+        search(format!("/v1/audit/search?operation=HEAD&bucket={BUCKET}"))
+            .await
+            .is_empty()
+    );
+    expect_denied(
+        &h,
+        admin_request(&h, "/v1/audit/search?operation=get", "admin"),
+        "127.0.0.1",
+        ErrorCode::InvalidField,
+        true,
+    )
+    .await;
     expect_denied(
         &h,
         admin_request(&h, "/v1/audit/search?decision=maybe", "admin"),

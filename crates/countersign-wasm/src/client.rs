@@ -86,7 +86,7 @@ pub struct PutResult {
     receipt: Receipt,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     // Whole seconds since the epoch; the clock is the browser's.
     (js_sys::Date::now() / 1000.0).floor() as u64
 }

@@ -13,6 +13,9 @@
 //!    reading no more bytes than the manifest signs; and for a LIST, the
 //!    gatekeeper's signed listing of the page.
 //!
+//! For the customer's audit console, [`AuditRequest`] builds customer-admin requests
+//! for the audit API that the page signs with a WebCrypto Ed25519 key.
+//!
 //! All protocol logic lives in `countersign-core`; this crate converts between
 //! JavaScript and Rust and does the HTTP calls. Errors are [`CountersignError`]s whose
 //! `code` is the protocol's stable error code.
@@ -36,6 +39,7 @@
 //! } while (after);
 //! ```
 
+mod admin;
 mod client;
 mod error;
 mod http;
@@ -44,6 +48,7 @@ mod logged;
 mod options;
 mod primitives;
 
+pub use admin::AuditRequest;
 pub use client::{GatekeeperClient, PutResult, VerifiedObject};
 pub use error::CountersignError;
 pub use listing::ListPage;

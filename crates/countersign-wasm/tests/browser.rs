@@ -16,7 +16,7 @@ use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::signature::encode_list;
 use countersign_core::text::{b64, parse_b64};
 use countersign_core::{KeyId, Role, SignatureEntry};
-use countersign_wasm::GatekeeperClient;
+use countersign_wasm::{AuditRequest, GatekeeperClient};
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -677,4 +677,136 @@ async fn receipts_prove_their_requests_were_logged() {
         error_code(GatekeeperClient::new(bad_options.into())),
         "bad_options"
     );
+}
+
+/// Seed of the customer-admin key the test command lists (`test-admin`).
+const ADMIN_SEED: [u8; 32] = [13; 32];
+
+fn audit_request(gk_id: &str, key_id: &str, action: &str) -> Result<AuditRequest, String> {
+    let o = Object::new();
+    set(&o, "gatekeeperId", gk_id);
+    set(&o, "subject", "console-admin");
+    set(&o, "keyId", key_id);
+    set(&o, "action", action);
+    AuditRequest::new(o.into()).map_err(|e| e.code())
+}
+
+/// `seed` as a non-extractable WebCrypto Ed25519 signing key (imported as PKCS#8,
+/// the way the console imports a key file).
+async fn webcrypto_key(seed: [u8; 32]) -> JsValue {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let subtle = get(&get(&js_sys::global(), "crypto"), "subtle");
+    let import: js_sys::Function = get(&subtle, "importKey").into();
+    let usages = Array::of1(&"sign".into());
+    let p = import
+        .apply(
+            &subtle,
+            &Array::of5(
+                &"pkcs8".into(),
+                &Uint8Array::from(der.as_slice()),
+                &"Ed25519".into(),
+                &false.into(),
+                &usages,
+            ),
+        )
+        .unwrap();
+    settle(p.into()).await.unwrap()
+}
+
+/// Signs the request's signing message with the WebCrypto key.
+async fn webcrypto_sign(key: &JsValue, req: &AuditRequest) -> Vec<u8> {
+    let subtle = get(&get(&js_sys::global(), "crypto"), "subtle");
+    let sign: js_sys::Function = get(&subtle, "sign").into();
+    let p = sign
+        .call3(&subtle, &"Ed25519".into(), key, &req.signing_message())
+        .unwrap();
+    let sig = settle(p.into()).await.unwrap();
+    Uint8Array::new(&sig).to_vec()
+}
+
+/// GETs `url` with the audit request's headers; the status and the JSON answer.
+async fn audit_get(url: &str, req: &AuditRequest, signature: &[u8]) -> (u16, JsValue) {
+    let headers = Object::new();
+    set(&headers, "Countersign-Request", req.request_header());
+    set(
+        &headers,
+        "Countersign-Signature",
+        req.signature_header(signature).unwrap(),
+    );
+    let init = Object::new();
+    set(&init, "headers", headers);
+    let fetch: js_sys::Function = get(&js_sys::global(), "fetch").into();
+    let response = settle(
+        fetch
+            .call2(&JsValue::NULL, &url.into(), &init)
+            .unwrap()
+            .into(),
+    )
+    .await
+    .unwrap();
+    let status = get(&response, "status").as_f64().unwrap() as u16;
+    let json: js_sys::Function = get(&response, "json").into();
+    let body = settle(json.call0(&response).unwrap().into()).await.unwrap();
+    (status, body)
+}
+
+#[wasm_bindgen_test]
+async fn audit_requests_signed_with_a_webcrypto_admin_key() {
+    // Options and signatures are checked with codes, gatekeeper or not.
+    assert_eq!(
+        audit_request("gk.test", "k", "delete").err().unwrap(),
+        "bad_options"
+    );
+    assert_eq!(
+        audit_request("gk.test", "k:1", "read").err().unwrap(),
+        "invalid_field"
+    );
+    let req = audit_request("gk.test", "test-admin", "read").unwrap();
+    assert_eq!(
+        req.signature_header(&[0; 63]).err().unwrap().code(),
+        "bad_options"
+    );
+    // The message is the core's: a WebCrypto signature over it verifies as the
+    // customer-admin signature of the canonical request.
+    let key = webcrypto_key(ADMIN_SEED).await;
+    let sig = webcrypto_sign(&key, &req).await;
+    let entry = SignatureEntry::sign(
+        &SigningKey::from_bytes(&ADMIN_SEED),
+        Role::customer_admin(),
+        KeyId::parse("test-admin").unwrap(),
+        &req.canonical().to_vec(),
+    );
+    assert_eq!(sig, entry.signature, "Ed25519 signatures are deterministic");
+    assert_eq!(req.signature_header(&sig).unwrap(), encode_list(&[entry]));
+    let Some((url, id, _)) = gatekeeper() else {
+        return;
+    };
+    // A search signed in the browser: the answer holds this very request's entry.
+    let search = format!("{url}/v1/audit/search?subject=console-admin&operation=AUDIT");
+    let req = audit_request(id, "test-admin", "read").unwrap();
+    let sig = webcrypto_sign(&key, &req).await;
+    let (status, body) = audit_get(&search, &req, &sig).await;
+    assert_eq!(status, 200, "{:?}", js_sys::JSON::stringify(&body));
+    let entries = Array::from(&get(&body, "entries"));
+    assert!(entries.length() >= 1);
+    assert!(
+        entries
+            .iter()
+            .all(|e| get(&e, "subject") == "console-admin" && get(&e, "decision") == "allow")
+    );
+    // Each request is single use.
+    let (status, body) = audit_get(&search, &req, &sig).await;
+    assert_eq!(status, 409);
+    assert_eq!(get(&get(&body, "error"), "code"), "replayed");
+    // A vendor key cannot read the log: its signature claiming customer-admin is
+    // refused.
+    let req = audit_request(id, VENDOR_KEY_ID, "read").unwrap();
+    let sig = webcrypto_sign(&webcrypto_key(VENDOR_SEED).await, &req).await;
+    let (status, body) = audit_get(&search, &req, &sig).await;
+    assert!(status == 401 || status == 403, "{status}");
+    assert_eq!(get(&get(&body, "error"), "code"), "wrong_role");
 }

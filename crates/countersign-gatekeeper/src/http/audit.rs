@@ -215,7 +215,20 @@ pub fn parse_filter(query: &str) -> Result<AuditFilter, ApiError> {
                     ApiError::new(ErrorCode::InvalidField, "`ip` must be an IP address")
                 })?)
             }
+            "key" => f.key = Some(v),
             "key_prefix" => f.key_prefix = Some(v),
+            "bucket" => f.bucket = Some(v),
+            "operation"
+                if (1..=16).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_uppercase()) =>
+            {
+                f.operation = Some(v)
+            }
+            "operation" => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
+                    "`operation` must be 1 to 16 capital letters (GET, HEAD, PUT, LIST, AUDIT)",
+                ));
+            }
             "decision" if v == "allow" || v == "deny" => f.decision = Some(v),
             "decision" => {
                 return Err(ApiError::new(
