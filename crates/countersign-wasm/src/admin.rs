@@ -17,6 +17,7 @@
 //! ```
 
 use crate::error::CountersignError;
+use crate::options::Fields;
 use countersign_core::signature::{encode_list, signing_message};
 use countersign_core::text::b64;
 use countersign_core::{
@@ -55,17 +56,6 @@ pub struct AuditRequest {
     key_id: KeyId,
 }
 
-/// The options as read from JavaScript.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Options {
-    gatekeeper_id: String,
-    subject: String,
-    key_id: String,
-    action: String,
-    lifetime_secs: Option<u64>,
-}
-
 fn bad(message: impl Into<String>) -> CountersignError {
     CountersignError::other("bad_options", message)
 }
@@ -80,9 +70,13 @@ impl AuditRequest {
         #[wasm_bindgen(unchecked_param_type = "AuditRequestOptions")] options: JsValue,
     ) -> Result<AuditRequest> {
         crate::error::make_errors_extend_error();
-        let o: Options = serde_wasm_bindgen::from_value(options)
-            .map_err(|e| bad(format!("audit request options: {e}")))?;
-        let prefix = match o.action.as_str() {
+        let o = Fields::new(
+            &options,
+            "options".to_owned(),
+            &["gatekeeperId", "subject", "keyId", "action", "lifetimeSecs"],
+        )?;
+        let action = o.string("action")?;
+        let prefix = match action.as_str() {
             "read" => "",
             "reload" => "reload",
             other => {
@@ -91,24 +85,24 @@ impl AuditRequest {
                 )));
             }
         };
-        let lifetime = o.lifetime_secs.unwrap_or(60);
+        let lifetime = o.number("lifetimeSecs")?.unwrap_or(60);
         if lifetime == 0 || lifetime > countersign_core::canonical::MAX_LIFETIME_SECS {
             return Err(bad("options.lifetimeSecs must be 1 to 86400"));
         }
         let request = Request::new(
-            GatekeeperId::parse(&o.gatekeeper_id)?,
+            GatekeeperId::parse(&o.string("gatekeeperId")?)?,
             Bucket::parse(AUDIT_BUCKET)?,
             Operation::List {
                 prefix: ListPrefix::parse(prefix)?,
             },
-            Subject::parse(&o.subject)?,
+            Subject::parse(&o.string("subject")?)?,
             crate::client::now(),
             lifetime,
             &mut rand_core::OsRng,
         )?;
         Ok(Self {
             request: request.encode(),
-            key_id: KeyId::parse(&o.key_id)?,
+            key_id: KeyId::parse(&o.string("keyId")?)?,
         })
     }
 

@@ -11,7 +11,7 @@ use wasm_bindgen::{JsCast, JsValue};
 /// The fields of one options object, read by hand rather than through serde: serde's
 /// type-error messages format floating-point numbers, and that formatting code alone
 /// was ~20 KB of the `.wasm` (see BENCHMARKS.md).
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     object: &'a JsValue,
     /// Where the object is, for messages: `options` or `options.keys[3]`.
     path: String,
@@ -19,7 +19,11 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// `value` as an object with no fields but `known`.
-    fn new(value: &'a JsValue, path: String, known: &[&str]) -> Result<Self, CountersignError> {
+    pub(crate) fn new(
+        value: &'a JsValue,
+        path: String,
+        known: &[&str],
+    ) -> Result<Self, CountersignError> {
         if !value.is_object() || Array::is_array(value) {
             return Err(bad(format!("{path} must be an object")));
         }
@@ -42,14 +46,14 @@ impl<'a> Fields<'a> {
             .filter(|v| !v.is_undefined() && !v.is_null())
     }
 
-    fn string(&self, name: &str) -> Result<String, CountersignError> {
+    pub(crate) fn string(&self, name: &str) -> Result<String, CountersignError> {
         self.get(name)
             .and_then(|v| v.as_string())
             .ok_or_else(|| bad(format!("{}.{name} must be a string", self.path)))
     }
 
     /// An optional whole number from 0 to 2^53 − 1 (what a JavaScript number holds exactly).
-    fn number(&self, name: &str) -> Result<Option<u64>, CountersignError> {
+    pub(crate) fn number(&self, name: &str) -> Result<Option<u64>, CountersignError> {
         const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
         let Some(value) = self.get(name) else {
             return Ok(None);
