@@ -45,12 +45,40 @@ fn get(v: &JsValue, k: &str) -> JsValue {
     Reflect::get(v, &k.into()).unwrap()
 }
 
+/// One entry of `options.keys`, as a page would write it in JSON.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageKey<'a> {
+    key_id: &'a str,
+    role: &'a str,
+    public_key: &'a str,
+}
+
+/// The options a page passes to `new GatekeeperClient`, but for `sign`, as JSON data.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageOptions<'a> {
+    gatekeeper_url: &'a str,
+    gatekeeper_id: &'a str,
+    bucket: &'a str,
+    subject: &'a str,
+    keys: [PageKey<'a>; 2],
+}
+
+/// `value` as the plain JavaScript object a page would hold (through
+/// serde-wasm-bindgen: structs become objects, fields camelCase).
+fn js_object(value: &impl serde::Serialize) -> Object {
+    serde_wasm_bindgen::to_value(value)
+        .unwrap()
+        .unchecked_into()
+}
+
 fn key_entry(key_id: &str, role: &str, public_key: &str) -> Object {
-    let k = Object::new();
-    set(&k, "keyId", key_id);
-    set(&k, "role", role);
-    set(&k, "publicKey", public_key);
-    k
+    js_object(&PageKey {
+        key_id,
+        role,
+        public_key,
+    })
 }
 
 /// A `sign` function that signs every request with `seed` as `key_id`.
@@ -81,15 +109,24 @@ fn options(url: &str, id: &str, gk_key: &str, sign: JsValue, subject: &str) -> O
     let vendor_public = b64(&SigningKey::from_bytes(&VENDOR_SEED)
         .verifying_key()
         .to_bytes());
-    let o = Object::new();
-    set(&o, "gatekeeperUrl", url);
-    set(&o, "gatekeeperId", id);
-    set(&o, "bucket", "reports");
-    set(&o, "subject", subject);
-    let keys = Array::new();
-    keys.push(&key_entry(gk_key_id, "gatekeeper", gk_public));
-    keys.push(&key_entry(VENDOR_KEY_ID, "vendor", &vendor_public));
-    set(&o, "keys", keys);
+    let o = js_object(&PageOptions {
+        gatekeeper_url: url,
+        gatekeeper_id: id,
+        bucket: "reports",
+        subject,
+        keys: [
+            PageKey {
+                key_id: gk_key_id,
+                role: "gatekeeper",
+                public_key: gk_public,
+            },
+            PageKey {
+                key_id: VENDOR_KEY_ID,
+                role: "vendor",
+                public_key: &vendor_public,
+            },
+        ],
+    });
     set(&o, "sign", sign);
     o
 }
