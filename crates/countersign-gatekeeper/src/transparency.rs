@@ -14,7 +14,7 @@ use crate::http::AppState;
 use crate::ledger::{Ledger, TreeCheckpoint, log_origin};
 use countersign_core::audit::Checkpoint as LegacyCheckpoint;
 use countersign_core::merkle::{Hash, TreeBuilder, leaf_hash};
-use countersign_core::note::{Checkpoint, NoteVerifier};
+use countersign_core::note::{Checkpoint, NoteLines, NoteVerifier};
 use countersign_core::signature::parse_list;
 use countersign_core::{GatekeeperId, Policy, PublicKey};
 use sha2::{Digest, Sha256};
@@ -105,6 +105,7 @@ fn note_text(note: &str) -> &str {
 /// Reads the published file one signed note at a time (constant memory).
 pub struct PublishedNotes {
     lines: Option<std::io::Lines<std::io::BufReader<std::fs::File>>>,
+    notes: NoteLines,
     path: PathBuf,
 }
 
@@ -118,6 +119,7 @@ impl PublishedNotes {
         };
         Ok(Self {
             lines,
+            notes: NoteLines::default(),
             path: path.to_owned(),
         })
     }
@@ -128,34 +130,23 @@ impl Iterator for PublishedNotes {
 
     fn next(&mut self) -> Option<Self::Item> {
         let lines = self.lines.as_mut()?;
-        let mut note = String::new();
-        let mut in_signatures = false;
-        loop {
-            let line = match lines.next() {
-                None if note.is_empty() => return None,
-                None => {
-                    return Some(Err(format!(
-                        "{} ends inside a checkpoint (a write was cut off)",
-                        self.path.display()
-                    )));
-                }
-                Some(Err(e)) => {
-                    return Some(Err(format!("cannot read {}: {e}", self.path.display())));
-                }
-                Some(Ok(l)) => l,
+        let path = self.path.display();
+        for line in lines.by_ref() {
+            let pushed = match line {
+                Ok(l) => self.notes.push(&l).map_err(|e| format!("{path}: {e}")),
+                Err(e) => Err(format!("cannot read {path}: {e}")),
             };
-            if line.is_empty() {
-                if in_signatures {
-                    return Some(Ok(note));
-                }
-                if note.is_empty() {
-                    return Some(Err(format!("{} has an empty note", self.path.display())));
-                }
-                in_signatures = true;
+            match pushed {
+                Ok(None) => {}
+                Ok(Some(note)) => return Some(Ok(note)),
+                Err(e) => return Some(Err(e)),
             }
-            note.push_str(&line);
-            note.push('\n');
         }
+        self.lines = None;
+        self.notes
+            .finish()
+            .err()
+            .map(|e| Err(format!("{path}: {e}")))
     }
 }
 

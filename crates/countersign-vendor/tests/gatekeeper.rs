@@ -33,13 +33,23 @@ struct Gatekeeper {
 
 impl Gatekeeper {
     fn start(dir: &Path, vendor_keys: Vec<AuthorizedKey>) -> Self {
+        Self::start_with(dir, vendor_keys, |_| {})
+    }
+
+    /// [`Gatekeeper::start`] with the embedded configuration changed by `change`.
+    fn start_with(
+        dir: &Path,
+        vendor_keys: Vec<AuthorizedKey>,
+        change: impl FnOnce(&mut Config),
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let data_dir = dir.join("gk");
-        let config = Config::embedded(&data_dir, vendor_keys).unwrap();
+        let mut config = Config::embedded(&data_dir, vendor_keys).unwrap();
+        change(&mut config);
         let (state, _) = runtime.block_on(server::build_state(config)).unwrap();
         let public = AuthorizedKey {
             key_id: state.key_id().clone(),
@@ -1035,16 +1045,22 @@ fn proxy(upstream: &str, rewrite: impl Fn(&str, Vec<u8>) -> Vec<u8> + Send + 'st
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+            // The request's headers (signed requests carry theirs), but for its own.
+            let mut headers = String::new();
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap() <= 2 {
                     break;
                 }
+                let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+                if name != "host" && name != "connection" {
+                    headers.push_str(&h);
+                }
             }
             let mut up = std::net::TcpStream::connect(&upstream).unwrap();
             write!(
                 up,
-                "GET {path} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n{headers}\r\n"
             )
             .unwrap();
             let mut response = Vec::new();
@@ -1649,4 +1665,174 @@ fn audit_verify_checks_an_export_without_the_gatekeeper() {
         outcome(&verify("no-tree.jsonl", &["--require-tree"])),
         (1, "audit_chain_broken".into())
     );
+}
+
+/// A gatekeeper whose `admin-1` key (a `customer-admin`) may read the audit log.
+fn start_with_admin(dir: &Path) -> Gatekeeper {
+    let admin = load_public_keys(dir.join("admin-1.key.pub")).unwrap();
+    Gatekeeper::start_with(
+        dir,
+        load_public_keys(dir.join("vendor-1.key.pub")).unwrap(),
+        |c| {
+            c.keys.extend(admin);
+            c.thresholds
+                .insert("AUDIT".into(), vec![(Role::customer_admin(), 1)]);
+        },
+    )
+}
+
+/// `audit verify --url` through `url` with the admin key and extra arguments.
+fn audit_verify_url(dir: &Path, gk: &Gatekeeper, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "audit",
+        "verify",
+        "--url",
+        url,
+        "--gatekeeper-key",
+        gk.public_key_file.to_str().unwrap(),
+        "--admin-key",
+        "admin-1.key",
+    ];
+    args.extend_from_slice(extra);
+    run(dir, &args)
+}
+
+#[test]
+fn audit_verify_over_http_checks_entry_bundles_and_detects_tampering_and_rollback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    keygen(d, "vendor-1", &[]);
+    keygen(d, "admin-1", &["--role", "customer-admin"]);
+    let key = VendorKey::load(d.join("vendor-1.key")).unwrap().remove(0);
+    let gk = start_with_admin(d);
+    let published = gk.state.config.published_checkpoints.clone();
+    let published_arg = published.to_str().unwrap().to_owned();
+    for i in 0..20 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "backup.cp", 20);
+    // A backup of the database, taken with the gatekeeper stopped.
+    let data_dir = gk.data_dir.clone();
+    drop(gk);
+    let db = data_dir.join("gatekeeper.sqlite");
+    // The database file and its write-ahead log, as they are.
+    let copy_db = |from: &Path, to: &Path| {
+        for suffix in ["", "-wal", "-shm"] {
+            let to = format!("{}{suffix}", to.display());
+            let _ = std::fs::remove_file(&to);
+            let from = format!("{}{suffix}", from.display());
+            if Path::new(&from).exists() {
+                std::fs::copy(&from, &to).unwrap();
+            }
+        }
+    };
+    let backup = d.join("backup.sqlite");
+    copy_db(&db, &backup);
+    let gk = start_with_admin(d);
+
+    // More than a full entry bundle, so that a full and a partial bundle are checked.
+    for i in 20..300 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "new.cp", 300);
+    let o = audit_verify_url(
+        d,
+        &gk,
+        &gk.url,
+        &[
+            "--state",
+            "state.cp",
+            "--since",
+            "backup.cp",
+            "--published",
+            &published_arg,
+        ],
+    );
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("audit log local/audit OK: "), "{out}");
+    assert!(out.contains("match the signed checkpoint"), "{out}");
+    let verified = checkpoint_size(&d.join("state.cp"));
+    assert!(verified >= 300, "{verified}");
+
+    // Without the admin key's role, the bundles are refused.
+    let mut args = vec![
+        "audit",
+        "verify",
+        "--url",
+        &gk.url,
+        "--gatekeeper-key",
+        gk.public_key_file.to_str().unwrap(),
+        "--admin-key",
+        "vendor-1.key",
+    ];
+    let o = run(d, &args);
+    assert_eq!(outcome(&o), (1, "threshold_not_met".to_owned()));
+    // --url and an export file exclude each other.
+    args.push("export.jsonl");
+    assert_eq!(run(d, &args).status.code(), Some(2));
+
+    // A server that alters one entry of the first bundle (a rewrite the tiles and the
+    // signed root do not follow).
+    let rewrite = proxy(&gk.url, |path, mut body| {
+        if path == "/v1/audit/tile/entries/000" {
+            let at = body.windows(6).position(|w| w == b"org-1/").unwrap();
+            body[at + 6] = b'X';
+        }
+        body
+    });
+    let o = audit_verify_url(d, &gk, &rewrite, &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not hash to its leaf in tile tile/0/000"),
+        "{err}"
+    );
+
+    // The database rewritten in place: an allow becomes a deny.
+    gk.runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}", db.display());
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query("UPDATE audit_log SET decision = 'deny', error_code = 'expired' WHERE seq = 7")
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    let o = audit_verify_url(d, &gk, &gk.url, &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("audit entry 7 does not hash to its leaf"),
+        "{err}"
+    );
+
+    // Rollback: the database restored from the backup, the gatekeeper restarted (its
+    // key and its published file are unchanged).
+    drop(gk);
+    copy_db(&backup, &db);
+    let gk = start_with_admin(d);
+    let o = audit_verify_url(d, &gk, &gk.url, &["--state", "state.cp"]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "rollback: the checkpoint of the last run (state file) covers {verified} entries"
+        )),
+        "{err}"
+    );
+    let o = audit_verify_url(d, &gk, &gk.url, &["--published", &published_arg]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rollback: the published checkpoint covers"),
+        "{err}"
+    );
+    // The state file still holds the last good checkpoint.
+    assert_eq!(checkpoint_size(&d.join("state.cp")), verified);
 }
