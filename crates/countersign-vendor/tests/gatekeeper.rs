@@ -1668,12 +1668,16 @@ fn audit_verify_checks_an_export_without_the_gatekeeper() {
 }
 
 /// A gatekeeper whose `admin-1` key (a `customer-admin`) may read the audit log.
-fn start_with_admin(dir: &Path) -> Gatekeeper {
+/// Its database is `database_url` (PostgreSQL), or SQLite in its data directory.
+fn start_with_admin(dir: &Path, database_url: Option<&str>) -> Gatekeeper {
     let admin = load_public_keys(dir.join("admin-1.key.pub")).unwrap();
     Gatekeeper::start_with(
         dir,
         load_public_keys(dir.join("vendor-1.key.pub")).unwrap(),
         |c| {
+            if let Some(url) = database_url {
+                c.database_url = countersign_gatekeeper::config::Secret::new(url);
+            }
             c.keys.extend(admin);
             c.thresholds
                 .insert("AUDIT".into(), vec![(Role::customer_admin(), 1)]);
@@ -1697,14 +1701,118 @@ fn audit_verify_url(dir: &Path, gk: &Gatekeeper, url: &str, extra: &[&str]) -> O
     run(dir, &args)
 }
 
+/// Runs `sql` on the database at `url` (`sqlite://…` or `postgres://…`).
+fn sql(rt: &tokio::runtime::Runtime, url: &str, sql: &str) {
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+}
+
+/// A database to back up and restore (the gatekeeper stopped): SQLite files copied,
+/// or a PostgreSQL database cloned as a template.
+enum Db {
+    Sqlite(PathBuf),
+    Postgres { server: String, name: String },
+}
+
+impl Db {
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres { server, name } => format!("{server}/{name}"),
+        }
+    }
+
+    /// Copies the database `from` to `to` (names or file paths).
+    fn copy(&self, rt: &tokio::runtime::Runtime, from: &str, to: &str) {
+        match self {
+            Self::Sqlite(_) => {
+                // The database file and its write-ahead log, as they are.
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{to}{suffix}"));
+                    let source = format!("{from}{suffix}");
+                    if Path::new(&source).exists() {
+                        std::fs::copy(&source, format!("{to}{suffix}")).unwrap();
+                    }
+                }
+            }
+            Self::Postgres { server, .. } => {
+                let admin = format!("{server}/postgres");
+                // The stopped gatekeeper's connections may linger a moment.
+                sql(
+                    rt,
+                    &admin,
+                    &format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ('{from}', '{to}') AND pid <> pg_backend_pid()"
+                    ),
+                );
+                sql(rt, &admin, &format!("DROP DATABASE IF EXISTS {to}"));
+                sql(rt, &admin, &format!("CREATE DATABASE {to} TEMPLATE {from}"));
+            }
+        }
+    }
+
+    /// The name [`Db::copy`] takes for the database itself, and for its backup.
+    fn names(&self, dir: &Path) -> (String, String) {
+        match self {
+            Self::Sqlite(path) => (
+                path.display().to_string(),
+                dir.join("backup.sqlite").display().to_string(),
+            ),
+            Self::Postgres { name, .. } => (name.clone(), format!("{name}_backup")),
+        }
+    }
+}
+
 #[test]
 fn audit_verify_over_http_checks_entry_bundles_and_detects_tampering_and_rollback() {
+    audit_verify_over_http_scenario(None);
+}
+
+#[test]
+fn audit_verify_over_http_detects_tampering_and_rollback_on_postgres() {
+    let Ok(url) = std::env::var("COUNTERSIGN_TEST_PG_URL") else {
+        let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+            || std::env::var("COUNTERSIGN_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "COUNTERSIGN_TEST_PG_URL must be set (run under scripts/services.sh)"
+        );
+        eprintln!("SKIPPED: PostgreSQL test; run under scripts/services.sh to include it");
+        return;
+    };
+    let name = format!("gk_verify_{}", std::process::id());
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    sql(&rt, &url, &format!("CREATE DATABASE {name}"));
+    audit_verify_over_http_scenario(Some(Db::Postgres {
+        server: server.to_owned(),
+        name,
+    }));
+}
+
+/// Verifies a gatekeeper's log over HTTP, then attacks it: a server that alters an
+/// entry, the database rewritten in place, the database restored from a backup.
+fn audit_verify_over_http_scenario(pg: Option<Db>) {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     keygen(d, "vendor-1", &[]);
     keygen(d, "admin-1", &["--role", "customer-admin"]);
     let key = VendorKey::load(d.join("vendor-1.key")).unwrap().remove(0);
-    let gk = start_with_admin(d);
+    let db = pg.unwrap_or_else(|| Db::Sqlite(d.join("gk").join("gatekeeper.sqlite")));
+    let pg_url = match &db {
+        Db::Postgres { .. } => Some(db.url()),
+        Db::Sqlite(_) => None,
+    };
+    let (db_name, backup_name) = db.names(d);
+    let gk = start_with_admin(d, pg_url.as_deref());
+    let tools = tokio::runtime::Runtime::new().unwrap();
     let published = gk.state.config.published_checkpoints.clone();
     let published_arg = published.to_str().unwrap().to_owned();
     for i in 0..20 {
@@ -1712,23 +1820,9 @@ fn audit_verify_over_http_checks_entry_bundles_and_detects_tampering_and_rollbac
     }
     save_checkpoint(d, &gk, "backup.cp", 20);
     // A backup of the database, taken with the gatekeeper stopped.
-    let data_dir = gk.data_dir.clone();
     drop(gk);
-    let db = data_dir.join("gatekeeper.sqlite");
-    // The database file and its write-ahead log, as they are.
-    let copy_db = |from: &Path, to: &Path| {
-        for suffix in ["", "-wal", "-shm"] {
-            let to = format!("{}{suffix}", to.display());
-            let _ = std::fs::remove_file(&to);
-            let from = format!("{}{suffix}", from.display());
-            if Path::new(&from).exists() {
-                std::fs::copy(&from, &to).unwrap();
-            }
-        }
-    };
-    let backup = d.join("backup.sqlite");
-    copy_db(&db, &backup);
-    let gk = start_with_admin(d);
+    db.copy(&tools, &db_name, &backup_name);
+    let gk = start_with_admin(d, pg_url.as_deref());
 
     // More than a full entry bundle, so that a full and a partial bundle are checked.
     for i in 20..300 {
@@ -1795,15 +1889,11 @@ fn audit_verify_over_http_checks_entry_bundles_and_detects_tampering_and_rollbac
     );
 
     // The database rewritten in place: an allow becomes a deny.
-    gk.runtime.block_on(async {
-        sqlx::any::install_default_drivers();
-        let url = format!("sqlite://{}", db.display());
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::query("UPDATE audit_log SET decision = 'deny', error_code = 'expired' WHERE seq = 7")
-            .execute(&pool)
-            .await
-            .unwrap();
-    });
+    sql(
+        &tools,
+        &db.url(),
+        "UPDATE audit_log SET decision = 'deny', error_code = 'expired' WHERE seq = 7",
+    );
     let o = audit_verify_url(d, &gk, &gk.url, &[]);
     assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -1815,8 +1905,8 @@ fn audit_verify_over_http_checks_entry_bundles_and_detects_tampering_and_rollbac
     // Rollback: the database restored from the backup, the gatekeeper restarted (its
     // key and its published file are unchanged).
     drop(gk);
-    copy_db(&backup, &db);
-    let gk = start_with_admin(d);
+    db.copy(&tools, &backup_name, &db_name);
+    let gk = start_with_admin(d, pg_url.as_deref());
     let o = audit_verify_url(d, &gk, &gk.url, &["--state", "state.cp"]);
     assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
     let err = String::from_utf8_lossy(&o.stderr);
