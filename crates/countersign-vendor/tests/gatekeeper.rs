@@ -1854,6 +1854,24 @@ fn audit_verify_over_http_scenario(pg: Option<Db>) {
     let verified = checkpoint_size(&d.join("state.cp"));
     assert!(verified >= 300, "{verified}");
 
+    // Published checkpoints out of order: the log went back between two of them.
+    let mut notes = Vec::new();
+    let mut lines = countersign_core::note::NoteLines::default();
+    for line in std::fs::read_to_string(&published).unwrap().lines() {
+        notes.extend(lines.push(line).unwrap());
+    }
+    assert!(notes.len() >= 2, "{notes:?}");
+    notes.reverse();
+    let reordered: String = notes.iter().map(|n| format!("{n}\n")).collect();
+    std::fs::write(d.join("reordered.log"), reordered).unwrap();
+    let o = audit_verify_url(d, &gk, &gk.url, &["--published", "reordered.log"]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the published checkpoints go back from size"),
+        "{err}"
+    );
+
     // Without the admin key's role, the bundles are refused.
     let mut args = vec![
         "audit",

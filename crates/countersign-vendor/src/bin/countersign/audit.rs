@@ -357,12 +357,7 @@ fn verify_url(a: VerifyArgs) -> Result<u8, Failure> {
     let open_earlier = |note: &[u8], what: &str| {
         countersign_core::note::Checkpoint::open(note, &origin, &trust.log_key)
             .map(|(cp, _)| cp)
-            .map_err(|e| {
-                Failure::from(countersign_core::Error::new(
-                    e.code(),
-                    format!("{what}: {}", e.message()),
-                ))
-            })
+            .map_err(|e| in_file(what, e))
     };
     if let Some(p) = &a.since {
         verifier.expect(
@@ -384,8 +379,6 @@ fn verify_url(a: VerifyArgs) -> Result<u8, Failure> {
         Some(p) => Some(PublishedReader::open(p)?),
         None => None,
     };
-    let mut next_published = None;
-    let mut published_sizes = 0u64;
     let audit_bucket = countersign_core::Bucket::parse("countersign-audit")?;
     let list = countersign_core::Operation::List {
         prefix: countersign_core::ListPrefix::parse("")?,
@@ -393,32 +386,9 @@ fn verify_url(a: VerifyArgs) -> Result<u8, Failure> {
     let mut bundles = 0u64;
     while let Some(path) = verifier.next_bundle() {
         // The published checkpoints up to this bundle's end, in order.
-        let end = path.index() * TILE_WIDTH + u64::from(path.width());
-        while let Some(reader) = published.as_mut() {
-            if next_published.is_none() {
-                next_published = match reader.next_note()? {
-                    Some(note) => Some(open_earlier(note.as_bytes(), "a published checkpoint")?),
-                    None => {
-                        published = None;
-                        break;
-                    }
-                };
-            }
-            let Some(cp) = next_published.take_if(|cp| cp.size() <= end) else {
-                break;
-            };
-            if cp.size() < published_sizes {
-                return Err(countersign_core::Error::new(
-                    ErrorCode::AuditChainBroken,
-                    format!(
-                        "the published checkpoints go back from size {published_sizes} to {}: the log was rolled back",
-                        cp.size()
-                    ),
-                )
-                .into());
-            }
-            published_sizes = cp.size();
-            verifier.expect(cp, "the published checkpoint")?;
+        if let Some(p) = published.as_mut() {
+            let end = path.index() * TILE_WIDTH + u64::from(path.width());
+            p.feed(&mut verifier, end, &open_earlier)?;
         }
         let now = countersign_vendor::unix_now();
         let request = countersign_core::Request::new(
@@ -452,15 +422,8 @@ fn verify_url(a: VerifyArgs) -> Result<u8, Failure> {
         bundles += 1;
     }
     // Published checkpoints past the last bundle (or of an empty log).
-    while let Some(reader) = published.as_mut() {
-        let cp = match next_published.take() {
-            Some(cp) => cp,
-            None => match reader.next_note()? {
-                Some(note) => open_earlier(note.as_bytes(), "a published checkpoint")?,
-                None => break,
-            },
-        };
-        verifier.expect(cp, "the published checkpoint")?;
+    if let Some(p) = published.as_mut() {
+        p.feed(&mut verifier, u64::MAX, &open_earlier)?;
     }
     let report = verifier.finish()?;
     if let Some(p) = &a.state {
@@ -482,12 +445,20 @@ fn verify_url(a: VerifyArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// Opens a checkpoint note of the log being verified; the `&str` names it in errors.
+type OpenCheckpoint<'a> =
+    dyn Fn(&[u8], &str) -> Result<countersign_core::note::Checkpoint, Failure> + 'a;
+
 /// Reads a file of published checkpoints (signed notes, each followed by an empty
-/// line) one note at a time.
+/// line, in order of size) one note at a time.
 struct PublishedReader {
     lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
     notes: countersign_core::note::NoteLines,
     what: String,
+    /// The next checkpoint read but not yet given to the verifier.
+    pending: Option<countersign_core::note::Checkpoint>,
+    /// The size of the last one given.
+    last_size: u64,
 }
 
 impl PublishedReader {
@@ -498,6 +469,8 @@ impl PublishedReader {
             lines: std::io::BufRead::lines(std::io::BufReader::new(file)),
             notes: Default::default(),
             what,
+            pending: None,
+            last_size: 0,
         })
     }
 
@@ -510,6 +483,42 @@ impl PublishedReader {
         }
         self.notes.finish().map_err(|e| in_file(&self.what, e))?;
         Ok(None)
+    }
+
+    /// Gives `verifier` every published checkpoint of at most `end` entries (opened
+    /// with `open`); sizes that go back are a rollback.
+    fn feed(
+        &mut self,
+        verifier: &mut countersign_core::log_verify::TileLogVerifier<'_>,
+        end: u64,
+        open: &OpenCheckpoint<'_>,
+    ) -> Result<(), Failure> {
+        loop {
+            let cp = match self.pending.take() {
+                Some(cp) => cp,
+                None => match self.next_note()? {
+                    Some(note) => open(note.as_bytes(), "a published checkpoint")?,
+                    None => return Ok(()),
+                },
+            };
+            if cp.size() > end {
+                self.pending = Some(cp);
+                return Ok(());
+            }
+            if cp.size() < self.last_size {
+                return Err(countersign_core::Error::new(
+                    ErrorCode::AuditChainBroken,
+                    format!(
+                        "the published checkpoints go back from size {} to {}: the log was rolled back",
+                        self.last_size,
+                        cp.size()
+                    ),
+                )
+                .into());
+            }
+            self.last_size = cp.size();
+            verifier.expect(cp, "the published checkpoint")?;
+        }
     }
 }
 
