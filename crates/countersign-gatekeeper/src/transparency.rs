@@ -21,6 +21,9 @@ use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+/// How long one request to the checkpoint bucket may take.
+pub const BUCKET_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Entries integrated per database transaction.
 pub const INTEGRATE_BATCH: u32 = 4096;
 
@@ -191,8 +194,14 @@ pub fn spawn_integrator(state: AppState) {
         &state.config.witnesses,
         state.config.checkpoint_interval,
     );
+    let bucket = state
+        .config
+        .publish_bucket
+        .clone()
+        .map(|c| crate::checkpoint_bucket::CheckpointBucket::new(c, BUCKET_DEADLINE));
     tokio::spawn(async move {
         let mut publisher: Option<Publisher> = None;
+        let mut bucket_publisher: Option<crate::checkpoint_bucket::BucketPublisher> = None;
         let mut tick = tokio::time::interval(state.config.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -230,6 +239,35 @@ pub fn spawn_integrator(state: AppState) {
             };
             if let Err(e) = result {
                 tracing::warn!("audit tree (retrying at the next tick): {e}");
+            }
+            // The bucket beside the file: its failures hold nothing else up.
+            if let Some(bucket) = &bucket {
+                let published = match (bucket, bucket_publisher.as_mut()) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(_), Some(p)) => p.publish_new(&state.ledger).await.map(|_| p.last_size()),
+                    (Ok(b), None) => {
+                        match crate::checkpoint_bucket::BucketPublisher::open(b.clone()).await {
+                            Ok(mut p) => {
+                                let r = p.publish_new(&state.ledger).await.map(|_| p.last_size());
+                                bucket_publisher = Some(p);
+                                r
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                match published {
+                    Ok(size) => state.metrics.checkpoint_published(size),
+                    Err(e) => {
+                        state.metrics.checkpoint_publish_failure();
+                        tracing::warn!(
+                            "publishing checkpoints to the bucket (retrying at the next tick): {e}"
+                        );
+                    }
+                }
+                if let Some(p) = &bucket_publisher {
+                    state.metrics.checkpoint_published(p.last_size());
+                }
             }
         }
     });
@@ -280,6 +318,19 @@ pub async fn verify_tree(
     origin: &str,
     gatekeeper: &Policy,
 ) -> Result<TreeReport, String> {
+    let notes = PublishedNotes::open(published)?;
+    verify_tree_against(ledger, notes, verifier, origin, gatekeeper).await
+}
+
+/// [`verify_tree`] against published checkpoint notes from any source (the file, or
+/// the checkpoint bucket's objects, [`crate::checkpoint_bucket`]), in order of size.
+pub async fn verify_tree_against(
+    ledger: &Ledger,
+    mut notes: impl Iterator<Item = Result<String, String>> + Send,
+    verifier: &NoteVerifier,
+    origin: &str,
+    gatekeeper: &Policy,
+) -> Result<TreeReport, String> {
     // The hash chain's own checkpoints (one per `checkpoint_every` entries).
     let mut chain_checkpoints = std::collections::VecDeque::new();
     for c in ledger
@@ -296,7 +347,6 @@ pub async fn verify_tree(
     chain_checkpoints.make_contiguous().sort_unstable();
     let mut tree = TreeBuilder::new();
     let mut prev = countersign_core::audit::GENESIS;
-    let mut notes = PublishedNotes::open(published)?;
     let mut next_published = read_published(&mut notes, origin, verifier, 0)?;
     let mut stored: std::collections::VecDeque<TreeCheckpoint> = Default::default();
     let mut last_stored = 0u64;
@@ -434,7 +484,7 @@ pub async fn verify_tree(
 }
 
 fn read_published(
-    notes: &mut PublishedNotes,
+    notes: &mut impl Iterator<Item = Result<String, String>>,
     origin: &str,
     verifier: &NoteVerifier,
     after: u64,
