@@ -90,6 +90,7 @@ suite!(
     tree_checkpoints_in_an_object_locked_bucket,
     tree_bucket_detects_truncation_and_rollback,
     tree_bucket_without_object_lock_is_refused,
+    tree_integrator_publishes_to_the_bucket_and_counts_failures,
     tree_detects_dropped_checkpoints,
     tree_detects_a_rollback_to_an_older_backup,
     tree_with_two_instances_appending_and_integrating,

@@ -721,3 +721,64 @@ pub async fn tree_bucket_without_object_lock_is_refused(_b: &Backend) {
     .unwrap_err();
     assert!(e.contains("is not reachable"), "{e}");
 }
+
+pub async fn tree_integrator_publishes_to_the_bucket_and_counts_failures(b: &Backend) {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let name = create_checkpoint_bucket(&endpoint, true).await;
+    let section = |bucket: &str| {
+        format!(
+            "checkpoint_interval_ms = 50\n\n[log.publish_bucket]\nendpoint = \"{endpoint}\"\n\
+             bucket = \"{bucket}\"\nprefix = \"gk-1/audit\"\naccess_key_id = \"test\"\n\
+             secret_access_key = \"test\"\nobject_lock_days = 1\n"
+        )
+    };
+    let h = Harness::with_extra(b, &section(&name)).await;
+    let bucket =
+        CheckpointBucket::new(h.config.publish_bucket.clone().unwrap(), BUCKET_DEADLINE).unwrap();
+    countersign_gatekeeper::transparency::spawn_integrator(h.state.clone());
+    append(&h.state, 9).await;
+    let metric = |state: &AppState, name: &str| {
+        let text = state.metrics.render(None, 0);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric(&h.state, "countersign_checkpoint_published_size") != "9" {
+        assert!(std::time::Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(bucket.sizes().await.unwrap().last(), Some(&9));
+    assert_eq!(verify_bucket(&h, &bucket).await.unwrap().entries, 9);
+    assert_eq!(
+        metric(&h.state, "countersign_checkpoint_publish_failures_total"),
+        "0"
+    );
+
+    // A bucket that is gone: requests still succeed, the failures are counted.
+    let broken = Harness::with_extra(b, &section("no-such-bucket")).await;
+    countersign_gatekeeper::transparency::spawn_integrator(broken.state.clone());
+    append(&broken.state, 3).await;
+    while metric(
+        &broken.state,
+        "countersign_checkpoint_publish_failures_total",
+    ) == "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "no failure counted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The file publication beside it is not held up.
+    while !std::fs::read_to_string(&broken.config.published_checkpoints)
+        .unwrap_or_default()
+        .contains("\n3\n")
+    {
+        assert!(std::time::Instant::now() < deadline, "the file is held up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&broken.state, "countersign_checkpoint_published_size"),
+        "0"
+    );
+}
