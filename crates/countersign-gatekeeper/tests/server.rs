@@ -1311,3 +1311,43 @@ fn admin_listen_must_be_an_address() {
     .unwrap();
     assert_eq!(ok.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
 }
+
+/// `serve` refuses to start when `[log.publish_bucket]` asks for object lock on a
+/// bucket without it, and names the bucket.
+#[tokio::test]
+async fn serve_refuses_a_checkpoint_bucket_without_object_lock() {
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let name = format!("unlocked-{}", random_hex(6));
+    create_s3_bucket(&s3_endpoint, &name).await;
+    let dir = temp_dir();
+    let bucket = format!(
+        "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+        dir.path().join("bucket").display()
+    );
+    let extra = format!(
+        "[log.publish_bucket]\nendpoint = \"{s3_endpoint}\"\nbucket = \"{name}\"\n\
+         access_key_id = \"test\"\nsecret_access_key = \"test\"\nobject_lock_days = 1\n"
+    );
+    let config_path = dir.path().join("gatekeeper.toml");
+    std::fs::write(&config_path, config_text(&bucket, "", &extra)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args(["serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "bucket `{name}` does not have object lock enabled"
+        )),
+        "{log}"
+    );
+}
