@@ -129,6 +129,47 @@ fn log_witnesses_and_quorum_are_validated() {
     }
 }
 
+#[test]
+fn log_publish_bucket_is_validated() {
+    let base = config_text("[buckets.reports]\nstore = \"local\"\n", "", "");
+    let with = |extra: &str| {
+        format!("{base}\n[log.publish_bucket]\nbucket = \"cp\"\naccess_key_id = \"AK\"\n{extra}")
+    };
+    let tmp = std::path::Path::new("/tmp");
+    let c = Config::from_toml(&with("secret_access_key = \"s\"\n"), Some(tmp)).unwrap();
+    let b = c.publish_bucket.unwrap();
+    assert_eq!(b.endpoint, "https://s3.us-east-1.amazonaws.com");
+    assert_eq!((b.prefix.as_str(), b.object_lock_days), ("", None));
+    let c = Config::from_toml(&base, Some(tmp)).unwrap();
+    assert!(c.publish_bucket.is_none());
+    let cases = [
+        (
+            with(""),
+            "log.publish_bucket.secret_access_key: is required",
+        ),
+        (
+            with("secret_access_key = \"s\"\nprefix = \"/a/\"\n"),
+            "log.publish_bucket.prefix",
+        ),
+        (
+            with("secret_access_key = \"s\"\nobject_lock_days = 0\n"),
+            "log.publish_bucket.object_lock_days: must be between 1 and 36500",
+        ),
+        (
+            with("secret_access_key = \"s\"\nendpoint = \"ftp://x\"\n"),
+            "log.publish_bucket.endpoint",
+        ),
+        (
+            with("secret_access_key = \"s\"\nsecret_access_key_env = \"X\"\n"),
+            "set only one of",
+        ),
+    ];
+    for (text, expect) in cases {
+        let e = config_error(&text);
+        assert!(e.contains(expect), "`{e}` should contain `{expect}`");
+    }
+}
+
 #[tokio::test]
 async fn cors_preflight_and_exposed_headers() {
     let h = Harness::new(&Backend::SqliteLocal).await;
