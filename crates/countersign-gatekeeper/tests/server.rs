@@ -1392,3 +1392,90 @@ async fn serve_refuses_a_checkpoint_bucket_without_object_lock() {
         "{log}"
     );
 }
+
+/// `audit verify --bucket` checks the database against the checkpoint bucket.
+#[tokio::test]
+async fn cli_audit_verify_against_the_checkpoint_bucket() {
+    use countersign_gatekeeper::checkpoint_bucket::{
+        BucketPublisher, CheckpointBucket, PublishBucketConfig,
+    };
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let name = format!("locked-{}", random_hex(6));
+    let status = reqwest::Client::new()
+        .put(format!("{s3_endpoint}/{name}"))
+        .header("x-amz-bucket-object-lock-enabled", "true")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    for i in 0..3 {
+        let r = h
+            .send(signed(&get(&format!("a/{i}")).request(), vec![]))
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    let bin = env!("CARGO_BIN_EXE_countersign-gatekeeper");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let dir = h.dir.to_str().unwrap();
+    let config_path = write_config_file(&h, "");
+    let cfg = config_path.to_str().unwrap();
+    let none = run(&[
+        "audit",
+        "verify",
+        "--config",
+        cfg,
+        "--data-dir",
+        dir,
+        "--bucket",
+    ]);
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        !none.status.success() && stderr.contains("the configuration has no [log.publish_bucket]"),
+        "{stderr}"
+    );
+    let section = format!(
+        "\n[log.publish_bucket]\nendpoint = \"{s3_endpoint}\"\nbucket = \"{name}\"\n\
+         access_key_id = \"test\"\nsecret_access_key = \"test\"\nobject_lock_days = 1\n"
+    );
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str(&section);
+    std::fs::write(&config_path, text).unwrap();
+    let config = Config::from_toml(
+        &std::fs::read_to_string(&config_path).unwrap(),
+        Some(&h.dir),
+    )
+    .unwrap();
+    let b: PublishBucketConfig = config.publish_bucket.unwrap();
+    let bucket =
+        CheckpointBucket::new(b, countersign_gatekeeper::transparency::BUCKET_DEADLINE).unwrap();
+    let mut publisher =
+        countersign_gatekeeper::transparency::Publisher::open(&h.config.published_checkpoints)
+            .unwrap();
+    countersign_gatekeeper::transparency::integrate_and_publish(&h.state.ledger, &mut publisher)
+        .await
+        .unwrap();
+    let mut p = BucketPublisher::open(bucket).await.unwrap();
+    assert_eq!(p.publish_new(&h.state.ledger).await.unwrap(), 1);
+    let ok = run(&[
+        "audit",
+        "verify",
+        "--config",
+        cfg,
+        "--data-dir",
+        dir,
+        "--bucket",
+    ]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success()
+            && stdout.contains(&format!(
+                "audit tree OK: 3 entries, 1 published and 1 stored checkpoints verified against bucket `{name}`"
+            )),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
