@@ -10,10 +10,14 @@
 //! would add about a hundred crates for four requests.
 
 use crate::config::Secret;
+use crate::http::AppState;
 use crate::ledger::Ledger;
 use crate::s3_uploads::{amz_date, canonical_query, signature, uri_encode};
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
+
+/// How long one request to the checkpoint bucket may take.
+pub const BUCKET_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The bucket checkpoints are published to (`[log.publish_bucket]`).
 #[derive(Clone, Debug)]
@@ -415,4 +419,44 @@ impl BucketPublisher {
             }
         }
     }
+}
+
+/// With `[log.publish_bucket]`, publishes the stored checkpoints to the bucket every
+/// `checkpoint_interval`, in a task of its own (a slow or unreachable bucket holds up
+/// neither integration nor a request). A failed round is logged, counted in
+/// `countersign_checkpoint_publish_failures_total` and resumed at the next tick.
+pub fn spawn_publisher(state: AppState) {
+    let Some(config) = state.config.publish_bucket.clone() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let bucket = CheckpointBucket::new(config, BUCKET_DEADLINE);
+        let mut publisher: Option<BucketPublisher> = None;
+        let mut tick = tokio::time::interval(state.config.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let result = match (&bucket, publisher.as_mut()) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(_), Some(p)) => p.publish_new(&state.ledger).await.map(|_| ()),
+                (Ok(b), None) => match BucketPublisher::open(b.clone()).await {
+                    Ok(p) => publisher
+                        .insert(p)
+                        .publish_new(&state.ledger)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                },
+            };
+            if let Some(p) = &publisher {
+                state.metrics.checkpoint_published(p.last_size());
+            }
+            if let Err(e) = result {
+                state.metrics.checkpoint_publish_failure();
+                tracing::warn!(
+                    "publishing checkpoints to the bucket (retrying at the next tick): {e}"
+                );
+            }
+        }
+    });
 }

@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use countersign_core::KeyId;
 use countersign_gatekeeper::audit::{AuditLine, AuditRecord, verify_export};
-use countersign_gatekeeper::checkpoint_bucket::CheckpointBucket;
+use countersign_gatekeeper::checkpoint_bucket::{BUCKET_DEADLINE, CheckpointBucket};
 use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_key_flag};
 use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
 use countersign_gatekeeper::http::gatekeeper_policy;
@@ -12,9 +12,7 @@ use countersign_gatekeeper::ledger::log_origin;
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger, LedgerError};
 use countersign_gatekeeper::reload::{ReloadSource, Requester, reload};
 use countersign_gatekeeper::server;
-use countersign_gatekeeper::transparency::{
-    BUCKET_DEADLINE, checkpoint_verifier, verify_tree, verify_tree_against,
-};
+use countersign_gatekeeper::transparency::{checkpoint_verifier, verify_tree, verify_tree_against};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -401,7 +399,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(b) = &state.config.publish_bucket {
                 countersign_gatekeeper::checkpoint_bucket::CheckpointBucket::new(
                     b.clone(),
-                    countersign_gatekeeper::transparency::BUCKET_DEADLINE,
+                    countersign_gatekeeper::checkpoint_bucket::BUCKET_DEADLINE,
                 )?
                 .check()
                 .await

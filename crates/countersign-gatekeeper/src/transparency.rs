@@ -21,9 +21,6 @@ use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-/// How long one request to the checkpoint bucket may take.
-pub const BUCKET_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Entries integrated per database transaction.
 pub const INTEGRATE_BATCH: u32 = 4096;
 
@@ -187,21 +184,17 @@ async fn integrate_all(ledger: &Ledger) -> Result<Option<TreeCheckpoint>, String
 /// process lives; failures are logged and retried at the next tick. Each checkpoint
 /// this instance signs (and, after a start, the newest stored one) is handed to the
 /// witness collector ([`crate::witnesses::spawn_collector`]), which never holds
-/// integration up.
+/// integration up; neither does publishing to the checkpoint bucket
+/// ([`crate::checkpoint_bucket::spawn_publisher`]).
 pub fn spawn_integrator(state: AppState) {
     let witnesses = crate::witnesses::spawn_collector(
         state.ledger.clone(),
         &state.config.witnesses,
         state.config.checkpoint_interval,
     );
-    let bucket = state
-        .config
-        .publish_bucket
-        .clone()
-        .map(|c| crate::checkpoint_bucket::CheckpointBucket::new(c, BUCKET_DEADLINE));
+    crate::checkpoint_bucket::spawn_publisher(state.clone());
     tokio::spawn(async move {
         let mut publisher: Option<Publisher> = None;
-        let mut bucket_publisher: Option<crate::checkpoint_bucket::BucketPublisher> = None;
         let mut tick = tokio::time::interval(state.config.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -239,35 +232,6 @@ pub fn spawn_integrator(state: AppState) {
             };
             if let Err(e) = result {
                 tracing::warn!("audit tree (retrying at the next tick): {e}");
-            }
-            // The bucket beside the file: its failures hold nothing else up.
-            if let Some(bucket) = &bucket {
-                let published = match (bucket, bucket_publisher.as_mut()) {
-                    (Err(e), _) => Err(e.clone()),
-                    (Ok(_), Some(p)) => p.publish_new(&state.ledger).await.map(|_| p.last_size()),
-                    (Ok(b), None) => {
-                        match crate::checkpoint_bucket::BucketPublisher::open(b.clone()).await {
-                            Ok(mut p) => {
-                                let r = p.publish_new(&state.ledger).await.map(|_| p.last_size());
-                                bucket_publisher = Some(p);
-                                r
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                };
-                match published {
-                    Ok(size) => state.metrics.checkpoint_published(size),
-                    Err(e) => {
-                        state.metrics.checkpoint_publish_failure();
-                        tracing::warn!(
-                            "publishing checkpoints to the bucket (retrying at the next tick): {e}"
-                        );
-                    }
-                }
-                if let Some(p) = &bucket_publisher {
-                    state.metrics.checkpoint_published(p.last_size());
-                }
             }
         }
     });

@@ -1450,8 +1450,11 @@ async fn cli_audit_verify_against_the_checkpoint_bucket() {
     )
     .unwrap();
     let b: PublishBucketConfig = config.publish_bucket.unwrap();
-    let bucket =
-        CheckpointBucket::new(b, countersign_gatekeeper::transparency::BUCKET_DEADLINE).unwrap();
+    let bucket = CheckpointBucket::new(
+        b,
+        countersign_gatekeeper::checkpoint_bucket::BUCKET_DEADLINE,
+    )
+    .unwrap();
     let mut publisher =
         countersign_gatekeeper::transparency::Publisher::open(&h.config.published_checkpoints)
             .unwrap();

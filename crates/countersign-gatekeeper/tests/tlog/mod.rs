@@ -10,13 +10,13 @@ use countersign_core::note::Checkpoint;
 use countersign_core::tiles::{TileHashes, TilePath, tiles_of_tree};
 use countersign_core::{Decision, ErrorCode};
 use countersign_gatekeeper::checkpoint_bucket::{
-    Answer, BucketPublisher, CheckpointBucket, PublishBucketConfig,
+    Answer, BUCKET_DEADLINE, BucketPublisher, CheckpointBucket, PublishBucketConfig,
 };
 use countersign_gatekeeper::http::AppState;
 use countersign_gatekeeper::ledger::{AuditDraft, log_origin};
 use countersign_gatekeeper::transparency::{
-    BUCKET_DEADLINE, Publisher, TreeReport, checkpoint_verifier, integrate_and_publish,
-    verify_tree, verify_tree_against,
+    Publisher, TreeReport, checkpoint_verifier, integrate_and_publish, verify_tree,
+    verify_tree_against,
 };
 use reqwest::Method;
 use std::collections::HashMap;
