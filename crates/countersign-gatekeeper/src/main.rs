@@ -397,13 +397,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 None => None,
             };
             if let Some(b) = &state.config.publish_bucket {
-                countersign_gatekeeper::checkpoint_bucket::CheckpointBucket::new(
-                    b.clone(),
-                    countersign_gatekeeper::checkpoint_bucket::BUCKET_DEADLINE,
-                )?
-                .check()
-                .await
-                .map_err(|e| format!("log.publish_bucket: {e}"))?;
+                CheckpointBucket::new(b.clone(), BUCKET_DEADLINE)?
+                    .check()
+                    .await
+                    .map_err(|e| format!("log.publish_bucket: {e}"))?;
             }
             let drained = server::serve_until(state, listener, stop_signal())
                 .await
