@@ -44,6 +44,8 @@ use crate::merkle::{Hash, TreeBuilder, leaf_hash};
 use crate::note::{Checkpoint as TreeCheckpoint, NoteVerifier, SignedNote};
 use crate::policy::Policy;
 use crate::signature::{PublicKey, SignatureEntry};
+use crate::text::preview;
+use crate::tiles::{TILE_WIDTH, TileKind, TilePath, parse_bundle};
 use sha2::{Digest, Sha256};
 
 /// The trust in a log whose checkpoints `key` signs, the log named by the note
@@ -220,6 +222,208 @@ impl<'a> LogVerifier<'a> {
             cosigned_by: self.cosigned_by,
         })
     }
+}
+
+/// Verifying a log from its tiles (`docs/PROTOCOL.md`, "Verifying the log from its
+/// entry bundles"): the signed (optionally cosigned) checkpoint, then, bundle by bundle
+/// in order, each entry bundle `tile/entries/<N>` with its level-0 hash tile
+/// `tile/0/<N>`. Memory is one bundle, whatever the log's size.
+///
+/// Every entry is checked as by [`LogVerifier::entry`] (it parses, is numbered in
+/// order, is the log's gatekeeper's, chains to the one before it); its RFC 6962 leaf
+/// hash must be the tile's hash at its place; the tree of all the entries must have the
+/// checkpoint's root. Earlier checkpoints given with [`TileLogVerifier::expect`] (one
+/// saved by an earlier run, or published outside the gatekeeper's database) must be the
+/// roots of the tree at their sizes: a rewritten, removed or inserted entry, a log cut
+/// back (truncation, a restored backup) or a fork fails, naming which checkpoint.
+#[derive(Debug)]
+pub struct TileLogVerifier<'a> {
+    log: LogVerifier<'a>,
+    size: u64,
+    origin: String,
+    /// Earlier checkpoints not yet reached, by size, and what each is.
+    expected: std::collections::VecDeque<(TreeCheckpoint, String)>,
+    matched: u64,
+}
+
+/// What [`TileLogVerifier`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TileLogReport {
+    /// Entries checked: the checkpoint's size.
+    pub entries: u64,
+    /// The checkpoint's (and the entries') root.
+    pub root: Hash,
+    /// The hash of the last entry (the chain's head).
+    pub head: [u8; 32],
+    /// Earlier checkpoints that matched the tree at their sizes.
+    pub earlier_checkpoints: u64,
+    /// Witnesses whose cosignatures on the checkpoint verified.
+    pub cosigned_by: Vec<String>,
+}
+
+impl<'a> TileLogVerifier<'a> {
+    /// Opens the signed checkpoint `note` under `trust` (as [`open_checkpoint`]);
+    /// `gatekeeper` as in [`LogVerifier::new`].
+    pub fn new(gatekeeper: &'a Policy, note: &[u8], trust: &LogTrust) -> Result<Self> {
+        let (checkpoint, _, _) = open_checkpoint(note, trust.log_key.name(), trust)?;
+        let mut log = LogVerifier::new(gatekeeper);
+        log.tree_checkpoint(note, trust)?;
+        Ok(Self {
+            log,
+            size: checkpoint.size(),
+            origin: checkpoint.origin().to_owned(),
+            expected: Default::default(),
+            matched: 0,
+        })
+    }
+
+    /// The checkpoint's tree size: the entries to verify.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The entry bundle to give next (its level-0 tile has the same index and width),
+    /// or `None` once every entry of the checkpoint was given.
+    pub fn next_bundle(&self) -> Option<TilePath> {
+        let done = self.log.next_seq;
+        if done >= self.size {
+            return None;
+        }
+        let index = done / TILE_WIDTH;
+        let width = (self.size - index * TILE_WIDTH).min(TILE_WIDTH);
+        // `width` is 1..=256, so the path is valid.
+        TilePath::new(TileKind::Entries, index, width as u16).ok()
+    }
+
+    /// An earlier checkpoint of the same log (already opened under its key), `what`
+    /// naming it in errors ("the saved checkpoint"): the tree must have its root at its
+    /// size. Give it before the entries reach that size (checkpoints of sizes already
+    /// passed are `malformed`); one larger than the checkpoint being verified fails at
+    /// once (`audit_chain_broken`): the log was cut back.
+    pub fn expect(&mut self, checkpoint: TreeCheckpoint, what: &str) -> Result<()> {
+        if checkpoint.origin() != self.origin {
+            return Err(Error::new(
+                ErrorCode::WrongAudience,
+                format!(
+                    "{what} is of the log `{}`, not `{}`",
+                    preview(checkpoint.origin()),
+                    self.origin
+                ),
+            ));
+        }
+        let done = self.log.tree.size();
+        if checkpoint.size() < done {
+            return Err(Error::new(
+                ErrorCode::Malformed,
+                format!(
+                    "{what} (of {} entries) was given after the verifier passed {done} entries",
+                    checkpoint.size()
+                ),
+            ));
+        }
+        if checkpoint.size() > self.size {
+            return Err(broken(format!(
+                "rollback: {what} covers {} entries, but the log's signed checkpoint only {}: \
+                 entries were removed from its end (truncation) or the log was restored from an older backup",
+                checkpoint.size(),
+                self.size
+            )));
+        }
+        let at = self
+            .expected
+            .partition_point(|(c, _)| c.size() <= checkpoint.size());
+        self.expected.insert(at, (checkpoint, what.to_owned()));
+        self.check_expected()
+    }
+
+    /// Matches the earlier checkpoints the tree reached.
+    fn check_expected(&mut self) -> Result<()> {
+        let size = self.log.tree.size();
+        while let Some((cp, what)) = self.expected.front() {
+            if cp.size() != size {
+                break;
+            }
+            if *cp.root() != self.log.tree.root() {
+                return Err(broken(format!(
+                    "{what} of {size} entries does not match the log: an entry up to {size} was \
+                     rewritten, removed or inserted since it was signed (or the log forked)"
+                )));
+            }
+            self.expected.pop_front();
+            self.matched += 1;
+        }
+        Ok(())
+    }
+
+    /// The next entry bundle (`path` must be [`Self::next_bundle`]) and the level-0
+    /// hash tile of the same path.
+    pub fn bundle(&mut self, path: &TilePath, bundle: &[u8], tile: &[u8]) -> Result<()> {
+        if Some(*path) != self.next_bundle() {
+            return Err(Error::new(
+                ErrorCode::Malformed,
+                format!(
+                    "entry bundle {path} given out of order (expected {})",
+                    self.next_bundle()
+                        .map_or_else(|| "none".to_owned(), |p| p.to_string())
+                ),
+            ));
+        }
+        let width = usize::from(path.width());
+        let entries = parse_bundle(bundle)
+            .map_err(|e| broken(format!("entry bundle {path}: {}", e.message())))?;
+        if entries.len() != width {
+            return Err(broken(format!(
+                "entry bundle {path} holds {} entries, not {width}",
+                entries.len()
+            )));
+        }
+        if tile.len() != width * 32 {
+            return Err(broken(format!(
+                "hash tile {} holds {} bytes, not {}",
+                tile_of(path),
+                tile.len(),
+                width * 32
+            )));
+        }
+        for (bytes, leaf) in entries.iter().zip(tile.chunks_exact(32)) {
+            let seq = self.log.next_seq;
+            self.log.entry(bytes)?;
+            if leaf_hash(bytes)[..] != *leaf {
+                return Err(broken(format!(
+                    "audit entry {seq} does not hash to its leaf in tile {}: the entry or the tile was altered",
+                    tile_of(path)
+                )));
+            }
+            self.check_expected()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the verification: every bundle must have been given.
+    pub fn finish(self) -> Result<TileLogReport> {
+        if let Some(next) = self.next_bundle() {
+            return Err(broken(format!(
+                "the log ended before entry bundle {next}: the checkpoint covers {} entries",
+                self.size
+            )));
+        }
+        let matched = self.matched;
+        let root = self.log.tree.root();
+        let report = self.log.finish()?;
+        Ok(TileLogReport {
+            entries: report.entries,
+            root,
+            head: report.head,
+            earlier_checkpoints: matched,
+            cosigned_by: report.cosigned_by,
+        })
+    }
+}
+
+/// The level-0 hash tile holding the leaves of entry bundle `path`.
+fn tile_of(path: &TilePath) -> String {
+    TilePath::new(TileKind::Hashes { level: 0 }, path.index(), path.width())
+        .map_or_else(|_| path.to_string(), |p| p.to_string())
 }
 
 #[cfg(test)]
@@ -407,6 +611,236 @@ mod tests {
             late.tree_checkpoint(&note, &k.trust).unwrap_err().code(),
             ErrorCode::Malformed
         );
+    }
+
+    /// The bundles and level-0 tiles of the first `size` entries.
+    fn tiles(entries: &[Vec<u8>], size: u64) -> Vec<(TilePath, Vec<u8>, Vec<u8>)> {
+        entries[..size as usize]
+            .chunks(TILE_WIDTH as usize)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let path = TilePath::new(TileKind::Entries, i as u64, chunk.len() as u16).unwrap();
+                let bundle = crate::tiles::encode_bundle(chunk.iter().map(Vec::as_slice)).unwrap();
+                let tile = chunk.iter().flat_map(|e| leaf_hash(e)).collect();
+                (path, bundle, tile)
+            })
+            .collect()
+    }
+
+    /// Verifies the first `size` entries of `served` from tiles, against the earlier
+    /// checkpoints `earlier` (sizes, notes signed over `signed`'s entries).
+    fn run_tiles(
+        k: &Keys,
+        served: &[Vec<u8>],
+        size: u64,
+        earlier: &[(&[Vec<u8>], u64)],
+    ) -> Result<TileLogReport> {
+        let mut v = TileLogVerifier::new(&k.policy, &tree_note(k, served, size), &k.trust)?;
+        for (signed, at) in earlier {
+            let note = tree_note(k, signed, *at);
+            let (cp, _) = TreeCheckpoint::open(&note, "gk.acme/audit", &k.trust.log_key)?;
+            v.expect(cp, &format!("the checkpoint of {at}"))?;
+        }
+        for (path, bundle, tile) in tiles(served, size) {
+            assert_eq!(v.next_bundle(), Some(path));
+            v.bundle(&path, &bundle, &tile)?;
+        }
+        v.finish()
+    }
+
+    #[test]
+    fn a_log_verifies_from_its_bundles_and_tiles_against_earlier_checkpoints() {
+        let k = keys();
+        let entries = log(600);
+        let r = run_tiles(
+            &k,
+            &entries,
+            600,
+            &[(&entries, 0), (&entries, 256), (&entries, 301)],
+        )
+        .unwrap();
+        assert_eq!((r.entries, r.earlier_checkpoints), (600, 3));
+        assert_eq!(r.head, <[u8; 32]>::from(Sha256::digest(&entries[599])));
+        let tree = MemoryTree::from_leaves(entries.iter().map(|e| leaf_hash(e)).collect());
+        assert_eq!(r.root, tree.root(600).unwrap());
+        // The last bundle of a size that is not a multiple of 256 is partial.
+        let v = TileLogVerifier::new(&k.policy, &tree_note(&k, &entries, 300), &k.trust).unwrap();
+        assert_eq!(v.next_bundle().unwrap().to_string(), "tile/entries/000");
+        assert_eq!(run_tiles(&k, &entries, 300, &[]).unwrap().entries, 300);
+        // An empty log.
+        assert_eq!(
+            run_tiles(&k, &entries, 0, &[(&entries, 0)])
+                .unwrap()
+                .entries,
+            0
+        );
+    }
+
+    #[test]
+    fn each_attack_on_a_tiled_log_is_detected_and_named() {
+        let k = keys();
+        let entries = log(300);
+        let message = |r: Result<TileLogReport>| {
+            let e = r.unwrap_err();
+            assert_eq!(e.code(), ErrorCode::AuditChainBroken, "{e}");
+            e.message().to_owned()
+        };
+        // A rewritten entry, chain recomputed and the log re-signed: the earlier
+        // (published) checkpoint no longer matches.
+        let mut forged = entries.clone();
+        let mut prev = GENESIS;
+        for (i, e) in forged.iter_mut().enumerate() {
+            let mut parsed = AuditEntry::parse(e).unwrap();
+            parsed.prev_sha256 = prev;
+            if i == 3 {
+                parsed.decision = Decision::Deny(ErrorCode::Expired);
+            }
+            *e = parsed.encode();
+            prev = Sha256::digest(&*e).into();
+        }
+        let m = message(run_tiles(&k, &forged, 300, &[(&entries, 200)]));
+        assert!(
+            m.contains("the checkpoint of 200 of 200 entries does not match"),
+            "{m}"
+        );
+        // A middle entry deleted and the rest renumbered and re-chained.
+        let mut deleted: Vec<Vec<u8>> = entries.clone();
+        deleted.remove(5);
+        let mut prev = GENESIS;
+        for (i, e) in deleted.iter_mut().enumerate() {
+            let mut parsed = AuditEntry::parse(e).unwrap();
+            parsed.seq = i as u64;
+            parsed.prev_sha256 = prev;
+            *e = parsed.encode();
+            prev = Sha256::digest(&*e).into();
+        }
+        let m = message(run_tiles(&k, &deleted, 299, &[(&entries, 100)]));
+        assert!(m.contains("of 100 entries does not match"), "{m}");
+        // The tail truncated, or the log restored from an older state, and re-signed.
+        let m = message(run_tiles(&k, &entries, 250, &[(&entries, 280)]));
+        assert!(
+            m.starts_with("rollback: the checkpoint of 280 covers 280 entries"),
+            "{m}"
+        );
+        // A fork: another log of the same size.
+        let m = message(run_tiles(&k, &forged, 300, &[(&entries, 300)]));
+        assert!(m.contains("of 300 entries does not match"), "{m}");
+        // A served entry that is not the one the tile (and root) commit to.
+        let note = tree_note(&k, &entries, 300);
+        let mut t = tiles(&entries, 300);
+        let mut v = TileLogVerifier::new(&k.policy, &note, &k.trust).unwrap();
+        let (path, _, tile) = &t[0];
+        let swapped = tiles(&forged, 300).remove(0).1;
+        let m = message(
+            v.bundle(path, &swapped, tile)
+                .map(|()| unreachable_tile_report()),
+        );
+        assert!(
+            m.contains("audit entry 3 does not hash to its leaf in tile tile/0/000"),
+            "{m}"
+        );
+        // A tile with a flipped hash, a short bundle, a bundle out of order, a log
+        // that ends early.
+        t[0].2[40] ^= 1;
+        let mut v = TileLogVerifier::new(&k.policy, &note, &k.trust).unwrap();
+        let m = message(
+            v.bundle(&t[0].0, &t[0].1, &t[0].2)
+                .map(|()| unreachable_tile_report()),
+        );
+        assert!(m.contains("audit entry 1 does not hash"), "{m}");
+        let mut v = TileLogVerifier::new(&k.policy, &note, &k.trust).unwrap();
+        let short = crate::tiles::encode_bundle(entries[..255].iter().map(Vec::as_slice)).unwrap();
+        let m = message(
+            v.bundle(&t[0].0, &short, &t[0].2)
+                .map(|()| unreachable_tile_report()),
+        );
+        assert!(m.contains("holds 255 entries, not 256"), "{m}");
+        let mut v = TileLogVerifier::new(&k.policy, &note, &k.trust).unwrap();
+        let t = tiles(&entries, 300);
+        assert_eq!(
+            v.bundle(&t[1].0, &t[1].1, &t[1].2).unwrap_err().code(),
+            ErrorCode::Malformed
+        );
+        v.bundle(&t[0].0, &t[0].1, &t[0].2).unwrap();
+        let m = message(v.finish());
+        assert!(
+            m.contains("ended before entry bundle tile/entries/001.p/44"),
+            "{m}"
+        );
+        // An earlier checkpoint of another log, or given too late.
+        let mut v = TileLogVerifier::new(&k.policy, &note, &k.trust).unwrap();
+        let other =
+            NoteSigner::ed25519("gk.other/audit", SigningKey::from_bytes(&[3; 32])).unwrap();
+        let cp = TreeCheckpoint::new("gk.other/audit", 1, leaf_hash(b"x"), Vec::new()).unwrap();
+        let signed = SignedNote::sign(cp.body(), &[&other]).unwrap().encode();
+        let ov = NoteVerifier::parse(&other.verifier_key()).unwrap();
+        let (cp, _) = TreeCheckpoint::open(signed.as_bytes(), "gk.other/audit", &ov).unwrap();
+        assert_eq!(
+            v.expect(cp, "the saved checkpoint").unwrap_err().code(),
+            ErrorCode::WrongAudience
+        );
+        v.bundle(&t[0].0, &t[0].1, &t[0].2).unwrap();
+        let (cp, _) = TreeCheckpoint::open(
+            &tree_note(&k, &entries, 10),
+            "gk.acme/audit",
+            &k.trust.log_key,
+        )
+        .unwrap();
+        assert_eq!(
+            v.expect(cp, "late").unwrap_err().code(),
+            ErrorCode::Malformed
+        );
+    }
+
+    fn unreachable_tile_report() -> TileLogReport {
+        TileLogReport {
+            entries: 0,
+            root: [0; 32],
+            head: GENESIS,
+            earlier_checkpoints: 0,
+            cosigned_by: Vec::new(),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any log verifies against any earlier checkpoint of itself; changing any one
+        /// entry (chain recomputed, log re-signed) fails against every earlier
+        /// checkpoint past it, and a checkpoint past the end is a rollback.
+        #[test]
+        fn tiled_logs_verify_and_any_rewrite_fails(
+            n in 1u64..600,
+            earlier in 0u64..600,
+            changed in 0u64..600,
+        ) {
+            let k = keys();
+            let entries = log(n);
+            let earlier = earlier % (n + 1);
+            let r = run_tiles(&k, &entries, n, &[(&entries, earlier)]).unwrap();
+            proptest::prop_assert_eq!((r.entries, r.earlier_checkpoints), (n, 1));
+            let changed = changed % n;
+            let mut forged = entries.clone();
+            let mut prev = GENESIS;
+            for (i, e) in forged.iter_mut().enumerate() {
+                let mut parsed = AuditEntry::parse(e).unwrap();
+                parsed.prev_sha256 = prev;
+                if i as u64 == changed {
+                    parsed.bytes += 1;
+                }
+                *e = parsed.encode();
+                prev = Sha256::digest(&*e).into();
+            }
+            let result = run_tiles(&k, &forged, n, &[(&entries, earlier)]);
+            if earlier > changed {
+                proptest::prop_assert_eq!(result.unwrap_err().code(), ErrorCode::AuditChainBroken);
+            } else {
+                proptest::prop_assert!(result.is_ok());
+            }
+            if earlier < n {
+                let cut = run_tiles(&k, &entries, earlier, &[(&entries, n)]);
+                proptest::prop_assert_eq!(cut.unwrap_err().code(), ErrorCode::AuditChainBroken);
+            }
+        }
     }
 
     fn unreachable_report() -> LogReport {

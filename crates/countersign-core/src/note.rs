@@ -630,6 +630,53 @@ impl Checkpoint {
     }
 }
 
+/// Splits a sequence of signed notes, each followed by one empty line (a file of
+/// published checkpoints), fed a line at a time without its line end: a note is its
+/// text, the empty line and its signature lines, and ends at the next empty line.
+#[derive(Debug, Default)]
+pub struct NoteLines {
+    note: String,
+    in_signatures: bool,
+}
+
+impl NoteLines {
+    /// The next line; returns the note it completes (without the empty line that
+    /// follows it). A note over [`MAX_NOTE_BYTES`] or an empty one is `malformed`.
+    pub fn push(&mut self, line: &str) -> Result<Option<String>> {
+        if line.is_empty() {
+            if self.in_signatures {
+                self.in_signatures = false;
+                return Ok(Some(std::mem::take(&mut self.note)));
+            }
+            if self.note.is_empty() {
+                return Err(Error::new(ErrorCode::Malformed, "an empty note"));
+            }
+            self.in_signatures = true;
+        }
+        self.note.push_str(line);
+        self.note.push('\n');
+        if self.note.len() > MAX_NOTE_BYTES {
+            return Err(Error::new(
+                ErrorCode::Malformed,
+                format!("a note longer than {MAX_NOTE_BYTES} bytes"),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Ends the sequence: `malformed` if it ends inside a note (a write was cut off).
+    pub fn finish(&self) -> Result<()> {
+        if self.note.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::Malformed,
+                "the notes end inside a note (a write was cut off)",
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
@@ -809,5 +856,24 @@ mod tests {
             code(NoteSigner::ed25519("a+b", SigningKey::from_bytes(&[1; 32]))),
             ErrorCode::InvalidField
         );
+    }
+    #[test]
+    fn note_lines_split_a_file_of_notes() {
+        let mut n = NoteLines::default();
+        let text = "o\n1\nAA=\n\n— k sig\n\no\n2\nBB=\n\n— k sig2\n\no\n3\n";
+        let mut notes = Vec::new();
+        for line in text.lines() {
+            if let Some(note) = n.push(line).unwrap() {
+                notes.push(note);
+            }
+        }
+        assert_eq!(notes, ["o\n1\nAA=\n\n— k sig\n", "o\n2\nBB=\n\n— k sig2\n"]);
+        assert_eq!(n.finish().unwrap_err().code(), ErrorCode::Malformed);
+        assert_eq!(
+            NoteLines::default().push("").unwrap_err().code(),
+            ErrorCode::Malformed
+        );
+        let mut long = NoteLines::default();
+        assert!(long.push(&"x".repeat(MAX_NOTE_BYTES)).is_err());
     }
 }

@@ -234,6 +234,9 @@ pub struct Config {
     pub published_checkpoints: PathBuf,
     /// The witnesses that cosign the checkpoints, and their quorum (`[log]`).
     pub witnesses: WitnessPolicy,
+    /// The S3 bucket every signed tree checkpoint is also published to, as a
+    /// write-once (optionally object-locked) object (`[log.publish_bucket]`).
+    pub publish_bucket: Option<crate::checkpoint_bucket::PublishBucketConfig>,
 }
 
 /// The operations a threshold can be set for.
@@ -299,6 +302,7 @@ impl Config {
             checkpoint_interval: std::time::Duration::from_millis(DEFAULT_CHECKPOINT_INTERVAL_MS),
             published_checkpoints: data_dir.join(PUBLISHED_CHECKPOINTS_FILE),
             witnesses: WitnessPolicy::default(),
+            publish_bucket: None,
         };
         Ok(config)
     }
@@ -620,6 +624,100 @@ struct RawLog {
     witnesses: Vec<RawWitness>,
     quorum: Option<usize>,
     witness_timeout_ms: Option<u64>,
+    publish_bucket: Option<RawPublishBucket>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublishBucket {
+    endpoint: Option<String>,
+    region: Option<String>,
+    bucket: String,
+    #[serde(default)]
+    prefix: String,
+    access_key_id: String,
+    secret_access_key: Option<String>,
+    secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+    object_lock_days: Option<u32>,
+}
+
+impl RawPublishBucket {
+    fn validate(
+        self,
+        data_dir: &Path,
+        p: &mut Vec<ConfigError>,
+    ) -> Option<crate::checkpoint_bucket::PublishBucketConfig> {
+        const AT: &str = "log.publish_bucket";
+        let region = self.region.unwrap_or_else(|| "us-east-1".to_owned());
+        let endpoint = self
+            .endpoint
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            || reqwest::Url::parse(&endpoint).is_err()
+        {
+            p.push(err(
+                format!("{AT}.endpoint"),
+                format!(
+                    "`{endpoint}` must be an http(s) URL like https://s3.eu-central-1.amazonaws.com"
+                ),
+            ));
+        }
+        if self.bucket.is_empty()
+            || !self
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/')
+        {
+            p.push(err(
+                format!("{AT}.bucket"),
+                "must be a bucket name (no `/`)",
+            ));
+        }
+        let prefix_ok = self.prefix.split('/').all(|seg| !seg.is_empty())
+            && self.prefix.bytes().all(|b| b.is_ascii_graphic());
+        if !self.prefix.is_empty() && !prefix_ok {
+            p.push(err(
+                format!("{AT}.prefix"),
+                "must be a key prefix like `gatekeeper-1/audit` (no leading, trailing or double `/`)",
+            ));
+        }
+        if self.object_lock_days == Some(0) || self.object_lock_days.is_some_and(|d| d > 36_500) {
+            p.push(err(
+                format!("{AT}.object_lock_days"),
+                "must be between 1 and 36500 (days)",
+            ));
+        }
+        let secret = match secret(
+            data_dir,
+            &format!("{AT}.secret_access_key"),
+            self.secret_access_key,
+            self.secret_access_key_env,
+            self.secret_access_key_file,
+        ) {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => {
+                p.push(err(
+                    format!("{AT}.secret_access_key"),
+                    "is required (or secret_access_key_env, secret_access_key_file)",
+                ));
+                None
+            }
+            Err(e) => {
+                p.push(e);
+                None
+            }
+        }?;
+        Some(crate::checkpoint_bucket::PublishBucketConfig {
+            endpoint,
+            region,
+            bucket: self.bucket,
+            prefix: self.prefix,
+            access_key_id: self.access_key_id,
+            secret_access_key: secret,
+            object_lock_days: self.object_lock_days,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -1499,14 +1597,17 @@ impl RawConfig {
             Some(path) => resolve(&data_dir, path),
             None => data_dir.join(PUBLISHED_CHECKPOINTS_FILE),
         };
-        let witnesses = self
-            .log
-            .unwrap_or(RawLog {
-                witnesses: Vec::new(),
-                quorum: None,
-                witness_timeout_ms: None,
-            })
-            .validate(p);
+        let mut log = self.log.unwrap_or(RawLog {
+            witnesses: Vec::new(),
+            quorum: None,
+            witness_timeout_ms: None,
+            publish_bucket: None,
+        });
+        let publish_bucket = log
+            .publish_bucket
+            .take()
+            .and_then(|b| b.validate(&data_dir, p));
+        let witnesses = log.validate(p);
         if !p.is_empty() {
             return None;
         }
@@ -1534,6 +1635,7 @@ impl RawConfig {
             checkpoint_interval: std::time::Duration::from_millis(interval_ms),
             published_checkpoints,
             witnesses,
+            publish_bucket,
         })
     }
 }

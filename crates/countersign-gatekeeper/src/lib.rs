@@ -21,6 +21,7 @@
 
 pub mod acl;
 pub mod audit;
+pub mod checkpoint_bucket;
 pub mod config;
 pub mod encrypt_existing;
 pub mod encryption;

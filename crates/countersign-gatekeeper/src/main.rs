@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use countersign_core::KeyId;
 use countersign_gatekeeper::audit::{AuditLine, AuditRecord, verify_export};
+use countersign_gatekeeper::checkpoint_bucket::{BUCKET_DEADLINE, CheckpointBucket};
 use countersign_gatekeeper::config::{Config, load_or_create_key, parse_vendor_key_flag};
 use countersign_gatekeeper::http::audit::{export_jsonl, parse_filter};
 use countersign_gatekeeper::http::gatekeeper_policy;
@@ -11,7 +12,7 @@ use countersign_gatekeeper::ledger::log_origin;
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger, LedgerError};
 use countersign_gatekeeper::reload::{ReloadSource, Requester, reload};
 use countersign_gatekeeper::server;
-use countersign_gatekeeper::transparency::{checkpoint_verifier, verify_tree};
+use countersign_gatekeeper::transparency::{checkpoint_verifier, verify_tree, verify_tree_against};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -164,6 +165,10 @@ enum AuditCommand {
         /// default: `audit.published_checkpoints` of the configuration.
         #[arg(long)]
         published: Option<PathBuf>,
+        /// Check against the checkpoints in the configuration's `[log.publish_bucket]`
+        /// (`<prefix>/checkpoint/<size>`) instead of the published file.
+        #[arg(long, conflicts_with = "published")]
+        bucket: bool,
     },
     /// Print matching entries as JSONL.
     Search {
@@ -397,6 +402,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
                 None => None,
             };
+            if let Some(b) = &state.config.publish_bucket {
+                CheckpointBucket::new(b.clone(), BUCKET_DEADLINE)?
+                    .check()
+                    .await
+                    .map_err(|e| format!("log.publish_bucket: {e}"))?;
+            }
             let drained = server::serve_until(state, listener, stop_signal())
                 .await
                 .map_err(|e| format!("server stopped: {e}"))?;
@@ -469,6 +480,7 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             public_key,
             key_id,
             published,
+            bucket,
         } => {
             let config = match &file {
                 Some(_) => load_config(&source, &[]).ok(),
@@ -526,12 +538,29 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                     // chain and its checkpoints, and the Merkle tree against the
                     // checkpoints published outside the database.
                     let ledger = open_ledger(&config).await?;
-                    let path = published.unwrap_or_else(|| config.published_checkpoints.clone());
                     let verifier = checkpoint_verifier(&config.gatekeeper_id, &pk)?;
                     let origin = log_origin(&config.gatekeeper_id);
-                    let tree = verify_tree(&ledger, &path, &verifier, &origin, &policy)
-                        .await
-                        .map_err(|e| format!("audit log INVALID: {e}"))?;
+                    let (tree, against) = if bucket {
+                        let b = config
+                            .publish_bucket
+                            .clone()
+                            .ok_or("--bucket: the configuration has no [log.publish_bucket]")?;
+                        let name = format!("bucket `{}`", b.bucket);
+                        let notes = CheckpointBucket::new(b, BUCKET_DEADLINE)?
+                            .notes()
+                            .await
+                            .map_err(|e| format!("audit log INVALID: {e}"))?;
+                        let notes = notes.into_iter().map(Ok);
+                        let tree =
+                            verify_tree_against(&ledger, notes, &verifier, &origin, &policy).await;
+                        (tree, name)
+                    } else {
+                        let path =
+                            published.unwrap_or_else(|| config.published_checkpoints.clone());
+                        let tree = verify_tree(&ledger, &path, &verifier, &origin, &policy).await;
+                        (tree, path.display().to_string())
+                    };
+                    let tree = tree.map_err(|e| format!("audit log INVALID: {e}"))?;
                     println!(
                         "audit log OK: {} entries, {} signed checkpoints verified, head {}",
                         tree.entries,
@@ -543,7 +572,7 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                         tree.entries,
                         tree.published,
                         tree.stored,
-                        path.display(),
+                        against,
                         countersign_core::text::hex(&tree.root)
                     );
                 }

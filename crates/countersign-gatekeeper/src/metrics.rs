@@ -118,6 +118,8 @@ pub struct Metrics {
     decision_latency: Histogram,
     append_latency: Histogram,
     audit_failures: AtomicU64,
+    checkpoint_publish_failures: AtomicU64,
+    checkpoint_published_size: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -131,6 +133,8 @@ impl Default for Metrics {
             decision_latency: Histogram::new(&DECISION_BUCKETS),
             append_latency: Histogram::new(&APPEND_BUCKETS),
             audit_failures: AtomicU64::new(0),
+            checkpoint_publish_failures: AtomicU64::new(0),
+            checkpoint_published_size: AtomicU64::new(0),
         }
     }
 }
@@ -219,6 +223,18 @@ impl Metrics {
         self.audit_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a failed round of publishing checkpoints to `[log.publish_bucket]`.
+    pub fn checkpoint_publish_failure(&self) {
+        self.checkpoint_publish_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the largest tree size published to `[log.publish_bucket]`.
+    pub fn checkpoint_published(&self, size: u64) {
+        self.checkpoint_published_size
+            .fetch_max(size, Ordering::Relaxed);
+    }
+
     /// The text exposition. `progress` is the audit log's state read from the
     /// database now (`None`: it could not be read, and `countersign_audit_log_up` is
     /// 0); `now_ms` is the current Unix time in milliseconds.
@@ -276,6 +292,16 @@ impl Metrics {
             "countersign_audit_failures_total",
             "Audit appends that failed (each refused its request: fail closed).",
             load(&self.audit_failures),
+        );
+        counter(
+            "countersign_checkpoint_publish_failures_total",
+            "Rounds of publishing checkpoints to the checkpoint bucket that failed (retried at the next tick).",
+            load(&self.checkpoint_publish_failures),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP countersign_checkpoint_published_size Tree size of the newest checkpoint in the checkpoint bucket (0 before the first or without a bucket).\n# TYPE countersign_checkpoint_published_size gauge\ncountersign_checkpoint_published_size {}",
+            load(&self.checkpoint_published_size)
         );
         self.decision_latency.render(
             &mut out,

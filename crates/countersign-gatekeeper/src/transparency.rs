@@ -14,7 +14,7 @@ use crate::http::AppState;
 use crate::ledger::{Ledger, TreeCheckpoint, log_origin};
 use countersign_core::audit::Checkpoint as LegacyCheckpoint;
 use countersign_core::merkle::{Hash, TreeBuilder, leaf_hash};
-use countersign_core::note::{Checkpoint, NoteVerifier};
+use countersign_core::note::{Checkpoint, NoteLines, NoteVerifier};
 use countersign_core::signature::parse_list;
 use countersign_core::{GatekeeperId, Policy, PublicKey};
 use sha2::{Digest, Sha256};
@@ -105,6 +105,7 @@ fn note_text(note: &str) -> &str {
 /// Reads the published file one signed note at a time (constant memory).
 pub struct PublishedNotes {
     lines: Option<std::io::Lines<std::io::BufReader<std::fs::File>>>,
+    notes: NoteLines,
     path: PathBuf,
 }
 
@@ -118,6 +119,7 @@ impl PublishedNotes {
         };
         Ok(Self {
             lines,
+            notes: NoteLines::default(),
             path: path.to_owned(),
         })
     }
@@ -128,34 +130,23 @@ impl Iterator for PublishedNotes {
 
     fn next(&mut self) -> Option<Self::Item> {
         let lines = self.lines.as_mut()?;
-        let mut note = String::new();
-        let mut in_signatures = false;
-        loop {
-            let line = match lines.next() {
-                None if note.is_empty() => return None,
-                None => {
-                    return Some(Err(format!(
-                        "{} ends inside a checkpoint (a write was cut off)",
-                        self.path.display()
-                    )));
-                }
-                Some(Err(e)) => {
-                    return Some(Err(format!("cannot read {}: {e}", self.path.display())));
-                }
-                Some(Ok(l)) => l,
+        let path = self.path.display();
+        for line in lines.by_ref() {
+            let pushed = match line {
+                Ok(l) => self.notes.push(&l).map_err(|e| format!("{path}: {e}")),
+                Err(e) => Err(format!("cannot read {path}: {e}")),
             };
-            if line.is_empty() {
-                if in_signatures {
-                    return Some(Ok(note));
-                }
-                if note.is_empty() {
-                    return Some(Err(format!("{} has an empty note", self.path.display())));
-                }
-                in_signatures = true;
+            match pushed {
+                Ok(None) => {}
+                Ok(Some(note)) => return Some(Ok(note)),
+                Err(e) => return Some(Err(e)),
             }
-            note.push_str(&line);
-            note.push('\n');
         }
+        self.lines = None;
+        self.notes
+            .finish()
+            .err()
+            .map(|e| Err(format!("{path}: {e}")))
     }
 }
 
@@ -193,13 +184,15 @@ async fn integrate_all(ledger: &Ledger) -> Result<Option<TreeCheckpoint>, String
 /// process lives; failures are logged and retried at the next tick. Each checkpoint
 /// this instance signs (and, after a start, the newest stored one) is handed to the
 /// witness collector ([`crate::witnesses::spawn_collector`]), which never holds
-/// integration up.
+/// integration up; neither does publishing to the checkpoint bucket
+/// ([`crate::checkpoint_bucket::spawn_publisher`]).
 pub fn spawn_integrator(state: AppState) {
     let witnesses = crate::witnesses::spawn_collector(
         state.ledger.clone(),
         &state.config.witnesses,
         state.config.checkpoint_interval,
     );
+    crate::checkpoint_bucket::spawn_publisher(state.clone());
     tokio::spawn(async move {
         let mut publisher: Option<Publisher> = None;
         let mut tick = tokio::time::interval(state.config.checkpoint_interval);
@@ -289,6 +282,19 @@ pub async fn verify_tree(
     origin: &str,
     gatekeeper: &Policy,
 ) -> Result<TreeReport, String> {
+    let notes = PublishedNotes::open(published)?;
+    verify_tree_against(ledger, notes, verifier, origin, gatekeeper).await
+}
+
+/// [`verify_tree`] against published checkpoint notes from any source (the file, or
+/// the checkpoint bucket's objects, [`crate::checkpoint_bucket`]), in order of size.
+pub async fn verify_tree_against(
+    ledger: &Ledger,
+    mut notes: impl Iterator<Item = Result<String, String>> + Send,
+    verifier: &NoteVerifier,
+    origin: &str,
+    gatekeeper: &Policy,
+) -> Result<TreeReport, String> {
     // The hash chain's own checkpoints (one per `checkpoint_every` entries).
     let mut chain_checkpoints = std::collections::VecDeque::new();
     for c in ledger
@@ -305,7 +311,6 @@ pub async fn verify_tree(
     chain_checkpoints.make_contiguous().sort_unstable();
     let mut tree = TreeBuilder::new();
     let mut prev = countersign_core::audit::GENESIS;
-    let mut notes = PublishedNotes::open(published)?;
     let mut next_published = read_published(&mut notes, origin, verifier, 0)?;
     let mut stored: std::collections::VecDeque<TreeCheckpoint> = Default::default();
     let mut last_stored = 0u64;
@@ -443,7 +448,7 @@ pub async fn verify_tree(
 }
 
 fn read_published(
-    notes: &mut PublishedNotes,
+    notes: &mut impl Iterator<Item = Result<String, String>>,
     origin: &str,
     verifier: &NoteVerifier,
     after: u64,

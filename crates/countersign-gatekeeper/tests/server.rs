@@ -129,6 +129,47 @@ fn log_witnesses_and_quorum_are_validated() {
     }
 }
 
+#[test]
+fn log_publish_bucket_is_validated() {
+    let base = config_text("[buckets.reports]\nstore = \"local\"\n", "", "");
+    let with = |extra: &str| {
+        format!("{base}\n[log.publish_bucket]\nbucket = \"cp\"\naccess_key_id = \"AK\"\n{extra}")
+    };
+    let tmp = std::path::Path::new("/tmp");
+    let c = Config::from_toml(&with("secret_access_key = \"s\"\n"), Some(tmp)).unwrap();
+    let b = c.publish_bucket.unwrap();
+    assert_eq!(b.endpoint, "https://s3.us-east-1.amazonaws.com");
+    assert_eq!((b.prefix.as_str(), b.object_lock_days), ("", None));
+    let c = Config::from_toml(&base, Some(tmp)).unwrap();
+    assert!(c.publish_bucket.is_none());
+    let cases = [
+        (
+            with(""),
+            "log.publish_bucket.secret_access_key: is required",
+        ),
+        (
+            with("secret_access_key = \"s\"\nprefix = \"/a/\"\n"),
+            "log.publish_bucket.prefix",
+        ),
+        (
+            with("secret_access_key = \"s\"\nobject_lock_days = 0\n"),
+            "log.publish_bucket.object_lock_days: must be between 1 and 36500",
+        ),
+        (
+            with("secret_access_key = \"s\"\nendpoint = \"ftp://x\"\n"),
+            "log.publish_bucket.endpoint",
+        ),
+        (
+            with("secret_access_key = \"s\"\nsecret_access_key_env = \"X\"\n"),
+            "set only one of",
+        ),
+    ];
+    for (text, expect) in cases {
+        let e = config_error(&text);
+        assert!(e.contains(expect), "`{e}` should contain `{expect}`");
+    }
+}
+
 #[tokio::test]
 async fn cors_preflight_and_exposed_headers() {
     let h = Harness::new(&Backend::SqliteLocal).await;
@@ -1331,4 +1372,134 @@ fn admin_listen_must_be_an_address() {
     )
     .unwrap();
     assert_eq!(ok.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
+}
+
+/// `serve` refuses to start when `[log.publish_bucket]` asks for object lock on a
+/// bucket without it, and names the bucket.
+#[tokio::test]
+async fn serve_refuses_a_checkpoint_bucket_without_object_lock() {
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let name = format!("unlocked-{}", random_hex(6));
+    create_s3_bucket(&s3_endpoint, &name).await;
+    let dir = temp_dir();
+    let bucket = format!(
+        "[buckets.reports]\nstore = \"local\"\npath = \"{}\"\n",
+        dir.path().join("bucket").display()
+    );
+    let extra = format!(
+        "[log.publish_bucket]\nendpoint = \"{s3_endpoint}\"\nbucket = \"{name}\"\n\
+         access_key_id = \"test\"\nsecret_access_key = \"test\"\nobject_lock_days = 1\n"
+    );
+    let config_path = dir.path().join("gatekeeper.toml");
+    std::fs::write(&config_path, config_text(&bucket, "", &extra)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        .args(["serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "bucket `{name}` does not have object lock enabled"
+        )),
+        "{log}"
+    );
+}
+
+/// `audit verify --bucket` checks the database against the checkpoint bucket.
+#[tokio::test]
+async fn cli_audit_verify_against_the_checkpoint_bucket() {
+    use countersign_gatekeeper::checkpoint_bucket::{
+        BucketPublisher, CheckpointBucket, PublishBucketConfig,
+    };
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let name = format!("locked-{}", random_hex(6));
+    let status = reqwest::Client::new()
+        .put(format!("{s3_endpoint}/{name}"))
+        .header("x-amz-bucket-object-lock-enabled", "true")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    for i in 0..3 {
+        let r = h
+            .send(signed(&get(&format!("a/{i}")).request(), vec![]))
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    let bin = env!("CARGO_BIN_EXE_countersign-gatekeeper");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let dir = h.dir.to_str().unwrap();
+    let config_path = write_config_file(&h, "");
+    let cfg = config_path.to_str().unwrap();
+    let none = run(&[
+        "audit",
+        "verify",
+        "--config",
+        cfg,
+        "--data-dir",
+        dir,
+        "--bucket",
+    ]);
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        !none.status.success() && stderr.contains("the configuration has no [log.publish_bucket]"),
+        "{stderr}"
+    );
+    let section = format!(
+        "\n[log.publish_bucket]\nendpoint = \"{s3_endpoint}\"\nbucket = \"{name}\"\n\
+         access_key_id = \"test\"\nsecret_access_key = \"test\"\nobject_lock_days = 1\n"
+    );
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str(&section);
+    std::fs::write(&config_path, text).unwrap();
+    let config = Config::from_toml(
+        &std::fs::read_to_string(&config_path).unwrap(),
+        Some(&h.dir),
+    )
+    .unwrap();
+    let b: PublishBucketConfig = config.publish_bucket.unwrap();
+    let bucket = CheckpointBucket::new(
+        b,
+        countersign_gatekeeper::checkpoint_bucket::BUCKET_DEADLINE,
+    )
+    .unwrap();
+    let mut publisher =
+        countersign_gatekeeper::transparency::Publisher::open(&h.config.published_checkpoints)
+            .unwrap();
+    countersign_gatekeeper::transparency::integrate_and_publish(&h.state.ledger, &mut publisher)
+        .await
+        .unwrap();
+    let mut p = BucketPublisher::open(bucket).await.unwrap();
+    assert_eq!(p.publish_new(&h.state.ledger).await.unwrap(), 1);
+    let ok = run(&[
+        "audit",
+        "verify",
+        "--config",
+        cfg,
+        "--data-dir",
+        dir,
+        "--bucket",
+    ]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success()
+            && stdout.contains(&format!(
+                "audit tree OK: 3 entries, 1 published and 1 stored checkpoints verified against bucket `{name}`"
+            )),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }

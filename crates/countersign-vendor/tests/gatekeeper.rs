@@ -33,13 +33,23 @@ struct Gatekeeper {
 
 impl Gatekeeper {
     fn start(dir: &Path, vendor_keys: Vec<AuthorizedKey>) -> Self {
+        Self::start_with(dir, vendor_keys, |_| {})
+    }
+
+    /// [`Gatekeeper::start`] with the embedded configuration changed by `change`.
+    fn start_with(
+        dir: &Path,
+        vendor_keys: Vec<AuthorizedKey>,
+        change: impl FnOnce(&mut Config),
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let data_dir = dir.join("gk");
-        let config = Config::embedded(&data_dir, vendor_keys).unwrap();
+        let mut config = Config::embedded(&data_dir, vendor_keys).unwrap();
+        change(&mut config);
         let (state, _) = runtime.block_on(server::build_state(config)).unwrap();
         let public = AuthorizedKey {
             key_id: state.key_id().clone(),
@@ -1035,16 +1045,22 @@ fn proxy(upstream: &str, rewrite: impl Fn(&str, Vec<u8>) -> Vec<u8> + Send + 'st
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+            // The request's headers (signed requests carry theirs), but for its own.
+            let mut headers = String::new();
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap() <= 2 {
                     break;
                 }
+                let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+                if name != "host" && name != "connection" {
+                    headers.push_str(&h);
+                }
             }
             let mut up = std::net::TcpStream::connect(&upstream).unwrap();
             write!(
                 up,
-                "GET {path} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n{headers}\r\n"
             )
             .unwrap();
             let mut response = Vec::new();
@@ -1649,4 +1665,282 @@ fn audit_verify_checks_an_export_without_the_gatekeeper() {
         outcome(&verify("no-tree.jsonl", &["--require-tree"])),
         (1, "audit_chain_broken".into())
     );
+}
+
+/// A gatekeeper whose `admin-1` key (a `customer-admin`) may read the audit log.
+/// Its database is `database_url` (PostgreSQL), or SQLite in its data directory.
+fn start_with_admin(dir: &Path, database_url: Option<&str>) -> Gatekeeper {
+    let admin = load_public_keys(dir.join("admin-1.key.pub")).unwrap();
+    Gatekeeper::start_with(
+        dir,
+        load_public_keys(dir.join("vendor-1.key.pub")).unwrap(),
+        |c| {
+            if let Some(url) = database_url {
+                c.database_url = countersign_gatekeeper::config::Secret::new(url);
+            }
+            c.keys.extend(admin);
+            c.thresholds
+                .insert("AUDIT".into(), vec![(Role::customer_admin(), 1)]);
+        },
+    )
+}
+
+/// `audit verify --url` through `url` with the admin key and extra arguments.
+fn audit_verify_url(dir: &Path, gk: &Gatekeeper, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "audit",
+        "verify",
+        "--url",
+        url,
+        "--gatekeeper-key",
+        gk.public_key_file.to_str().unwrap(),
+        "--admin-key",
+        "admin-1.key",
+    ];
+    args.extend_from_slice(extra);
+    run(dir, &args)
+}
+
+/// Runs `sql` on the database at `url` (`sqlite://…` or `postgres://…`).
+fn sql(rt: &tokio::runtime::Runtime, url: &str, sql: &str) {
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+}
+
+/// A database to back up and restore (the gatekeeper stopped): SQLite files copied,
+/// or a PostgreSQL database cloned as a template.
+enum Db {
+    Sqlite(PathBuf),
+    Postgres { server: String, name: String },
+}
+
+impl Db {
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres { server, name } => format!("{server}/{name}"),
+        }
+    }
+
+    /// Copies the database `from` to `to` (names or file paths).
+    fn copy(&self, rt: &tokio::runtime::Runtime, from: &str, to: &str) {
+        match self {
+            Self::Sqlite(_) => {
+                // The database file and its write-ahead log, as they are.
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{to}{suffix}"));
+                    let source = format!("{from}{suffix}");
+                    if Path::new(&source).exists() {
+                        std::fs::copy(&source, format!("{to}{suffix}")).unwrap();
+                    }
+                }
+            }
+            Self::Postgres { server, .. } => {
+                let admin = format!("{server}/postgres");
+                // The stopped gatekeeper's connections may linger a moment.
+                sql(
+                    rt,
+                    &admin,
+                    &format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ('{from}', '{to}') AND pid <> pg_backend_pid()"
+                    ),
+                );
+                sql(rt, &admin, &format!("DROP DATABASE IF EXISTS {to}"));
+                sql(rt, &admin, &format!("CREATE DATABASE {to} TEMPLATE {from}"));
+            }
+        }
+    }
+
+    /// The name [`Db::copy`] takes for the database itself, and for its backup.
+    fn names(&self, dir: &Path) -> (String, String) {
+        match self {
+            Self::Sqlite(path) => (
+                path.display().to_string(),
+                dir.join("backup.sqlite").display().to_string(),
+            ),
+            Self::Postgres { name, .. } => (name.clone(), format!("{name}_backup")),
+        }
+    }
+}
+
+#[test]
+fn audit_verify_over_http_checks_entry_bundles_and_detects_tampering_and_rollback() {
+    audit_verify_over_http_scenario(None);
+}
+
+#[test]
+fn audit_verify_over_http_detects_tampering_and_rollback_on_postgres() {
+    let Ok(url) = std::env::var("COUNTERSIGN_TEST_PG_URL") else {
+        let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+            || std::env::var("COUNTERSIGN_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "COUNTERSIGN_TEST_PG_URL must be set (run under scripts/services.sh)"
+        );
+        eprintln!("SKIPPED: PostgreSQL test; run under scripts/services.sh to include it");
+        return;
+    };
+    let name = format!("gk_verify_{}", std::process::id());
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    sql(&rt, &url, &format!("CREATE DATABASE {name}"));
+    audit_verify_over_http_scenario(Some(Db::Postgres {
+        server: server.to_owned(),
+        name,
+    }));
+}
+
+/// Verifies a gatekeeper's log over HTTP, then attacks it: a server that alters an
+/// entry, the database rewritten in place, the database restored from a backup.
+fn audit_verify_over_http_scenario(pg: Option<Db>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    keygen(d, "vendor-1", &[]);
+    keygen(d, "admin-1", &["--role", "customer-admin"]);
+    let key = VendorKey::load(d.join("vendor-1.key")).unwrap().remove(0);
+    let db = pg.unwrap_or_else(|| Db::Sqlite(d.join("gk").join("gatekeeper.sqlite")));
+    let pg_url = match &db {
+        Db::Postgres { .. } => Some(db.url()),
+        Db::Sqlite(_) => None,
+    };
+    let (db_name, backup_name) = db.names(d);
+    let gk = start_with_admin(d, pg_url.as_deref());
+    let tools = tokio::runtime::Runtime::new().unwrap();
+    let published = gk.state.config.published_checkpoints.clone();
+    let published_arg = published.to_str().unwrap().to_owned();
+    for i in 0..20 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "backup.cp", 20);
+    // A backup of the database, taken with the gatekeeper stopped.
+    drop(gk);
+    db.copy(&tools, &db_name, &backup_name);
+    let gk = start_with_admin(d, pg_url.as_deref());
+
+    // More than a full entry bundle, so that a full and a partial bundle are checked.
+    for i in 20..300 {
+        assert_eq!(raw_put(&gk, &key, &format!("org-1/{i}")), None);
+    }
+    save_checkpoint(d, &gk, "new.cp", 300);
+    let o = audit_verify_url(
+        d,
+        &gk,
+        &gk.url,
+        &[
+            "--state",
+            "state.cp",
+            "--since",
+            "backup.cp",
+            "--published",
+            &published_arg,
+        ],
+    );
+    assert_eq!(
+        outcome(&o),
+        (0, String::new()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("audit log local/audit OK: "), "{out}");
+    assert!(out.contains("match the signed checkpoint"), "{out}");
+    let verified = checkpoint_size(&d.join("state.cp"));
+    assert!(verified >= 300, "{verified}");
+
+    // Published checkpoints out of order: the log went back between two of them.
+    let mut notes = Vec::new();
+    let mut lines = countersign_core::note::NoteLines::default();
+    for line in std::fs::read_to_string(&published).unwrap().lines() {
+        notes.extend(lines.push(line).unwrap());
+    }
+    assert!(notes.len() >= 2, "{notes:?}");
+    notes.reverse();
+    let reordered: String = notes.iter().map(|n| format!("{n}\n")).collect();
+    std::fs::write(d.join("reordered.log"), reordered).unwrap();
+    let o = audit_verify_url(d, &gk, &gk.url, &["--published", "reordered.log"]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the published checkpoints go back from size"),
+        "{err}"
+    );
+
+    // Without the admin key's role, the bundles are refused.
+    let mut args = vec![
+        "audit",
+        "verify",
+        "--url",
+        &gk.url,
+        "--gatekeeper-key",
+        gk.public_key_file.to_str().unwrap(),
+        "--admin-key",
+        "vendor-1.key",
+    ];
+    let o = run(d, &args);
+    assert_eq!(outcome(&o), (1, "threshold_not_met".to_owned()));
+    // --url and an export file exclude each other.
+    args.push("export.jsonl");
+    assert_eq!(run(d, &args).status.code(), Some(2));
+
+    // A server that alters one entry of the first bundle (a rewrite the tiles and the
+    // signed root do not follow).
+    let rewrite = proxy(&gk.url, |path, mut body| {
+        if path == "/v1/audit/tile/entries/000" {
+            let at = body.windows(6).position(|w| w == b"org-1/").unwrap();
+            body[at + 6] = b'X';
+        }
+        body
+    });
+    let o = audit_verify_url(d, &gk, &rewrite, &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not hash to its leaf in tile tile/0/000"),
+        "{err}"
+    );
+
+    // The database rewritten in place: an allow becomes a deny.
+    sql(
+        &tools,
+        &db.url(),
+        "UPDATE audit_log SET decision = 'deny', error_code = 'expired' WHERE seq = 7",
+    );
+    let o = audit_verify_url(d, &gk, &gk.url, &[]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("audit entry 7 does not hash to its leaf"),
+        "{err}"
+    );
+
+    // Rollback: the database restored from the backup, the gatekeeper restarted (its
+    // key and its published file are unchanged).
+    drop(gk);
+    db.copy(&tools, &backup_name, &db_name);
+    let gk = start_with_admin(d, pg_url.as_deref());
+    let o = audit_verify_url(d, &gk, &gk.url, &["--state", "state.cp"]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "rollback: the checkpoint of the last run (state file) covers {verified} entries"
+        )),
+        "{err}"
+    );
+    let o = audit_verify_url(d, &gk, &gk.url, &["--published", &published_arg]);
+    assert_eq!(outcome(&o), (1, "audit_chain_broken".to_owned()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rollback: the published checkpoint covers"),
+        "{err}"
+    );
+    // The state file still holds the last good checkpoint.
+    assert_eq!(checkpoint_size(&d.join("state.cp")), verified);
 }

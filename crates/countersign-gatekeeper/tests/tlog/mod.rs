@@ -9,11 +9,16 @@ use countersign_core::merkle::{leaf_hash, tree_root, verify_inclusion};
 use countersign_core::note::Checkpoint;
 use countersign_core::tiles::{TileHashes, TilePath, tiles_of_tree};
 use countersign_core::{Decision, ErrorCode};
+use countersign_gatekeeper::checkpoint_bucket::{
+    Answer, BUCKET_DEADLINE, BucketPublisher, CheckpointBucket, PublishBucketConfig,
+};
 use countersign_gatekeeper::http::AppState;
 use countersign_gatekeeper::ledger::{AuditDraft, log_origin};
 use countersign_gatekeeper::transparency::{
     Publisher, TreeReport, checkpoint_verifier, integrate_and_publish, verify_tree,
+    verify_tree_against,
 };
+use reqwest::Method;
 use std::collections::HashMap;
 
 fn draft(i: u64, decision: Decision) -> AuditDraft {
@@ -479,4 +484,301 @@ pub async fn tree_with_two_instances_appending_and_integrating(b: &Backend) {
         assert_eq!(cp.size, 203);
         pool.close().await;
     }
+}
+
+/// The S3 server of `scripts/services.sh`, or `None` (the test is skipped, or fails
+/// where the services are required).
+fn s3_endpoint() -> Option<String> {
+    match Backend::from_env()? {
+        Backend::PostgresS3 { s3_endpoint, .. } => Some(s3_endpoint),
+        Backend::SqliteLocal => None,
+    }
+}
+
+/// Creates a bucket on the S3 server (moto does not check signatures), with object
+/// lock enabled if `lock`.
+async fn create_checkpoint_bucket(endpoint: &str, lock: bool) -> String {
+    let name = format!("checkpoints-{}", random_hex(6));
+    let mut req = reqwest::Client::new().put(format!("{endpoint}/{name}"));
+    if lock {
+        req = req.header("x-amz-bucket-object-lock-enabled", "true");
+    }
+    let status = req.send().await.unwrap().status();
+    assert!(status.is_success(), "creating bucket {name}: {status}");
+    name
+}
+
+fn bucket_config(endpoint: &str, bucket: &str, lock_days: Option<u32>) -> PublishBucketConfig {
+    PublishBucketConfig {
+        endpoint: endpoint.to_owned(),
+        region: "us-east-1".into(),
+        bucket: bucket.to_owned(),
+        prefix: "gk-1/audit".into(),
+        access_key_id: "test".into(),
+        secret_access_key: countersign_gatekeeper::config::Secret::new("test"),
+        object_lock_days: lock_days,
+    }
+}
+
+async fn verify_bucket(h: &Harness, bucket: &CheckpointBucket) -> Result<TreeReport, String> {
+    let verifier = checkpoint_verifier(&h.config.gatekeeper_id, &h.state.public_key()).unwrap();
+    let notes = bucket.notes().await?;
+    let ledger = h.ledger().await;
+    let r = verify_tree_against(
+        &ledger,
+        notes.into_iter().map(Ok),
+        &verifier,
+        &log_origin(&h.config.gatekeeper_id),
+        &policy(h),
+    )
+    .await;
+    ledger.close().await;
+    r
+}
+
+/// Integrates and publishes to the bucket; returns the newest size in it.
+async fn integrate_to_bucket(h: &Harness, bucket: &CheckpointBucket) -> u64 {
+    integrate(h).await;
+    let mut p = BucketPublisher::open(bucket.clone()).await.unwrap();
+    p.publish_new(&h.state.ledger).await.unwrap();
+    p.last_size()
+}
+
+pub async fn tree_checkpoints_in_an_object_locked_bucket(b: &Backend) {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let h = Harness::new(b).await;
+    let name = create_checkpoint_bucket(&endpoint, true).await;
+    let bucket =
+        CheckpointBucket::new(bucket_config(&endpoint, &name, Some(1)), BUCKET_DEADLINE).unwrap();
+    bucket.check().await.unwrap();
+    append(&h.state, 7).await;
+    assert_eq!(integrate_to_bucket(&h, &bucket).await, 7);
+    append(&h.state, 7).await;
+    assert_eq!(integrate_to_bucket(&h, &bucket).await, 14);
+    assert_eq!(bucket.sizes().await.unwrap(), vec![7, 14]);
+    assert_eq!(verify_bucket(&h, &bucket).await.unwrap().published, 2);
+
+    // Each checkpoint is locked in COMPLIANCE mode: its version cannot be deleted.
+    let key = bucket.key(7);
+    let text = |a: &Answer| String::from_utf8_lossy(&a.body).into_owned();
+    let object = bucket
+        .send(Method::HEAD, Some(&key), &[], &[], Vec::new())
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        object
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("x-amz-object-lock-mode"), "COMPLIANCE", "{object:?}");
+    assert!(
+        !header("x-amz-object-lock-retain-until-date").is_empty(),
+        "{object:?}"
+    );
+    let versions = bucket
+        .send(
+            Method::GET,
+            None,
+            &[("versions", ""), ("prefix", &key)],
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let versions = text(&versions);
+    let version = versions
+        .split("<VersionId>")
+        .nth(1)
+        .and_then(|v| v.split("</VersionId>").next())
+        .unwrap();
+    let deleted = bucket
+        .send(
+            Method::DELETE,
+            Some(&key),
+            &[("versionId", version)],
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.status,
+        reqwest::StatusCode::FORBIDDEN,
+        "{deleted:?}"
+    );
+    assert!(text(&deleted).contains("AccessDenied"), "{deleted:?}");
+    assert_eq!(
+        bucket.get(7).await.unwrap(),
+        h.state.ledger.tree_checkpoints(0, 10).await.unwrap()[0].note
+    );
+    // The gatekeeper never overwrites one.
+    let e = bucket.put(7, "another checkpoint\n").await.unwrap_err();
+    assert!(e.contains("already holds another checkpoint"), "{e}");
+
+    // The attacker rewrites a denial into an allow and recomputes everything the
+    // database holds: the bucket's checkpoints no longer match.
+    let victim = h
+        .all_entries()
+        .await
+        .into_iter()
+        .find(|e| e.seq < 6 && e.seq % 5 != 4 && matches!(e.decision, Decision::Deny(_)))
+        .unwrap()
+        .seq;
+    sql(
+        &h,
+        &[&format!(
+            "UPDATE audit_log SET decision = 'allow', error_code = '' WHERE seq = {victim}"
+        )],
+    )
+    .await;
+    relink_and_rebuild(&h, victim).await;
+    // (The gatekeeper signs checkpoints over the forgery.)
+    integrate(&h).await;
+    let e = verify_bucket(&h, &bucket).await.unwrap_err();
+    assert!(
+        e.contains("the published checkpoint of size 7 does not match"),
+        "{e}"
+    );
+}
+
+pub async fn tree_bucket_detects_truncation_and_rollback(b: &Backend) {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let h = Harness::new(b).await;
+    let name = create_checkpoint_bucket(&endpoint, true).await;
+    let bucket =
+        CheckpointBucket::new(bucket_config(&endpoint, &name, Some(1)), BUCKET_DEADLINE).unwrap();
+    append(&h.state, 10).await;
+    integrate_to_bucket(&h, &bucket).await;
+    append(&h.state, 10).await;
+    integrate_to_bucket(&h, &bucket).await;
+    // Restore the state of the first checkpoint: its entries and its tree only.
+    sql(
+        &h,
+        &[
+            "DELETE FROM audit_log WHERE seq >= 10",
+            "DELETE FROM audit_checkpoints WHERE seq >= 10",
+            "DELETE FROM tlog_state",
+            "DELETE FROM tlog_tiles",
+            "DELETE FROM tlog_checkpoints",
+        ],
+    )
+    .await;
+    h.state.ledger.integrate(4096).await.unwrap();
+    let e = verify_bucket(&h, &bucket).await.unwrap_err();
+    assert!(
+        e.contains("a checkpoint of size 20 was published, but the database holds 10 entries"),
+        "{e}"
+    );
+    // Publishing the restored log's checkpoints does not replace the bucket's.
+    append(&h.state, 10).await;
+    integrate(&h).await;
+    let mut p = BucketPublisher::open(bucket.clone()).await.unwrap();
+    assert_eq!(p.last_size(), 20);
+    // Nothing past 20 is new; the restored log's own checkpoint of size 20 is
+    // refused as another one.
+    assert_eq!(p.publish_new(&h.state.ledger).await.unwrap(), 0);
+    let restored = h.state.ledger.tree_checkpoints(19, 1).await.unwrap();
+    assert_eq!(restored[0].size, 20);
+    let e = bucket.put(20, &restored[0].note).await.unwrap_err();
+    assert!(e.contains("already holds another checkpoint"), "{e}");
+    let e = verify_bucket(&h, &bucket).await.unwrap_err();
+    assert!(
+        e.contains("the published checkpoint of size 20 does not match"),
+        "{e}"
+    );
+}
+
+pub async fn tree_bucket_without_object_lock_is_refused(_b: &Backend) {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let name = create_checkpoint_bucket(&endpoint, false).await;
+    let locked =
+        CheckpointBucket::new(bucket_config(&endpoint, &name, Some(1)), BUCKET_DEADLINE).unwrap();
+    let e = locked.check().await.unwrap_err();
+    assert!(e.contains("does not have object lock enabled"), "{e}");
+    // Without a lock configured, the same bucket is fine.
+    CheckpointBucket::new(bucket_config(&endpoint, &name, None), BUCKET_DEADLINE)
+        .unwrap()
+        .check()
+        .await
+        .unwrap();
+    // A bucket that does not exist is not reachable.
+    let e = CheckpointBucket::new(
+        bucket_config(&endpoint, "no-such-bucket", None),
+        BUCKET_DEADLINE,
+    )
+    .unwrap()
+    .check()
+    .await
+    .unwrap_err();
+    assert!(e.contains("is not reachable"), "{e}");
+}
+
+pub async fn tree_integrator_publishes_to_the_bucket_and_counts_failures(b: &Backend) {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let name = create_checkpoint_bucket(&endpoint, true).await;
+    let section = |bucket: &str| {
+        format!(
+            "checkpoint_interval_ms = 50\n\n[log.publish_bucket]\nendpoint = \"{endpoint}\"\n\
+             bucket = \"{bucket}\"\nprefix = \"gk-1/audit\"\naccess_key_id = \"test\"\n\
+             secret_access_key = \"test\"\nobject_lock_days = 1\n"
+        )
+    };
+    let h = Harness::with_extra(b, &section(&name)).await;
+    let bucket =
+        CheckpointBucket::new(h.config.publish_bucket.clone().unwrap(), BUCKET_DEADLINE).unwrap();
+    countersign_gatekeeper::transparency::spawn_integrator(h.state.clone());
+    append(&h.state, 9).await;
+    let metric = |state: &AppState, name: &str| {
+        let text = state.metrics.render(None, 0);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric(&h.state, "countersign_checkpoint_published_size") != "9" {
+        assert!(std::time::Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(bucket.sizes().await.unwrap().last(), Some(&9));
+    assert_eq!(verify_bucket(&h, &bucket).await.unwrap().entries, 9);
+    assert_eq!(
+        metric(&h.state, "countersign_checkpoint_publish_failures_total"),
+        "0"
+    );
+
+    // A bucket that is gone: requests still succeed, the failures are counted.
+    let broken = Harness::with_extra(b, &section("no-such-bucket")).await;
+    countersign_gatekeeper::transparency::spawn_integrator(broken.state.clone());
+    append(&broken.state, 3).await;
+    while metric(
+        &broken.state,
+        "countersign_checkpoint_publish_failures_total",
+    ) == "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "no failure counted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The file publication beside it is not held up.
+    while !std::fs::read_to_string(&broken.config.published_checkpoints)
+        .unwrap_or_default()
+        .contains("\n3\n")
+    {
+        assert!(std::time::Instant::now() < deadline, "the file is held up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&broken.state, "countersign_checkpoint_published_size"),
+        "0"
+    );
 }

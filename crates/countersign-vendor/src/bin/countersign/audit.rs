@@ -11,11 +11,12 @@
 //! witness-cosigned) tree checkpoint the export opens with.
 
 use crate::Failure;
-use crate::log::{Fetcher, log_keys};
+use crate::log::{Fetcher, fetch_tile, log_keys, write_atomically};
 use clap::{Args, Subcommand};
 use countersign_core::note::{MAX_NOTE_BYTES, NoteVerifier};
 use countersign_core::text::hex;
-use countersign_core::{AuthorizedKey, GatekeeperId, Role};
+use countersign_core::{AuthorizedKey, ErrorCode, GatekeeperId, Role, Subject};
+use countersign_vendor::Signer;
 use countersign_vendor::keys::load_public_keys;
 use countersign_vendor::logged::{
     CHECKPOINT_PATH, LogTrust, SavedReceipt, check_entry, prove_logged,
@@ -82,13 +83,36 @@ impl LogKeys {
 /// Arguments of `audit verify`.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The export (JSONL), or `-` for standard input.
-    export: String,
+    /// The export (JSONL), or `-` for standard input; or `--url` instead.
+    #[arg(required_unless_present = "url", conflicts_with = "url")]
+    export: Option<String>,
     #[command(flatten)]
     log: LogKeys,
     /// Fail unless the export opens with a signed tree checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "url")]
     require_tree: bool,
+    /// Verify the log of the gatekeeper at this base URL from its checkpoint, hash
+    /// tiles and entry bundles, instead of an export.
+    #[arg(long, requires = "admin_key")]
+    url: Option<String>,
+    /// A `customer-admin` secret key file: signs each entry-bundle request.
+    #[arg(long = "admin-key", requires = "url")]
+    admin_key: Option<PathBuf>,
+    /// The subject the entry-bundle requests are signed as (recorded in the log).
+    #[arg(long, default_value = "audit-verifier", requires = "url")]
+    subject: String,
+    /// A checkpoint (signed note) saved earlier: the log must extend it.
+    #[arg(long, requires = "url")]
+    since: Option<PathBuf>,
+    /// A state file: the checkpoint of the last successful run, which the log must
+    /// extend (no rollback, no fork between two runs); replaced by the newly verified
+    /// checkpoint. A missing file starts the state.
+    #[arg(long, requires = "url")]
+    state: Option<PathBuf>,
+    /// The checkpoints the gatekeeper published outside its database (its
+    /// `audit.published_checkpoints` file, or a copy): the log must extend each.
+    #[arg(long, requires = "url")]
+    published: Option<PathBuf>,
 }
 
 /// Arguments of `audit prove`.
@@ -111,6 +135,7 @@ pub struct ProveArgs {
 pub fn run(a: AuditArgs) -> Result<u8, Failure> {
     match a.command {
         AuditCommand::Prove(p) => prove(p),
+        AuditCommand::Verify(v) if v.url.is_some() => verify_url(v),
         AuditCommand::Verify(v) => verify(v),
     }
 }
@@ -205,10 +230,11 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
     use std::io::BufRead as _;
     let (keys, witnesses) = a.log.load()?;
     let policy = role_policy(keys.clone(), &Role::gatekeeper(), 1)?;
-    let input: Box<dyn std::io::BufRead> = if a.export == "-" {
+    let export = a.export.as_deref().unwrap_or("-");
+    let input: Box<dyn std::io::BufRead> = if export == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        let file = std::fs::File::open(&a.export).map_err(|e| Failure::io(&a.export, &e))?;
+        let file = std::fs::File::open(export).map_err(|e| Failure::io(export, &e))?;
         Box::new(std::io::BufReader::new(file))
     };
     let malformed = |n: usize, what: &str| {
@@ -220,7 +246,7 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
     let mut verifier = LogVerifier::new(&policy);
     for (i, line) in input.lines().enumerate() {
         let n = i + 1;
-        let line = line.map_err(|e| Failure::io(&a.export, &e))?;
+        let line = line.map_err(|e| Failure::io(export, &e))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -286,4 +312,216 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
         hex(&report.head)
     );
     Ok(0)
+}
+
+/// `audit verify --url`: the checkpoint (under the gatekeeper's keys and the witness
+/// quorum), then each entry bundle (signed by the admin key) with its level-0 tile,
+/// one at a time, through [`TileLogVerifier`]; the saved, state and published
+/// checkpoints must be the tree's roots at their sizes.
+fn verify_url(a: VerifyArgs) -> Result<u8, Failure> {
+    use countersign_core::log_verify::{TileLogVerifier, trust_for_note};
+    use countersign_core::tiles::{MAX_BUNDLE_ENTRY, TILE_WIDTH, TileKind, TilePath};
+    let (Some(url), Some(admin_key)) = (&a.url, &a.admin_key) else {
+        return Err(Failure::usage("--url needs --admin-key"));
+    };
+    let (keys, witnesses) = a.log.load()?;
+    let policy = role_policy(keys.clone(), &Role::gatekeeper(), 1)?;
+    let signer = Signer::from_key_files([admin_key])?;
+    let subject = Subject::parse(&a.subject)?;
+    let http = Fetcher::connect(url)?;
+    let note = http.borrow_mut().checkpoint()?;
+    // The first of the gatekeeper's keys that signed the checkpoint.
+    let mut opened = Err(countersign_core::Error::new(
+        ErrorCode::UnknownKey,
+        "none of the --gatekeeper-key keys signed the log's checkpoint",
+    ));
+    for k in keys.iter().filter(|k| k.role == Role::gatekeeper()) {
+        let trust = trust_for_note(&note, k.public_key, witnesses.clone(), a.log.quorum)?;
+        opened = TileLogVerifier::new(&policy, &note, &trust).map(|v| (v, trust));
+        if !matches!(&opened, Err(e) if e.code() == ErrorCode::UnknownKey) {
+            break;
+        }
+    }
+    let (mut verifier, trust) = opened?;
+    let origin = trust.log_key.name().to_owned();
+    let audience = origin
+        .strip_suffix("/audit")
+        .map(GatekeeperId::parse)
+        .transpose()?
+        .ok_or_else(|| {
+            countersign_core::Error::new(
+                ErrorCode::Malformed,
+                format!("the checkpoint's origin `{origin}` is not `<gatekeeper id>/audit`"),
+            )
+        })?;
+    let open_earlier = |note: &[u8], what: &str| {
+        countersign_core::note::Checkpoint::open(note, &origin, &trust.log_key)
+            .map(|(cp, _)| cp)
+            .map_err(|e| in_file(what, e))
+    };
+    if let Some(p) = &a.since {
+        verifier.expect(
+            open_earlier(&read(p)?, "the --since checkpoint")?,
+            "the --since checkpoint",
+        )?;
+    }
+    if let Some(p) = &a.state {
+        match std::fs::read(p) {
+            Ok(saved) => verifier.expect(
+                open_earlier(&saved, "the state file's checkpoint")?,
+                "the checkpoint of the last run (state file)",
+            )?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure::io(&p.display().to_string(), &e)),
+        }
+    }
+    let mut published = match &a.published {
+        Some(p) => Some(PublishedReader::open(p)?),
+        None => None,
+    };
+    let audit_bucket = countersign_core::Bucket::parse("countersign-audit")?;
+    let list = countersign_core::Operation::List {
+        prefix: countersign_core::ListPrefix::parse("")?,
+    };
+    let mut bundles = 0u64;
+    while let Some(path) = verifier.next_bundle() {
+        // The published checkpoints up to this bundle's end, in order.
+        if let Some(p) = published.as_mut() {
+            let end = path.index() * TILE_WIDTH + u64::from(path.width());
+            p.feed(&mut verifier, end, &open_earlier)?;
+        }
+        let now = countersign_vendor::unix_now();
+        let request = countersign_core::Request::new(
+            audience.clone(),
+            audit_bucket.clone(),
+            list.clone(),
+            subject.clone(),
+            now,
+            60,
+            &mut rand_core::OsRng,
+        )?;
+        let signature = signer.sign_request(&request, now)?;
+        let (request_header, signature_header) = countersign_vendor::transport::request_headers(
+            &request.encode(),
+            std::slice::from_ref(&signature),
+        );
+        let bundle = http.borrow_mut().fetch(
+            &format!("audit/{path}"),
+            &[
+                (countersign_core::transport::REQUEST_HEADER, &request_header),
+                (
+                    countersign_core::transport::SIGNATURE_HEADER,
+                    &signature_header,
+                ),
+            ],
+            usize::from(path.width()) * (MAX_BUNDLE_ENTRY + 2),
+        )?;
+        let tile_path = TilePath::new(TileKind::Hashes { level: 0 }, path.index(), path.width())?;
+        let tile = fetch_tile(&http, &tile_path)?;
+        verifier.bundle(&path, &bundle, &tile)?;
+        bundles += 1;
+    }
+    // Published checkpoints past the last bundle (or of an empty log).
+    if let Some(p) = published.as_mut() {
+        p.feed(&mut verifier, u64::MAX, &open_earlier)?;
+    }
+    let report = verifier.finish()?;
+    if let Some(p) = &a.state {
+        write_atomically(p, &note)?;
+    }
+    let cosigned = if report.cosigned_by.is_empty() {
+        String::new()
+    } else {
+        format!(", cosigned by {}", report.cosigned_by.join(", "))
+    };
+    println!(
+        "audit log {origin} OK: {} entries from {bundles} entry bundles match the signed checkpoint{cosigned} \
+         (root {}); {} earlier checkpoints matched; head {}",
+        report.entries,
+        hex(&report.root),
+        report.earlier_checkpoints,
+        hex(&report.head)
+    );
+    Ok(0)
+}
+
+/// Opens a checkpoint note of the log being verified; the `&str` names it in errors.
+type OpenCheckpoint<'a> =
+    dyn Fn(&[u8], &str) -> Result<countersign_core::note::Checkpoint, Failure> + 'a;
+
+/// Reads a file of published checkpoints (signed notes, each followed by an empty
+/// line, in order of size) one note at a time.
+struct PublishedReader {
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    notes: countersign_core::note::NoteLines,
+    what: String,
+    /// The next checkpoint read but not yet given to the verifier.
+    pending: Option<countersign_core::note::Checkpoint>,
+    /// The size of the last one given.
+    last_size: u64,
+}
+
+impl PublishedReader {
+    fn open(path: &std::path::Path) -> Result<Self, Failure> {
+        let what = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| Failure::io(&what, &e))?;
+        Ok(Self {
+            lines: std::io::BufRead::lines(std::io::BufReader::new(file)),
+            notes: Default::default(),
+            what,
+            pending: None,
+            last_size: 0,
+        })
+    }
+
+    fn next_note(&mut self) -> Result<Option<String>, Failure> {
+        for line in self.lines.by_ref() {
+            let line = line.map_err(|e| Failure::io(&self.what, &e))?;
+            if let Some(note) = self.notes.push(&line).map_err(|e| in_file(&self.what, e))? {
+                return Ok(Some(note));
+            }
+        }
+        self.notes.finish().map_err(|e| in_file(&self.what, e))?;
+        Ok(None)
+    }
+
+    /// Gives `verifier` every published checkpoint of at most `end` entries (opened
+    /// with `open`); sizes that go back are a rollback.
+    fn feed(
+        &mut self,
+        verifier: &mut countersign_core::log_verify::TileLogVerifier<'_>,
+        end: u64,
+        open: &OpenCheckpoint<'_>,
+    ) -> Result<(), Failure> {
+        loop {
+            let cp = match self.pending.take() {
+                Some(cp) => cp,
+                None => match self.next_note()? {
+                    Some(note) => open(note.as_bytes(), "a published checkpoint")?,
+                    None => return Ok(()),
+                },
+            };
+            if cp.size() > end {
+                self.pending = Some(cp);
+                return Ok(());
+            }
+            if cp.size() < self.last_size {
+                return Err(countersign_core::Error::new(
+                    ErrorCode::AuditChainBroken,
+                    format!(
+                        "the published checkpoints go back from size {} to {}: the log was rolled back",
+                        self.last_size,
+                        cp.size()
+                    ),
+                )
+                .into());
+            }
+            self.last_size = cp.size();
+            verifier.expect(cp, "the published checkpoint")?;
+        }
+    }
+}
+
+fn in_file(what: &str, e: countersign_core::Error) -> Failure {
+    countersign_core::Error::new(e.code(), format!("{what}: {}", e.message())).into()
 }

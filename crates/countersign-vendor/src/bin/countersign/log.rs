@@ -80,37 +80,53 @@ impl Fetcher {
 
     /// GET `/v1/log/<path>`, at most `max` bytes.
     pub(crate) fn get(&mut self, path: &str, max: usize) -> Result<Vec<u8>, Failure> {
-        let url = format!("{}/v1/log/{path}", self.base);
+        self.fetch(&format!("log/{path}"), &[], max)
+    }
+
+    /// GET `/v1/<path>` with `headers`, at most `max` bytes. `404` is `not_found` (the
+    /// log does not have the resource yet); another refusal keeps the code of its
+    /// JSON error body.
+    pub(crate) fn fetch(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        max: usize,
+    ) -> Result<Vec<u8>, Failure> {
+        let url = format!("{}/v1/{path}", self.base);
         self.rt.block_on(async {
-            let mut r = self
-                .client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| unreachable(&e))?;
+            let mut request = self.client.get(&url);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let mut r = request.send().await.map_err(|e| unreachable(&e))?;
             if r.status() == reqwest::StatusCode::NOT_FOUND {
                 // The log does not have it yet (no checkpoint, or a tile not yet
                 // integrated): a protocol answer, not a broken server.
                 return Err(Error::new(
                     ErrorCode::NotFound,
-                    format!("GET /v1/log/{path}: the log has no such resource (yet)"),
+                    format!("GET /v1/{path}: the log has no such resource (yet)"),
                 )
                 .into());
             }
-            if !r.status().is_success() {
-                return Err(bad_response(format!(
-                    "GET /v1/log/{path} answered {}",
-                    r.status()
-                )));
-            }
+            let status = r.status();
+            // An error body is a short JSON object, whatever the resource's size.
+            let max = if status.is_success() { max } else { 4096 };
             let mut body = Vec::new();
             while let Some(chunk) = r.chunk().await.map_err(|e| unreachable(&e))? {
                 if body.len() + chunk.len() > max {
                     return Err(bad_response(format!(
-                        "GET /v1/log/{path} answered more than {max} bytes"
+                        "GET /v1/{path} answered more than {max} bytes"
                     )));
                 }
                 body.extend_from_slice(&chunk);
+            }
+            if !status.is_success() {
+                return Err(match countersign_vendor::client::parse_error_body(&body) {
+                    Some((code, message)) => {
+                        Error::new(code, format!("GET /v1/{path}: {message}")).into()
+                    }
+                    None => bad_response(format!("GET /v1/{path} answered {status}")),
+                });
             }
             Ok(body)
         })
@@ -226,7 +242,7 @@ fn verify_tiles(http: &RefCell<Fetcher>, size: u64, root: &Hash) -> Result<u64, 
     Ok(tiles)
 }
 
-fn fetch_tile(http: &RefCell<Fetcher>, t: &TilePath) -> Result<Vec<u8>, Failure> {
+pub(crate) fn fetch_tile(http: &RefCell<Fetcher>, t: &TilePath) -> Result<Vec<u8>, Failure> {
     let want = usize::from(t.width()) * 32;
     let data = http.borrow_mut().get(&t.to_string(), want)?;
     if data.len() != want {
