@@ -42,6 +42,10 @@ enum Job {
 #[derive(Clone)]
 pub(super) struct SqliteThread {
     jobs: mpsc::Sender<Job>,
+    /// How long a caller waits for its answer: the ledger's deadline for the queue and
+    /// as much again for the work (whose lock waits `busy_timeout` bounds). A write
+    /// stuck in the disk cannot be cancelled; its caller is answered anyway.
+    patience: Duration,
 }
 
 impl SqliteThread {
@@ -67,7 +71,10 @@ impl SqliteThread {
             .name("countersign-sqlite".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| LedgerError::Batch(format!("cannot start the SQLite thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            patience: deadline.saturating_mul(2),
+        })
     }
 
     /// Appends `draft` in the next batch; see [`super::Ledger::append`].
@@ -77,7 +84,15 @@ impl SqliteThread {
             .send(Job::Append(Box::new(AppendJob { draft, reply })))
             .await
             .map_err(|_| LedgerError::Sequencer)?;
-        answer.await.map_err(|_| LedgerError::Sequencer)?
+        self.answer(answer).await
+    }
+
+    /// Waits for a job's answer, at most [`SqliteThread::patience`].
+    async fn answer<T>(&self, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.patience, answer)
+            .await
+            .map_err(|_| LedgerError::Timeout(self.patience))?
+            .map_err(|_| LedgerError::Sequencer)?
     }
 
     /// Runs `f` with the thread's connection, outside any transaction: one hop for a
@@ -95,7 +110,7 @@ impl SqliteThread {
             .send(Job::Call(work))
             .await
             .map_err(|_| LedgerError::Sequencer)?;
-        answer.await.map_err(|_| LedgerError::Sequencer)?
+        self.answer(answer).await
     }
 
     /// Closes the connection once the jobs queued before are done; later calls fail.
