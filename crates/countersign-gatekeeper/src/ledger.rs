@@ -9,12 +9,14 @@
 mod encryptions;
 mod object_keys;
 mod progress;
+mod sqlite_thread;
 pub use encryptions::Encryption;
 pub use object_keys::KeyUse;
 
 use crate::audit::AuditFilter;
 use countersign_core::audit::{AuditEntry, CapturedHeader, Checkpoint, GENESIS};
 use countersign_core::{Decision, ErrorCode, GatekeeperId, KeyId, ed25519_dalek::SigningKey};
+use rusqlite::OptionalExtension as _;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row as _};
 use std::net::IpAddr;
@@ -32,6 +34,9 @@ pub enum LedgerError {
     /// The database refused or could not be reached.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite refused or could not be reached on the writer thread's connection.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A stored row cannot be read back (tampering or a bug).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -125,6 +130,21 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
             })
             .collect(),
     )
+}
+
+/// Brings the schema to this version's: the embedded migrations of the dialect
+/// ([`migrations`]) not yet applied run in order, each in a transaction, under the
+/// database's migration lock (on PostgreSQL an advisory lock, so instances starting
+/// together migrate once). A database migrated by a newer gatekeeper, or whose applied
+/// migration differs from this version's, is refused.
+async fn migrate(pool: &AnyPool, dialect: Dialect) -> Result<()> {
+    if dialect == Dialect::Sqlite {
+        sqlx::query("PRAGMA journal_mode=WAL").execute(pool).await?;
+    }
+    migrations(dialect)
+        .run(pool)
+        .await
+        .map_err(|e| LedgerError::Schema(schema_error(&e)))
 }
 
 /// A sentence for an operator out of a migration failure.
@@ -309,10 +329,19 @@ pub struct Ledger {
     pool: AnyPool,
     dialect: Dialect,
     signer: Arc<CheckpointSigner>,
-    checkpoint_every: u64,
     append_lock: Arc<Mutex<()>>,
-    appends: mpsc::Sender<AppendJob>,
+    writer: Writer,
     deadline: std::time::Duration,
+}
+
+/// Who writes the audit log's appends in this process.
+#[derive(Clone)]
+enum Writer {
+    /// SQLite: a thread with its own connection, which also runs the request path's
+    /// other database work (one hop per request instead of one per statement).
+    Sqlite(sqlite_thread::SqliteThread),
+    /// PostgreSQL: the [`Sequencer`] task, through the pool.
+    Postgres(mpsc::Sender<AppendJob>),
 }
 
 fn to_i64(v: u64, what: &str) -> Result<i64> {
@@ -395,28 +424,43 @@ impl Ledger {
         let pool = tokio::time::timeout(deadline, options.connect(url))
             .await
             .map_err(|_| LedgerError::Timeout(deadline))??;
-        let (appends, queue) = mpsc::channel(QUEUE);
-        let ledger = Self {
+        migrate(&pool, dialect).await?;
+        let signer = Arc::new(signer);
+        let checkpoint_every = checkpoint_every.max(1);
+        let append_lock = Arc::new(Mutex::new(()));
+        let writer = match dialect {
+            Dialect::Sqlite => {
+                use std::str::FromStr as _;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+                Writer::Sqlite(sqlite_thread::SqliteThread::start(
+                    options.get_filename().to_owned(),
+                    Arc::clone(&signer),
+                    checkpoint_every,
+                    deadline,
+                )?)
+            }
+            Dialect::Postgres => {
+                let (appends, queue) = mpsc::channel(QUEUE);
+                let sequencer = Sequencer {
+                    pool: pool.clone(),
+                    signer: Arc::clone(&signer),
+                    checkpoint_every,
+                    append_lock: Arc::clone(&append_lock),
+                    deadline,
+                    appended: 0,
+                };
+                tokio::spawn(sequencer.run(queue));
+                Writer::Postgres(appends)
+            }
+        };
+        Ok(Self {
             pool,
             dialect,
-            signer: Arc::new(signer),
-            checkpoint_every: checkpoint_every.max(1),
-            append_lock: Arc::new(Mutex::new(())),
-            appends,
+            signer,
+            append_lock,
+            writer,
             deadline,
-        };
-        ledger.migrate().await?;
-        let sequencer = Sequencer {
-            pool: ledger.pool.clone(),
-            dialect,
-            signer: Arc::clone(&ledger.signer),
-            checkpoint_every: ledger.checkpoint_every,
-            append_lock: Arc::clone(&ledger.append_lock),
-            deadline,
-            appended: 0,
-        };
-        tokio::spawn(sequencer.run(queue));
-        Ok(ledger)
+        })
     }
 
     /// The SQL flavour in use.
@@ -427,6 +471,9 @@ impl Ledger {
     /// Closes every connection; later calls fail (used at shutdown, and by tests to
     /// simulate a database outage).
     pub async fn close(&self) {
+        if let Writer::Sqlite(thread) = &self.writer {
+            thread.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -442,23 +489,6 @@ impl Ledger {
     /// [`sql`] in this ledger's dialect.
     fn sql(&self, q: &str) -> AssertSqlSafe<String> {
         sql(self.dialect, q)
-    }
-
-    /// Brings the schema to this version's: the embedded migrations of the dialect
-    /// ([`migrations`]) not yet applied run in order, each in a transaction, under
-    /// the database's migration lock (on PostgreSQL an advisory lock, so instances
-    /// starting together migrate once). A database migrated by a newer gatekeeper,
-    /// or whose applied migration differs from this version's, is refused.
-    async fn migrate(&self) -> Result<()> {
-        if self.dialect == Dialect::Sqlite {
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&self.pool)
-                .await?;
-        }
-        migrations(self.dialect)
-            .run(&self.pool)
-            .await
-            .map_err(|e| LedgerError::Schema(schema_error(&e)))
     }
 
     /// Runs `f` within the deadline. A write that failed or timed out may leave its
@@ -496,19 +526,24 @@ impl Ledger {
     /// (also by an earlier append of the same batch), the entry is written as a
     /// `replayed` denial instead (the caller reads the returned entry's decision).
     ///
-    /// The append is handed to this ledger's sequencer (a task of its own), which
-    /// writes concurrent appends in one transaction (group commit) and answers each
-    /// only once that transaction committed; if it failed, every append of the batch
-    /// fails. Once handed over, the append is
-    /// written (or fails) even if the caller is dropped.
+    /// The append is handed to this ledger's sequencer (a thread of its own on
+    /// SQLite, a task on PostgreSQL), which writes concurrent appends in one
+    /// transaction (group commit) and answers each only once that transaction
+    /// committed; if it failed, every append of the batch fails. Once handed over,
+    /// the append is written (or fails) even if the caller is dropped.
     pub async fn append(&self, draft: AuditDraft, nonce: Option<NonceUse>) -> Result<AuditEntry> {
         let draft = Pending::new(draft, nonce, self.deadline)?;
-        let (reply, answer) = oneshot::channel();
-        self.appends
-            .send(AppendJob { draft, reply })
-            .await
-            .map_err(|_| LedgerError::Sequencer)?;
-        answer.await.map_err(|_| LedgerError::Sequencer)?
+        match &self.writer {
+            Writer::Sqlite(thread) => thread.append(draft).await,
+            Writer::Postgres(appends) => {
+                let (reply, answer) = oneshot::channel();
+                appends
+                    .send(AppendJob { draft, reply })
+                    .await
+                    .map_err(|_| LedgerError::Sequencer)?;
+                answer.await.map_err(|_| LedgerError::Sequencer)?
+            }
+        }
     }
 
     /// Signs a checkpoint over the current head now (used by `audit export` so an
@@ -599,8 +634,14 @@ impl Ledger {
     /// (the binding insert happens with the request's audit entry in
     /// [`Ledger::append`], which also sweeps expired nonces now and then).
     pub async fn nonce_used(&self, nonce: &[u8; 16]) -> Result<bool> {
+        if let Writer::Sqlite(thread) = &self.writer {
+            let nonce = *nonce;
+            return thread
+                .call(move |c| Ok(c.prepare_cached(NONCE_USED)?.exists([nonce.as_slice()])?))
+                .await;
+        }
         self.within(async {
-            let row = sqlx::query(self.sql("SELECT 1 FROM nonces WHERE nonce = ?"))
+            let row = sqlx::query(self.sql(NONCE_USED))
                 .bind(nonce.to_vec())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -613,22 +654,36 @@ impl Ledger {
     /// `storage_name` and is dead for certain after `deadline`. Returns `false` if the
     /// key is stored or being uploaded: objects are never overwritten.
     pub async fn reserve(&self, r: &Reservation) -> Result<bool> {
+        let deadline = to_i64(r.deadline, "deadline")?;
+        if let Writer::Sqlite(thread) = &self.writer {
+            let r = r.clone();
+            return thread
+                .call(move |c| {
+                    let empty: &[u8] = &[];
+                    let n = c.prepare_cached(RESERVE)?.execute(rusqlite::params![
+                        r.bucket,
+                        r.key,
+                        r.storage_name,
+                        r.upload_id,
+                        deadline,
+                        empty,
+                        empty
+                    ])?;
+                    Ok(n == 1)
+                })
+                .await;
+        }
         self.within(async {
-            let done = sqlx::query(self.sql(
-                "INSERT INTO objects (bucket, object_key, state, storage_name, upload_id, deadline,
-                 size, sha256, content_type, stored_at, manifest, manifest_signatures)
-                 VALUES (?, ?, 'pending', ?, ?, ?, 0, ?, '', 0, ?, '')
-                 ON CONFLICT (bucket, object_key) DO NOTHING",
-            ))
-            .bind(r.bucket.clone())
-            .bind(r.key.clone())
-            .bind(r.storage_name.clone())
-            .bind(r.upload_id.clone())
-            .bind(to_i64(r.deadline, "deadline")?)
-            .bind(Vec::<u8>::new())
-            .bind(Vec::<u8>::new())
-            .execute(&self.pool)
-            .await?;
+            let done = sqlx::query(self.sql(RESERVE))
+                .bind(r.bucket.clone())
+                .bind(r.key.clone())
+                .bind(r.storage_name.clone())
+                .bind(r.upload_id.clone())
+                .bind(deadline)
+                .bind(Vec::<u8>::new())
+                .bind(Vec::<u8>::new())
+                .execute(&self.pool)
+                .await?;
             Ok(done.rows_affected() == 1)
         })
         .await
@@ -637,17 +692,28 @@ impl Ledger {
     /// Records the multipart upload id of a reservation, so that recovery can abort
     /// the upload if the process dies.
     pub async fn set_upload_id(&self, r: &Reservation) -> Result<()> {
+        if let Writer::Sqlite(thread) = &self.writer {
+            let r = r.clone();
+            return thread
+                .call(move |c| {
+                    c.prepare_cached(SET_UPLOAD_ID)?.execute(rusqlite::params![
+                        r.upload_id,
+                        r.bucket,
+                        r.key,
+                        r.storage_name
+                    ])?;
+                    Ok(())
+                })
+                .await;
+        }
         self.within(async {
-            sqlx::query(self.sql(
-                "UPDATE objects SET upload_id = ?
-                 WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'",
-            ))
-            .bind(r.upload_id.clone())
-            .bind(r.bucket.clone())
-            .bind(r.key.clone())
-            .bind(r.storage_name.clone())
-            .execute(&self.pool)
-            .await?;
+            sqlx::query(self.sql(SET_UPLOAD_ID))
+                .bind(r.upload_id.clone())
+                .bind(r.bucket.clone())
+                .bind(r.key.clone())
+                .bind(r.storage_name.clone())
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
         .await
@@ -656,16 +722,26 @@ impl Ledger {
     /// Drops a reservation whose upload was abandoned (only that upload's: a newer
     /// reservation of the same key is left alone). Returns whether it was there.
     pub async fn release(&self, r: &Reservation) -> Result<bool> {
+        if let Writer::Sqlite(thread) = &self.writer {
+            let r = r.clone();
+            return thread
+                .call(move |c| {
+                    let n = c.prepare_cached(RELEASE)?.execute(rusqlite::params![
+                        r.bucket,
+                        r.key,
+                        r.storage_name
+                    ])?;
+                    Ok(n == 1)
+                })
+                .await;
+        }
         self.within(async {
-            let done = sqlx::query(self.sql(
-                "DELETE FROM objects
-                 WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'",
-            ))
-            .bind(r.bucket.clone())
-            .bind(r.key.clone())
-            .bind(r.storage_name.clone())
-            .execute(&self.pool)
-            .await?;
+            let done = sqlx::query(self.sql(RELEASE))
+                .bind(r.bucket.clone())
+                .bind(r.key.clone())
+                .bind(r.storage_name.clone())
+                .execute(&self.pool)
+                .await?;
             Ok(done.rows_affected() == 1)
         })
         .await
@@ -674,33 +750,50 @@ impl Ledger {
     /// Marks a reserved key as stored, with its manifest. Fails if the reservation is
     /// gone (recovery released it because its deadline passed).
     pub async fn commit(&self, o: &IndexedObject) -> Result<()> {
-        self.within(async {
-            let done = sqlx::query(self.sql(
-                "UPDATE objects SET state = 'stored', size = ?, sha256 = ?, content_type = ?,
-                 stored_at = ?, manifest = ?, manifest_signatures = ?, upload_id = ''
-                 WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'",
-            ))
-            .bind(to_i64(o.size, "size")?)
-            .bind(o.sha256.to_vec())
-            .bind(o.content_type.clone())
-            .bind(to_i64(o.stored_at, "stored_at")?)
-            .bind(o.manifest.clone())
-            .bind(o.manifest_signatures.clone())
-            .bind(o.bucket.clone())
-            .bind(o.key.clone())
-            .bind(o.storage_name.clone())
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() == 1 {
-                Ok(())
-            } else {
-                Err(LedgerError::Corrupt(format!(
-                    "the reservation of {}/{} was released before its upload finished",
-                    o.bucket, o.key
-                )))
-            }
-        })
-        .await
+        let (size, stored_at) = (to_i64(o.size, "size")?, to_i64(o.stored_at, "stored_at")?);
+        let changed = if let Writer::Sqlite(thread) = &self.writer {
+            let o = o.clone();
+            thread
+                .call(move |c| {
+                    Ok(c.prepare_cached(COMMIT)?.execute(rusqlite::params![
+                        size,
+                        o.sha256.as_slice(),
+                        o.content_type,
+                        stored_at,
+                        o.manifest,
+                        o.manifest_signatures,
+                        o.bucket,
+                        o.key,
+                        o.storage_name
+                    ])? as u64)
+                })
+                .await?
+        } else {
+            self.within(async {
+                Ok(sqlx::query(self.sql(COMMIT))
+                    .bind(size)
+                    .bind(o.sha256.to_vec())
+                    .bind(o.content_type.clone())
+                    .bind(stored_at)
+                    .bind(o.manifest.clone())
+                    .bind(o.manifest_signatures.clone())
+                    .bind(o.bucket.clone())
+                    .bind(o.key.clone())
+                    .bind(o.storage_name.clone())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            })
+            .await?
+        };
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(LedgerError::Corrupt(format!(
+                "the reservation of {}/{} was released before its upload finished",
+                o.bucket, o.key
+            )))
+        }
     }
 
     /// Reservations whose deadline is before `now`: their uploads are dead.
@@ -768,16 +861,49 @@ impl Ledger {
 
     /// A stored object's index row.
     pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<IndexedObject>> {
+        if let Writer::Sqlite(thread) = &self.writer {
+            let (bucket, key) = (bucket.to_owned(), key.to_owned());
+            return thread
+                .call(move |c| {
+                    let row = c
+                        .prepare_cached(OBJECT)?
+                        .query_row(rusqlite::params![bucket, key], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, Vec<u8>>(2)?,
+                                r.get::<_, String>(3)?,
+                                r.get::<_, i64>(4)?,
+                                r.get::<_, Vec<u8>>(5)?,
+                                r.get::<_, String>(6)?,
+                            ))
+                        })
+                        .optional()?;
+                    row.map(
+                        |(storage_name, size, sha256, content_type, stored_at, manifest, sigs)| {
+                            Ok(IndexedObject {
+                                bucket,
+                                key,
+                                storage_name,
+                                size: to_u64(size, "size")?,
+                                sha256: hash32(sha256, "sha256")?,
+                                content_type,
+                                stored_at: to_u64(stored_at, "stored_at")?,
+                                manifest,
+                                manifest_signatures: sigs,
+                            })
+                        },
+                    )
+                    .transpose()
+                })
+                .await;
+        }
         self.within(async {
-            let row = sqlx::query(self.sql(
-                "SELECT storage_name, size, sha256, content_type, stored_at, manifest,
-                 manifest_signatures FROM objects
-                 WHERE bucket = ? AND object_key = ? AND state = 'stored'",
-            ))
-            .bind(bucket.to_owned())
-            .bind(key.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
+            let row = sqlx::query(self.sql(OBJECT))
+                .bind(bucket.to_owned())
+                .bind(key.to_owned())
+                .fetch_optional(&self.pool)
+                .await?;
             row.map(|row| IndexedObject::from_row(bucket, key.to_owned(), &row))
                 .transpose()
         })
@@ -1013,6 +1139,22 @@ impl Ledger {
     }
 }
 
+/// The request path's statements, shared by the SQLite thread and the pool.
+const NONCE_USED: &str = "SELECT 1 FROM nonces WHERE nonce = ?";
+const RESERVE: &str = "INSERT INTO objects (bucket, object_key, state, storage_name, upload_id,
+     deadline, size, sha256, content_type, stored_at, manifest, manifest_signatures)
+     VALUES (?, ?, 'pending', ?, ?, ?, 0, ?, '', 0, ?, '')
+     ON CONFLICT (bucket, object_key) DO NOTHING";
+const SET_UPLOAD_ID: &str = "UPDATE objects SET upload_id = ?
+     WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'";
+const RELEASE: &str = "DELETE FROM objects
+     WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'";
+const COMMIT: &str = "UPDATE objects SET state = 'stored', size = ?, sha256 = ?, content_type = ?,
+     stored_at = ?, manifest = ?, manifest_signatures = ?, upload_id = ''
+     WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'";
+const OBJECT: &str = "SELECT storage_name, size, sha256, content_type, stored_at, manifest,
+     manifest_signatures FROM objects WHERE bucket = ? AND object_key = ? AND state = 'stored'";
+
 /// Most appends one transaction carries (20 bound values each: far below SQLite's
 /// 32,766 and PostgreSQL's 65,535 parameters per statement).
 const MAX_BATCH: usize = 256;
@@ -1080,15 +1222,107 @@ struct AppendJob {
     reply: oneshot::Sender<Result<AuditEntry>>,
 }
 
-/// The single writer of the audit log in this process. It takes every queued append
-/// (up to [`MAX_BATCH`]) and writes them in one transaction, in one statement per
-/// table: while one batch is in the database, the next one queues up, so the cost
-/// of a transaction (its fsync above all) is shared by every request that arrived
-/// meanwhile. Across instances sharing PostgreSQL, batches are ordered by a
-/// transaction-scoped advisory lock.
+/// Whether the batch of `n` appends after `appended` ones sweeps expired nonces.
+fn sweep_due(appended: u64, n: usize) -> bool {
+    appended / SWEEP_EVERY != (appended + n as u64) / SWEEP_EVERY
+}
+
+/// The batch's nonces to record: the first draft of each distinct nonce, with its
+/// index. Of two drafts of one batch with the same nonce, only the first can be new.
+fn batch_nonces(drafts: &[Pending]) -> Vec<(usize, [u8; 16], i64)> {
+    let mut first = std::collections::HashSet::new();
+    drafts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.nonce.map(|(n, until)| (i, n, until)))
+        .filter(|(_, n, _)| first.insert(*n))
+        .collect()
+}
+
+/// Gives each draft its place in the chain after `head` (the last entry's sequence
+/// number and hash; `None` for an empty log). A draft whose nonce was not fresh is
+/// written as a `replayed` denial.
+fn chain(
+    gatekeeper: &GatekeeperId,
+    drafts: Vec<Pending>,
+    fresh: Vec<bool>,
+    head: Option<(u64, [u8; 32])>,
+) -> Result<Vec<Row>> {
+    let (mut seq, mut prev) = match head {
+        Some((last, hash)) => (last + 1, hash),
+        None => (0, GENESIS),
+    };
+    let mut rows = Vec::with_capacity(drafts.len());
+    for (p, fresh) in drafts.into_iter().zip(fresh) {
+        let decision = if fresh {
+            p.draft.decision
+        } else {
+            Decision::Deny(ErrorCode::Replayed)
+        };
+        let entry = AuditEntry {
+            seq,
+            prev_sha256: prev,
+            time_ms: p.draft.time_ms,
+            gatekeeper: gatekeeper.clone(),
+            request_id: Some(p.draft.request_id),
+            client_ip: p.draft.client_ip,
+            operation: p.draft.operation,
+            bucket: p.draft.bucket,
+            key: p.draft.key,
+            subject: p.draft.subject,
+            decision,
+            bytes: p.draft.bytes,
+            latency_us: p.draft.latency_us,
+            request: p.draft.request,
+            signatures: p.draft.signatures,
+        };
+        let hash = entry.hash();
+        rows.push(Row {
+            seq: to_i64(seq, "seq")?,
+            hash,
+            columns: p.columns,
+            entry,
+        });
+        prev = hash;
+        seq += 1;
+    }
+    Ok(rows)
+}
+
+/// The hash-chain checkpoints due in `rows` (one every `every` entries), signed:
+/// `(seq, body, signatures)`.
+fn due_checkpoints(
+    signer: &CheckpointSigner,
+    every: u64,
+    rows: &[Row],
+) -> Vec<(i64, Vec<u8>, String)> {
+    rows.iter()
+        .filter(|r| (r.entry.seq + 1) % every == 0)
+        .map(|r| {
+            let checkpoint = Checkpoint {
+                gatekeeper: signer.gatekeeper.clone(),
+                seq: r.entry.seq,
+                head_sha256: r.hash,
+                created_at: r.entry.time_ms / 1000,
+            };
+            let (body, sig) = checkpoint.sign(&signer.key, signer.key_id.clone());
+            (
+                r.seq,
+                body,
+                countersign_core::signature::encode_list(&[sig]),
+            )
+        })
+        .collect()
+}
+
+/// The single writer of the audit log of a PostgreSQL ledger in this process. It
+/// takes every queued append (up to [`MAX_BATCH`]) and writes them in one
+/// transaction, in one statement per table: while one batch is in the database, the
+/// next one queues up, so the cost of a transaction is shared by every request that
+/// arrived meanwhile. Across instances, batches are ordered by a transaction-scoped
+/// advisory lock.
 struct Sequencer {
     pool: AnyPool,
-    dialect: Dialect,
     signer: Arc<CheckpointSigner>,
     checkpoint_every: u64,
     append_lock: Arc<Mutex<()>>,
@@ -1132,8 +1366,7 @@ impl Sequencer {
     async fn write(&mut self, drafts: Vec<Pending>) -> Result<Vec<AuditEntry>> {
         let _guard = self.append_lock.lock().await;
         let deadline = self.deadline;
-        let sweep =
-            self.appended / SWEEP_EVERY != (self.appended + drafts.len() as u64) / SWEEP_EVERY;
+        let sweep = sweep_due(self.appended, drafts.len());
         let mut conn = tokio::time::timeout(deadline, self.pool.acquire())
             .await
             .map_err(|_| LedgerError::Timeout(deadline))??;
@@ -1152,71 +1385,31 @@ impl Sequencer {
         drafts: Vec<Pending>,
         sweep: bool,
     ) -> Result<Vec<AuditEntry>> {
-        let mut tx = match self.dialect {
-            Dialect::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => {
-                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                sqlx::query(sql(self.dialect, "SELECT pg_advisory_xact_lock(?)"))
-                    .bind(APPEND_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
-        };
-        if sweep {
-            let now = i64::try_from(crate::http::now_ms() / 1000).unwrap_or(i64::MAX);
-            sqlx::query(sql(
-                self.dialect,
-                "DELETE FROM nonces WHERE expires_at <= ?",
-            ))
-            .bind(now)
+        let dialect = Dialect::Postgres;
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+        sqlx::query(sql(dialect, "SELECT pg_advisory_xact_lock(?)"))
+            .bind(APPEND_LOCK_KEY)
             .execute(&mut *tx)
             .await?;
+        if sweep {
+            let now = i64::try_from(crate::http::now_ms() / 1000).unwrap_or(i64::MAX);
+            sqlx::query(sql(dialect, "DELETE FROM nonces WHERE expires_at <= ?"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
-        let fresh = self.record_nonces(&mut tx, &drafts).await?;
-        let last = sqlx::query("SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let fresh = record_nonces(&mut tx, &drafts).await?;
+        let head = sqlx::query("SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
-            .await?;
-        let (mut seq, mut prev) = match last {
-            Some(row) => (
-                to_u64(row.try_get::<i64, _>(0)?, "seq")? + 1,
-                hash32(row.try_get::<Vec<u8>, _>(1)?, "entry_sha256")?,
-            ),
-            None => (0, GENESIS),
-        };
-        let mut rows = Vec::with_capacity(drafts.len());
-        for (p, fresh) in drafts.into_iter().zip(fresh) {
-            let mut decision = p.draft.decision;
-            if !fresh {
-                decision = Decision::Deny(ErrorCode::Replayed);
-            }
-            let entry = AuditEntry {
-                seq,
-                prev_sha256: prev,
-                time_ms: p.draft.time_ms,
-                gatekeeper: self.signer.gatekeeper.clone(),
-                request_id: Some(p.draft.request_id),
-                client_ip: p.draft.client_ip,
-                operation: p.draft.operation,
-                bucket: p.draft.bucket,
-                key: p.draft.key,
-                subject: p.draft.subject,
-                decision,
-                bytes: p.draft.bytes,
-                latency_us: p.draft.latency_us,
-                request: p.draft.request,
-                signatures: p.draft.signatures,
-            };
-            let hash = entry.hash();
-            rows.push(Row {
-                seq: to_i64(seq, "seq")?,
-                hash,
-                columns: p.columns,
-                entry,
-            });
-            prev = hash;
-            seq += 1;
-        }
+            .await?
+            .map(|row| {
+                Ok::<_, LedgerError>((
+                    to_u64(row.try_get::<i64, _>(0)?, "seq")?,
+                    hash32(row.try_get::<Vec<u8>, _>(1)?, "entry_sha256")?,
+                ))
+            })
+            .transpose()?;
+        let rows = chain(&self.signer.gatekeeper, drafts, fresh, head)?;
         let mut insert = String::from(
             "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper, request_id, client_ip,
              operation, bucket, object_key, subject, decision, error_code, bytes, latency_us,
@@ -1224,7 +1417,7 @@ impl Sequencer {
              signatures_length) VALUES ",
         );
         push_tuples(&mut insert, rows.len(), 21);
-        let mut q = sqlx::query(sql(self.dialect, &insert));
+        let mut q = sqlx::query(sql(dialect, &insert));
         for r in &rows {
             let (e, c) = (&r.entry, &r.columns);
             q = q
@@ -1251,69 +1444,52 @@ impl Sequencer {
                 .bind(c.signatures_length);
         }
         q.execute(&mut *tx).await?;
-        for r in &rows {
-            if (r.entry.seq + 1) % self.checkpoint_every == 0 {
-                let checkpoint = Checkpoint {
-                    gatekeeper: self.signer.gatekeeper.clone(),
-                    seq: r.entry.seq,
-                    head_sha256: r.hash,
-                    created_at: r.entry.time_ms / 1000,
-                };
-                let (body, sig) = checkpoint.sign(&self.signer.key, self.signer.key_id.clone());
-                sqlx::query(sql(
-                    self.dialect,
-                    "INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)",
-                ))
-                .bind(r.seq)
-                .bind(body)
-                .bind(countersign_core::signature::encode_list(&[sig]))
-                .execute(&mut *tx)
-                .await?;
-            }
+        for (seq, body, signatures) in due_checkpoints(&self.signer, self.checkpoint_every, &rows) {
+            sqlx::query(sql(
+                dialect,
+                "INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)",
+            ))
+            .bind(seq)
+            .bind(body)
+            .bind(signatures)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(rows.into_iter().map(|r| r.entry).collect())
     }
+}
 
-    /// Records the batch's nonces in one statement; returns, for each draft, whether
-    /// its nonce is new (a draft without a nonce counts as new). Of two drafts of one
-    /// batch with the same nonce, only the first can be new.
-    async fn record_nonces(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        drafts: &[Pending],
-    ) -> Result<Vec<bool>> {
-        let mut first = std::collections::HashSet::new();
-        let wanted: Vec<(usize, [u8; 16], i64)> = drafts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.nonce.map(|(n, until)| (i, n, until)))
-            .filter(|(_, n, _)| first.insert(*n))
-            .collect();
-        let mut fresh: Vec<bool> = drafts.iter().map(|p| p.nonce.is_none()).collect();
-        if wanted.is_empty() {
-            return Ok(fresh);
-        }
-        let mut insert = String::from("INSERT INTO nonces (nonce, expires_at) VALUES ");
-        push_tuples(&mut insert, wanted.len(), 2);
-        insert.push_str(" ON CONFLICT (nonce) DO NOTHING RETURNING nonce");
-        let mut q = sqlx::query(sql(self.dialect, &insert));
-        for (_, n, until) in &wanted {
-            q = q.bind(n.to_vec()).bind(*until);
-        }
-        let inserted: std::collections::HashSet<Vec<u8>> = q
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<Vec<u8>, _>(0))
-            .collect::<Result<_, _>>()?;
-        for (i, n, _) in wanted {
-            if let Some(f) = fresh.get_mut(i) {
-                *f = inserted.contains(n.as_slice());
-            }
-        }
-        Ok(fresh)
+/// Records the batch's nonces in one statement (PostgreSQL); returns, for each draft,
+/// whether its nonce is new (a draft without a nonce counts as new).
+async fn record_nonces(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    drafts: &[Pending],
+) -> Result<Vec<bool>> {
+    let wanted = batch_nonces(drafts);
+    let mut fresh: Vec<bool> = drafts.iter().map(|p| p.nonce.is_none()).collect();
+    if wanted.is_empty() {
+        return Ok(fresh);
     }
+    let mut insert = String::from("INSERT INTO nonces (nonce, expires_at) VALUES ");
+    push_tuples(&mut insert, wanted.len(), 2);
+    insert.push_str(" ON CONFLICT (nonce) DO NOTHING RETURNING nonce");
+    let mut q = sqlx::query(sql(Dialect::Postgres, &insert));
+    for (_, n, until) in &wanted {
+        q = q.bind(n.to_vec()).bind(*until);
+    }
+    let inserted: std::collections::HashSet<Vec<u8>> = q
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<Vec<u8>, _>(0))
+        .collect::<Result<_, _>>()?;
+    for (i, n, _) in wanted {
+        if let Some(f) = fresh.get_mut(i) {
+            *f = inserted.contains(n.as_slice());
+        }
+    }
+    Ok(fresh)
 }
 
 /// Appends `rows` placeholder tuples of `columns` values each (`(?, ?), (?, ?)`).

@@ -1,7 +1,7 @@
 //! The wrapped data keys of encrypted objects (`object_keys`), one row per stored
 //! name, written before the object's first byte (see `crate::encryption`).
 
-use super::{Ledger, Result};
+use super::{Ledger, Result, Writer};
 use crate::encryption::WrappedKey;
 use sqlx::Row as _;
 
@@ -14,6 +14,13 @@ pub struct KeyUse {
     pub objects: u64,
 }
 
+/// The request path's statements (PUT, GET), shared by the SQLite thread and the pool.
+const PUT_OBJECT_KEY: &str =
+    "INSERT INTO object_keys (bucket, storage_name, kek_id, wrapped, header)
+     VALUES (?, ?, ?, ?, ?)";
+const OBJECT_KEY: &str =
+    "SELECT kek_id, wrapped, header FROM object_keys WHERE bucket = ? AND storage_name = ?";
+
 impl Ledger {
     /// Records the wrapped data key of the object to be stored as `storage_name`.
     pub async fn put_object_key(
@@ -22,18 +29,31 @@ impl Ledger {
         storage_name: &str,
         key: &WrappedKey,
     ) -> Result<()> {
+        if let Writer::Sqlite(thread) = &self.writer {
+            let (bucket, name, key) = (bucket.to_owned(), storage_name.to_owned(), key.clone());
+            return thread
+                .call(move |c| {
+                    c.prepare_cached(PUT_OBJECT_KEY)?
+                        .execute(rusqlite::params![
+                            bucket,
+                            name,
+                            key.kek_id,
+                            key.wrapped,
+                            key.header
+                        ])?;
+                    Ok(())
+                })
+                .await;
+        }
         self.within(async {
-            sqlx::query(self.sql(
-                "INSERT INTO object_keys (bucket, storage_name, kek_id, wrapped, header)
-                 VALUES (?, ?, ?, ?, ?)",
-            ))
-            .bind(bucket.to_owned())
-            .bind(storage_name.to_owned())
-            .bind(key.kek_id.clone())
-            .bind(key.wrapped.clone())
-            .bind(key.header.clone())
-            .execute(&self.pool)
-            .await?;
+            sqlx::query(self.sql(PUT_OBJECT_KEY))
+                .bind(bucket.to_owned())
+                .bind(storage_name.to_owned())
+                .bind(key.kek_id.clone())
+                .bind(key.wrapped.clone())
+                .bind(key.header.clone())
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
         .await
@@ -41,15 +61,29 @@ impl Ledger {
 
     /// The wrapped data key of `storage_name`, if the object is encrypted.
     pub async fn object_key(&self, bucket: &str, storage_name: &str) -> Result<Option<WrappedKey>> {
+        if let Writer::Sqlite(thread) = &self.writer {
+            use rusqlite::OptionalExtension as _;
+            let (bucket, name) = (bucket.to_owned(), storage_name.to_owned());
+            return thread
+                .call(move |c| {
+                    Ok(c.prepare_cached(OBJECT_KEY)?
+                        .query_row(rusqlite::params![bucket, name], |r| {
+                            Ok(WrappedKey {
+                                kek_id: r.get(0)?,
+                                wrapped: r.get(1)?,
+                                header: r.get(2)?,
+                            })
+                        })
+                        .optional()?)
+                })
+                .await;
+        }
         self.within(async {
-            let row = sqlx::query(self.sql(
-                "SELECT kek_id, wrapped, header FROM object_keys
-                 WHERE bucket = ? AND storage_name = ?",
-            ))
-            .bind(bucket.to_owned())
-            .bind(storage_name.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
+            let row = sqlx::query(self.sql(OBJECT_KEY))
+                .bind(bucket.to_owned())
+                .bind(storage_name.to_owned())
+                .fetch_optional(&self.pool)
+                .await?;
             row.map(|r| {
                 Ok(WrappedKey {
                     kek_id: r.try_get("kek_id")?,
