@@ -316,7 +316,7 @@ fn verify(a: VerifyArgs) -> Result<u8, Failure> {
 
 /// `audit verify --url`: the checkpoint (under the gatekeeper's keys and the witness
 /// quorum), then each entry bundle (signed by the admin key) with its level-0 tile,
-/// one at a time, through [`TileLogVerifier`]; the saved, state and published
+/// one at a time, through [`TileLogVerifier`](countersign_core::log_verify::TileLogVerifier); the saved, state and published
 /// checkpoints must be the tree's roots at their sizes.
 fn verify_url(a: VerifyArgs) -> Result<u8, Failure> {
     use countersign_core::log_verify::{TileLogVerifier, trust_for_note};
