@@ -22,6 +22,7 @@ step "clippy (native, then wasm32)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p countersign-core --lib --target wasm32-unknown-unknown -- -D warnings
 cargo clippy -p countersign-vectors -p countersign-wasm --all-targets --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p countersign-wasm --features admin --all-targets --target wasm32-unknown-unknown -- -D warnings
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet

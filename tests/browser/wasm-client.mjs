@@ -51,7 +51,7 @@ const proxy = await startTamperProxy(gk.url);
 let status = 1;
 try {
   // Not spawnSync: the tamper proxy runs in this process and must keep serving.
-  const run = spawn("cargo", ["test", "-p", "countersign-wasm", "--target", "wasm32-unknown-unknown", ...process.argv.slice(2)], {
+  const run = spawn("cargo", ["test", "-p", "countersign-wasm", "--features", "admin", "--target", "wasm32-unknown-unknown", ...process.argv.slice(2)], {
     cwd: repo,
     stdio: "inherit",
     env: {

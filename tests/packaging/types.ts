@@ -1,7 +1,6 @@
 // Compiled with `tsc --noEmit` against the package's generated declarations: every
 // export, method and property of the public API must type-check with exact types.
 import init, {
-  AuditRequest,
   CountersignError,
   Ed25519PublicKey,
   GatekeeperClient,
@@ -9,7 +8,6 @@ import init, {
   initSync,
   sha256,
   verifyEd25519Strict,
-  type AuditRequestOptions,
   type ClientOptions,
   type ErrorCode,
   type ListPage,
@@ -112,26 +110,4 @@ async function primitives(key: Uint8Array, message: Uint8Array, signature: Uint8
   ];
 }
 
-/** A customer-admin audit search signed with a WebCrypto key (never extractable). */
-async function auditSearch(key: CryptoKey, query: string): Promise<unknown> {
-  const options: AuditRequestOptions = {
-    gatekeeperId: "gk.acme",
-    subject: "admin-ann",
-    keyId: "admin-ann-1",
-    action: "read",
-    lifetimeSecs: 60,
-  };
-  const req = new AuditRequest(options);
-  const canonical: Uint8Array<ArrayBuffer> = req.canonical;
-  const message: Uint8Array<ArrayBuffer> = req.signingMessage;
-  const signature = new Uint8Array(await crypto.subtle.sign("Ed25519", key, message));
-  const headers: Record<string, string> = {
-    "Countersign-Request": req.requestHeader,
-    "Countersign-Signature": req.signatureHeader(signature),
-  };
-  req.free();
-  const r = await fetch(`/v1/audit/search?${query}`, { headers });
-  return canonical.length > 0 ? r.json() : null;
-}
-
-export { auditSearch, primitives, report };
+export { primitives, report };

@@ -13,8 +13,9 @@
 //!    reading no more bytes than the manifest signs; and for a LIST, the
 //!    gatekeeper's signed listing of the page.
 //!
-//! For the customer's audit console, [`AuditRequest`] builds customer-admin requests
-//! for the audit API that the page signs with a WebCrypto Ed25519 key.
+//! With the cargo feature `admin` (not in the npm package's default build, so report
+//! pages do not carry it), `AuditRequest` builds customer-admin requests for the
+//! audit API that a page signs with a WebCrypto Ed25519 key.
 //!
 //! All protocol logic lives in `countersign-core`; this crate converts between
 //! JavaScript and Rust and does the HTTP calls. Errors are [`CountersignError`]s whose
@@ -39,6 +40,7 @@
 //! } while (after);
 //! ```
 
+#[cfg(feature = "admin")]
 mod admin;
 mod client;
 mod error;
@@ -48,6 +50,7 @@ mod logged;
 mod options;
 mod primitives;
 
+#[cfg(feature = "admin")]
 pub use admin::AuditRequest;
 pub use client::{GatekeeperClient, PutResult, VerifiedObject};
 pub use error::CountersignError;

@@ -16,7 +16,9 @@ use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::signature::encode_list;
 use countersign_core::text::{b64, parse_b64};
 use countersign_core::{KeyId, Role, SignatureEntry};
-use countersign_wasm::{AuditRequest, GatekeeperClient};
+#[cfg(feature = "admin")]
+use countersign_wasm::AuditRequest;
+use countersign_wasm::GatekeeperClient;
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -716,9 +718,11 @@ async fn receipts_prove_their_requests_were_logged() {
     );
 }
 
+#[cfg(feature = "admin")]
 /// Seed of the customer-admin key the test command lists (`test-admin`).
 const ADMIN_SEED: [u8; 32] = [13; 32];
 
+#[cfg(feature = "admin")]
 fn audit_request(gk_id: &str, key_id: &str, action: &str) -> Result<AuditRequest, String> {
     let o = Object::new();
     set(&o, "gatekeeperId", gk_id);
@@ -728,6 +732,7 @@ fn audit_request(gk_id: &str, key_id: &str, action: &str) -> Result<AuditRequest
     AuditRequest::new(o.into()).map_err(|e| e.code())
 }
 
+#[cfg(feature = "admin")]
 /// `seed` as a non-extractable WebCrypto Ed25519 signing key (imported as PKCS#8,
 /// the way the console imports a key file).
 async fn webcrypto_key(seed: [u8; 32]) -> JsValue {
@@ -754,6 +759,7 @@ async fn webcrypto_key(seed: [u8; 32]) -> JsValue {
     settle(p.into()).await.unwrap()
 }
 
+#[cfg(feature = "admin")]
 /// Signs the request's signing message with the WebCrypto key.
 async fn webcrypto_sign(key: &JsValue, req: &AuditRequest) -> Vec<u8> {
     let subtle = get(&get(&js_sys::global(), "crypto"), "subtle");
@@ -765,6 +771,7 @@ async fn webcrypto_sign(key: &JsValue, req: &AuditRequest) -> Vec<u8> {
     Uint8Array::new(&sig).to_vec()
 }
 
+#[cfg(feature = "admin")]
 /// GETs `url` with the audit request's headers; the status and the JSON answer.
 async fn audit_get(url: &str, req: &AuditRequest, signature: &[u8]) -> (u16, JsValue) {
     let headers = Object::new();
@@ -791,6 +798,7 @@ async fn audit_get(url: &str, req: &AuditRequest, signature: &[u8]) -> (u16, JsV
     (status, body)
 }
 
+#[cfg(feature = "admin")]
 #[wasm_bindgen_test]
 async fn audit_requests_signed_with_a_webcrypto_admin_key() {
     // Options and signatures are checked with codes, gatekeeper or not.
