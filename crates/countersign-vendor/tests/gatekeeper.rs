@@ -79,6 +79,9 @@ impl Gatekeeper {
 impl Drop for Gatekeeper {
     fn drop(&mut self) {
         self.task.abort();
+        // Stopped as the process would stop: the database closed before the next step
+        // (a backup copies its files).
+        self.runtime.block_on(self.state.ledger.close());
     }
 }
 

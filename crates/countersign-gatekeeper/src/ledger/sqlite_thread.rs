@@ -33,8 +33,8 @@ enum Job {
     /// Boxed: an append is large, and the queue holds jobs by value.
     Append(Box<AppendJob>),
     Call(Work),
-    /// Closes the connection and ends the thread; later jobs fail.
-    Close,
+    /// Closes the connection and ends the thread, then answers; later jobs fail.
+    Close(oneshot::Sender<()>),
 }
 
 /// The handle to the writer thread; cheap to clone. The thread ends once every
@@ -113,9 +113,13 @@ impl SqliteThread {
         self.answer(answer).await
     }
 
-    /// Closes the connection once the jobs queued before are done; later calls fail.
+    /// Closes the connection once the jobs queued before are done, and waits (at most
+    /// [`SqliteThread::patience`]) until it is closed; later calls fail.
     pub(super) async fn close(&self) {
-        let _ = self.jobs.send(Job::Close).await;
+        let (reply, closed) = oneshot::channel();
+        if self.jobs.send(Job::Close(reply)).await.is_ok() {
+            let _ = tokio::time::timeout(self.patience, closed).await;
+        }
     }
 }
 
@@ -153,7 +157,7 @@ impl Writer {
                 }
             }
             let mut appends = Vec::with_capacity(jobs.len());
-            let mut close = false;
+            let mut close = None;
             for job in jobs.drain(..) {
                 match job {
                     Job::Append(a) => appends.push(*a),
@@ -161,11 +165,15 @@ impl Writer {
                         work(self.connection());
                         self.discard_if_in_transaction();
                     }
-                    Job::Close => close = true,
+                    Job::Close(reply) => close = Some(reply),
                 }
             }
             self.append(appends);
-            if close {
+            if let Some(reply) = close {
+                // The connection closes (and SQLite checkpoints its WAL) before the
+                // caller hears back.
+                self.conn = None;
+                let _ = reply.send(());
                 return;
             }
         }
