@@ -12,7 +12,7 @@
 use crate::config::Secret;
 use crate::http::AppState;
 use crate::ledger::Ledger;
-use crate::s3_uploads::{amz_date, canonical_query, signature, uri_encode};
+use crate::s3_uploads::{amz_date, canonical_query, service_client, signature, uri_encode};
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 
@@ -61,23 +61,12 @@ pub struct Answer {
 impl CheckpointBucket {
     /// A client whose every request gives up after `deadline`.
     pub fn new(config: PublishBucketConfig, deadline: Duration) -> Result<Self, String> {
-        let url = reqwest::Url::parse(&config.endpoint)
-            .map_err(|e| format!("log.publish_bucket.endpoint `{}`: {e}", config.endpoint))?;
-        let host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_owned(),
-            (None, _) => {
-                return Err(format!(
-                    "log.publish_bucket.endpoint `{}` has no host",
-                    config.endpoint
-                ));
-            }
-        };
-        let http = reqwest::Client::builder()
-            .timeout(deadline)
-            .connect_timeout(deadline)
-            .build()
-            .map_err(|e| format!("cannot build the S3 client: {e}"))?;
+        let (host, http) = service_client(
+            &config.endpoint,
+            "log.publish_bucket.endpoint",
+            "S3",
+            deadline,
+        )?;
         Ok(Self {
             base: config.endpoint.trim_end_matches('/').to_owned(),
             config,

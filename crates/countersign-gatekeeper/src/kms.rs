@@ -99,18 +99,8 @@ pub type Context<'a> = [(&'a str, &'a str)];
 impl Kms {
     /// A client whose every call gives up after `deadline`.
     pub fn new(config: KmsConfig, deadline: Duration) -> Result<Self, String> {
-        let url = reqwest::Url::parse(&config.endpoint)
-            .map_err(|e| format!("endpoint `{}`: {e}", config.endpoint))?;
-        let host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_owned(),
-            (None, _) => return Err(format!("endpoint `{}` has no host", config.endpoint)),
-        };
-        let http = reqwest::Client::builder()
-            .timeout(deadline)
-            .connect_timeout(deadline)
-            .build()
-            .map_err(|e| format!("cannot build the KMS client: {e}"))?;
+        let (host, http) =
+            crate::s3_uploads::service_client(&config.endpoint, "endpoint", "KMS", deadline)?;
         Ok(Self { config, http, host })
     }
 

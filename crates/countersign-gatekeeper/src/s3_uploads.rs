@@ -227,6 +227,29 @@ pub async fn list_uploads(
     }
 }
 
+/// For a SigV4 service at `endpoint` (named `field` in messages): the `host` header
+/// value it signs, and an HTTP client (`what` names it) whose every request gives up
+/// after `deadline`.
+pub(crate) fn service_client(
+    endpoint: &str,
+    field: &str,
+    what: &str,
+    deadline: std::time::Duration,
+) -> Result<(String, reqwest::Client), String> {
+    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("{field} `{endpoint}`: {e}"))?;
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        (None, _) => return Err(format!("{field} `{endpoint}` has no host")),
+    };
+    let http = reqwest::Client::builder()
+        .timeout(deadline)
+        .connect_timeout(deadline)
+        .build()
+        .map_err(|e| format!("cannot build the {what} client: {e}"))?;
+    Ok((host, http))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
