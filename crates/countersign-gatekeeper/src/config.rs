@@ -237,6 +237,8 @@ pub struct Config {
     /// The S3 bucket every signed tree checkpoint is also published to, as a
     /// write-once (optionally object-locked) object (`[log.publish_bucket]`).
     pub publish_bucket: Option<crate::checkpoint_bucket::PublishBucketConfig>,
+    /// The audit console at `/audit/` (`[console]`), off when `None`.
+    pub console: Option<crate::http::console::ConsoleConfig>,
 }
 
 /// The operations a threshold can be set for.
@@ -303,6 +305,7 @@ impl Config {
             published_checkpoints: data_dir.join(PUBLISHED_CHECKPOINTS_FILE),
             witnesses: WitnessPolicy::default(),
             publish_bucket: None,
+            console: None,
         };
         Ok(config)
     }
@@ -499,6 +502,7 @@ struct RawConfig {
     cors: Option<RawCors>,
     audit: Option<RawAudit>,
     log: Option<RawLog>,
+    console: Option<crate::http::console::RawConsole>,
 }
 
 #[derive(Deserialize)]
@@ -1608,6 +1612,7 @@ impl RawConfig {
             .take()
             .and_then(|b| b.validate(&data_dir, p));
         let witnesses = log.validate(p);
+        let console = self.console.and_then(|c| c.validate(&data_dir, p));
         if !p.is_empty() {
             return None;
         }
@@ -1636,6 +1641,7 @@ impl RawConfig {
             published_checkpoints,
             witnesses,
             publish_bucket,
+            console,
         })
     }
 }

@@ -188,6 +188,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<ConfigError> {
     check("limits", old.limits == new.limits);
     check("tls", old.tls == new.tls);
     check("cors", old.cors_origins == new.cors_origins);
+    let console = |c: &Config| c.console.as_ref().map(|c| c.client_dir.clone());
+    check("console", console(old) == console(new));
     check("audit", old.checkpoint_every == new.checkpoint_every);
     let witnesses = |c: &Config| {
         let w = &c.witnesses;

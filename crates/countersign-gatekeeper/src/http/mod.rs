@@ -14,6 +14,7 @@
 //! half-done by a cancelled handler.
 
 pub mod audit;
+pub mod console;
 mod drain;
 pub mod get;
 pub mod list;
@@ -170,6 +171,7 @@ pub fn app(state: AppState) -> Router {
     } else {
         router.route("/metrics", get_route(metrics))
     };
+    let router = console::routes(router, state.config.console.as_ref());
     router
         .route("/v1/keys", get_route(keys))
         .route("/v1/log/checkpoint", get_route(log::checkpoint))

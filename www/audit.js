@@ -1,0 +1,594 @@
+// The audit console: the customer's admin searches the gatekeeper's audit log with a
+// customer-admin key held in this browser, and every row shown is proven included in
+// the signed checkpoint by the WebAssembly client before its fields are displayed.
+// Every /v1/audit/* request is a fresh AuditRequest signed with WebCrypto.
+import init, { AuditRequest, LogView, verifyLog } from "./client/countersign.js";
+
+const $ = (id) => document.getElementById(id);
+const DB_NAME = "countersign-console";
+const STORE = "keys";
+const SIGNED_IN = "admin";
+const EXPORT_PAGE = 10000; // the search's largest page
+const CHART_MAX = 10000; // denied entries the chart reads at most (one search page)
+const ED25519_PKCS8_PREFIX = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+let settings; // /audit/console.json: gatekeeperId, keys, logWitnesses, logQuorum
+let view; // LogView of the newest checkpoint
+let admin; // { keyId, subject, publicKey, privateKey }
+let pages = []; // after_seq of each page shown so far (the stack "previous" walks back)
+let next = null; // next_after_seq of the page shown
+let filter = new URLSearchParams();
+
+function el(tag, text, className) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (className) e.className = className;
+  return e;
+}
+
+function status(text, failed = false) {
+  $("status").textContent = text;
+  $("status").className = failed ? "failed" : "";
+}
+
+function describe(e) {
+  return e?.code ? `${e.code}: ${e.message}` : String(e?.message ?? e);
+}
+
+function b64url(bytes) {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+function unb64url(text) {
+  const s = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+// ---- the key in IndexedDB -------------------------------------------------------
+
+function db() {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(DB_NAME, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(STORE);
+    open.onsuccess = () => resolve(open.result);
+    open.onerror = () => reject(open.error);
+  });
+}
+
+async function stored(mode, action) {
+  const d = await db();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = d.transaction(STORE, mode);
+      const req = action(tx.objectStore(STORE));
+      tx.oncomplete = () => resolve(req.result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    d.close();
+  }
+}
+
+const loadKey = () => stored("readonly", (s) => s.get(SIGNED_IN));
+const saveKey = (record) => stored("readwrite", (s) => s.put(record, SIGNED_IN));
+const deleteKey = () => stored("readwrite", (s) => s.delete(SIGNED_IN));
+
+async function generate(keyId, subject) {
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  const publicKey = b64url(new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey)));
+  return { keyId, subject, publicKey, privateKey: pair.privateKey, generated: true };
+}
+
+/** A `countersign-secret-key/v1` file (one key) as a non-extractable CryptoKey, after
+ *  checking that its secret key signs for its public key. */
+async function importKeyFile(text, subject) {
+  let doc;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw Object.assign(new Error("the file is not JSON: choose a secret key file written by `countersign keygen`"), { code: "malformed" });
+  }
+  if (Array.isArray(doc)) {
+    if (doc.length !== 1) throw Object.assign(new Error("the file holds several keys: import a file with one key"), { code: "malformed" });
+    doc = doc[0];
+  }
+  if (doc?.format !== "countersign-secret-key/v1" || typeof doc.secret_key !== "string" || typeof doc.public_key !== "string" || typeof doc.key_id !== "string") {
+    throw Object.assign(new Error("the file is not a countersign-secret-key/v1 document with key_id, public_key and secret_key"), { code: "malformed" });
+  }
+  const seed = unb64url(doc.secret_key);
+  const publicKey = unb64url(doc.public_key);
+  if (seed.length !== 32 || publicKey.length !== 32) {
+    throw Object.assign(new Error("secret_key and public_key must each be 32 bytes of base64url"), { code: "malformed" });
+  }
+  const pkcs8 = new Uint8Array([...ED25519_PKCS8_PREFIX, ...seed]);
+  const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
+  pkcs8.fill(0);
+  seed.fill(0);
+  const probe = new TextEncoder().encode("countersign console key check");
+  const verifier = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, true, ["verify"]);
+  const ok = await crypto.subtle.verify("Ed25519", verifier, await crypto.subtle.sign("Ed25519", privateKey, probe), probe);
+  if (!ok) throw Object.assign(new Error("the file's secret_key does not belong to its public_key"), { code: "bad_key" });
+  return { keyId: doc.key_id, subject, publicKey: doc.public_key, privateKey, role: doc.role, generated: false };
+}
+
+// ---- signed audit requests --------------------------------------------------------
+
+const sign = async (message) => new Uint8Array(await crypto.subtle.sign("Ed25519", admin.privateKey, message));
+
+/** GET /v1/audit/search with `params`, as a fresh signed request. */
+async function search(params) {
+  const req = new AuditRequest({ gatekeeperId: settings.gatekeeperId, subject: admin.subject, keyId: admin.keyId, action: "read" });
+  let headers;
+  try {
+    headers = { "Countersign-Request": req.requestHeader, "Countersign-Signature": req.signatureHeader(await sign(req.signingMessage)) };
+  } finally {
+    req.free();
+  }
+  let r;
+  try {
+    r = await fetch(`/v1/audit/search?${params}`, { headers, cache: "no-store" });
+  } catch (e) {
+    throw Object.assign(new Error(`the gatekeeper could not be reached: ${e.message}`), { code: "network" });
+  }
+  const json = await r.json().catch(() => null);
+  if (!r.ok || !json || !Array.isArray(json.entries)) {
+    const e = json?.error ?? { code: `http_${r.status}`, message: "the gatekeeper's answer is not a search result" };
+    throw Object.assign(new Error(e.message), { code: e.code });
+  }
+  return json;
+}
+
+// ---- the checkpoint ---------------------------------------------------------------
+
+/** The newest `cosignature/v1` timestamp in the note (Unix seconds), if any: a
+ *  cosignature line's signature is key id (4 bytes), timestamp (8, big-endian), signature. */
+function newestCosignatureTime(note) {
+  let newest;
+  for (const line of note.split("\n")) {
+    const m = /^\u2014 \S+ ([A-Za-z0-9+/=]+)$/.exec(line);
+    if (!m) continue;
+    const bytes = Uint8Array.from(atob(m[1]), (c) => c.charCodeAt(0));
+    if (bytes.length !== 76) continue;
+    const t = Number(new DataView(bytes.buffer).getBigUint64(4));
+    if (newest === undefined || t > newest) newest = t;
+  }
+  return newest;
+}
+
+async function openLog() {
+  $("checkpoint-error").hidden = true;
+  try {
+    const opened = await LogView.open({ gatekeeperUrl: location.origin, ...settings });
+    view?.free();
+    view = opened;
+  } catch (e) {
+    $("checkpoint-error").textContent = `The checkpoint could not be verified: ${describe(e)}`;
+    $("checkpoint-error").hidden = false;
+    return false;
+  }
+  $("tree-size").textContent = view.treeSize.toLocaleString("en");
+  $("root").textContent = view.rootHash;
+  $("cosigners").textContent = view.cosignedBy.length ? view.cosignedBy.join(", ") : "no witness (none configured, or no quorum yet)";
+  const t = newestCosignatureTime(view.note);
+  $("age").textContent = t === undefined
+    ? `fetched ${new Date().toLocaleTimeString()} (a checkpoint without cosignatures carries no time)`
+    : `${Math.max(0, Math.round(Date.now() / 1000 - t))} s (newest witness cosignature)`;
+  return true;
+}
+
+// ---- the timeline -----------------------------------------------------------------
+
+function filterFromForm() {
+  const form = new FormData($("filters"));
+  const p = new URLSearchParams();
+  const time = (name, param) => {
+    const v = form.get(name);
+    if (v) p.set(param, String(new Date(v).getTime()));
+  };
+  time("from", "from_ms");
+  time("to", "to_ms");
+  for (const name of ["subject", "ip", "bucket", "key_prefix", "key", "operation", "decision", "error"]) {
+    const v = String(form.get(name) ?? "").trim();
+    if (v) p.set(name, v);
+  }
+  return p;
+}
+
+function setForm(values) {
+  const f = $("filters");
+  for (const name of ["subject", "ip", "bucket", "key_prefix", "key", "operation", "decision", "error", "from", "to"]) {
+    f.elements[name].value = values[name] ?? "";
+  }
+}
+
+function describeView() {
+  const key = filter.get("key");
+  const subject = filter.get("subject");
+  if (key !== null && filter.has("bucket")) return `Who touched ${filter.get("bucket")}/${key}: every access, in order.`;
+  if (subject !== null) return `Everything ${subject} did or tried.`;
+  return filter.toString() ? `Filter: ${decodeURIComponent(filter.toString()).replaceAll("&", ", ")}` : "All entries.";
+}
+
+async function show(afterSeq) {
+  const limit = Math.min(1000, Math.max(1, Number(new FormData($("filters")).get("limit")) || 100));
+  const p = new URLSearchParams(filter);
+  p.set("limit", String(limit));
+  if (afterSeq !== null) p.set("after_seq", String(afterSeq));
+  status("Searching…");
+  let answer;
+  try {
+    answer = await search(p);
+  } catch (e) {
+    status(`The gatekeeper refused the search: ${describe(e)}`, true);
+    $("rows").replaceChildren();
+    return;
+  }
+  const started = performance.now();
+  const checks = await view.proveEntries(answer.entries.map((r) => r.entry));
+  const proofMs = performance.now() - started;
+  render(answer.entries, checks);
+  checks.forEach((c) => c.free());
+  next = answer.next_after_seq;
+  $("next").disabled = next === null;
+  $("prev").disabled = pages.length < 2;
+  $("page-info").textContent = `page ${pages.length}`;
+  $("view-title").textContent = describeView();
+  const failed = answer.entries.length - $("rows").querySelectorAll("tr.verified-row, tr.pending-row").length;
+  status(`${answer.entries.length} entries; inclusion proofs checked in ${proofMs.toFixed(0)} ms${failed ? `; ${failed} FAILED` : ""}.`, failed > 0);
+  document.body.dataset.loaded = String(Date.now());
+}
+
+function link(text, onClick) {
+  const b = el("button", text, "link");
+  b.type = "button";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function openView(values) {
+  setForm(values);
+  filter = filterFromForm();
+  pages = [null];
+  show(null);
+}
+
+function render(records, checks) {
+  const rows = records.map((record, i) => {
+    const check = checks[i];
+    const f = check.fields;
+    const tr = el("tr");
+    const mark = el("td", null, `mark ${check.status}`);
+    if (check.status === "verified") {
+      mark.textContent = "✓ verified";
+      tr.className = "verified-row";
+    } else if (check.status === "pending") {
+      mark.textContent = "… pending";
+      mark.title = "Not yet covered by the signed checkpoint: refresh to check again.";
+      tr.className = "pending-row";
+    } else {
+      mark.textContent = "✗ FAILED";
+      mark.append(el("span", `${check.code}: ${check.message}`, "why"));
+      tr.className = "failed";
+    }
+    tr.dataset.seq = String(check.seq ?? record.seq);
+    tr.dataset.status = check.status;
+    if (!f) {
+      const td = el("td", `seq ${record.seq} (as the search said): the entry's bytes do not parse, so nothing of it is shown`);
+      td.colSpan = 10;
+      tr.append(mark, td);
+      return tr;
+    }
+    if (f.decision === "deny") tr.classList.add("deny");
+    const object = el("td");
+    object.append(link(`${f.bucket}/${f.key}`, () => openView({ bucket: f.bucket, key: f.key })));
+    const who = el("td");
+    who.append(link(f.subject, () => openView({ subject: f.subject })));
+    tr.append(
+      mark,
+      el("td", f.seq, "num"),
+      el("td", new Date(f.timeMs).toISOString().replace("T", " ").replace("Z", "")),
+      who,
+      el("td", f.clientIp),
+      el("td", f.operation),
+      object,
+      el("td", f.decision),
+      el("td", f.error ?? ""),
+      el("td", f.bytes, "num"),
+      el("td", `${(f.latencyUs / 1000).toFixed(1)} ms`, "num"),
+    );
+    return tr;
+  });
+  $("rows").replaceChildren(...rows);
+}
+
+// ---- the chart of denied attempts -----------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+}
+
+/** A stacked bar chart of `points` ({t, series}) in `bins` time slots, the five
+ *  largest series with a colour each and the rest as "other". */
+function stackedChart(container, title, points, from, to) {
+  const totals = new Map();
+  for (const p of points) totals.set(p.series, (totals.get(p.series) ?? 0) + 1);
+  const top = [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([s]) => s);
+  const seriesOf = (s) => (top.includes(s) ? s : "other");
+  const names = totals.size > top.length ? [...top, "other"] : top;
+  const bins = 24;
+  const width = 720;
+  const height = 160;
+  const span = Math.max(1, to - from);
+  const counts = Array.from({ length: bins }, () => new Map());
+  for (const p of points) {
+    const i = Math.min(bins - 1, Math.floor(((p.t - from) / span) * bins));
+    const s = seriesOf(p.series);
+    counts[i].set(s, (counts[i].get(s) ?? 0) + 1);
+  }
+  const max = Math.max(1, ...counts.map((c) => [...c.values()].reduce((a, b) => a + b, 0)));
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 30}`, width, height: height + 30, role: "img", "aria-label": title });
+  const bar = width / bins;
+  counts.forEach((c, i) => {
+    let y = height;
+    names.forEach((name, n) => {
+      const v = c.get(name) ?? 0;
+      if (!v) return;
+      const h = (v / max) * (height - 10);
+      y -= h;
+      const r = svg("rect", { x: i * bar + 1, y, width: bar - 2, height: h, class: `c${n}` });
+      r.append(svg("title", {}));
+      r.firstChild.textContent = `${name}: ${v}`;
+      chart.append(r);
+    });
+  });
+  const label = (x, text, anchor) => {
+    const t = svg("text", { x, y: height + 15, "text-anchor": anchor });
+    t.textContent = text;
+    chart.append(t);
+  };
+  label(0, new Date(from).toLocaleString(), "start");
+  label(width, new Date(to).toLocaleString(), "end");
+  const top_ = svg("text", { x: 2, y: 10 });
+  top_.textContent = `max ${max} per ${(span / bins / 60000).toFixed(1)} min`;
+  chart.append(top_);
+  const legend = el("div", null, "legend");
+  names.forEach((name, n) => {
+    const item = el("span");
+    item.append(el("span", null, `swatch c${n}`), `${name} (${name === "other" ? points.filter((p) => !top.includes(p.series)).length : totals.get(name)})`);
+    legend.append(item);
+  });
+  container.replaceChildren(el("h3", title), chart, legend);
+}
+
+async function drawChart() {
+  const p = new URLSearchParams(filter);
+  if (p.get("decision") === "allow") {
+    $("chart-note").textContent = "The filter selects allowed entries only: there are no denied attempts in it.";
+    $("chart-by-code").replaceChildren();
+    $("chart-by-ip").replaceChildren();
+    return;
+  }
+  p.set("decision", "deny");
+  p.set("limit", String(CHART_MAX));
+  $("chart-note").textContent = "Reading the denied attempts…";
+  let answer;
+  try {
+    answer = await search(p);
+  } catch (e) {
+    $("chart-note").textContent = `The gatekeeper refused the search: ${describe(e)}`;
+    return;
+  }
+  const checks = await view.proveEntries(answer.entries.map((r) => r.entry));
+  const points = [];
+  let failed = 0;
+  for (const c of checks) {
+    if (c.status === "failed" || !c.fields) failed += 1;
+    else points.push({ t: c.fields.timeMs, code: c.fields.error ?? "", ip: c.fields.clientIp });
+    c.free();
+  }
+  const times = points.map((q) => q.t);
+  const from = p.has("from_ms") ? Number(p.get("from_ms")) : Math.min(...times, Date.now());
+  const to = p.has("to_ms") ? Number(p.get("to_ms")) : Math.max(...times, from + 1);
+  const cut = answer.next_after_seq !== null ? ` Only the first ${CHART_MAX.toLocaleString("en")} of them are charted: narrow the time range to see the rest.` : "";
+  $("chart-note").textContent = `${points.length} denied attempts${failed ? ` (${failed} entries FAILED verification and are not charted)` : ""}.${cut}`;
+  stackedChart($("chart-by-code"), "By error code", points.map((q) => ({ t: q.t, series: q.code })), from, to);
+  stackedChart($("chart-by-ip"), "By client IP", points.map((q) => ({ t: q.t, series: q.ip })), from, to);
+}
+
+// ---- export -----------------------------------------------------------------------
+
+const CSV_COLUMNS = ["seq", "time_ms", "gatekeeper", "request_id", "client_ip", "operation", "bucket", "key", "subject", "decision", "error", "bytes", "latency_us", "entry_sha256"];
+
+/** One CSV field: quoted, quotes doubled, and a leading formula character (= + - @,
+ *  or a tab / carriage return) neutralized with a leading apostrophe. */
+export function csvField(value) {
+  let s = value === undefined || value === null ? "" : String(value);
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return `"${s.replaceAll('"', '""')}"`;
+}
+
+async function exportAs(format) {
+  const parts = [];
+  if (format === "csv") parts.push(CSV_COLUMNS.map(csvField).join(",") + "\r\n");
+  let after = null;
+  let n = 0;
+  try {
+    for (;;) {
+      const p = new URLSearchParams(filter);
+      p.set("limit", String(EXPORT_PAGE));
+      if (after !== null) p.set("after_seq", String(after));
+      const answer = await search(p);
+      for (const r of answer.entries) {
+        parts.push(format === "csv" ? CSV_COLUMNS.map((c) => csvField(r[c])).join(",") + "\r\n" : JSON.stringify(r) + "\n");
+      }
+      n += answer.entries.length;
+      $("export-status").textContent = `Exporting… ${n} entries`;
+      if (answer.next_after_seq === null) break;
+      after = answer.next_after_seq;
+    }
+  } catch (e) {
+    $("export-status").textContent = `Export failed after ${n} entries: ${describe(e)}`;
+    $("export-status").className = "failed";
+    return;
+  }
+  const blob = new Blob(parts, { type: format === "csv" ? "text/csv" : "application/x-ndjson" });
+  const a = el("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `audit-${settings.gatekeeperId}-${new Date().toISOString().replaceAll(":", "")}.${format === "csv" ? "csv" : "jsonl"}`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+  $("export-status").className = "";
+  $("export-status").textContent = `Exported ${n} entries (${format === "csv" ? "CSV" : "JSONL, with each entry's bytes"}): the search's records as the gatekeeper returned them.`;
+}
+
+// ---- verify the whole log ---------------------------------------------------------
+
+async function verifyWholeLog() {
+  const bar = $("verify-progress");
+  const result = $("verify-result");
+  $("verify-log").disabled = true;
+  bar.hidden = false;
+  bar.value = 0;
+  result.className = "";
+  result.textContent = "Verifying every entry against the signed checkpoint…";
+  try {
+    const report = await verifyLog({
+      gatekeeperUrl: location.origin,
+      ...settings,
+      subject: admin.subject,
+      keyId: admin.keyId,
+      sign,
+      onProgress: (done, total) => {
+        bar.max = Math.max(1, total);
+        bar.value = done;
+      },
+    });
+    const rate = report.millis > 0 ? Math.round(report.entries / (report.millis / 1000)) : report.entries;
+    result.className = "verified";
+    result.textContent = `Verified: ${report.entries.toLocaleString("en")} entries from ${report.bundles} entry bundles match the signed checkpoint (tree size ${report.treeSize}, root ${report.rootHash}) in ${(report.millis / 1000).toFixed(1)} s, ${rate.toLocaleString("en")} entries/s.`;
+  } catch (e) {
+    result.className = "failed";
+    result.textContent = `Verification FAILED: ${describe(e)}`;
+  } finally {
+    bar.hidden = true;
+    $("verify-log").disabled = false;
+  }
+}
+
+// ---- sign-in ----------------------------------------------------------------------
+
+function tomlSnippet(record) {
+  return `[[keys]]\nkey_id = "${record.keyId}"\nrole = "customer-admin"\npublic_key = "${record.publicKey}"\n\n# and, once in the file:\n[thresholds]\nAUDIT = { customer-admin = 1 }\n`;
+}
+
+async function signedIn(record) {
+  admin = record;
+  $("signin").hidden = true;
+  $("who").hidden = false;
+  $("who").textContent = `${record.subject} · key ${record.keyId} · public ${record.publicKey}`;
+  $("signout").hidden = false;
+  $("register").hidden = false;
+  $("toml").textContent = tomlSnippet(record);
+  $("app").hidden = false;
+  $("verify-log").disabled = !view;
+  filter = filterFromForm();
+  pages = [null];
+  if (view) await show(null);
+}
+
+function signedOut() {
+  admin = undefined;
+  $("signin").hidden = false;
+  $("who").hidden = true;
+  $("signout").hidden = true;
+  $("register").hidden = true;
+  $("app").hidden = true;
+  $("verify-log").disabled = true;
+  $("rows").replaceChildren();
+  status("Sign in with a customer-admin key.");
+}
+
+function wire() {
+  $("generate").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    try {
+      const record = await generate(String(f.get("keyId")), String(f.get("subject")));
+      await saveKey(record);
+      await signedIn(record);
+    } catch (e) {
+      $("signin-error").textContent = `The key could not be made: ${describe(e)}`;
+    }
+  });
+  $("import").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    try {
+      const record = await importKeyFile(await f.get("file").text(), String(f.get("subject")));
+      await saveKey(record);
+      ev.target.reset();
+      await signedIn(record);
+      if (record.role !== "customer-admin") status(`This key's role is ${record.role}, not customer-admin: the gatekeeper will refuse its requests.`, true);
+    } catch (e) {
+      $("signin-error").textContent = `The key file could not be imported: ${describe(e)}`;
+    }
+  });
+  $("signout").addEventListener("click", async () => {
+    await deleteKey();
+    signedOut();
+  });
+  $("filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    filter = filterFromForm();
+    pages = [null];
+    show(null);
+  });
+  $("reset").addEventListener("click", () => setTimeout(() => openView({}), 0));
+  $("next").addEventListener("click", () => {
+    if (next === null) return;
+    pages.push(next);
+    show(next);
+  });
+  $("prev").addEventListener("click", () => {
+    if (pages.length < 2) return;
+    pages.pop();
+    show(pages[pages.length - 1]);
+  });
+  $("refresh").addEventListener("click", async () => {
+    if ((await openLog()) && admin) await show(pages[pages.length - 1] ?? null);
+  });
+  $("verify-log").addEventListener("click", verifyWholeLog);
+  $("draw-chart").addEventListener("click", drawChart);
+  $("export-jsonl").addEventListener("click", () => exportAs("jsonl"));
+  $("export-csv").addEventListener("click", () => exportAs("csv"));
+  $("generate").elements.keyId.value = `console-${new Date().toISOString().slice(0, 10).replaceAll("-", "")}-${b64url(crypto.getRandomValues(new Uint8Array(3)))}`;
+}
+
+async function main() {
+  wire();
+  try {
+    await init();
+    const r = await fetch("/audit/console.json", { cache: "no-store" });
+    if (!r.ok) throw new Error(`GET /audit/console.json answered ${r.status}`);
+    settings = await r.json();
+  } catch (e) {
+    status(`The console could not start: ${describe(e)}`, true);
+    return;
+  }
+  $("gatekeeper").textContent = settings.gatekeeperId;
+  await openLog();
+  const record = await loadKey().catch(() => undefined);
+  if (record) await signedIn(record);
+  else signedOut();
+}
+
+main();
