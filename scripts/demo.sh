@@ -7,7 +7,10 @@
 #   2. starts the gatekeeper and seeds the sample helpdesk reports through it
 #      (`countersign put`, signed with the vendor key),
 #   3. starts the demo vendor app serving www/ and the npm package (packages/client/pkg/),
-# and prints the URL, the demo users and their TOTP codes. Ctrl-C stops everything.
+#   4. registers a customer-admin key for the gatekeeper's audit console (`/audit/`, served
+#      with the package's admin flavor, packages/client/admin/),
+# and prints the URLs, the demo users and their TOTP codes, and the console's key file.
+# Ctrl-C stops everything.
 #
 #   scripts/demo.sh            (or: npm run demo)
 #   DEMO_APP_PORT=18080 DEMO_GK_PORT=18443 scripts/demo.sh     fixed ports
@@ -54,8 +57,10 @@ wait_for() { # URL PID
   return 1
 }
 
-step "vendor key and configuration in $data"
+step "vendor key, audit console key and configuration in $data"
 "$bin/countersign" keygen --key-id vendor-demo --out "$data/vendor-demo.key" >/dev/null
+"$bin/countersign" keygen --key-id console-admin --role customer-admin --out "$data/console-admin.key" >/dev/null
+admin_public=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).public_key)' "$data/console-admin.key.pub")
 node -e '
   const fs = require("fs");
   const c = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
@@ -65,7 +70,7 @@ node -e '
 "$bin/countersign-demo" gatekeeper-config --config "$data/demo-config.json" \
   --vendor-key "$data/vendor-demo.key.pub" --data-dir "$data/gatekeeper" --origin "$app_url" > "$data/gatekeeper.toml"
 # The customer's own rule for the helpdesk import that seeds the sample reports.
-cat >> "$data/gatekeeper.toml" <<'EOF'
+cat >> "$data/gatekeeper.toml" <<EOF
 
 # Sample reports imported by the vendor's helpdesk tool (scripts/demo.sh).
 [[acl]]
@@ -74,6 +79,18 @@ subjects = ["helpdesk-import"]
 buckets = ["local"]
 prefix = ""
 operations = ["PUT"]
+
+# The audit console (/audit/) and the customer-admin key it signs with.
+[thresholds]
+AUDIT = { customer-admin = 1 }
+
+[[keys]]
+key_id = "console-admin"
+role = "customer-admin"
+public_key = "$admin_public"
+
+[console]
+client_dir = "$repo/packages/client/admin"
 EOF
 
 step "starting the gatekeeper on $gk_url"
@@ -106,6 +123,9 @@ Countersign demo is running.
 
   Report page:  $app_url/
   Gatekeeper:   $gk_url   (bucket directory: $data/gatekeeper/buckets/local)
+  Audit console: $gk_url/audit/
+                sign in with "Import a key file": $data/console-admin.key
+                (role customer-admin, registered in $data/gatekeeper.toml)
 
   Log in as     alice / alice-demo-password   (Acme Clinic: read and upload)
           or    bob   / bob-demo-password     (Bravo Dental: read only)

@@ -65,4 +65,7 @@ step "end-to-end: report page, vendor app and gatekeeper in headless Chromium"
 cargo build -p countersign-gatekeeper -p countersign-demo -p countersign-vendor
 node tests/e2e/run.mjs
 
+step "end-to-end: the audit console served by the gatekeeper, in headless Chromium"
+node tests/e2e/console.mjs
+
 step "all checks passed"

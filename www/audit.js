@@ -18,6 +18,7 @@ let admin; // { keyId, subject, publicKey, privateKey }
 let pages = []; // after_seq of each page shown so far (the stack "previous" walks back)
 let next = null; // next_after_seq of the page shown
 let filter = new URLSearchParams();
+let generation = 0; // the newest search shown; an older one still in flight is dropped
 
 function el(tag, text, className) {
   const e = document.createElement(tag);
@@ -213,6 +214,11 @@ function describeView() {
 }
 
 async function show(afterSeq) {
+  const mine = ++generation;
+  if (!view) {
+    status("The log's checkpoint did not verify, so no entry can be proven: nothing is shown (see above).", true);
+    return;
+  }
   const limit = Math.min(1000, Math.max(1, Number(new FormData($("filters")).get("limit")) || 100));
   const p = new URLSearchParams(filter);
   p.set("limit", String(limit));
@@ -222,6 +228,7 @@ async function show(afterSeq) {
   try {
     answer = await search(p);
   } catch (e) {
+    if (mine !== generation) return;
     status(`The gatekeeper refused the search: ${describe(e)}`, true);
     $("rows").replaceChildren();
     return;
@@ -229,6 +236,10 @@ async function show(afterSeq) {
   const started = performance.now();
   const checks = await view.proveEntries(answer.entries.map((r) => r.entry));
   const proofMs = performance.now() - started;
+  if (mine !== generation) {
+    checks.forEach((c) => c.free());
+    return;
+  }
   render(answer.entries, checks);
   checks.forEach((c) => c.free());
   next = answer.next_after_seq;
