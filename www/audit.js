@@ -505,7 +505,8 @@ async function signedIn(record) {
   admin = record;
   $("signin").hidden = true;
   $("who").hidden = false;
-  $("who").textContent = `${record.subject} · key ${record.keyId} · public ${record.publicKey}`;
+  const role = record.role && record.role !== "customer-admin" ? ` · role ${record.role}, not customer-admin: the gatekeeper refuses it` : "";
+  $("who").textContent = `${record.subject} · key ${record.keyId} · public ${record.publicKey}${role}`;
   $("signout").hidden = false;
   $("register").hidden = false;
   $("toml").textContent = tomlSnippet(record);
@@ -548,7 +549,6 @@ function wire() {
       await saveKey(record);
       ev.target.reset();
       await signedIn(record);
-      if (record.role !== "customer-admin") status(`This key's role is ${record.role}, not customer-admin: the gatekeeper will refuse its requests.`, true);
     } catch (e) {
       $("signin-error").textContent = `The key file could not be imported: ${describe(e)}`;
     }
@@ -563,7 +563,7 @@ function wire() {
     pages = [null];
     show(null);
   });
-  $("reset").addEventListener("click", () => setTimeout(() => openView({}), 0));
+  $("clear-filters").addEventListener("click", () => setTimeout(() => openView({}), 0));
   $("next").addEventListener("click", () => {
     if (next === null) return;
     pages.push(next);
