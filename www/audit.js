@@ -510,6 +510,7 @@ async function signedIn(record) {
   $("signout").hidden = false;
   $("register").hidden = false;
   $("toml").textContent = tomlSnippet(record);
+  $("register").open = Boolean(record.generated);
   $("app").hidden = false;
   $("verify-log").disabled = !view;
   filter = filterFromForm();
