@@ -210,7 +210,8 @@ function describeView() {
   const subject = filter.get("subject");
   if (key !== null && filter.has("bucket")) return `Who touched ${filter.get("bucket")}/${key}: every access, in order.`;
   if (subject !== null) return `Everything ${subject} did or tried.`;
-  return filter.toString() ? `Filter: ${decodeURIComponent(filter.toString()).replaceAll("&", ", ")}` : "All entries.";
+  const terms = [...filter].map(([k, v]) => `${k} = ${v}`);
+  return terms.length ? `Filter: ${terms.join(", ")}.` : "All entries.";
 }
 
 async function show(afterSeq) {

@@ -119,6 +119,21 @@ async fn console_serves_its_files_with_their_headers() {
             && page.contains("<script type=\"module\" src=\"/audit/audit.js\">")
     );
 
+    let head = HttpRequest::head("/audit/client/countersign_bg.wasm")
+        .body(Body::empty())
+        .unwrap();
+    let r = h.send(head).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "content-type").as_deref(),
+        Some("application/wasm")
+    );
+    assert_eq!(
+        header(&r, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(body_bytes(r).await.is_empty());
+
     let r = h.send(get("/audit")).await;
     assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(header(&r, "location").as_deref(), Some("/audit/"));
