@@ -67,18 +67,22 @@ impl ConsoleConfig {
                     ),
                 )
             };
-            let meta = std::fs::metadata(&path).map_err(|e| problem(e.to_string()))?;
-            if !meta.is_file() {
+            let file = std::fs::File::open(&path).map_err(|e| problem(e.to_string()))?;
+            if !file.metadata().is_ok_and(|m| m.is_file()) {
                 return Err(problem("is not a file".into()));
             }
-            if meta.len() > MAX_CLIENT_FILE_BYTES {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, MAX_CLIENT_FILE_BYTES + 1),
+                &mut bytes,
+            )
+            .map_err(|e| problem(e.to_string()))?;
+            if bytes.len() as u64 > MAX_CLIENT_FILE_BYTES {
                 return Err(problem(format!(
                     "is larger than {MAX_CLIENT_FILE_BYTES} bytes"
                 )));
             }
-            std::fs::read(&path)
-                .map(Bytes::from)
-                .map_err(|e| problem(e.to_string()))
+            Ok(Bytes::from(bytes))
         };
         let client_js = read("countersign.js")?;
         let client_wasm = read("countersign_bg.wasm")?;
