@@ -59,7 +59,7 @@ c = sqlite3.connect(sys.argv[1], timeout=30)
 rows = c.execute(sys.argv[2], json.loads(sys.argv[3])).fetchall()
 c.commit()
 print(json.dumps([[v.decode() if isinstance(v, bytes) else v for v in r] for r in rows]))
-`, db, sql, JSON.stringify(params)]);
+`, db, sql, JSON.stringify(params)], { maxBuffer: 1 << 28 });
   return JSON.parse(out.toString());
 }
 const seqs = (sql, params) => query(sql, params).map((r) => r[0]);
