@@ -60,6 +60,47 @@ fn bad(message: impl Into<String>) -> CountersignError {
     CountersignError::other("bad_options", message)
 }
 
+/// What an audit request may do.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AuditAction {
+    /// Search, export and entry bundles.
+    Read,
+    /// `POST /v1/audit/reload`.
+    Reload,
+}
+
+impl AuditRequest {
+    /// The request of `action` for `gatekeeper` by `subject` with the admin key
+    /// `key_id`, valid from now for `lifetime` seconds, with a fresh nonce.
+    pub(crate) fn build(
+        gatekeeper: GatekeeperId,
+        subject: Subject,
+        key_id: KeyId,
+        action: AuditAction,
+        lifetime: u64,
+    ) -> Result<Self> {
+        let prefix = match action {
+            AuditAction::Read => "",
+            AuditAction::Reload => "reload",
+        };
+        let request = Request::new(
+            gatekeeper,
+            Bucket::parse(AUDIT_BUCKET)?,
+            Operation::List {
+                prefix: ListPrefix::parse(prefix)?,
+            },
+            subject,
+            crate::client::now(),
+            lifetime,
+            &mut rand_core::OsRng,
+        )?;
+        Ok(Self {
+            request: request.encode(),
+            key_id,
+        })
+    }
+}
+
 #[wasm_bindgen]
 impl AuditRequest {
     /// Builds the canonical request of `options.action`, valid from now for
@@ -76,9 +117,9 @@ impl AuditRequest {
             &["gatekeeperId", "subject", "keyId", "action", "lifetimeSecs"],
         )?;
         let action = o.string("action")?;
-        let prefix = match action.as_str() {
-            "read" => "",
-            "reload" => "reload",
+        let action = match action.as_str() {
+            "read" => AuditAction::Read,
+            "reload" => AuditAction::Reload,
             other => {
                 return Err(bad(format!(
                     "options.action must be read or reload, not `{other}`"
@@ -89,21 +130,13 @@ impl AuditRequest {
         if lifetime == 0 || lifetime > countersign_core::canonical::MAX_LIFETIME_SECS {
             return Err(bad("options.lifetimeSecs must be 1 to 86400"));
         }
-        let request = Request::new(
+        Self::build(
             GatekeeperId::parse(&o.string("gatekeeperId")?)?,
-            Bucket::parse(AUDIT_BUCKET)?,
-            Operation::List {
-                prefix: ListPrefix::parse(prefix)?,
-            },
             Subject::parse(&o.string("subject")?)?,
-            crate::client::now(),
+            KeyId::parse(&o.string("keyId")?)?,
+            action,
             lifetime,
-            &mut rand_core::OsRng,
-        )?;
-        Ok(Self {
-            request: request.encode(),
-            key_id: KeyId::parse(&o.string("keyId")?)?,
-        })
+        )
     }
 
     /// The canonical request's bytes (a copy, in an `ArrayBuffer` of its own).

@@ -171,7 +171,7 @@ async fn refusal(config: &Config, request: &[u8], response: &Response) -> Counte
 }
 
 /// Reads `{"error": {"code": …, "message": …}}`.
-fn json_error(text: &str) -> Option<(String, String)> {
+pub(crate) fn json_error(text: &str) -> Option<(String, String)> {
     let value = js_sys::JSON::parse(text).ok()?;
     let error = js_sys::Reflect::get(&value, &JsValue::from_str("error")).ok()?;
     let code = js_sys::Reflect::get(&error, &JsValue::from_str("code"))

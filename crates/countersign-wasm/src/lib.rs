@@ -13,9 +13,11 @@
 //!    reading no more bytes than the manifest signs; and for a LIST, the
 //!    gatekeeper's signed listing of the page.
 //!
-//! With the cargo feature `admin` (not in the npm package's default build, so report
-//! pages do not carry it), `AuditRequest` builds customer-admin requests for the
-//! audit API that a page signs with a WebCrypto Ed25519 key.
+//! With the cargo feature `admin` (the npm package's admin flavor,
+//! `@countersign/client/admin`; report pages do not carry it), `AuditRequest` builds
+//! customer-admin requests for the audit API that a page signs with a WebCrypto
+//! Ed25519 key, and the audit console's `LogView` (checkpoint and inclusion proofs of
+//! displayed entries) and `verifyLog` (the whole log) verify the log in the browser.
 //!
 //! All protocol logic lives in `countersign-core`; this crate converts between
 //! JavaScript and Rust and does the HTTP calls. Errors are [`CountersignError`]s whose
@@ -43,6 +45,8 @@
 #[cfg(feature = "admin")]
 mod admin;
 mod client;
+#[cfg(feature = "admin")]
+mod console;
 mod error;
 mod http;
 mod listing;
@@ -53,6 +57,8 @@ mod primitives;
 #[cfg(feature = "admin")]
 pub use admin::AuditRequest;
 pub use client::{GatekeeperClient, PutResult, VerifiedObject};
+#[cfg(feature = "admin")]
+pub use console::{EntryCheck, LogView, verify_log};
 pub use error::CountersignError;
 pub use listing::ListPage;
 pub use logged::{LogProof, LogReceipt};

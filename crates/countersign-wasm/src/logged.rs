@@ -10,8 +10,7 @@ use crate::options::Config;
 use countersign_core::logged::{
     LogTrust, LoggedReceipt, Step, inclusion_from_tiles, open_checkpoint_for, verify_logged,
 };
-use countersign_core::note::Checkpoint;
-use countersign_core::note::MAX_NOTE_BYTES;
+use countersign_core::note::{Checkpoint, MAX_NOTE_BYTES, NoteVerifier};
 use countersign_core::text::hex;
 use countersign_core::tiles::{TILE_WIDTH, TilePath};
 use countersign_core::{ErrorCode, GatekeeperId, Receipt};
@@ -83,23 +82,18 @@ impl LogProof {
     }
 }
 
-/// GETs `/v1/log/<path>`, at most `max` bytes; 404 is `not_found` (not there yet).
-/// Each fetch is a `performance.measure` entry, `countersign:proveLogged:checkpoint`
-/// or `countersign:proveLogged:tile`: the rest of a proof's time is spent in wasm.
-async fn fetch(config: &Config, path: &str, max: u64) -> Result<Vec<u8>> {
+/// GETs `/v1/log/<path>` of the gatekeeper at `base_url`, at most `max` bytes; 404 is
+/// `not_found` (not there yet). Each fetch is a `performance.measure` entry `name`
+/// (`countersign:proveLogged:tile`, …): the rest of a proof's time is spent in wasm.
+pub(crate) async fn fetch(base_url: &str, name: &str, path: &str, max: u64) -> Result<Vec<u8>> {
     let start = performance_now();
-    let body = fetch_body(config, path, max).await;
-    let name = if path == "checkpoint" {
-        "countersign:proveLogged:checkpoint"
-    } else {
-        "countersign:proveLogged:tile"
-    };
+    let body = fetch_body(base_url, path, max).await;
     measure(name, start);
     body
 }
 
-async fn fetch_body(config: &Config, path: &str, max: u64) -> Result<Vec<u8>> {
-    let url = config.url(&format!("/v1/log/{path}"));
+async fn fetch_body(base_url: &str, path: &str, max: u64) -> Result<Vec<u8>> {
+    let url = format!("{base_url}/v1/log/{path}");
     let response = HttpRequest::get(&url)
         .send()
         .await
@@ -135,7 +129,34 @@ async fn fetch_body(config: &Config, path: &str, max: u64) -> Result<Vec<u8>> {
 pub(crate) struct ProofCache {
     /// The checkpoint, whose cosigners verified, and when it was fetched (`Date.now()`).
     checkpoint: Option<(GatekeeperId, Checkpoint, Vec<String>, f64)>,
+    tiles: TileCache,
+}
+
+/// Hash tiles fetched from one log, which are immutable (`tlog-tiles`): what
+/// `proveLogged` and `LogView.proveEntries` keep between proofs. A proof adds the
+/// tiles it fetches; [`TileCache::trim`] then keeps the newest `max`.
+#[derive(Default)]
+pub(crate) struct TileCache {
     tiles: Vec<(TilePath, Vec<u8>)>,
+}
+
+impl TileCache {
+    /// The next tile the inclusion proof of leaf `index` in the tree of `size` needs,
+    /// or the proof.
+    pub(crate) fn step(&self, index: u64, size: u64) -> countersign_core::Result<Step> {
+        inclusion_from_tiles(index, size, &self.tiles)
+    }
+
+    /// Adds a fetched tile.
+    pub(crate) fn insert(&mut self, path: TilePath, body: Vec<u8>) {
+        self.tiles.push((path, body));
+    }
+
+    /// Drops the oldest tiles beyond `max`.
+    pub(crate) fn trim(&mut self, max: usize) {
+        let excess = self.tiles.len().saturating_sub(max);
+        self.tiles.drain(..excess);
+    }
 }
 
 /// How long a verified checkpoint is reused, in ms: the gatekeeper's default
@@ -148,7 +169,7 @@ const MAX_CACHED_TILES: usize = 64;
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
-    fn performance_now() -> f64;
+    pub(crate) fn performance_now() -> f64;
     #[wasm_bindgen(js_namespace = performance, js_name = measure, catch)]
     fn performance_measure(
         name: &str,
@@ -178,27 +199,19 @@ async fn checkpoint_for(config: &Config, receipt: &Receipt) -> Result<(Checkpoin
     {
         return Ok((checkpoint.clone(), cosigned_by.clone()));
     }
-    let note = fetch(config, "checkpoint", MAX_NOTE_BYTES as u64).await?;
-    // Any of the gatekeeper's keys may sign the checkpoint (key rotation).
-    let mut opened = Err(protocol_error(
-        ErrorCode::UnknownKey,
-        "no gatekeeper key is configured",
-    ));
-    for log_key in &config.log_keys {
-        let trust = LogTrust {
-            log_key: log_key.clone(),
-            witnesses: config.witnesses.clone(),
-            quorum: config.quorum,
-        };
-        match open_checkpoint_for(receipt, &note, &trust) {
-            Err(e) if e.code() == ErrorCode::UnknownKey => opened = Err(e.into()),
-            other => {
-                opened = other.map_err(Into::into);
-                break;
-            }
-        }
-    }
-    let (checkpoint, _, cosigned_by) = opened?;
+    let note = fetch(
+        &config.base_url,
+        "countersign:proveLogged:checkpoint",
+        "checkpoint",
+        MAX_NOTE_BYTES as u64,
+    )
+    .await?;
+    let (checkpoint, _, cosigned_by) = open_under(
+        &config.log_keys,
+        &config.witnesses,
+        config.quorum,
+        |trust| open_checkpoint_for(receipt, &note, trust),
+    )?;
     config.proofs.borrow_mut().checkpoint = Some((
         receipt.gatekeeper.clone(),
         checkpoint.clone(),
@@ -208,14 +221,47 @@ async fn checkpoint_for(config: &Config, receipt: &Receipt) -> Result<(Checkpoin
     Ok((checkpoint, cosigned_by))
 }
 
+/// Opens a checkpoint with `open` under each of the log keys in turn (any of the
+/// gatekeeper's keys may sign it: key rotation), with the witnesses and quorum.
+pub(crate) fn open_under<T>(
+    log_keys: &[NoteVerifier],
+    witnesses: &[NoteVerifier],
+    quorum: usize,
+    open: impl Fn(&LogTrust) -> countersign_core::Result<T>,
+) -> Result<T> {
+    let mut opened = Err(protocol_error(
+        ErrorCode::UnknownKey,
+        "no gatekeeper key is configured",
+    ));
+    for log_key in log_keys {
+        let trust = LogTrust {
+            log_key: log_key.clone(),
+            witnesses: witnesses.to_vec(),
+            quorum,
+        };
+        match open(&trust) {
+            Err(e) if e.code() == ErrorCode::UnknownKey => opened = Err(e.into()),
+            other => return other.map_err(Into::into),
+        }
+    }
+    opened
+}
+
 /// Proves `receipt`'s entry is in the log, under the configured log keys.
 pub(crate) async fn prove(config: &Config, receipt: &Receipt) -> Result<LogProof> {
     let (checkpoint, cosigned_by) = checkpoint_for(config, receipt).await?;
     let mut tiles = std::mem::take(&mut config.proofs.borrow_mut().tiles);
     let proof = loop {
-        match inclusion_from_tiles(receipt.audit_seq, checkpoint.size(), &tiles) {
-            Ok(Step::Need(path)) => match fetch(config, &path.to_string(), TILE_WIDTH * 32).await {
-                Ok(body) => tiles.push((path, body)),
+        match tiles.step(receipt.audit_seq, checkpoint.size()) {
+            Ok(Step::Need(path)) => match fetch(
+                &config.base_url,
+                "countersign:proveLogged:tile",
+                &path.to_string(),
+                TILE_WIDTH * 32,
+            )
+            .await
+            {
+                Ok(body) => tiles.insert(path, body),
                 Err(e) => break Err(e),
             },
             Ok(Step::Proof(proof)) => break Ok(proof),
@@ -229,8 +275,7 @@ pub(crate) async fn prove(config: &Config, receipt: &Receipt) -> Result<LogProof
     // proof nothing cached is trusted to be useful.
     let mut cache = config.proofs.borrow_mut();
     if logged.is_ok() {
-        let excess = tiles.len().saturating_sub(MAX_CACHED_TILES);
-        tiles.drain(..excess);
+        tiles.trim(MAX_CACHED_TILES);
         cache.tiles = tiles;
     } else {
         *cache = ProofCache::default();

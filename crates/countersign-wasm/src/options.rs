@@ -81,12 +81,70 @@ impl<'a> Fields<'a> {
     }
 
     /// An array field (missing: empty).
-    fn array(&self, name: &str, required: bool) -> Result<Vec<JsValue>, CountersignError> {
+    pub(crate) fn array(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<Vec<JsValue>, CountersignError> {
         match self.get(name) {
             None if !required => Ok(Vec::new()),
             Some(v) if Array::is_array(&v) => Ok(Array::from(&v).to_vec()),
             _ => Err(bad(format!("{}.{name} must be an array", self.path))),
         }
+    }
+
+    /// `keys`: the public keys the page trusts (`TrustedKey[]`).
+    pub(crate) fn keys(&self) -> Result<Vec<AuthorizedKey>, CountersignError> {
+        let mut keys = Vec::new();
+        for (i, k) in self.array("keys", true)?.iter().enumerate() {
+            let k = Fields::new(
+                k,
+                format!("options.keys[{i}]"),
+                &["keyId", "role", "publicKey", "notBefore", "notAfter"],
+            )?;
+            let bytes = countersign_core::text::parse_b64(&k.string("publicKey")?, "a public key")
+                .map_err(|_| {
+                    bad(format!(
+                        "options.keys[{i}].publicKey must be 32 bytes of unpadded base64url"
+                    ))
+                })?;
+            keys.push(AuthorizedKey {
+                key_id: KeyId::parse(&k.string("keyId")?)?,
+                role: Role::parse(&k.string("role")?)?,
+                public_key: PublicKey::from_slice(&bytes)?,
+                not_before: k.number("notBefore")?,
+                not_after: k.number("notAfter")?,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// `logWitnesses` and `logQuorum`: the witnesses of which `logQuorum` must have
+    /// cosigned a checkpoint of the log.
+    #[inline(always)]
+    pub(crate) fn witnesses(&self) -> Result<(Vec<NoteVerifier>, usize), CountersignError> {
+        let witnesses = self
+            .array("logWitnesses", false)?
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                w.as_string()
+                    .and_then(|w| NoteVerifier::parse(&w).ok())
+                    .filter(NoteVerifier::is_cosigner)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "options.logWitnesses[{i}] must be a witness verifier key `name+keyid+base64` of type 0x04"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let quorum = self.count("logQuorum")?.unwrap_or(0);
+        if quorum > witnesses.len() {
+            return Err(bad(
+                "options.logQuorum may not exceed the number of options.logWitnesses",
+            ));
+        }
+        Ok((witnesses, quorum))
     }
 }
 
@@ -174,27 +232,7 @@ impl Config {
                 "options.concurrency must be 1 to {MAX_CONCURRENCY}"
             )));
         }
-        let mut keys = Vec::new();
-        for (i, k) in raw.array("keys", true)?.iter().enumerate() {
-            let k = Fields::new(
-                k,
-                format!("options.keys[{i}]"),
-                &["keyId", "role", "publicKey", "notBefore", "notAfter"],
-            )?;
-            let bytes = countersign_core::text::parse_b64(&k.string("publicKey")?, "a public key")
-                .map_err(|_| {
-                    bad(format!(
-                        "options.keys[{i}].publicKey must be 32 bytes of unpadded base64url"
-                    ))
-                })?;
-            keys.push(AuthorizedKey {
-                key_id: KeyId::parse(&k.string("keyId")?)?,
-                role: Role::parse(&k.string("role")?)?,
-                public_key: PublicKey::from_slice(&bytes)?,
-                not_before: k.number("notBefore")?,
-                not_after: k.number("notAfter")?,
-            });
-        }
+        let keys = raw.keys()?;
         let audience = GatekeeperId::parse(&raw.string("gatekeeperId")?)?;
         let origin = countersign_core::logged::log_origin(&audience);
         let log_keys = keys
@@ -202,27 +240,7 @@ impl Config {
             .filter(|k| k.role == Role::gatekeeper())
             .map(|k| NoteVerifier::ed25519(&origin, k.public_key))
             .collect::<Result<Vec<_>, _>>()?;
-        let witnesses = raw
-            .array("logWitnesses", false)?
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                w.as_string()
-                    .and_then(|w| NoteVerifier::parse(&w).ok())
-                    .filter(NoteVerifier::is_cosigner)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "options.logWitnesses[{i}] must be a witness verifier key `name+keyid+base64` of type 0x04"
-                        ))
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let quorum = raw.count("logQuorum")?.unwrap_or(0);
-        if quorum > witnesses.len() {
-            return Err(bad(
-                "options.logQuorum may not exceed the number of options.logWitnesses",
-            ));
-        }
+        let (witnesses, quorum) = raw.witnesses()?;
         let keyring = Keyring::new(keys)?;
         let gatekeeper = Policy::new(
             keyring.clone(),
