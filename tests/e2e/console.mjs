@@ -288,8 +288,9 @@ public_key = "${publicKey}"
   // The chart of denied attempts for a filter.
   await filterBy(page, { decision: "deny" });
   await page.click("#draw-chart");
-  await page.waitForSelector("#chart-by-ip svg");
+  await page.waitForSelector("#chart-by-ip svg", { timeout: 120000 });
   const legend = await page.textContent("#chart-by-ip .legend");
+  console.log(`     (${await page.textContent("#chart-note")})`);
   check(DENIED_IPS.every((ip) => legend.includes(ip)) && (await page.textContent("#chart-by-code .legend")).includes("ip_denied"), "the chart of denied attempts by code and by IP", legend);
   await page.screenshot({ path: join(shots, "console-chart.png"), fullPage: true });
 
