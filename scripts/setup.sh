@@ -21,6 +21,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v python3 >/dev/null || missing+=(python3) # tests/e2e/console.mjs alters the SQLite log with it
 if [ ${#missing[@]} -gt 0 ]; then
   step "apt: ${missing[*]}"
   as_root apt-get update
