@@ -32,6 +32,11 @@ function status(text, failed = false) {
   $("status").className = failed ? "failed" : "";
 }
 
+/** An Error with a stable `code`, like the gatekeeper's and the client's errors. */
+function codedError(code, message) {
+  return Object.assign(new Error(message), { code });
+}
+
 function describe(e) {
   return e?.code ? `${e.code}: ${e.message}` : String(e?.message ?? e);
 }
@@ -90,19 +95,25 @@ async function importKeyFile(text, subject) {
   try {
     doc = JSON.parse(text);
   } catch {
-    throw Object.assign(new Error("the file is not JSON: choose a secret key file written by `countersign keygen`"), { code: "malformed" });
+    throw codedError("malformed", "the file is not JSON: choose a secret key file written by `countersign keygen`");
   }
   if (Array.isArray(doc)) {
-    if (doc.length !== 1) throw Object.assign(new Error("the file holds several keys: import a file with one key"), { code: "malformed" });
+    if (doc.length !== 1) throw codedError("malformed", "the file holds several keys: import a file with one key");
     doc = doc[0];
   }
   if (doc?.format !== "countersign-secret-key/v1" || typeof doc.secret_key !== "string" || typeof doc.public_key !== "string" || typeof doc.key_id !== "string") {
-    throw Object.assign(new Error("the file is not a countersign-secret-key/v1 document with key_id, public_key and secret_key"), { code: "malformed" });
+    throw codedError("malformed", "the file is not a countersign-secret-key/v1 document with key_id, public_key and secret_key");
   }
-  const seed = unb64url(doc.secret_key);
-  const publicKey = unb64url(doc.public_key);
+  let seed;
+  let publicKey;
+  try {
+    seed = unb64url(doc.secret_key);
+    publicKey = unb64url(doc.public_key);
+  } catch {
+    throw codedError("malformed", "secret_key and public_key must be base64url");
+  }
   if (seed.length !== 32 || publicKey.length !== 32) {
-    throw Object.assign(new Error("secret_key and public_key must each be 32 bytes of base64url"), { code: "malformed" });
+    throw codedError("malformed", "secret_key and public_key must each be 32 bytes of base64url");
   }
   const pkcs8 = new Uint8Array([...ED25519_PKCS8_PREFIX, ...seed]);
   const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
@@ -111,7 +122,7 @@ async function importKeyFile(text, subject) {
   const probe = new TextEncoder().encode("countersign console key check");
   const verifier = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, true, ["verify"]);
   const ok = await crypto.subtle.verify("Ed25519", verifier, await crypto.subtle.sign("Ed25519", privateKey, probe), probe);
-  if (!ok) throw Object.assign(new Error("the file's secret_key does not belong to its public_key"), { code: "bad_key" });
+  if (!ok) throw codedError("bad_key", "the file's secret_key does not belong to its public_key");
   return { keyId: doc.key_id, subject, publicKey: doc.public_key, privateKey, role: doc.role, generated: false };
 }
 
@@ -132,12 +143,12 @@ async function search(params) {
   try {
     r = await fetch(`/v1/audit/search?${params}`, { headers, cache: "no-store" });
   } catch (e) {
-    throw Object.assign(new Error(`the gatekeeper could not be reached: ${e.message}`), { code: "network" });
+    throw codedError("network", `the gatekeeper could not be reached: ${e.message}`);
   }
   const json = await r.json().catch(() => null);
   if (!r.ok || !json || !Array.isArray(json.entries)) {
     const e = json?.error ?? { code: `http_${r.status}`, message: "the gatekeeper's answer is not a search result" };
-    throw Object.assign(new Error(e.message), { code: e.code });
+    throw codedError(e.code, e.message);
   }
   return json;
 }
