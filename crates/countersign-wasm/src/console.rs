@@ -405,18 +405,51 @@ fn row(view: &View, b64: &str) -> Row {
     Row::Prove(entry, leaf_hash(&bytes))
 }
 
+/// Keeps the page responsive through long computations: after [`BUSY_MS`] of work,
+/// lets the browser run its event loop (a `setTimeout(0)` task) before going on.
+struct Busy {
+    since: f64,
+}
+
+/// How long proofs run before the browser gets a turn, in ms.
+const BUSY_MS: f64 = 50.0;
+
+impl Busy {
+    fn new() -> Self {
+        Self {
+            since: performance_now(),
+        }
+    }
+
+    async fn pause_if_long(&mut self) {
+        if performance_now() - self.since < BUSY_MS {
+            return;
+        }
+        let set_timeout = Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        if let Some(set_timeout) = set_timeout {
+            let task = Promise::new(&mut |resolve, _| {
+                let _ = set_timeout.call2(&JsValue::NULL, &resolve, &0.into());
+            });
+            let _ = JsFuture::from(task).await;
+        }
+        self.since = performance_now();
+    }
+}
+
 async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck>> {
     let size = view.checkpoint.size();
     let rows: Vec<Row> = entries.iter().map(|e| row(view, e)).collect();
+    let mut busy = Busy::new();
     // Rounds: every tile the proofs still need, fetched several at once, until no
     // proof needs another (at most two per tile level and entry).
     loop {
         let mut need: Vec<TilePath> = Vec::new();
-        {
-            let tiles = view.tiles.borrow();
-            for row in &rows {
-                if let Row::Prove(entry, _) = row
-                    && let Ok(Step::Need(path)) = tiles.step(entry.seq, size)
+        for row in &rows {
+            if let Row::Prove(entry, _) = row {
+                busy.pause_if_long().await;
+                if let Ok(Step::Need(path)) = view.tiles.borrow().step(entry.seq, size)
                     && !need.contains(&path)
                 {
                     need.push(path);
@@ -446,51 +479,50 @@ async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck
         }
     }
     let mut any_failed = false;
-    let checks = {
-        let tiles = view.tiles.borrow();
-        rows.into_iter()
-            .map(|row| match row {
-                Row::Done(check) => check,
-                Row::Prove(entry, leaf) => {
-                    let proven = tiles.step(entry.seq, size).and_then(|step| match step {
-                        Step::Proof(proof) => verify_inclusion(
-                            entry.seq,
-                            size,
-                            &leaf,
-                            &proof,
-                            view.checkpoint.root(),
-                        ),
+    let mut checks = Vec::with_capacity(rows.len());
+    for row in rows {
+        checks.push(match row {
+            Row::Done(check) => check,
+            Row::Prove(entry, leaf) => {
+                busy.pause_if_long().await;
+                let proven = view
+                    .tiles
+                    .borrow()
+                    .step(entry.seq, size)
+                    .and_then(|step| match step {
+                        Step::Proof(proof) => {
+                            verify_inclusion(entry.seq, size, &leaf, &proof, view.checkpoint.root())
+                        }
                         // Every needed tile was fetched above.
                         Step::Need(path) => Err(countersign_core::Error::new(
                             ErrorCode::Malformed,
                             format!("tile {path} is still missing"),
                         )),
                     });
-                    match proven {
-                        Ok(()) => EntryCheck {
+                match proven {
+                    Ok(()) => EntryCheck {
+                        entry: Some(entry),
+                        failure: None,
+                        pending: false,
+                    },
+                    Err(e) => {
+                        any_failed = true;
+                        let message = format!(
+                            "entry {} is not the log's leaf {} in the checkpoint of {size} entries: {}",
+                            entry.seq,
+                            entry.seq,
+                            e.message()
+                        );
+                        EntryCheck {
                             entry: Some(entry),
-                            failure: None,
+                            failure: Some(protocol_error(e.code(), message)),
                             pending: false,
-                        },
-                        Err(e) => {
-                            any_failed = true;
-                            let message = format!(
-                                "entry {} is not the log's leaf {} in the checkpoint of {size} entries: {}",
-                                entry.seq,
-                                entry.seq,
-                                e.message()
-                            );
-                            EntryCheck {
-                                entry: Some(entry),
-                                failure: Some(protocol_error(e.code(), message)),
-                                pending: false,
-                            }
                         }
                     }
                 }
-            })
-            .collect()
-    };
+            }
+        });
+    }
     // A gatekeeper may serve a wrong tile: after a failed proof no tile is kept.
     let mut tiles = view.tiles.borrow_mut();
     if any_failed {
