@@ -127,6 +127,9 @@ try {
       CHROMEDRIVER: process.env.CHROMEDRIVER ?? "/usr/bin/chromedriver",
       WASM_BINDGEN_TEST_WEBDRIVER_JSON: `${repo}tests/webdriver.json`,
       WASM_BINDGEN_TEST_ADDRESS: `127.0.0.1:${pagePort}`,
+      // The whole suite runs in one page; the runner's default of 20 s is too short
+      // for it on a loaded machine.
+      WASM_BINDGEN_TEST_TIMEOUT: process.env.WASM_BINDGEN_TEST_TIMEOUT ?? "300",
       COUNTERSIGN_TEST_GATEKEEPER_URL: gk.url,
       COUNTERSIGN_TEST_GATEKEEPER_ID: gk.id,
       COUNTERSIGN_TEST_GATEKEEPER_KEY: `${gk.key.keyId}:${gk.key.publicKey}`,

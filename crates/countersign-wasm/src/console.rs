@@ -28,16 +28,17 @@ use crate::options::Fields;
 use countersign_core::audit::{AuditEntry, escape};
 use countersign_core::log_verify::TileLogVerifier;
 use countersign_core::logged::{Step, log_origin, open_checkpoint};
-use countersign_core::merkle::{leaf_hash, verify_inclusion};
+use countersign_core::merkle::{Hash, HashSource, inclusion_proof, leaf_hash, verify_inclusion};
 use countersign_core::note::{Checkpoint, MAX_NOTE_BYTES, NoteVerifier};
 use countersign_core::text::{hex, parse_b64};
-use countersign_core::tiles::{MAX_BUNDLE_ENTRY, TILE_WIDTH, TileKind, TilePath};
+use countersign_core::tiles::{MAX_BUNDLE_ENTRY, TILE_WIDTH, TileHashes, TileKind, TilePath};
 use countersign_core::transport::{REQUEST_HEADER, SIGNATURE_HEADER};
 use countersign_core::{ErrorCode, GatekeeperId, KeyId, Keyring, Policy, Role, Subject};
 use futures::StreamExt;
 use gloo_net::http::Request as HttpRequest;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -185,6 +186,67 @@ struct View {
     note: String,
     cosigned_by: Vec<String>,
     tiles: RefCell<TileCache>,
+    /// Tree nodes computed from the tiles, by level and index: fixed for the
+    /// checkpoint's tree size, so rows of a page (and later pages) share them.
+    nodes: RefCell<HashMap<(u32, u64), Hash>>,
+}
+
+/// The most tree nodes a [`LogView`] remembers (44 bytes each); past it, it starts over.
+const MAX_VIEW_NODES: usize = 1 << 16;
+
+/// A [`HashSource`] that remembers every node it computed.
+struct Remembered<'a, S> {
+    source: S,
+    nodes: &'a mut HashMap<(u32, u64), Hash>,
+}
+
+impl<S: HashSource> HashSource for Remembered<'_, S> {
+    fn node(&mut self, level: u32, index: u64) -> countersign_core::Result<Hash> {
+        if let Some(hash) = self.nodes.get(&(level, index)) {
+            return Ok(*hash);
+        }
+        let hash = self.source.node(level, index)?;
+        self.nodes.insert((level, index), hash);
+        Ok(hash)
+    }
+}
+
+impl View {
+    /// The inclusion proof of leaf `index` from the tiles fetched so far, or the next
+    /// tile it needs (as [`countersign_core::logged::inclusion_from_tiles`], with the
+    /// nodes remembered across proofs).
+    fn step(&self, index: u64) -> countersign_core::Result<Step> {
+        let size = self.checkpoint.size();
+        let tiles = self.tiles.borrow();
+        let mut nodes = self.nodes.borrow_mut();
+        if nodes.len() > MAX_VIEW_NODES {
+            nodes.clear();
+        }
+        let missing = std::cell::Cell::new(None);
+        let source = TileHashes::new(size, |path: &TilePath| match tiles.get(path) {
+            Some(body) => Ok(body.to_vec()),
+            None => {
+                missing.set(Some(*path));
+                Err(countersign_core::Error::new(
+                    ErrorCode::NotFound,
+                    format!("tile {path} not fetched yet"),
+                ))
+            }
+        });
+        let proof = inclusion_proof(
+            &mut Remembered {
+                source,
+                nodes: &mut nodes,
+            },
+            index,
+            size,
+        );
+        match (proof, missing.take()) {
+            (Ok(proof), _) => Ok(Step::Proof(proof)),
+            (Err(_), Some(path)) => Ok(Step::Need(path)),
+            (Err(e), None) => Err(e),
+        }
+    }
 }
 
 /// A checkpoint fetched from `GET /v1/log/checkpoint` and verified (the gatekeeper's
@@ -224,6 +286,7 @@ impl LogView {
                     note: String::from_utf8_lossy(&note).into_owned(),
                     cosigned_by,
                     tiles: RefCell::new(TileCache::default()),
+                    nodes: RefCell::new(HashMap::new()),
                 }),
             })
         })
@@ -449,7 +512,7 @@ async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck
         for row in &rows {
             if let Row::Prove(entry, _) = row {
                 busy.pause_if_long().await;
-                if let Ok(Step::Need(path)) = view.tiles.borrow().step(entry.seq, size)
+                if let Ok(Step::Need(path)) = view.step(entry.seq)
                     && !need.contains(&path)
                 {
                     need.push(path);
@@ -485,11 +548,7 @@ async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck
             Row::Done(check) => check,
             Row::Prove(entry, leaf) => {
                 busy.pause_if_long().await;
-                let proven = view
-                    .tiles
-                    .borrow()
-                    .step(entry.seq, size)
-                    .and_then(|step| match step {
+                let proven = view.step(entry.seq).and_then(|step| match step {
                         Step::Proof(proof) => {
                             verify_inclusion(entry.seq, size, &leaf, &proof, view.checkpoint.root())
                         }
@@ -527,6 +586,7 @@ async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck
     let mut tiles = view.tiles.borrow_mut();
     if any_failed {
         *tiles = TileCache::default();
+        view.nodes.borrow_mut().clear();
     } else {
         tiles.trim(MAX_VIEW_TILES);
     }
