@@ -38,7 +38,6 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const admin = join(repo, "packages/client/admin");
 if (!existsSync(join(admin, "countersign_bg.wasm"))) throw new Error("run scripts/build-npm.sh first");
 const cliRelease = join(targetDir(), "release", "countersign");
-const cli = existsSync(cliRelease) ? cliRelease : join(targetDir(), gatekeeperProfile, "countersign");
 
 // The bench page and the admin flavor, served from their own origin.
 const pagePort = await freePort();
@@ -160,6 +159,7 @@ try {
   console.log(`(a) proveEntries, page of ${rows.length} rows, log of ${entries} entries: cold ${median(colds).toFixed(1)} ms, warm ${median(warms).toFixed(1)} ms (medians of ${rounds} and ${warms.length} runs)`);
 
   // (b) verifyLog vs the native CLI, interleaved rounds.
+  const cli = existsSync(cliRelease) ? cliRelease : join(targetDir(), gatekeeperProfile, "countersign");
   const wasm = [];
   const native = [];
   for (let r = 0; r < rounds; r++) {
