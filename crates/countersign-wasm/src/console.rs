@@ -501,6 +501,28 @@ impl Busy {
     }
 }
 
+/// The inclusion proof of leaf `seq` from the cached tiles, fetching any that a
+/// concurrent call dropped from the cache meanwhile. The outer error is a failed
+/// fetch; the inner one, a proof that cannot be computed from the tiles.
+async fn proof_of(view: &View, seq: u64) -> Result<countersign_core::Result<Vec<Hash>>> {
+    loop {
+        match view.step(seq) {
+            Ok(Step::Need(path)) => {
+                let body = fetch(
+                    &view.log.base_url,
+                    "countersign:logView:tile",
+                    &path.to_string(),
+                    TILE_WIDTH * 32,
+                )
+                .await?;
+                view.tiles.borrow_mut().insert(path, body);
+            }
+            Ok(Step::Proof(proof)) => return Ok(Ok(proof)),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+}
+
 async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck>> {
     let size = view.checkpoint.size();
     let rows: Vec<Row> = entries.iter().map(|e| row(view, e)).collect();
@@ -548,16 +570,9 @@ async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck
             Row::Done(check) => check,
             Row::Prove(entry, leaf) => {
                 busy.pause_if_long().await;
-                let proven = view.step(entry.seq).and_then(|step| match step {
-                        Step::Proof(proof) => {
-                            verify_inclusion(entry.seq, size, &leaf, &proof, view.checkpoint.root())
-                        }
-                        // Every needed tile was fetched above.
-                        Step::Need(path) => Err(countersign_core::Error::new(
-                            ErrorCode::Malformed,
-                            format!("tile {path} is still missing"),
-                        )),
-                    });
+                let proven = proof_of(view, entry.seq).await?.and_then(|proof| {
+                    verify_inclusion(entry.seq, size, &leaf, &proof, view.checkpoint.root())
+                });
                 match proven {
                     Ok(()) => EntryCheck {
                         entry: Some(entry),
