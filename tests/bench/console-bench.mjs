@@ -166,12 +166,14 @@ try {
     const v = await tab.evaluate((o) => window.bench.verify(o), options);
     if (v.entries < entries) throw new Error(`verifyLog verified ${v.entries} entries`);
     wasm.push((v.entries / v.millis) * 1000);
+    console.log(`    round ${r + 1}: verifyLog ${v.entries} entries, ${v.bundles} bundles in ${(v.millis / 1000).toFixed(1)} s`);
     t = performance.now();
-    const run = spawnSync(cli, ["audit", "verify", "--url", gk.url, "--admin-key", adminKey, "--gatekeeper-key", gkKeys, "--subject", "console-bench"], { encoding: "utf8" });
+    const run = spawnSync(cli, ["audit", "verify", "--url", gk.url, "--admin-key", adminKey, "--gatekeeper-key", gkKeys, "--subject", "console-bench"], { encoding: "utf8", timeout: 600_000 });
     const secs = (performance.now() - t) / 1000;
     if (run.status !== 0) throw new Error(`countersign audit verify: ${run.stderr}`);
     const n = Number(/OK: (\d+) entries/.exec(run.stdout)?.[1]);
     native.push(n / secs);
+    console.log(`    round ${r + 1}: countersign audit verify --url ${n} entries in ${secs.toFixed(1)} s`);
   }
   const w = median(wasm);
   const n = median(native);
