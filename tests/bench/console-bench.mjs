@@ -17,7 +17,7 @@
 // (`debug` unless set; the CLI's `release` build is used when it exists).
 import { createServer } from "node:http";
 import { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname, extname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -168,7 +168,17 @@ try {
     wasm.push((v.entries / v.millis) * 1000);
     console.log(`    round ${r + 1}: verifyLog ${v.entries} entries, ${v.bundles} bundles in ${(v.millis / 1000).toFixed(1)} s`);
     t = performance.now();
-    const run = spawnSync(cli, ["audit", "verify", "--url", gk.url, "--admin-key", adminKey, "--gatekeeper-key", gkKeys, "--subject", "console-bench"], { encoding: "utf8", timeout: 600_000 });
+    // Not spawnSync: this process must keep reading the gatekeeper's log pipe, or the
+    // gatekeeper blocks writing its request log lines.
+    const run = await new Promise((resolve, reject) => {
+      const child = spawn(cli, ["audit", "verify", "--url", gk.url, "--admin-key", adminKey, "--gatekeeper-key", gkKeys, "--subject", "console-bench"]);
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("error", reject);
+      child.on("exit", (status) => resolve({ status, stdout, stderr }));
+    });
     const secs = (performance.now() - t) / 1000;
     if (run.status !== 0) throw new Error(`countersign audit verify: ${run.stderr}`);
     const n = Number(/OK: (\d+) entries/.exec(run.stdout)?.[1]);
