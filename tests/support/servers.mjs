@@ -59,8 +59,9 @@ export const gatekeeperProfile = process.env.COUNTERSIGN_TEST_GATEKEEPER_PROFILE
  * `cargo build -p countersign-gatekeeper`, plus `--release` for the release profile).
  * `config` is TOML text appended to the generated head (id, data dir, key).
  */
-export async function startGatekeeper({ id = "gk.test", config = "", listen = "127.0.0.1" } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "countersign-e2e-gk-"));
+export async function startGatekeeper({ id = "gk.test", config = "", listen = "127.0.0.1", dir: reuse } = {}) {
+  // `dir`: the data directory of a gatekeeper stopped with `stop({ keep: true })`.
+  const dir = reuse ?? mkdtempSync(join(tmpdir(), "countersign-e2e-gk-"));
   const port = await freePort();
   const file = join(dir, "gatekeeper.toml");
   writeFileSync(file, `gatekeeper_id = "${id}"\ndata_dir = "${dir}"\n[key]\npath = "gatekeeper.key"\nkey_id = "gk-test-1"\n${config}`);
@@ -84,10 +85,10 @@ export async function startGatekeeper({ id = "gk.test", config = "", listen = "1
     dir,
     key: { keyId: key.key_id, publicKey: key.public_key },
     log: () => log,
-    async stop() {
+    async stop({ keep = false } = {}) {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
-      rmSync(dir, { recursive: true, force: true });
+      if (!keep) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

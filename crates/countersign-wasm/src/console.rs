@@ -28,16 +28,17 @@ use crate::options::Fields;
 use countersign_core::audit::{AuditEntry, escape};
 use countersign_core::log_verify::TileLogVerifier;
 use countersign_core::logged::{Step, log_origin, open_checkpoint};
-use countersign_core::merkle::{leaf_hash, verify_inclusion};
+use countersign_core::merkle::{Hash, HashSource, inclusion_proof, leaf_hash, verify_inclusion};
 use countersign_core::note::{Checkpoint, MAX_NOTE_BYTES, NoteVerifier};
 use countersign_core::text::{hex, parse_b64};
-use countersign_core::tiles::{MAX_BUNDLE_ENTRY, TILE_WIDTH, TileKind, TilePath};
+use countersign_core::tiles::{MAX_BUNDLE_ENTRY, TILE_WIDTH, TileHashes, TileKind, TilePath};
 use countersign_core::transport::{REQUEST_HEADER, SIGNATURE_HEADER};
 use countersign_core::{ErrorCode, GatekeeperId, KeyId, Keyring, Policy, Role, Subject};
 use futures::StreamExt;
 use gloo_net::http::Request as HttpRequest;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -185,6 +186,67 @@ struct View {
     note: String,
     cosigned_by: Vec<String>,
     tiles: RefCell<TileCache>,
+    /// Tree nodes computed from the tiles, by level and index: fixed for the
+    /// checkpoint's tree size, so rows of a page (and later pages) share them.
+    nodes: RefCell<HashMap<(u32, u64), Hash>>,
+}
+
+/// The most tree nodes a [`LogView`] remembers (44 bytes each); past it, it starts over.
+const MAX_VIEW_NODES: usize = 1 << 16;
+
+/// A [`HashSource`] that remembers every node it computed.
+struct Remembered<'a, S> {
+    source: S,
+    nodes: &'a mut HashMap<(u32, u64), Hash>,
+}
+
+impl<S: HashSource> HashSource for Remembered<'_, S> {
+    fn node(&mut self, level: u32, index: u64) -> countersign_core::Result<Hash> {
+        if let Some(hash) = self.nodes.get(&(level, index)) {
+            return Ok(*hash);
+        }
+        let hash = self.source.node(level, index)?;
+        self.nodes.insert((level, index), hash);
+        Ok(hash)
+    }
+}
+
+impl View {
+    /// The inclusion proof of leaf `index` from the tiles fetched so far, or the next
+    /// tile it needs (as [`countersign_core::logged::inclusion_from_tiles`], with the
+    /// nodes remembered across proofs).
+    fn step(&self, index: u64) -> countersign_core::Result<Step> {
+        let size = self.checkpoint.size();
+        let tiles = self.tiles.borrow();
+        let mut nodes = self.nodes.borrow_mut();
+        if nodes.len() > MAX_VIEW_NODES {
+            nodes.clear();
+        }
+        let missing = std::cell::Cell::new(None);
+        let source = TileHashes::new(size, |path: &TilePath| match tiles.get(path) {
+            Some(body) => Ok(body.to_vec()),
+            None => {
+                missing.set(Some(*path));
+                Err(countersign_core::Error::new(
+                    ErrorCode::NotFound,
+                    format!("tile {path} not fetched yet"),
+                ))
+            }
+        });
+        let proof = inclusion_proof(
+            &mut Remembered {
+                source,
+                nodes: &mut nodes,
+            },
+            index,
+            size,
+        );
+        match (proof, missing.take()) {
+            (Ok(proof), _) => Ok(Step::Proof(proof)),
+            (Err(_), Some(path)) => Ok(Step::Need(path)),
+            (Err(e), None) => Err(e),
+        }
+    }
 }
 
 /// A checkpoint fetched from `GET /v1/log/checkpoint` and verified (the gatekeeper's
@@ -224,6 +286,7 @@ impl LogView {
                     note: String::from_utf8_lossy(&note).into_owned(),
                     cosigned_by,
                     tiles: RefCell::new(TileCache::default()),
+                    nodes: RefCell::new(HashMap::new()),
                 }),
             })
         })
@@ -405,18 +468,73 @@ fn row(view: &View, b64: &str) -> Row {
     Row::Prove(entry, leaf_hash(&bytes))
 }
 
+/// Keeps the page responsive through long computations: after [`BUSY_MS`] of work,
+/// lets the browser run its event loop (a `setTimeout(0)` task) before going on.
+struct Busy {
+    since: f64,
+}
+
+/// How long proofs run before the browser gets a turn, in ms.
+const BUSY_MS: f64 = 50.0;
+
+impl Busy {
+    fn new() -> Self {
+        Self {
+            since: performance_now(),
+        }
+    }
+
+    async fn pause_if_long(&mut self) {
+        if performance_now() - self.since < BUSY_MS {
+            return;
+        }
+        let set_timeout = Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        if let Some(set_timeout) = set_timeout {
+            let task = Promise::new(&mut |resolve, _| {
+                let _ = set_timeout.call2(&JsValue::NULL, &resolve, &0.into());
+            });
+            let _ = JsFuture::from(task).await;
+        }
+        self.since = performance_now();
+    }
+}
+
+/// The inclusion proof of leaf `seq` from the cached tiles, fetching any that a
+/// concurrent call dropped from the cache meanwhile. The outer error is a failed
+/// fetch; the inner one, a proof that cannot be computed from the tiles.
+async fn proof_of(view: &View, seq: u64) -> Result<countersign_core::Result<Vec<Hash>>> {
+    loop {
+        match view.step(seq) {
+            Ok(Step::Need(path)) => {
+                let body = fetch(
+                    &view.log.base_url,
+                    "countersign:logView:tile",
+                    &path.to_string(),
+                    TILE_WIDTH * 32,
+                )
+                .await?;
+                view.tiles.borrow_mut().insert(path, body);
+            }
+            Ok(Step::Proof(proof)) => return Ok(Ok(proof)),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+}
+
 async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck>> {
     let size = view.checkpoint.size();
     let rows: Vec<Row> = entries.iter().map(|e| row(view, e)).collect();
+    let mut busy = Busy::new();
     // Rounds: every tile the proofs still need, fetched several at once, until no
     // proof needs another (at most two per tile level and entry).
     loop {
         let mut need: Vec<TilePath> = Vec::new();
-        {
-            let tiles = view.tiles.borrow();
-            for row in &rows {
-                if let Row::Prove(entry, _) = row
-                    && let Ok(Step::Need(path)) = tiles.step(entry.seq, size)
+        for row in &rows {
+            if let Row::Prove(entry, _) = row {
+                busy.pause_if_long().await;
+                if let Ok(Step::Need(path)) = view.step(entry.seq)
                     && !need.contains(&path)
                 {
                     need.push(path);
@@ -446,55 +564,44 @@ async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck
         }
     }
     let mut any_failed = false;
-    let checks = {
-        let tiles = view.tiles.borrow();
-        rows.into_iter()
-            .map(|row| match row {
-                Row::Done(check) => check,
-                Row::Prove(entry, leaf) => {
-                    let proven = tiles.step(entry.seq, size).and_then(|step| match step {
-                        Step::Proof(proof) => verify_inclusion(
+    let mut checks = Vec::with_capacity(rows.len());
+    for row in rows {
+        checks.push(match row {
+            Row::Done(check) => check,
+            Row::Prove(entry, leaf) => {
+                busy.pause_if_long().await;
+                let proven = proof_of(view, entry.seq).await?.and_then(|proof| {
+                    verify_inclusion(entry.seq, size, &leaf, &proof, view.checkpoint.root())
+                });
+                match proven {
+                    Ok(()) => EntryCheck {
+                        entry: Some(entry),
+                        failure: None,
+                        pending: false,
+                    },
+                    Err(e) => {
+                        any_failed = true;
+                        let message = format!(
+                            "entry {} is not the log's leaf {} in the checkpoint of {size} entries: {}",
                             entry.seq,
-                            size,
-                            &leaf,
-                            &proof,
-                            view.checkpoint.root(),
-                        ),
-                        // Every needed tile was fetched above.
-                        Step::Need(path) => Err(countersign_core::Error::new(
-                            ErrorCode::Malformed,
-                            format!("tile {path} is still missing"),
-                        )),
-                    });
-                    match proven {
-                        Ok(()) => EntryCheck {
+                            entry.seq,
+                            e.message()
+                        );
+                        EntryCheck {
                             entry: Some(entry),
-                            failure: None,
+                            failure: Some(protocol_error(e.code(), message)),
                             pending: false,
-                        },
-                        Err(e) => {
-                            any_failed = true;
-                            let message = format!(
-                                "entry {} is not the log's leaf {} in the checkpoint of {size} entries: {}",
-                                entry.seq,
-                                entry.seq,
-                                e.message()
-                            );
-                            EntryCheck {
-                                entry: Some(entry),
-                                failure: Some(protocol_error(e.code(), message)),
-                                pending: false,
-                            }
                         }
                     }
                 }
-            })
-            .collect()
-    };
+            }
+        });
+    }
     // A gatekeeper may serve a wrong tile: after a failed proof no tile is kept.
     let mut tiles = view.tiles.borrow_mut();
     if any_failed {
         *tiles = TileCache::default();
+        view.nodes.borrow_mut().clear();
     } else {
         tiles.trim(MAX_VIEW_TILES);
     }

@@ -152,6 +152,15 @@ impl TileCache {
         self.tiles.push((path, body));
     }
 
+    /// The tile at `path`, if fetched.
+    #[cfg(feature = "admin")]
+    pub(crate) fn get(&self, path: &TilePath) -> Option<&[u8]> {
+        self.tiles
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, body)| body.as_slice())
+    }
+
     /// Drops the oldest tiles beyond `max`.
     pub(crate) fn trim(&mut self, max: usize) {
         let excess = self.tiles.len().saturating_sub(max);

@@ -855,3 +855,439 @@ async fn audit_requests_signed_with_a_webcrypto_admin_key() {
     assert!(status == 401 || status == 403, "{status}");
     assert_eq!(get(&get(&body, "error"), "code"), "wrong_role");
 }
+
+// ---- The audit console (admin flavor): LogView, proveEntries, verifyLog ----
+
+#[cfg(feature = "admin")]
+/// `LogViewOptions` for a gatekeeper (`key`: `key_id:public key`).
+fn log_view_options(url: &str, id: &str, gk_key: &str) -> Object {
+    let (key_id, public) = gk_key.split_once(':').unwrap();
+    let o = Object::new();
+    set(&o, "gatekeeperUrl", url);
+    set(&o, "gatekeeperId", id);
+    set(
+        &o,
+        "keys",
+        Array::of1(&key_entry(key_id, "gatekeeper", public)),
+    );
+    o
+}
+
+#[cfg(feature = "admin")]
+/// Calls `object.method(arg)` as a page would and awaits the promise it returns.
+async fn call(object: &JsValue, method: &str, arg: &JsValue) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = get(object, method).into();
+    settle(f.call1(object, arg).unwrap().into()).await
+}
+
+#[cfg(feature = "admin")]
+async fn open_view(options: &Object) -> Result<JsValue, JsValue> {
+    settle(countersign_wasm::LogView::open(options.into())).await
+}
+
+#[cfg(feature = "admin")]
+/// The `entry` values of an admin-signed `GET /v1/audit/search?<query>`.
+async fn search_entries(url: &str, id: &str, query: &str) -> Vec<String> {
+    let req = audit_request(id, "test-admin", "read").unwrap();
+    let sig = webcrypto_sign(&webcrypto_key(ADMIN_SEED).await, &req).await;
+    let (status, body) = audit_get(&format!("{url}/v1/audit/search?{query}"), &req, &sig).await;
+    assert_eq!(status, 200, "{body:?}");
+    Array::from(&get(&body, "entries"))
+        .iter()
+        .map(|r| get(&r, "entry").as_string().unwrap())
+        .collect()
+}
+
+#[cfg(feature = "admin")]
+/// A `LogView` whose checkpoint covers entry `seq`, retried while the log has not
+/// integrated it yet.
+async fn view_covering(options: &Object, seq: f64) -> JsValue {
+    for _ in 0..100 {
+        match open_view(options).await {
+            Ok(view) if get(&view, "treeSize").as_f64().unwrap() > seq => return view,
+            Err(e) if code_of(&e) != "not_found" => panic!("{e:?}"),
+            _ => sleep(100).await,
+        }
+    }
+    panic!("the log did not cover entry {seq} within 10 s");
+}
+
+#[cfg(feature = "admin")]
+fn seq_of(entry: &str) -> u64 {
+    countersign_core::audit::AuditEntry::parse(&parse_b64(entry, "entry").unwrap())
+        .unwrap()
+        .seq
+}
+
+#[cfg(feature = "admin")]
+/// `options.sign` of `verifyLog`: signs the message with `seed` (as WebCrypto would).
+fn message_signer(seed: [u8; 32]) -> JsValue {
+    use countersign_core::ed25519_dalek::Signer as _;
+    let key = SigningKey::from_bytes(&seed);
+    Closure::<dyn FnMut(Uint8Array) -> JsValue>::new(move |message: Uint8Array| {
+        let signature = key.sign(&message.to_vec()).to_bytes();
+        Promise::resolve(&Uint8Array::from(signature.as_slice())).into()
+    })
+    .into_js_value()
+}
+
+#[cfg(feature = "admin")]
+fn verify_log_options(url: &str, id: &str, gk_key: &str, key_id: &str, seed: [u8; 32]) -> Object {
+    let o = log_view_options(url, id, gk_key);
+    set(&o, "subject", "log-verifier");
+    set(&o, "keyId", key_id);
+    set(&o, "sign", message_signer(seed));
+    o
+}
+
+#[cfg(feature = "admin")]
+#[wasm_bindgen_test]
+async fn log_view_marks_each_displayed_entry() {
+    let Some((url, id, gk_key)) = gatekeeper() else {
+        return;
+    };
+    // Entries of this run's subject (120 PUTs: a page of 100 rows).
+    let run = format!("{:x}", js_sys::Date::now() as u64);
+    let subject = format!("console-{run}");
+    let client = GatekeeperClient::new(
+        options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            &subject,
+        )
+        .into(),
+    )
+    .unwrap();
+    for i in 0..120 {
+        settle(client.put_object(format!("org-1/{run}/row-{i}"), vec![1], "text/plain".into()))
+            .await
+            .unwrap();
+    }
+    let entries = search_entries(url, id, &format!("subject={subject}&limit=100")).await;
+    assert_eq!(entries.len(), 100);
+    let last = seq_of(&entries[99]);
+    let options = log_view_options(url, id, gk_key);
+    let view = view_covering(&options, last as f64).await;
+    assert_eq!(get(&view, "rootHash").as_string().unwrap().len(), 64);
+    assert!(
+        get(&view, "note")
+            .as_string()
+            .unwrap()
+            .starts_with(&format!("{id}/audit\n"))
+    );
+    assert_eq!(Array::from(&get(&view, "cosignedBy")).length(), 0);
+
+    // A page of 100 rows: cold (tiles fetched), then warm (tiles cached).
+    let page: Array = entries.iter().map(|e| JsValue::from_str(e)).collect();
+    let start = now_ms();
+    let checks = Array::from(&call(&view, "proveEntries", &page).await.unwrap());
+    let cold = now_ms() - start;
+    let runs = 20;
+    let start = now_ms();
+    for _ in 0..runs {
+        call(&view, "proveEntries", &page).await.unwrap();
+    }
+    let warm = (now_ms() - start) / f64::from(runs);
+    wasm_bindgen_test::console_log!(
+        "proveEntries, page of 100 rows, tree of {} entries: cold {cold:.1} ms, warm {warm:.1} ms",
+        get(&view, "treeSize").as_f64().unwrap()
+    );
+    assert_eq!(checks.length(), 100);
+    for (check, entry) in checks.iter().zip(&entries) {
+        assert_eq!(
+            get(&check, "status"),
+            "verified",
+            "{:?}",
+            get(&check, "message")
+        );
+        let seq = seq_of(entry) as f64;
+        assert_eq!(get(&check, "seq").as_f64(), Some(seq));
+        assert!(get(&check, "code").is_undefined());
+        let fields = get(&check, "fields");
+        assert_eq!(get(&fields, "seq").as_f64(), Some(seq));
+        assert_eq!(get(&fields, "subject"), subject.as_str());
+        assert_eq!(get(&fields, "operation"), "PUT");
+        assert_eq!(get(&fields, "decision"), "allow");
+        assert!(get(&fields, "error").is_undefined());
+    }
+
+    // One byte changed (the subject's last letter), an entry beyond the checkpoint,
+    // bytes that are no entry, and text that is no base64url: each its own row.
+    let mut bytes = parse_b64(&entries[3], "entry").unwrap();
+    let at = bytes
+        .windows(subject.len())
+        .position(|w| w == subject.as_bytes())
+        .unwrap()
+        + subject.len()
+        - 1;
+    bytes[at] ^= 1;
+    let changed = b64(&bytes);
+    let tree_size = get(&view, "treeSize").as_f64().unwrap() as u64;
+    let mut ahead =
+        countersign_core::audit::AuditEntry::parse(&parse_b64(&entries[0], "entry").unwrap())
+            .unwrap();
+    ahead.seq = tree_size + 5;
+    let rows: Array = [
+        entries[1].clone(),
+        changed,
+        b64(&ahead.encode()),
+        b64(b"no entry at all"),
+        "not base64url!".to_owned(),
+    ]
+    .iter()
+    .map(|e| JsValue::from_str(e))
+    .collect();
+    let checks = Array::from(&call(&view, "proveEntries", &rows).await.unwrap());
+    let row = |i: u32| checks.get(i);
+    assert_eq!(get(&row(0), "status"), "verified");
+    assert_eq!(get(&row(1), "status"), "failed");
+    assert_eq!(get(&row(1), "code"), "audit_chain_broken");
+    assert_eq!(
+        get(&row(1), "seq").as_f64(),
+        Some(seq_of(&entries[3]) as f64)
+    );
+    assert!(
+        get(&row(1), "message")
+            .as_string()
+            .unwrap()
+            .contains("is not the log's leaf")
+    );
+    assert_ne!(get(&get(&row(1), "fields"), "subject"), subject.as_str());
+    assert_eq!(get(&row(2), "status"), "pending");
+    assert_eq!(get(&row(2), "seq").as_f64(), Some((tree_size + 5) as f64));
+    assert!(get(&row(2), "code").is_undefined());
+    // The core's parse codes: bytes that are no canonical entry, text that is no
+    // base64url.
+    for (i, code) in [(3, "non_canonical"), (4, "malformed")] {
+        assert_eq!(get(&row(i), "status"), "failed");
+        assert_eq!(get(&row(i), "code"), code, "{:?}", get(&row(i), "message"));
+        assert!(get(&row(i), "seq").is_undefined());
+        assert!(get(&row(i), "fields").is_undefined());
+    }
+    // After a failed row the tiles are fetched again, and the good rows still verify.
+    let again = Array::from(&call(&view, "proveEntries", &page).await.unwrap());
+    assert!(again.iter().all(|c| get(&c, "status") == "verified"));
+
+    // Options errors reject with codes; a key that did not sign the checkpoint too.
+    let o = log_view_options(url, id, gk_key);
+    set(&o, "bucket", "reports");
+    assert_eq!(code_of(&open_view(&o).await.unwrap_err()), "bad_options");
+    let other = b64(&SigningKey::from_bytes(&[21; 32]).verifying_key().to_bytes());
+    let o = log_view_options(url, id, &format!("gk-other:{other}"));
+    let code = code_of(&open_view(&o).await.unwrap_err());
+    assert!(code == "unknown_key" || code == "bad_signature", "{code}");
+}
+
+#[cfg(feature = "admin")]
+#[wasm_bindgen_test]
+async fn verify_log_checks_the_whole_log() {
+    let Some((url, id, gk_key)) = gatekeeper() else {
+        return;
+    };
+    // At least one entry, covered by the checkpoint.
+    let client = GatekeeperClient::new(
+        options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-42",
+        )
+        .into(),
+    )
+    .unwrap();
+    let put = settle(client.put_object(
+        format!("org-1/{:x}/verified.txt", js_sys::Date::now() as u64),
+        b"v".to_vec(),
+        "text/plain".into(),
+    ))
+    .await
+    .unwrap();
+    view_covering(
+        &log_view_options(url, id, gk_key),
+        receipt_of(&put).audit_seq(),
+    )
+    .await;
+    let options = verify_log_options(url, id, gk_key, "test-admin", ADMIN_SEED);
+    let progress = std::rc::Rc::new(std::cell::RefCell::new(Vec::<(f64, f64)>::new()));
+    let seen = progress.clone();
+    set(
+        &options,
+        "onProgress",
+        Closure::<dyn FnMut(f64, f64)>::new(move |done, total| {
+            seen.borrow_mut().push((done, total))
+        })
+        .into_js_value(),
+    );
+    let report = settle(countersign_wasm::verify_log(options.into()))
+        .await
+        .unwrap();
+    let entries = get(&report, "entries").as_f64().unwrap();
+    assert!(entries > 0.0);
+    assert_eq!(get(&report, "treeSize").as_f64(), Some(entries));
+    let bundles = (entries / 256.0).ceil();
+    assert_eq!(get(&report, "bundles").as_f64(), Some(bundles));
+    assert_eq!(get(&report, "rootHash").as_string().unwrap().len(), 64);
+    assert!(get(&report, "millis").as_f64().unwrap() >= 0.0);
+    let progress = progress.borrow().clone();
+    assert_eq!(progress.len() as f64, bundles);
+    assert_eq!(progress.last().copied(), Some((entries, entries)));
+    assert!(progress.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // A vendor key is refused by the gatekeeper, with its code.
+    let vendor = verify_log_options(url, id, gk_key, VENDOR_KEY_ID, VENDOR_SEED);
+    let err = settle(countersign_wasm::verify_log(vendor.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "wrong_role");
+    // A missing signing function is an options error.
+    let o = log_view_options(url, id, gk_key);
+    set(&o, "subject", "log-verifier");
+    set(&o, "keyId", "test-admin");
+    let err = settle(countersign_wasm::verify_log(o.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "bad_options");
+}
+
+#[cfg(feature = "admin")]
+#[wasm_bindgen_test]
+async fn a_rewritten_database_row_is_found_by_the_console() {
+    let (Some(url), Some(gk_key), Some(seq)) = (
+        option_env!("COUNTERSIGN_TEST_TAMPERED_URL"),
+        option_env!("COUNTERSIGN_TEST_TAMPERED_KEY"),
+        option_env!("COUNTERSIGN_TEST_TAMPERED_SEQ"),
+    ) else {
+        return;
+    };
+    let id = "gk.tampered";
+    let options = verify_log_options(url, id, gk_key, "test-admin", ADMIN_SEED);
+    let err = settle(countersign_wasm::verify_log(options.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "audit_chain_broken");
+    let message = get(&err, "message").as_string().unwrap();
+    assert!(
+        message.contains(&format!("audit entry {seq} ")),
+        "{message}"
+    );
+
+    // The console's rows: the rewritten entry fails, its neighbours verify.
+    let entries = search_entries(url, id, "limit=20").await;
+    let view = open_view(&log_view_options(url, id, gk_key)).await.unwrap();
+    let page: Array = entries.iter().map(|e| JsValue::from_str(e)).collect();
+    let checks = Array::from(&call(&view, "proveEntries", &page).await.unwrap());
+    let seq: f64 = seq.parse().unwrap();
+    for check in checks.iter() {
+        let status = get(&check, "status").as_string().unwrap();
+        if get(&check, "seq").as_f64() == Some(seq) {
+            assert_eq!(status, "failed");
+            assert_eq!(get(&check, "code"), "audit_chain_broken");
+            // What the rewritten bytes say, shown on the failed row.
+            assert_eq!(get(&get(&check, "fields"), "decision"), "allow");
+        } else {
+            assert_eq!(status, "verified");
+        }
+    }
+}
+
+#[cfg(feature = "admin")]
+#[wasm_bindgen_test]
+async fn witness_quorum_of_real_witness_processes() {
+    let (Some(url), Some(gk_key), Some(vkeys)) = (
+        option_env!("COUNTERSIGN_TEST_WITNESSED_URL"),
+        option_env!("COUNTERSIGN_TEST_WITNESSED_KEY"),
+        option_env!("COUNTERSIGN_TEST_WITNESSES"),
+    ) else {
+        return;
+    };
+    let id = "gk.witnessed";
+    let vkeys: Vec<&str> = vkeys.split(' ').collect();
+    let stranger =
+        countersign_core::note::NoteSigner::cosigner("w3.test", SigningKey::from_bytes(&[23; 32]))
+            .unwrap()
+            .verifier_key();
+    let with_witnesses = |o: &Object, witnesses: &[&str], quorum: u32| {
+        let list: Array = witnesses.iter().map(|w| JsValue::from_str(w)).collect();
+        set(o, "logWitnesses", list);
+        set(o, "logQuorum", quorum);
+    };
+    let client_with = |witnesses: &[&str], quorum: u32| {
+        let o = options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-42",
+        );
+        with_witnesses(&o, witnesses, quorum);
+        GatekeeperClient::new(o.into()).unwrap()
+    };
+    let view_with = |witnesses: &[&str], quorum: u32| {
+        let o = log_view_options(url, id, gk_key);
+        with_witnesses(&o, witnesses, quorum);
+        o
+    };
+
+    // Quorum met: both witnesses cosigned the checkpoint that proves the PUT.
+    let client = client_with(&vkeys, 2);
+    let put = settle(client.put_object(
+        "org-1/witnessed.txt".into(),
+        b"w".to_vec(),
+        "text/plain".into(),
+    ))
+    .await
+    .unwrap();
+    let receipt = receipt_of(&put);
+    let mut proof = Err(JsValue::UNDEFINED);
+    for _ in 0..100 {
+        proof = settle(client.prove_logged(&receipt)).await;
+        match &proof {
+            // Not yet integrated, or not yet cosigned: the gatekeeper serves the
+            // newest checkpoint with the quorum, which may not cover the entry yet.
+            Err(e) if code_of(e) == "not_found" || code_of(e) == "threshold_not_met" => {
+                sleep(100).await
+            }
+            _ => break,
+        }
+    }
+    let proof = proof.unwrap();
+    let cosigned: Vec<String> = Array::from(&get(&proof, "cosignedBy"))
+        .iter()
+        .map(|n| n.as_string().unwrap())
+        .collect();
+    assert_eq!(cosigned.len(), 2, "{cosigned:?}");
+    assert!(cosigned.contains(&"w1.test".to_owned()) && cosigned.contains(&"w2.test".to_owned()));
+    let view = open_view(&view_with(&vkeys, 2)).await.unwrap();
+    assert_eq!(Array::from(&get(&view, "cosignedBy")).length(), 2);
+    assert!(
+        get(&view, "note")
+            .as_string()
+            .unwrap()
+            .contains("— w1.test ")
+    );
+
+    // A witness the page does not trust: nobody it trusts cosigned.
+    let err = settle(client_with(&[&stranger], 1).prove_logged(&receipt))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "threshold_not_met");
+    let err = open_view(&view_with(&[&stranger], 1)).await.unwrap_err();
+    assert_eq!(code_of(&err), "threshold_not_met");
+    // A quorum above the cosigners (three trusted, two cosigned).
+    let three = [vkeys[0], vkeys[1], stranger.as_str()];
+    let err = settle(client_with(&three, 3).prove_logged(&receipt))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "threshold_not_met");
+    let err = open_view(&view_with(&three, 3)).await.unwrap_err();
+    assert_eq!(code_of(&err), "threshold_not_met");
+    assert!(
+        get(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("2 of the 3")
+    );
+}
