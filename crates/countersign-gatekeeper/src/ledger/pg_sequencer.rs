@@ -403,3 +403,62 @@ fn rechain(rows: &mut [Row], replayed: &[bool], head: Head) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ledger::{AuditDraft, NonceUse};
+    use countersign_core::GatekeeperId;
+    use countersign_core::audit::CapturedHeader;
+
+    fn drafts(n: u8) -> Vec<Pending> {
+        (0..n)
+            .map(|i| {
+                let draft = AuditDraft {
+                    time_ms: 1_800_000_000_000 + u64::from(i),
+                    request_id: vec![i],
+                    client_ip: "127.0.0.1".parse().unwrap(),
+                    operation: b"PUT".to_vec(),
+                    bucket: b"reports".to_vec(),
+                    key: vec![b'k', i],
+                    subject: b"user-1".to_vec(),
+                    decision: Decision::Allow,
+                    bytes: 1,
+                    latency_us: 2,
+                    request: CapturedHeader::whole(b"r"),
+                    signatures: CapturedHeader::whole(b"s"),
+                };
+                let nonce = NonceUse {
+                    nonce: [i; 16],
+                    until: 1_800_000_600,
+                };
+                Pending::new(draft, Some(nonce), Duration::from_secs(1)).unwrap()
+            })
+            .collect()
+    }
+
+    /// A batch chained to a guessed head and re-chained to the real one, with one
+    /// nonce found used, is exactly the batch chained to the real head with that
+    /// knowledge from the start.
+    #[test]
+    fn rechain_equals_chaining_with_what_the_database_said() {
+        let gk = GatekeeperId::parse("gk-1").unwrap();
+        let head = Some((41, [7u8; 32]));
+        let mut guessed = chain(&gk, drafts(3), vec![true; 3], None).unwrap();
+        rechain(&mut guessed, &[false, true, false], head).unwrap();
+        let known = chain(&gk, drafts(3), vec![true, false, true], head).unwrap();
+        assert_eq!(guessed.len(), known.len());
+        for (g, k) in guessed.iter().zip(&known) {
+            assert_eq!((g.seq, g.hash, &g.entry), (k.seq, k.hash, &k.entry));
+        }
+        assert_eq!(guessed[0].entry.seq, 42);
+        assert_eq!(guessed[0].entry.prev_sha256, [7u8; 32]);
+        assert_eq!(
+            guessed[1].entry.decision,
+            Decision::Deny(ErrorCode::Replayed)
+        );
+        countersign_core::audit::verify_chain(guessed.iter().map(|r| &r.entry), 42, [7u8; 32])
+            .unwrap();
+    }
+}
