@@ -1194,8 +1194,8 @@ const OBJECT: &str = "SELECT storage_name, size, sha256, content_type, stored_at
 /// A pooled PostgreSQL connection idle this long is pinged before it is used.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
-/// Most appends one transaction carries (20 bound values each: far below SQLite's
-/// 32,766 and PostgreSQL's 65,535 parameters per statement).
+/// Most appends one transaction carries (SQLite binds each entry in a statement of
+/// its own; PostgreSQL binds one array per column).
 const MAX_BATCH: usize = 256;
 
 /// Appends waiting for the sequencer; a caller waits for room when it is full.
