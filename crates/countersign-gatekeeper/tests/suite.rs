@@ -647,6 +647,31 @@ async fn replay_rejected_across_instances(b: &Backend) {
     let r = send_to(&other, again(), "127.0.0.1").await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(r).await, "replayed");
+
+    // A PUT refused once (its body did not match) used its nonce: the same signed PUT
+    // with the right body is refused before its body is read, in the call that would
+    // reserve the key, with one entry and nothing stored or reserved.
+    let put_req = put("p/replayed", b"right").request();
+    expect_denied(
+        &h,
+        signed(&put_req, b"wrong".to_vec()),
+        "127.0.0.1",
+        ErrorCode::BodyMismatch,
+        true,
+    )
+    .await;
+    expect_denied(
+        &h,
+        signed(&put_req, b"right".to_vec()),
+        "127.0.0.1",
+        ErrorCode::Replayed,
+        true,
+    )
+    .await;
+    let r = send_to(&other, signed(&put_req, b"right".to_vec()), "127.0.0.1").await;
+    assert_eq!(error_code(r).await, "replayed");
+    // The key was not left reserved: a fresh request stores it.
+    store(&h, "p/replayed", b"right").await;
 }
 
 async fn ip_and_acl_rejections(b: &Backend) {
