@@ -25,7 +25,9 @@
 //! `COUNTERSIGN_BENCH_ROUND_REQUESTS` (default 500), `COUNTERSIGN_BENCH_LIST_OBJECTS`
 //! (default 5000; 0 skips the LIST part), `COUNTERSIGN_BENCH_LIST_REQUESTS` (LISTs
 //! per prefix and round, default 20), `COUNTERSIGN_BENCH_NGINX` (the nginx binary;
-//! default `nginx` on `PATH`; `off` skips it).
+//! default `nginx` on `PATH`; `off` skips it), `COUNTERSIGN_BENCH_GATEKEEPER` (the
+//! gatekeeper binary; default the one this package builds: point it at another build
+//! to compare two versions).
 //!
 //! Every request is signed by two vendor keys (threshold 2), so the gatekeeper does
 //! two strict verifications and signs one receipt per request, like the baseline.
@@ -374,7 +376,9 @@ struct Gatekeeper {
 
 /// Starts the binary and returns it with its address once it listens.
 fn spawn_gatekeeper(label: &str, dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+    let binary = std::env::var("COUNTERSIGN_BENCH_GATEKEEPER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_countersign-gatekeeper").to_owned());
+    let mut child = Command::new(binary)
         .arg("serve")
         .arg("--config")
         .arg(dir.join("gatekeeper.toml"))
@@ -1003,6 +1007,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             let base = gk.base.clone();
             let body2 = body.clone();
             let pid = gk.child.id();
+            let pg_before = gk.pg_count();
             let before = process_cost(pid);
             let (wall, lat) = round(list_objects, 8, move |i| {
                 let (key, request, signature) = signed[i].clone();
@@ -1019,14 +1024,26 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             })
             .await;
             let cost = process_cost(pid).minus(before);
+            let pg = gk.pg_count().zip(pg_before).map(|(a, b)| a.minus(b));
             let mut s = Samples::default();
-            s.record(wall, lat, cost, None);
+            s.record(wall, lat, cost, pg);
             eprintln!(
-                "  stored in {:.1} s: {:.0} PUT/s, p50 {:.2} ms, {:.0} CPU us per PUT",
+                "  stored in {:.1} s: {:.0} PUT/s, p50 {:.2} ms, {:.0} CPU us per PUT{}",
                 wall.as_secs_f64(),
                 s.rps(),
                 s.percentile_ms(50),
-                s.cpu_us()
+                s.cpu_us(),
+                pg.map(|p| {
+                    let n = s.n();
+                    format!(
+                        ", per PUT {:.2} DB round trips ({:.2} pings), {:.2} statements, {:.2} transactions",
+                        p.round_trips as f64 / n,
+                        p.pings as f64 / n,
+                        p.statements as f64 / n,
+                        p.transactions as f64 / n
+                    )
+                })
+                .unwrap_or_default()
             );
             list_results.push((
                 g,

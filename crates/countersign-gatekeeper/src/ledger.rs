@@ -8,6 +8,7 @@
 
 mod encryptions;
 mod object_keys;
+mod pg_sequencer;
 mod progress;
 mod sqlite_thread;
 pub use encryptions::Encryption;
@@ -286,6 +287,17 @@ fn discard_on_error<T>(
     r
 }
 
+/// What [`Ledger::reserve`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserve {
+    /// The key is reserved for this upload.
+    Reserved,
+    /// The key is stored or being uploaded; nothing was reserved.
+    Taken,
+    /// The request's nonce is already recorded; nothing was reserved.
+    Replayed,
+}
+
 /// A nonce to record with an audit entry, until `until` (Unix seconds).
 #[derive(Clone, Copy, Debug)]
 pub struct NonceUse {
@@ -340,7 +352,7 @@ enum Writer {
     /// SQLite: a thread with its own connection, which also runs the request path's
     /// other database work (one hop per request instead of one per statement).
     Sqlite(sqlite_thread::SqliteThread),
-    /// PostgreSQL: the [`Sequencer`] task, through the pool.
+    /// PostgreSQL: the sequencer task (`pg_sequencer`), on a connection of its own.
     Postgres(mpsc::Sender<AppendJob>),
 }
 
@@ -398,8 +410,13 @@ impl Ledger {
         // and its statements take microseconds. Per-connection settings are applied to
         // every new connection, since a connection that failed is discarded (below).
         // A SQLite connection is a file handle that no server can drop, so it is not
-        // pinged before each use (a ping is a round trip to its worker thread); a
-        // PostgreSQL connection is, so that a restarted server costs no request.
+        // pinged before each use (a ping is a round trip to its worker thread). A
+        // PostgreSQL connection is pinged only if it sat idle for `IDLE_PING` or more:
+        // sqlx pings every connection when it goes back to the pool, so one used
+        // within the last second answered then; a ping per checkout would add a round
+        // trip to every call. A server restart or a cut TCP connection within that
+        // second fails the call that finds it (fail closed: `audit_unavailable`), and
+        // the broken connection is dropped by the ping on its return.
         let options = match dialect {
             Dialect::Sqlite => options
                 .max_connections(1)
@@ -419,7 +436,17 @@ impl Ledger {
                         Ok(())
                     })
                 }),
-            Dialect::Postgres => options.max_connections(16),
+            Dialect::Postgres => options
+                .max_connections(16)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= IDLE_PING {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                }),
         };
         let pool = tokio::time::timeout(deadline, options.connect(url))
             .await
@@ -441,13 +468,16 @@ impl Ledger {
             }
             Dialect::Postgres => {
                 let (appends, queue) = mpsc::channel(QUEUE);
-                let sequencer = Sequencer {
+                let sequencer = pg_sequencer::Sequencer {
+                    options: url.parse()?,
                     pool: pool.clone(),
                     signer: Arc::clone(&signer),
                     checkpoint_every,
                     append_lock: Arc::clone(&append_lock),
                     deadline,
                     appended: 0,
+                    conn: None,
+                    head: None,
                 };
                 tokio::spawn(sequencer.run(queue));
                 Writer::Postgres(appends)
@@ -630,35 +660,22 @@ impl Ledger {
         .await
     }
 
-    /// Whether a nonce is recorded: an early check before a PUT receives its body
-    /// (the binding insert happens with the request's audit entry in
-    /// [`Ledger::append`], which also sweeps expired nonces now and then).
-    pub async fn nonce_used(&self, nonce: &[u8; 16]) -> Result<bool> {
-        if let Writer::Sqlite(thread) = &self.writer {
-            let nonce = *nonce;
-            return thread
-                .call(move |c| Ok(c.prepare_cached(NONCE_USED)?.exists([nonce.as_slice()])?))
-                .await;
-        }
-        self.within(async {
-            let row = sqlx::query(self.sql(NONCE_USED))
-                .bind(nonce.to_vec())
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.is_some())
-        })
-        .await
-    }
-
     /// Reserves `bucket/key` for an upload that will store its bytes under
-    /// `storage_name` and is dead for certain after `deadline`. Returns `false` if the
-    /// key is stored or being uploaded: objects are never overwritten.
-    pub async fn reserve(&self, r: &Reservation) -> Result<bool> {
+    /// `storage_name` and is dead for certain after `deadline`, unless the request's
+    /// `nonce` is already recorded (a replay: nothing is reserved) or the key is
+    /// stored or being uploaded (objects are never overwritten). One call before a PUT
+    /// receives its body: on PostgreSQL one statement, on SQLite one hand-over to the
+    /// writer thread. The nonce itself is recorded with the request's audit entry
+    /// ([`Ledger::append`]), which also decides a race between two uses.
+    pub async fn reserve(&self, r: &Reservation, nonce: &[u8; 16]) -> Result<Reserve> {
         let deadline = to_i64(r.deadline, "deadline")?;
         if let Writer::Sqlite(thread) = &self.writer {
-            let r = r.clone();
+            let (r, nonce) = (r.clone(), *nonce);
             return thread
                 .call(move |c| {
+                    if c.prepare_cached(NONCE_USED)?.exists([nonce.as_slice()])? {
+                        return Ok(Reserve::Replayed);
+                    }
                     let empty: &[u8] = &[];
                     let n = c.prepare_cached(RESERVE)?.execute(rusqlite::params![
                         r.bucket,
@@ -669,12 +686,17 @@ impl Ledger {
                         empty,
                         empty
                     ])?;
-                    Ok(n == 1)
+                    Ok(if n == 1 {
+                        Reserve::Reserved
+                    } else {
+                        Reserve::Taken
+                    })
                 })
                 .await;
         }
         self.within(async {
-            let done = sqlx::query(self.sql(RESERVE))
+            let row = sqlx::query(self.sql(RESERVE_UNUSED))
+                .bind(nonce.to_vec())
                 .bind(r.bucket.clone())
                 .bind(r.key.clone())
                 .bind(r.storage_name.clone())
@@ -682,9 +704,15 @@ impl Ledger {
                 .bind(deadline)
                 .bind(Vec::<u8>::new())
                 .bind(Vec::<u8>::new())
-                .execute(&self.pool)
+                .fetch_one(&self.pool)
                 .await?;
-            Ok(done.rows_affected() == 1)
+            Ok(
+                match (row.try_get::<bool, _>(0)?, row.try_get::<bool, _>(1)?) {
+                    (true, _) => Reserve::Replayed,
+                    (false, true) => Reserve::Reserved,
+                    (false, false) => Reserve::Taken,
+                },
+            )
         })
         .await
     }
@@ -1145,6 +1173,14 @@ const RESERVE: &str = "INSERT INTO objects (bucket, object_key, state, storage_n
      deadline, size, sha256, content_type, stored_at, manifest, manifest_signatures)
      VALUES (?, ?, 'pending', ?, ?, ?, 0, ?, '', 0, ?, '')
      ON CONFLICT (bucket, object_key) DO NOTHING";
+/// [`RESERVE`] unless the nonce (the first value) is recorded, in one statement
+/// (PostgreSQL): answers whether the nonce was used and whether the key was reserved.
+const RESERVE_UNUSED: &str = "WITH used AS (SELECT 1 FROM nonces WHERE nonce = ?),
+     reserved AS (INSERT INTO objects (bucket, object_key, state, storage_name, upload_id,
+         deadline, size, sha256, content_type, stored_at, manifest, manifest_signatures)
+         SELECT ?, ?, 'pending', ?, ?, ?, 0, ?, '', 0, ?, '' WHERE NOT EXISTS (SELECT 1 FROM used)
+         ON CONFLICT (bucket, object_key) DO NOTHING RETURNING 1)
+     SELECT EXISTS (SELECT 1 FROM used), EXISTS (SELECT 1 FROM reserved)";
 const SET_UPLOAD_ID: &str = "UPDATE objects SET upload_id = ?
      WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'";
 const RELEASE: &str = "DELETE FROM objects
@@ -1155,8 +1191,11 @@ const COMMIT: &str = "UPDATE objects SET state = 'stored', size = ?, sha256 = ?,
 const OBJECT: &str = "SELECT storage_name, size, sha256, content_type, stored_at, manifest,
      manifest_signatures FROM objects WHERE bucket = ? AND object_key = ? AND state = 'stored'";
 
-/// Most appends one transaction carries (20 bound values each: far below SQLite's
-/// 32,766 and PostgreSQL's 65,535 parameters per statement).
+/// A pooled PostgreSQL connection idle this long is pinged before it is used.
+const IDLE_PING: Duration = Duration::from_secs(1);
+
+/// Most appends one transaction carries (SQLite binds each entry in a statement of
+/// its own; PostgreSQL binds one array per column).
 const MAX_BATCH: usize = 256;
 
 /// Appends waiting for the sequencer; a caller waits for room when it is full.
@@ -1313,189 +1352,6 @@ fn due_checkpoints(
             )
         })
         .collect()
-}
-
-/// The single writer of the audit log of a PostgreSQL ledger in this process. It
-/// takes every queued append (up to [`MAX_BATCH`]) and writes them in one
-/// transaction, in one statement per table: while one batch is in the database, the
-/// next one queues up, so the cost of a transaction is shared by every request that
-/// arrived meanwhile. Across instances, batches are ordered by a transaction-scoped
-/// advisory lock.
-struct Sequencer {
-    pool: AnyPool,
-    signer: Arc<CheckpointSigner>,
-    checkpoint_every: u64,
-    append_lock: Arc<Mutex<()>>,
-    deadline: Duration,
-    appended: u64,
-}
-
-impl Sequencer {
-    async fn run(mut self, mut queue: mpsc::Receiver<AppendJob>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            let now = tokio::time::Instant::now();
-            let (live, late): (Vec<_>, Vec<_>) =
-                batch.drain(..).partition(|j| j.draft.expires > now);
-            for job in late {
-                let _ = job.reply.send(Err(LedgerError::Timeout(self.deadline)));
-            }
-            if live.is_empty() {
-                continue;
-            }
-            let (drafts, replies): (Vec<_>, Vec<_>) =
-                live.into_iter().map(|j| (j.draft, j.reply)).unzip();
-            match self.write(drafts).await {
-                Ok(entries) => {
-                    for (reply, entry) in replies.into_iter().zip(entries) {
-                        let _ = reply.send(Ok(entry));
-                    }
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    for reply in replies {
-                        let _ = reply.send(Err(LedgerError::Batch(why.clone())));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes one batch in one transaction within the deadline; nothing is returned
-    /// unless it committed, and on any failure the connection is discarded.
-    async fn write(&mut self, drafts: Vec<Pending>) -> Result<Vec<AuditEntry>> {
-        let _guard = self.append_lock.lock().await;
-        let deadline = self.deadline;
-        let sweep = sweep_due(self.appended, drafts.len());
-        let mut conn = tokio::time::timeout(deadline, self.pool.acquire())
-            .await
-            .map_err(|_| LedgerError::Timeout(deadline))??;
-        let written = tokio::time::timeout(deadline, self.transaction(&mut conn, drafts, sweep))
-            .await
-            .map_err(|_| LedgerError::Timeout(deadline))
-            .and_then(|r| r);
-        let written = discard_on_error(&mut conn, written)?;
-        self.appended += written.len() as u64;
-        Ok(written)
-    }
-
-    async fn transaction(
-        &self,
-        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
-        drafts: Vec<Pending>,
-        sweep: bool,
-    ) -> Result<Vec<AuditEntry>> {
-        let dialect = Dialect::Postgres;
-        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-        sqlx::query(sql(dialect, "SELECT pg_advisory_xact_lock(?)"))
-            .bind(APPEND_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
-        if sweep {
-            let now = i64::try_from(crate::http::now_ms() / 1000).unwrap_or(i64::MAX);
-            sqlx::query(sql(dialect, "DELETE FROM nonces WHERE expires_at <= ?"))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let fresh = record_nonces(&mut tx, &drafts).await?;
-        let head = sqlx::query("SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| {
-                Ok::<_, LedgerError>((
-                    to_u64(row.try_get::<i64, _>(0)?, "seq")?,
-                    hash32(row.try_get::<Vec<u8>, _>(1)?, "entry_sha256")?,
-                ))
-            })
-            .transpose()?;
-        let rows = chain(&self.signer.gatekeeper, drafts, fresh, head)?;
-        let mut insert = String::from(
-            "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper, request_id, client_ip,
-             operation, bucket, object_key, subject, decision, error_code, bytes, latency_us,
-             request, request_sha256, request_length, signatures, signatures_sha256,
-             signatures_length) VALUES ",
-        );
-        push_tuples(&mut insert, rows.len(), 21);
-        let mut q = sqlx::query(sql(dialect, &insert));
-        for r in &rows {
-            let (e, c) = (&r.entry, &r.columns);
-            q = q
-                .bind(r.seq)
-                .bind(e.prev_sha256.to_vec())
-                .bind(r.hash.to_vec())
-                .bind(c.time_ms)
-                .bind(e.gatekeeper.as_str().to_owned())
-                .bind(e.request_id.clone())
-                .bind(e.client_ip.to_string())
-                .bind(e.operation.clone())
-                .bind(e.bucket.clone())
-                .bind(e.key.clone())
-                .bind(e.subject.clone())
-                .bind(e.decision.as_str().to_owned())
-                .bind(e.decision.error().map_or("", ErrorCode::as_str).to_owned())
-                .bind(c.bytes)
-                .bind(c.latency_us)
-                .bind(e.request.stored().to_vec())
-                .bind(e.request.sha256().to_vec())
-                .bind(c.request_length)
-                .bind(e.signatures.stored().to_vec())
-                .bind(e.signatures.sha256().to_vec())
-                .bind(c.signatures_length);
-        }
-        q.execute(&mut *tx).await?;
-        for (seq, body, signatures) in due_checkpoints(&self.signer, self.checkpoint_every, &rows) {
-            sqlx::query(sql(
-                dialect,
-                "INSERT INTO audit_checkpoints (seq, body, signatures) VALUES (?, ?, ?)",
-            ))
-            .bind(seq)
-            .bind(body)
-            .bind(signatures)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(rows.into_iter().map(|r| r.entry).collect())
-    }
-}
-
-/// Records the batch's nonces in one statement (PostgreSQL); returns, for each draft,
-/// whether its nonce is new (a draft without a nonce counts as new).
-async fn record_nonces(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    drafts: &[Pending],
-) -> Result<Vec<bool>> {
-    let wanted = batch_nonces(drafts);
-    let mut fresh: Vec<bool> = drafts.iter().map(|p| p.nonce.is_none()).collect();
-    if wanted.is_empty() {
-        return Ok(fresh);
-    }
-    let mut insert = String::from("INSERT INTO nonces (nonce, expires_at) VALUES ");
-    push_tuples(&mut insert, wanted.len(), 2);
-    insert.push_str(" ON CONFLICT (nonce) DO NOTHING RETURNING nonce");
-    let mut q = sqlx::query(sql(Dialect::Postgres, &insert));
-    for (_, n, until) in &wanted {
-        q = q.bind(n.to_vec()).bind(*until);
-    }
-    let inserted: std::collections::HashSet<Vec<u8>> = q
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<Vec<u8>, _>(0))
-        .collect::<Result<_, _>>()?;
-    for (i, n, _) in wanted {
-        if let Some(f) = fresh.get_mut(i) {
-            *f = inserted.contains(n.as_slice());
-        }
-    }
-    Ok(fresh)
-}
-
-/// Appends `rows` placeholder tuples of `columns` values each (`(?, ?), (?, ?)`).
-fn push_tuples(sql: &mut String, rows: usize, columns: usize) {
-    let tuple = format!("({})", vec!["?"; columns].join(", "));
-    sql.push_str(&vec![tuple; rows].join(", "));
 }
 
 /// Adapts placeholders to the dialect. Every query text is built from constants in

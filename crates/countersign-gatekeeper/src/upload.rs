@@ -7,7 +7,8 @@
 //!    └── abandon: abort staged bytes, release ────┘
 //! ```
 //!
-//! - **Reserved**: an index row `pending` names the key, a fresh opaque storage name,
+//! - **Reserved**: the request's nonce is unused (checked in the same call), and an
+//!   index row `pending` names the key, a fresh opaque storage name,
 //!   the multipart upload id once there is one, and a deadline after which the upload
 //!   is dead for certain (its request is cut at its signed `expires-at`). Bytes are
 //!   staged invisibly under the storage name. Memory for the upload's buffers is held.
@@ -25,7 +26,7 @@ use crate::encryption::ObjectCipher;
 use crate::error::ApiError;
 use crate::http::Gatekeeper;
 use crate::http::pipeline::Authorized;
-use crate::ledger::{IndexedObject, Reservation};
+use crate::ledger::{IndexedObject, Reservation, Reserve};
 use crate::storage::{PendingPut, new_storage_name, upload_buffer_bytes};
 use bytes::Bytes;
 use countersign_core::at_rest::Binding;
@@ -120,15 +121,25 @@ impl Reserved {
                 .saturating_add(gk.config.limits.reservation_grace_secs)
                 .max(now),
         };
-        let fresh = gk.ledger.reserve(&reservation).await.map_err(|e| {
+        let nonce = auth.request().nonce().0;
+        let reserved = gk.ledger.reserve(&reservation, &nonce).await.map_err(|e| {
             tracing::warn!("reserve failed: {e}");
             ApiError::audit_unavailable()
         })?;
-        if !fresh {
-            return Err(ApiError::new(
-                ErrorCode::AlreadyExists,
-                "an object with this key exists or is being uploaded; objects are never overwritten",
-            ));
+        match reserved {
+            Reserve::Reserved => {}
+            Reserve::Replayed => {
+                return Err(ApiError::new(
+                    ErrorCode::Replayed,
+                    "this request's nonce was already used",
+                ));
+            }
+            Reserve::Taken => {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    "an object with this key exists or is being uploaded; objects are never overwritten",
+                ));
+            }
         }
         let cipher = match seal_new(gk, auth, key, &reservation.storage_name).await {
             Ok(c) => c,

@@ -82,6 +82,7 @@ suite!(
     group_commit_replay_in_a_batch_fails_only_its_request,
     group_commit_failed_batch_fails_every_append_closed,
     group_commit_append_outlives_its_dropped_caller,
+    two_ledgers_appending_concurrently_make_one_chain,
     tree_checkpoints_and_tiles,
     tree_integrator_task_checkpoints_within_the_interval,
     tree_detects_a_rewritten_entry,
@@ -646,6 +647,31 @@ async fn replay_rejected_across_instances(b: &Backend) {
     let r = send_to(&other, again(), "127.0.0.1").await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(r).await, "replayed");
+
+    // A PUT refused once (its body did not match) used its nonce: the same signed PUT
+    // with the right body is refused before its body is read, in the call that would
+    // reserve the key, with one entry and nothing stored or reserved.
+    let put_req = put("p/replayed", b"right").request();
+    expect_denied(
+        &h,
+        signed(&put_req, b"wrong".to_vec()),
+        "127.0.0.1",
+        ErrorCode::BodyMismatch,
+        true,
+    )
+    .await;
+    expect_denied(
+        &h,
+        signed(&put_req, b"right".to_vec()),
+        "127.0.0.1",
+        ErrorCode::Replayed,
+        true,
+    )
+    .await;
+    let r = send_to(&other, signed(&put_req, b"right".to_vec()), "127.0.0.1").await;
+    assert_eq!(error_code(r).await, "replayed");
+    // The key was not left reserved: a fresh request stores it.
+    store(&h, "p/replayed", b"right").await;
 }
 
 async fn ip_and_acl_rejections(b: &Backend) {
@@ -1466,6 +1492,95 @@ async fn group_commit_append_outlives_its_dropped_caller(b: &Backend) {
         .unwrap();
     assert_eq!(replay.decision, Decision::Deny(ErrorCode::Replayed));
     ledger.close().await;
+}
+
+/// Two ledgers on one database (two pools and two sequencers, as two gatekeeper
+/// instances) append concurrently for a few seconds, each also racing the other for
+/// some nonces: the log is one gap-free chain that verifies, holds every acknowledged
+/// entry as returned, and lets each contested nonce through exactly once.
+async fn two_ledgers_appending_concurrently_make_one_chain(b: &Backend) {
+    let h = Harness::new(b).await;
+    let (one, two) = (h.ledger().await, h.ledger().await);
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for (l, ledger) in [&one, &two].into_iter().enumerate() {
+        for t in 0..8u32 {
+            let ledger = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut i = 0u32;
+                while tokio::time::Instant::now() < until {
+                    // Every fourth append reuses a nonce the other ledger's task of the
+                    // same number also uses; the others are this task's own.
+                    let mut nonce = [0u8; 16];
+                    if i.is_multiple_of(4) {
+                        nonce[..4].copy_from_slice(&t.to_be_bytes());
+                        nonce[4..8].copy_from_slice(&i.to_be_bytes());
+                        nonce[15] = 0xcc;
+                    } else {
+                        nonce[..4].copy_from_slice(&t.to_be_bytes());
+                        nonce[4..8].copy_from_slice(&i.to_be_bytes());
+                        nonce[8] = u8::try_from(l + 1).unwrap();
+                    }
+                    let nonce = countersign_gatekeeper::ledger::NonceUse {
+                        nonce,
+                        until: now() + 600,
+                    };
+                    let entry = ledger
+                        .append(ledger_draft(&format!("k{l}-{t}-{i}")), Some(nonce))
+                        .await
+                        .unwrap();
+                    acked.push((nonce.nonce, entry));
+                    i += 1;
+                }
+                acked
+            }));
+        }
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    let entries = h.all_entries().await;
+    countersign_core::audit::verify_chain(&entries, 0, countersign_core::audit::GENESIS).unwrap();
+    assert_eq!(
+        entries.len(),
+        acked.len(),
+        "every acknowledged append, no other"
+    );
+    for (_, e) in &acked {
+        assert_eq!(&entries[usize::try_from(e.seq).unwrap()], e);
+    }
+    for l in 0..2 {
+        let prefix = format!("k{l}-");
+        assert!(
+            entries
+                .iter()
+                .filter(|e| e.key.starts_with(prefix.as_bytes()))
+                .count()
+                > 16,
+            "ledger {l} made too little progress"
+        );
+    }
+    let mut uses = std::collections::HashMap::<[u8; 16], (u32, u32)>::new();
+    for (nonce, e) in &acked {
+        let u = uses.entry(*nonce).or_default();
+        match e.decision {
+            Decision::Allow => u.0 += 1,
+            Decision::Deny(ErrorCode::Replayed) => u.1 += 1,
+            other => panic!("unexpected decision {other:?}"),
+        }
+    }
+    assert!(
+        uses.values().all(|&(allowed, _)| allowed == 1),
+        "a nonce allowed twice or never"
+    );
+    assert!(
+        uses.values().any(|&(_, replayed)| replayed > 0),
+        "no contested nonce was refused"
+    );
+    one.close().await;
+    two.close().await;
 }
 
 // --- encryption at rest -------------------------------------------------------------

@@ -10,7 +10,7 @@
 //! 5. the URL, method and range must be the signed request's;
 //! 6. signatures, audience, lifetime and time window;
 //! 7. the nonce (checked and recorded with the audit entry; a PUT also checks it
-//!    early, before it receives its body);
+//!    early, with its reservation, before it receives its body);
 //! 8. the ACL;
 //!
 //! then the operation prepares what it will do, and [`finish`] records the decision
@@ -493,24 +493,8 @@ async fn run(
         until: verified.replay_until(),
     });
     // 7. Replay: the nonce is checked and recorded with the audit entry, in one
-    // transaction. Only a PUT, which would receive its whole body first, checks it
-    // early too.
-    if operation == Operation::Put {
-        let used = gk
-            .ledger
-            .nonce_used(&request.nonce().0)
-            .await
-            .map_err(|e| {
-                tracing::warn!("nonce lookup failed: {e}");
-                ApiError::audit_unavailable()
-            })?;
-        if used {
-            return Err(ApiError::new(
-                ErrorCode::Replayed,
-                "this request's nonce was already used",
-            ));
-        }
-    }
+    // transaction. A PUT, which would receive its whole body first, also checks it
+    // early, in the same call that reserves its key (`Reserved::begin`).
     // 8. The ACL (audit requests are governed by their own threshold).
     if operation != Operation::Audit {
         policy.acl.check(&request)?;
