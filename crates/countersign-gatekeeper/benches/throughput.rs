@@ -927,14 +927,19 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
                         get.nginx
                             .push(get_url(client.get(url), body.digest.length).await);
                     }
-                    1 => get
-                        .plain
-                        .push(get_gk(&client, &gk_plain, &key, body.digest.length).await),
+                    1 => {
+                        let cpu = gk_plain.cpu_time();
+                        get.plain
+                            .push(get_gk(&client, &gk_plain, &key, body.digest.length).await);
+                        get.cpu_plain += gk_plain.cpu_time() - cpu;
+                    }
                     _ => {
                         peak_reset &= gk.reset_peak();
                         get.before_kib = get.before_kib.max(gk.status_kib("VmRSS"));
+                        let cpu = gk.cpu_time();
                         get.gk
                             .push(get_gk(&client, &gk, &key, body.digest.length).await);
+                        get.cpu_gk += gk.cpu_time() - cpu;
                         get.peak_kib = get.peak_kib.max(gk.status_kib("VmHWM"));
                     }
                 }
@@ -1051,7 +1056,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         "Large-object GET from a local-directory store (SQLite, fresh processes per size; file = reading the body's file with a 1 MiB buffer; nginx = nginx serving that file over HTTP on 127.0.0.1): median MiB/s"
     );
     println!(
-        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>11} {:>10} {:>10} {:>12} {:>12}",
+        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>11} {:>10} {:>10} {:>12} {:>12} {:>14}",
         "size",
         "runs",
         "file",
@@ -1063,7 +1068,8 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         "enc/nginx",
         "enc/file",
         "RSS before",
-        "peak RSS"
+        "peak RSS",
+        "CPU ms/MiB"
     );
     for (mib, bytes, row) in &local_rows {
         let (d, p, g) = row.rates(*bytes);
@@ -1071,8 +1077,9 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         let mut n: Vec<f64> = row.nginx.iter().map(|t| mib_per_s(*bytes, *t)).collect();
         n.sort_by(f64::total_cmp);
         let n = n.get(n.len() / 2).copied().unwrap_or(f64::NAN);
+        let (cpu_plain, cpu_enc) = row.cpu_ms_per_mib(*bytes);
         println!(
-            "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>11.2} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB",
+            "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>11.2} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB {:>6.2} / {:>5.2}",
             format!("{mib} MiB"),
             row.gk.len(),
             d,
@@ -1085,6 +1092,8 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             g / d,
             row.before_kib as f64 / 1024.0,
             row.peak_kib as f64 / 1024.0,
+            cpu_plain,
+            cpu_enc,
         );
     }
     println!();

@@ -171,6 +171,14 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
                     .with_access_key_id(access_key_id)
                     .with_secret_access_key(secret_access_key.expose())
                     .with_allow_http(*allow_http)
+                    // The SigV4 payload hash (`x-amz-content-sha256`) is a second
+                    // SHA-256 of every stored byte, besides the manifest's of the
+                    // plaintext (which hashes other bytes when the bucket encrypts,
+                    // and the whole body rather than each part). Over HTTPS, TLS
+                    // already protects the body in transit, so it is left out
+                    // (`UNSIGNED-PAYLOAD`); over plain HTTP it is the only check the
+                    // store makes that the body arrived unaltered, so it stays.
+                    .with_unsigned_payload(endpoint.starts_with("https://"))
                     .with_virtual_hosted_style_request(false)
                     .with_retry(retry)
                     .build()?,
