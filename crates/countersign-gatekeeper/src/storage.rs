@@ -346,7 +346,7 @@ impl Storage {
 
     /// Streams plaintext bytes `range` of the object stored as `storage_name`, opened
     /// by `cipher` if it is encrypted, in 1 MiB pieces that a task of its own fetches
-    /// ahead (see [`produce`]). Every read of the store must answer within the
+    /// ahead (see `produce`). Every read of the store must answer within the
     /// deadline.
     pub async fn get(
         &self,
