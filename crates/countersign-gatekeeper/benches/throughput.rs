@@ -10,7 +10,7 @@
 //! - large-object GET from a local-directory store (encrypted and not) next to
 //!   nginx serving the same bytes from a file over HTTP on 127.0.0.1 (Debian's
 //!   `nginx`, `sendfile on`), and reading that file with a 1 MiB buffer.
-//! - the CPU time each gatekeeper process spends per MiB of PUT (`utime + stime`).
+//! - the CPU time each gatekeeper process spends per MiB it moves (`utime + stime`).
 //!
 //! The gatekeeper runs as a separate process (the built binary with `--config`, or
 //! the binary named by `COUNTERSIGN_BENCH_GATEKEEPER_BIN`, to measure another build
@@ -699,7 +699,11 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         .collect();
     let stores = std::env::var("COUNTERSIGN_BENCH_STORES").unwrap_or_else(|_| "s3,local".into());
     let stores: Vec<&str> = stores.split(',').map(str::trim).collect();
-    let nginx_bin = nginx_binary();
+    let nginx_bin = if stores.contains(&"local") {
+        nginx_binary()
+    } else {
+        None
+    };
 
     // One S3 bucket per side: a gatekeeper treats every file in its bucket that its
     // own index does not know as an orphan of a crashed upload and removes it, so two
