@@ -1,7 +1,10 @@
 //! The AEAD candidates of encryption at rest on this CPU, single core, side by side:
 //! AES-256-GCM and ChaCha20-Poly1305 (AWS-LC) sealing and opening bare 64 KiB
 //! segments, and the whole `at_rest` format (AES-256-GCM) sealing and opening a
-//! 64 MiB object in 1 MiB chunks, copies included.
+//! 64 MiB object in 1 MiB chunks, copies included, and opening it in place in 1 MiB
+//! batches (as the gatekeeper's GET does). Next to them, SHA-256 of the same bytes
+//! with `sha2` (the manifest's hash) and with AWS-LC (what the S3 client signs a
+//! payload with).
 //!
 //! `cargo bench -p countersign-core --features at-rest --bench at_rest`
 //!
@@ -70,10 +73,17 @@ fn bare(alg: &'static Algorithm) -> (f64, f64) {
     (gbps(OBJECT_BYTES, seal), gbps(OBJECT_BYTES, open))
 }
 
-/// The whole format: streams `plain` through `Sealer` and `Opener` in 1 MiB chunks;
-/// returns (seal, open) GB/s of plaintext. `stored` and `out` are reused across
-/// rounds, so page faults of fresh buffers are not counted.
-fn format(plain: &[u8], binding: &Binding, stored: &mut Vec<u8>, out: &mut Vec<u8>) -> (f64, f64) {
+/// The whole format: streams `plain` through `Sealer` and `Opener` in 1 MiB chunks
+/// (or, `in_place`, opens 16-segment batches where they lie); returns (seal, open)
+/// GB/s of plaintext. `stored` and `out` are reused across rounds, so page faults of
+/// fresh buffers are not counted.
+fn format(
+    plain: &[u8],
+    binding: &Binding,
+    stored: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    in_place: bool,
+) -> (f64, f64) {
     let key = DataKey::from_bytes([7; 32]);
     let header = Header {
         aead: Aead::Aes256Gcm,
@@ -89,6 +99,24 @@ fn format(plain: &[u8], binding: &Binding, stored: &mut Vec<u8>, out: &mut Vec<u
     let seal = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut opener = Opener::new(&key, header, binding, 0..plain.len() as u64).unwrap();
+    if in_place {
+        // Opening in place overwrites the batch: work on a copy made beforehand.
+        out.clear();
+        out.extend_from_slice(stored);
+        let mut rest = &mut out[..];
+        let t = Instant::now();
+        while !rest.is_empty() {
+            let n = opener.next_batch_len(16).min(rest.len());
+            let (batch, tail) = rest.split_at_mut(n);
+            let (released, result) = opener.open_in_place(batch);
+            result.unwrap();
+            black_box(&batch[released]);
+            rest = tail;
+        }
+        opener.finish().unwrap();
+        let open = t.elapsed().as_secs_f64();
+        return (gbps(plain.len(), seal), gbps(plain.len(), open));
+    }
     for chunk in stored.chunks(1 << 20) {
         out.clear();
         opener.update(chunk, out).unwrap();
@@ -108,22 +136,41 @@ fn main() {
         &BodyDigest::of(&plain),
     );
     let mut stored = vec![0u8; plain.len() + plain.len() / 1000 + 64];
-    let mut out = vec![0u8; 2 << 20];
-    let mut rows: [(&str, Vec<f64>, Vec<f64>); 3] = [
+    let mut out = vec![0u8; stored.len()];
+    let mut rows: [(&str, Vec<f64>, Vec<f64>); 4] = [
         ("AES-256-GCM, bare 64 KiB segments", vec![], vec![]),
         ("ChaCha20-Poly1305, bare 64 KiB segments", vec![], vec![]),
         ("at_rest v1 (AES-256-GCM), 1 MiB chunks", vec![], vec![]),
+        ("at_rest v1, opened in place, 1 MiB batches", vec![], vec![]),
+    ];
+    let mut hashes: [(&str, Vec<f64>); 2] = [
+        ("SHA-256, sha2 (manifest)", vec![]),
+        ("SHA-256, AWS-LC (S3 payload signing)", vec![]),
     ];
     for _ in 0..ROUNDS {
         for (i, row) in rows.iter_mut().enumerate() {
             let (s, o) = match i {
                 0 => bare(&AES_256_GCM),
                 1 => bare(&CHACHA20_POLY1305),
-                _ => format(&plain, &binding, &mut stored, &mut out),
+                2 => format(&plain, &binding, &mut stored, &mut out, false),
+                _ => format(&plain, &binding, &mut stored, &mut out, true),
             };
             row.1.push(s);
             row.2.push(o);
         }
+        let t = Instant::now();
+        black_box(<sha2::Sha256 as sha2::Digest>::digest(&plain));
+        hashes[0]
+            .1
+            .push(gbps(plain.len(), t.elapsed().as_secs_f64()));
+        let t = Instant::now();
+        black_box(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &plain,
+        ));
+        hashes[1]
+            .1
+            .push(gbps(plain.len(), t.elapsed().as_secs_f64()));
     }
     println!(
         "single core, {} MiB per run, median of {ROUNDS} rounds",
@@ -132,5 +179,9 @@ fn main() {
     println!("{:<44} {:>10} {:>10}", "", "seal GB/s", "open GB/s");
     for (name, s, o) in rows {
         println!("{name:<44} {:>10.2} {:>10.2}", median(s), median(o));
+    }
+    println!("{:<44} {:>10}", "", "hash GB/s");
+    for (name, h) in hashes {
+        println!("{name:<44} {:>10.2}", median(h));
     }
 }

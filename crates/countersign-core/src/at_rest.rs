@@ -569,6 +569,91 @@ impl Opener {
         Ok(())
     }
 
+    /// The length of the next batch for [`Opener::open_in_place`]: the stored bytes of
+    /// the next `segments` whole segments (at least one), preceded by the header if
+    /// the read starts at the object's start, and no more than this read still needs.
+    pub fn next_batch_len(&self, segments: usize) -> usize {
+        let whole = (segments.max(1) as u64).saturating_mul(STORED_SEGMENT_BYTES as u64);
+        let want = (self.header_left as u64).saturating_add(whole);
+        usize::try_from(want.min(self.remaining)).unwrap_or(usize::MAX)
+    }
+
+    /// Opens a batch of stored bytes where they lie, without copying them out: `batch`
+    /// holds the next stored bytes of this read, cut at a segment boundary as
+    /// [`Opener::next_batch_len`] gives them. Each segment is decrypted in place and
+    /// its plaintext moved down over the tags before it, so the plaintext this read
+    /// releases ends up contiguous in `batch`.
+    ///
+    /// Returns the range of `batch` holding released plaintext, and the outcome: on a
+    /// failure, the range holds only the segments that verified before it (none of
+    /// the failing segment's bytes), and the read is over.
+    pub fn open_in_place(&mut self, batch: &mut [u8]) -> (Range<usize>, Result<()>) {
+        if !self.segment.is_empty() {
+            return (
+                0..0,
+                Err(Error::new(
+                    ErrorCode::Internal,
+                    "open_in_place after a partial segment was fed to update",
+                )),
+            );
+        }
+        if batch.len() as u64 > self.remaining {
+            return (
+                0..0,
+                Err(self.tampered("more stored bytes than the object has")),
+            );
+        }
+        self.remaining -= batch.len() as u64;
+        let mut read = 0;
+        if self.header_left > 0 {
+            let at = HEADER_BYTES - self.header_left;
+            let n = self.header_left.min(batch.len());
+            if self.header.get(at..at + n) != batch.get(..n) {
+                return (
+                    0..0,
+                    Err(self.tampered("the header differs from the index")),
+                );
+            }
+            self.header_left -= n;
+            read = n;
+        }
+        // Released plaintext is `start..write`; the next segment's plaintext goes to
+        // `write`.
+        let mut start = None;
+        let mut write = read;
+        while read < batch.len() {
+            let plain_len = self.cipher.plain_len(self.length, self.index);
+            let end = read + plain_len + TAG_BYTES;
+            let nonce = self.cipher.nonce(self.index);
+            let opened = match batch.get_mut(write..end) {
+                Some(in_out) => self
+                    .cipher
+                    .key
+                    .open_within(nonce, Aad::from(self.cipher.aad), in_out, read - write..)
+                    .map(|p| p.len())
+                    .map_err(|_| tampered_segment(self.index, "authentication failed")),
+                // A batch not cut at a segment boundary: the segment is incomplete.
+                None => Err(tampered_segment(
+                    self.index,
+                    "the stored object is truncated",
+                )),
+            };
+            let released = start.unwrap_or(write)..write;
+            let plain_len = match opened {
+                Ok(n) => n,
+                Err(e) => return (released, Err(e)),
+            };
+            let seg_start = self.index * SEGMENT_BYTES as u64;
+            let from = self.plain.start.saturating_sub(seg_start) as usize;
+            let to = (self.plain.end - seg_start).min(plain_len as u64) as usize;
+            start.get_or_insert(write + from.min(to));
+            write += to;
+            read = end;
+            self.index += 1;
+        }
+        (start.unwrap_or(write)..write, Ok(()))
+    }
+
     /// Ends the read: fails if the stored bytes stopped short (a truncated object).
     pub fn finish(&mut self) -> Result<()> {
         if self.remaining > 0 || self.header_left > 0 || !self.segment.is_empty() {
@@ -616,14 +701,52 @@ mod tests {
         out
     }
 
+    /// Opens `range` by feeding `chunk`-sized pieces to `update`, and again in place
+    /// in batches of one and of three segments: all three must agree.
     fn open(plain: &[u8], stored: &[u8], range: Range<u64>, chunk: usize) -> Result<Vec<u8>> {
         let b = binding(plain, NAME);
-        let mut o = Opener::new(&DataKey::from_bytes([1; 32]), HEADER, &b, range.clone())?;
         let r = stored_range(plain.len() as u64, &range);
-        let mut out = Vec::new();
         let end = (r.end as usize).min(stored.len());
-        for c in stored[r.start as usize..end].chunks(chunk) {
-            o.update(c, &mut out)?;
+        let stored = &stored[r.start as usize..end];
+        let fed: Result<Vec<u8>> = (|| {
+            let mut o = Opener::new(&DataKey::from_bytes([1; 32]), HEADER, &b, range.clone())?;
+            let mut out = Vec::new();
+            for c in stored.chunks(chunk) {
+                o.update(c, &mut out)?;
+            }
+            o.finish()?;
+            Ok(out)
+        })();
+        for segments in [1, 3] {
+            let in_place = open_in_batches(&b, stored, range.clone(), segments);
+            match (&fed, in_place) {
+                (Ok(a), Ok(b)) => assert_eq!(a, &b, "{range:?} in batches of {segments}"),
+                (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{range:?}"),
+                (a, b) => panic!("{range:?}: fed {a:?}, in place {b:?}"),
+            }
+        }
+        fed
+    }
+
+    /// Opens `stored` in place, `segments` per batch, the way the gatekeeper does.
+    fn open_in_batches(
+        b: &Binding,
+        mut stored: &[u8],
+        range: Range<u64>,
+        segments: usize,
+    ) -> Result<Vec<u8>> {
+        let mut o = Opener::new(&DataKey::from_bytes([1; 32]), HEADER, b, range)?;
+        let mut out = Vec::new();
+        loop {
+            let n = o.next_batch_len(segments).min(stored.len());
+            if n == 0 {
+                break;
+            }
+            let mut batch = stored[..n].to_vec();
+            stored = &stored[n..];
+            let (released, result) = o.open_in_place(&mut batch);
+            out.extend_from_slice(&batch[released]);
+            result?;
         }
         o.finish()?;
         Ok(out)
@@ -750,6 +873,38 @@ mod tests {
         let mut out = Vec::new();
         assert!(o.update(&stored, &mut out).is_err());
         assert_eq!(out, plain[..SEGMENT_BYTES]);
+        // In place: the released range stops before the failing segment.
+        let mut o = Opener::new(
+            &DataKey::from_bytes([1; 32]),
+            HEADER,
+            &b,
+            0..plain.len() as u64,
+        )
+        .unwrap();
+        assert_eq!(o.next_batch_len(2), stored.len());
+        let (released, result) = o.open_in_place(&mut stored);
+        assert_eq!(result.unwrap_err().code(), ErrorCode::StoredObjectTampered);
+        assert_eq!(stored[released], plain[..SEGMENT_BYTES]);
+    }
+
+    #[test]
+    fn a_batch_not_cut_at_a_segment_boundary_is_refused() {
+        let plain = data(2 * SEGMENT_BYTES);
+        let stored = seal(&plain, 65536);
+        let b = binding(&plain, NAME);
+        let k = DataKey::from_bytes([1; 32]);
+        let mut o = Opener::new(&k, HEADER, &b, 0..plain.len() as u64).unwrap();
+        let mut batch = stored[..HEADER_BYTES + STORED_SEGMENT_BYTES + 10].to_vec();
+        let (released, result) = o.open_in_place(&mut batch);
+        assert_eq!(result.unwrap_err().code(), ErrorCode::StoredObjectTampered);
+        assert_eq!(batch[released], plain[..SEGMENT_BYTES]);
+        // After a partial update, open_in_place refuses rather than guess.
+        let mut o = Opener::new(&k, HEADER, &b, 0..plain.len() as u64).unwrap();
+        o.update(&stored[..100], &mut Vec::new()).unwrap();
+        let mut rest = stored[100..].to_vec();
+        let (released, result) = o.open_in_place(&mut rest);
+        assert!(released.is_empty());
+        assert_eq!(result.unwrap_err().code(), ErrorCode::Internal);
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //!   encrypted, and direct, with the encrypting gatekeeper's peak RSS (`VmHWM`) per
 //!   phase and the stored size overhead of encryption.
 //! - large-object GET from a local-directory store (encrypted and not) next to
-//!   reading the same bytes from a file with a 1 MiB buffer.
+//!   nginx serving the same bytes from a file over HTTP on 127.0.0.1 (Debian's
+//!   `nginx`, `sendfile on`), and reading that file with a 1 MiB buffer.
+//! - the CPU time each gatekeeper process spends per MiB it moves (`utime + stime`).
 //!
-//! The gatekeeper runs as a separate process (the built binary with `--config`).
+//! The gatekeeper runs as a separate process (the built binary with `--config`, or
+//! the binary named by `COUNTERSIGN_BENCH_GATEKEEPER_BIN`, to measure another build
+//! back to back with the same benchmark).
 //!
 //! ```text
 //! scripts/services.sh cargo bench -p countersign-gatekeeper --bench throughput
@@ -22,7 +26,9 @@
 //! concurrencies, default `1,8`),
 //! `COUNTERSIGN_BENCH_LARGE_RUNS` (transfers per size and side, default 5 up to
 //! 256 MiB, else 3), `COUNTERSIGN_BENCH_ROUNDS` (default 6), `COUNTERSIGN_BENCH_ROUND_REQUESTS`
-//! (default 200).
+//! (default 200), `COUNTERSIGN_BENCH_STORES` (which large-object phases run: `s3`,
+//! `local`, default both), `COUNTERSIGN_BENCH_NGINX` (default: `nginx` on `PATH` or in
+//! `/usr/sbin`; `none` leaves the nginx column out).
 
 // A benchmark is a developer tool, not a server: a panic is a failed run with a
 // message, so unwrap/expect/panic/indexing are fine here.
@@ -112,6 +118,20 @@ fn put_op(key: &ObjectKey, digest: BodyDigest) -> Operation {
     }
 }
 
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of `/proc` CPU
+/// times.
+fn clock_ticks_per_s() -> u64 {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    })
+}
+
 /// A gatekeeper process on 127.0.0.1, killed when dropped.
 struct Gatekeeper {
     label: String,
@@ -183,7 +203,9 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
         );
         let path = dir.path().join("gatekeeper.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_countersign-gatekeeper"))
+        let binary = std::env::var("COUNTERSIGN_BENCH_GATEKEEPER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_countersign-gatekeeper").to_owned());
+        let mut child = Command::new(binary)
             .arg("serve")
             .arg("--config")
             .arg(&path)
@@ -241,6 +263,17 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
                     .ok()
             })
             .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.child.id()))
+    }
+
+    /// CPU time the process has used (user + system), from `/proc/<pid>/stat`.
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name (which is in parentheses): utime and stime
+        // are fields 14 and 15 of the line, in clock ticks.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 1000 / clock_ticks_per_s())
     }
 
     /// Resets the peak RSS to the current RSS (Linux `clear_refs` 5).
@@ -410,14 +443,17 @@ async fn get_gk(
     length: u64,
 ) -> Duration {
     let (request, signature) = sign(get_op(key));
-    let t = Instant::now();
     let r = client
         .get(gk.url(key))
         .header("countersign-request", request)
-        .header("countersign-signature", signature)
-        .send()
-        .await
-        .unwrap();
+        .header("countersign-signature", signature);
+    get_url(r, length).await
+}
+
+/// Sends a GET and reads its body to the end; the time from sending to the last byte.
+async fn get_url(r: reqwest::RequestBuilder, length: u64) -> Duration {
+    let t = Instant::now();
+    let r = r.send().await.unwrap();
     assert_eq!(r.status(), 200);
     let mut s = r.bytes_stream();
     let mut n = 0u64;
@@ -426,6 +462,91 @@ async fn get_gk(
     }
     assert_eq!(n, length);
     t.elapsed()
+}
+
+/// nginx (`COUNTERSIGN_BENCH_NGINX`, else `nginx` on `PATH` or in `/usr/sbin`), or
+/// `None` if it is set to `none`.
+fn nginx_binary() -> Option<String> {
+    match std::env::var("COUNTERSIGN_BENCH_NGINX") {
+        Ok(v) if v == "none" => None,
+        Ok(v) => Some(v),
+        Err(_) => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let found = std::env::split_paths(&path)
+                .chain([std::path::PathBuf::from("/usr/sbin")])
+                .map(|p| p.join("nginx"))
+                .find(|p| p.is_file())
+                .expect("no nginx found: install it (apt-get install nginx), or set COUNTERSIGN_BENCH_NGINX=none");
+            Some(found.display().to_string())
+        }
+    }
+}
+
+/// nginx, one process and worker, serving the files of a directory on 127.0.0.1 the
+/// way a user would serve a static file (`sendfile on`, as `vs_nginx` runs it);
+/// killed when dropped.
+struct Nginx {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(binary: &str, root: &std::path::Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("countersign-bench-nginx-")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nodelay on;\n\
+               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }}\n}}\n",
+            root = root.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut child = Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self {
+                    child,
+                    base: format!("http://127.0.0.1:{port}"),
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nginx did not listen on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Reads a file to its end with a 1 MiB buffer (the local store's direct baseline).
@@ -465,6 +586,12 @@ struct LargeRow {
     before_kib: u64,
     /// The encrypted object's stored size (PUT rows).
     stored_bytes: u64,
+    /// CPU time of the unencrypted and the encrypted gatekeeper process over all
+    /// their transfers.
+    cpu_plain: Duration,
+    cpu_gk: Duration,
+    /// nginx serving the same bytes from a file (local GET rows).
+    nginx: Vec<Duration>,
 }
 
 impl LargeRow {
@@ -476,6 +603,17 @@ impl LargeRow {
             v[v.len() / 2]
         };
         (med(&self.direct), med(&self.plain), med(&self.gk))
+    }
+
+    /// CPU milliseconds per MiB moved: unencrypted, encrypted.
+    fn cpu_ms_per_mib(&self, bytes: u64) -> (f64, f64) {
+        let per = |cpu: Duration, n: usize| {
+            cpu.as_secs_f64() * 1000.0 / (bytes as f64 / MIB * n.max(1) as f64)
+        };
+        (
+            per(self.cpu_plain, self.plain.len()),
+            per(self.cpu_gk, self.gk.len()),
+        )
     }
 }
 
@@ -559,6 +697,13 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
                 .expect("COUNTERSIGN_BENCH_LARGE_MIB: sizes in MiB, comma-separated")
         })
         .collect();
+    let stores = std::env::var("COUNTERSIGN_BENCH_STORES").unwrap_or_else(|_| "s3,local".into());
+    let stores: Vec<&str> = stores.split(',').map(str::trim).collect();
+    let nginx_bin = if stores.contains(&"local") {
+        nginx_binary()
+    } else {
+        None
+    };
 
     // One S3 bucket per side: a gatekeeper treats every file in its bucket that its
     // own index does not know as an orphan of a crashed upload and removes it, so two
@@ -664,7 +809,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     };
     let mut peak_reset = true;
     let mut large_rows = Vec::new();
-    for &mib in &large_mib {
+    for &mib in large_mib.iter().filter(|_| stores.contains(&"s3")) {
         eprintln!("large objects: {mib} MiB");
         let (gk, gk_store) = fresh_gatekeeper("encrypted", s3_endpoint, pg_url, true).await;
         let gk = &gk;
@@ -686,13 +831,18 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             for &side in &order {
                 match side {
                     0 => put.direct.push(put_direct(&store, &dk, &body).await),
-                    1 => put
-                        .plain
-                        .push(put_gk(&client, &gk_plain, &gkk, &body).await),
+                    1 => {
+                        let cpu = gk_plain.cpu_time();
+                        put.plain
+                            .push(put_gk(&client, &gk_plain, &gkk, &body).await);
+                        put.cpu_plain += gk_plain.cpu_time() - cpu;
+                    }
                     _ => {
                         peak_reset &= gk.reset_peak();
                         put.before_kib = put.before_kib.max(gk.status_kib("VmRSS"));
+                        let cpu = gk.cpu_time();
                         put.gk.push(put_gk(&client, gk, &gkk, &body).await);
+                        put.cpu_gk += gk.cpu_time() - cpu;
                         put.peak_kib = put.peak_kib.max(gk.status_kib("VmHWM"));
                     }
                 }
@@ -702,14 +852,19 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
                     0 => get
                         .direct
                         .push(get_direct(&store, &dk, body.digest.length).await),
-                    1 => get
-                        .plain
-                        .push(get_gk(&client, &gk_plain, &gkk, body.digest.length).await),
+                    1 => {
+                        let cpu = gk_plain.cpu_time();
+                        get.plain
+                            .push(get_gk(&client, &gk_plain, &gkk, body.digest.length).await);
+                        get.cpu_plain += gk_plain.cpu_time() - cpu;
+                    }
                     _ => {
                         peak_reset &= gk.reset_peak();
                         get.before_kib = get.before_kib.max(gk.status_kib("VmRSS"));
+                        let cpu = gk.cpu_time();
                         get.gk
                             .push(get_gk(&client, gk, &gkk, body.digest.length).await);
+                        get.cpu_gk += gk.cpu_time() - cpu;
                         get.peak_kib = get.peak_kib.max(gk.status_kib("VmHWM"));
                     }
                 }
@@ -735,7 +890,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     // copy of the body in a file, read with a 1 MiB buffer. Both files were just
     // written, so both sides read from the page cache.
     let mut local_rows = Vec::new();
-    for &mib in &large_mib {
+    for &mib in large_mib.iter().filter(|_| stores.contains(&"local")) {
         eprintln!("large objects, local store: {mib} MiB");
         let gk = Gatekeeper::start("local-encrypted", None, None, true);
         let gk_plain = Gatekeeper::start("local-unencrypted", None, None, false);
@@ -760,21 +915,35 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             "COUNTERSIGN_BENCH_LARGE_RUNS",
             if mib <= 256 { 5 } else { 3 },
         );
+        let nginx = nginx_bin
+            .as_deref()
+            .map(|bin| Nginx::start(bin, direct_dir.path()));
+        let sides = if nginx.is_some() { 4 } else { 3 };
         let mut get = LargeRow::default();
         for rep in 0..reps {
-            for side in [0, 1, 2].map(|i| (i + rep) % 3) {
+            for side in (0..sides).map(|i| (i + rep) % sides) {
                 match side {
                     0 => get
                         .direct
                         .push(read_file(&direct_file, body.digest.length).await),
-                    1 => get
-                        .plain
-                        .push(get_gk(&client, &gk_plain, &key, body.digest.length).await),
+                    3 => {
+                        let url = format!("{}/object", nginx.as_ref().unwrap().base);
+                        get.nginx
+                            .push(get_url(client.get(url), body.digest.length).await);
+                    }
+                    1 => {
+                        let cpu = gk_plain.cpu_time();
+                        get.plain
+                            .push(get_gk(&client, &gk_plain, &key, body.digest.length).await);
+                        get.cpu_plain += gk_plain.cpu_time() - cpu;
+                    }
                     _ => {
                         peak_reset &= gk.reset_peak();
                         get.before_kib = get.before_kib.max(gk.status_kib("VmRSS"));
+                        let cpu = gk.cpu_time();
                         get.gk
                             .push(get_gk(&client, &gk, &key, body.digest.length).await);
+                        get.cpu_gk += gk.cpu_time() - cpu;
                         get.peak_kib = get.peak_kib.max(gk.status_kib("VmHWM"));
                     }
                 }
@@ -833,7 +1002,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         }
     );
     println!(
-        "{:<10} {:<4} {:>5} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12} {:>12} {:>10}",
+        "{:<10} {:<4} {:>5} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12} {:>12} {:>10} {:>14}",
         "size",
         "op",
         "runs",
@@ -844,7 +1013,8 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         "enc/direct",
         "RSS before",
         "peak RSS",
-        "overhead"
+        "overhead",
+        "CPU ms/MiB"
     );
     let mut min_ratio = f64::INFINITY;
     let mut min_enc_ratio = f64::INFINITY;
@@ -863,8 +1033,9 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             } else {
                 String::new()
             };
+            let (cpu_plain, cpu_enc) = row.cpu_ms_per_mib(*bytes);
             println!(
-                "{:<10} {:<4} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB {:>10}",
+                "{:<10} {:<4} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB {:>10} {:>6.2} / {:>5.2}",
                 format!("{mib} MiB"),
                 op,
                 row.gk.len(),
@@ -875,43 +1046,58 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
                 g / d,
                 row.before_kib as f64 / 1024.0,
                 row.peak_kib as f64 / 1024.0,
-                overhead
+                overhead,
+                cpu_plain,
+                cpu_enc
             );
         }
     }
     println!(
-        "(MiB/s, medians; RSS and peak RSS of the encrypting gatekeeper; overhead = stored size / body size - 1)"
+        "(MiB/s, medians; RSS and peak RSS of the encrypting gatekeeper; overhead = stored size / body size - 1; CPU = user + system time of the gatekeeper process per MiB, unencrypted / encrypted)"
     );
     println!();
     println!(
-        "Large-object GET from a local-directory store (SQLite, fresh processes per size; direct = reading a file with a 1 MiB buffer): median MiB/s"
+        "Large-object GET from a local-directory store (SQLite, fresh processes per size; file = reading the body's file with a 1 MiB buffer; nginx = nginx serving that file over HTTP on 127.0.0.1): median MiB/s"
     );
     println!(
-        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12} {:>12}",
+        "{:<10} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>11} {:>10} {:>10} {:>12} {:>12} {:>14}",
         "size",
         "runs",
-        "direct",
+        "file",
+        "nginx",
         "gk plain",
         "gk enc",
         "enc/plain",
-        "enc/direct",
+        "plain/nginx",
+        "enc/nginx",
+        "enc/file",
         "RSS before",
-        "peak RSS"
+        "peak RSS",
+        "CPU ms/MiB"
     );
     for (mib, bytes, row) in &local_rows {
         let (d, p, g) = row.rates(*bytes);
         min_ratio = min_ratio.min(g / d);
+        let mut n: Vec<f64> = row.nginx.iter().map(|t| mib_per_s(*bytes, *t)).collect();
+        n.sort_by(f64::total_cmp);
+        let n = n.get(n.len() / 2).copied().unwrap_or(f64::NAN);
+        let (cpu_plain, cpu_enc) = row.cpu_ms_per_mib(*bytes);
         println!(
-            "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB",
+            "{:<10} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>11.2} {:>10.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB {:>6.2} / {:>5.2}",
             format!("{mib} MiB"),
             row.gk.len(),
             d,
+            n,
             p,
             g,
             g / p,
+            p / n,
+            g / n,
             g / d,
             row.before_kib as f64 / 1024.0,
             row.peak_kib as f64 / 1024.0,
+            cpu_plain,
+            cpu_enc,
         );
     }
     println!();

@@ -86,7 +86,9 @@ pub enum StorageConfig {
         access_key_id: String,
         /// Secret access key.
         secret_access_key: Secret,
-        /// Allow plain-HTTP endpoints (test servers only).
+        /// Allow plain-HTTP endpoints (test servers only). Over plain HTTP the S3
+        /// client signs each request's payload hash (`x-amz-content-sha256`); over
+        /// HTTPS it sends `UNSIGNED-PAYLOAD` and TLS protects the body.
         allow_http: bool,
     },
 }

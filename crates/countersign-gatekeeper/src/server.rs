@@ -151,6 +151,23 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         }
         r
     }
+    /// Forwarded, so hyper writes a response's headers and body frames with one
+    /// `writev` instead of first copying every body byte into its own buffer (which
+    /// it does for a stream that does not say it writes vectors).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }

@@ -22,7 +22,7 @@
 
 use crate::config::{BucketConfig, StorageConfig};
 use crate::encryption::{BucketKeyring, ObjectCipher};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use countersign_core::at_rest;
 use countersign_core::{BodyDigest, Bucket};
 use futures::stream::{BoxStream, StreamExt as _};
@@ -171,6 +171,14 @@ fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore
                     .with_access_key_id(access_key_id)
                     .with_secret_access_key(secret_access_key.expose())
                     .with_allow_http(*allow_http)
+                    // The SigV4 payload hash (`x-amz-content-sha256`) is a second
+                    // SHA-256 of every stored byte, besides the manifest's of the
+                    // plaintext (which hashes other bytes when the bucket encrypts,
+                    // and the whole body rather than each part). Over HTTPS, TLS
+                    // already protects the body in transit, so it is left out
+                    // (`UNSIGNED-PAYLOAD`); over plain HTTP it is the only check the
+                    // store makes that the body arrived unaltered, so it stays.
+                    .with_unsigned_payload(endpoint.starts_with("https://"))
                     .with_virtual_hosted_style_request(false)
                     .with_retry(retry)
                     .build()?,
@@ -337,7 +345,9 @@ impl Storage {
     }
 
     /// Streams plaintext bytes `range` of the object stored as `storage_name`, opened
-    /// by `cipher` if it is encrypted. Every chunk must arrive within the deadline.
+    /// by `cipher` if it is encrypted, in 1 MiB pieces that a task of its own fetches
+    /// ahead (see `produce`). Every read of the store must answer within the
+    /// deadline.
     pub async fn get(
         &self,
         bucket: &Bucket,
@@ -384,26 +394,25 @@ impl Storage {
                 return Err(e);
             }
         };
-        let deadline = self.deadline;
-        let inner = match result.payload {
-            object_store::GetResultPayload::File(file, path) => {
-                local_file_stream(file, path, result.range)
-            }
-            object_store::GetResultPayload::Stream(s) => s,
+        let source = match result.payload {
+            object_store::GetResultPayload::File(file, path) => Source::File {
+                file: Arc::new(file),
+                path,
+                at: result.range.start,
+                end: result.range.end,
+            },
+            object_store::GetResultPayload::Stream(s) => Source::Stream {
+                stream: s,
+                rest: Bytes::new(),
+            },
         };
-        let stream = futures::stream::unfold(Some(inner), move |state| async move {
-            let mut inner = state?;
-            match tokio::time::timeout(deadline, inner.next()).await {
-                Err(_) => Some((Err(StorageError::Timeout(deadline)), None)),
-                Ok(Some(r)) => Some((r.map_err(StorageError::from), Some(inner))),
-                Ok(None) => None,
-            }
+        let stored_len = result.range.end - result.range.start;
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        tokio::spawn(produce(source, opener, stored_len, self.deadline, tx));
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
         })
-        .boxed();
-        Ok(match opener {
-            Some(o) => open_stream(stream, o),
-            None => stream,
-        })
+        .boxed())
     }
 
     /// Every file in the bucket's store (for recovery).
@@ -530,95 +539,159 @@ impl Storage {
     }
 }
 
-/// Bytes read from a local file per step of [`local_file_stream`].
-const LOCAL_READ_BYTES: usize = 1024 * 1024;
+/// Plaintext bytes per piece of a GET: stored bytes are fetched, opened and handed
+/// to the response in pieces of this size (one body frame each).
+const GET_PIECE_BYTES: usize = 1024 * 1024;
+/// Segments per piece of an encrypted GET.
+const GET_PIECE_SEGMENTS: usize = GET_PIECE_BYTES / at_rest::SEGMENT_BYTES;
+/// Pieces ready ahead of the one the response is sending.
+const READ_AHEAD: usize = 2;
 
-/// Bytes `range` of a local file, [`LOCAL_READ_BYTES`] at a time, each piece read on
-/// the blocking pool. `object_store`'s own stream of a local file hands every 8 KiB
-/// to the blocking pool separately, a thread hop per 8 KiB that held a local GET to a
-/// fraction of a plain read of the file. A file shorter than the range is an error.
-fn local_file_stream(
-    file: std::fs::File,
-    path: std::path::PathBuf,
-    range: Range<u64>,
-) -> BoxStream<'static, object_store::Result<Bytes>> {
-    use std::os::unix::fs::FileExt as _;
-    let file = Arc::new(file);
-    let end = range.end;
-    futures::stream::try_unfold(range.start, move |at| {
-        let (file, path) = (file.clone(), path.clone());
-        async move {
-            if at >= end {
-                return Ok(None);
-            }
-            let len =
-                usize::try_from(end - at).map_or(LOCAL_READ_BYTES, |n| n.min(LOCAL_READ_BYTES));
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = BytesMut::zeroed(len);
-                file.read_exact_at(&mut buf, at).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("{} at byte {at}: {e}", path.display()))
-                })?;
-                Ok(buf.freeze())
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-            .map_err(|e| object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: Box::new(e),
-            })?;
-            Ok(Some((read, at + len as u64)))
-        }
-    })
-    .boxed()
+/// Where a GET's stored bytes come from.
+enum Source {
+    /// A local file, read on the blocking pool. (`object_store`'s own
+    /// stream of a local file hands every 8 KiB to the blocking pool separately, a
+    /// thread hop per 8 KiB that held a local GET to a fraction of a plain read.)
+    File {
+        file: Arc<std::fs::File>,
+        path: std::path::PathBuf,
+        at: u64,
+        end: u64,
+    },
+    /// The store's response body, in whatever chunks it arrives; `rest` is the part
+    /// of a chunk that belongs to the next piece.
+    Stream {
+        stream: BoxStream<'static, object_store::Result<Bytes>>,
+        rest: Bytes,
+    },
 }
 
-/// Opens a stream of stored bytes segment by segment: each segment's plaintext is
-/// yielded only after its tag verified; a failure ends the stream with
-/// [`StorageError::Sealing`] (`stored_object_tampered`), as does a short read.
-fn open_stream(stored: ByteStream, opener: at_rest::Opener) -> ByteStream {
-    enum State {
-        Open(ByteStream, Box<at_rest::Opener>),
-        /// The segments verified before a failure were yielded; the failure is next.
-        Failed(StorageError),
-    }
-    futures::stream::unfold(
-        Some(State::Open(stored, Box::new(opener))),
-        |state| async move {
-            let (mut stored, mut opener) = match state? {
-                State::Open(stored, opener) => (stored, opener),
-                State::Failed(e) => return Some((Err(e), None)),
-            };
-            loop {
-                match stored.next().await {
-                    Some(Ok(chunk)) => {
-                        let mut out = Vec::with_capacity(chunk.len());
-                        // A piece may hold several segments: those before a failing one
-                        // verified and are released before the failure.
-                        if let Err(e) = opener.update(&chunk, &mut out) {
-                            let e = StorageError::Sealing(e);
-                            return Some(if out.is_empty() {
-                                (Err(e), None)
-                            } else {
-                                (Ok(Bytes::from(out)), Some(State::Failed(e)))
-                            });
-                        }
-                        if !out.is_empty() {
-                            return Some((Ok(Bytes::from(out)), Some(State::Open(stored, opener))));
-                        }
+impl Source {
+    /// The next `len` stored bytes in one buffer: fewer only if the store's data ends
+    /// first. Every read of the store must answer within `deadline`.
+    async fn piece(&mut self, len: usize, deadline: Duration) -> Result<BytesMut, StorageError> {
+        match self {
+            Self::File {
+                file,
+                path,
+                at,
+                end,
+            } => {
+                let len = usize::try_from(*end - *at).map_or(len, |n| n.min(len));
+                let (file, path, from) = (file.clone(), path.clone(), *at);
+                let read = tokio::task::spawn_blocking(move || {
+                    use std::io::{Read as _, Seek as _};
+                    // `read_to_end` fills the vector's spare capacity without zeroing
+                    // it first (a buffer zeroed for `read_exact` cost a memset of
+                    // every byte), and a shorter file gives a shorter piece.
+                    let mut buf = Vec::with_capacity(len);
+                    (&*file)
+                        .seek(std::io::SeekFrom::Start(from))
+                        .and_then(|_| (&*file).take(len as u64).read_to_end(&mut buf))
+                        .map_err(|e| {
+                            std::io::Error::new(
+                                e.kind(),
+                                format!("{} at byte {from}: {e}", path.display()),
+                            )
+                        })?;
+                    // No copy: the `Bytes` of a vector is unique.
+                    Ok(BytesMut::from(Bytes::from(buf)))
+                });
+                let buf = timed(deadline, async {
+                    read.await
+                        .map_err(std::io::Error::other)
+                        .and_then(|r| r)
+                        .map_err(|e| object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })
+                })
+                .await?;
+                *at += buf.len() as u64;
+                Ok(buf)
+            }
+            Self::Stream { stream, rest } => {
+                let mut buf = BytesMut::with_capacity(len);
+                loop {
+                    let take = rest.len().min(len - buf.len());
+                    buf.extend_from_slice(&rest.split_to(take));
+                    if buf.len() == len {
+                        return Ok(buf);
                     }
-                    Some(Err(e)) => return Some((Err(e), None)),
-                    None => {
-                        return match opener.finish() {
-                            Ok(()) => None,
-                            Err(e) => Some((Err(StorageError::Sealing(e)), None)),
-                        };
+                    match timed(deadline, async { stream.next().await.transpose() }).await? {
+                        Some(chunk) => *rest = chunk,
+                        None => return Ok(buf),
                     }
                 }
             }
-        },
-    )
-    .boxed()
+        }
+    }
+}
+
+/// Fetches a GET's `stored_len` stored bytes piece by piece, opens each encrypted
+/// piece in place (no copy of its plaintext), and sends the pieces to the response,
+/// [`READ_AHEAD`] ahead of it: fetching and decrypting overlap with sending, and each
+/// piece is one body frame. It runs as a task of its own, and ends when the response
+/// is dropped (its receiver gone). A segment's plaintext is sent only after its tag
+/// verified; a failure is sent after the pieces that verified before it, and ends
+/// the stream: [`StorageError::Sealing`] (`stored_object_tampered`) for tampered or
+/// missing bytes, the store's own error otherwise.
+async fn produce(
+    mut source: Source,
+    mut opener: Option<at_rest::Opener>,
+    stored_len: u64,
+    deadline: Duration,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, StorageError>>,
+) {
+    let mut left = stored_len;
+    loop {
+        let want = match &opener {
+            Some(o) => o.next_batch_len(GET_PIECE_SEGMENTS),
+            None => usize::try_from(left).map_or(GET_PIECE_BYTES, |n| n.min(GET_PIECE_BYTES)),
+        };
+        let mut piece = if want == 0 {
+            BytesMut::new()
+        } else {
+            let read = tokio::select! {
+                r = source.piece(want, deadline) => r,
+                // The response was dropped: stop fetching.
+                () = tx.closed() => return,
+            };
+            match read {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        };
+        let done = want == 0 || piece.is_empty();
+        left = left.saturating_sub(piece.len() as u64);
+        let failure = match &mut opener {
+            None if piece.len() < want => Some(StorageError::Store(object_store::Error::Generic {
+                store: "countersign",
+                source: format!("the stored object ended {left} bytes early").into(),
+            })),
+            None => None,
+            Some(o) if piece.is_empty() => o.finish().err().map(StorageError::Sealing),
+            Some(o) => {
+                let (released, result) = o.open_in_place(&mut piece);
+                piece.truncate(released.end);
+                piece.advance(released.start);
+                result.err().map(StorageError::Sealing)
+            }
+        };
+        if !piece.is_empty() && tx.send(Ok(piece.freeze())).await.is_err() {
+            return;
+        }
+        if let Some(e) = failure {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+        if done {
+            return;
+        }
+    }
 }
 
 /// The storage name a file belongs to, if its path has the layout's shape (a local

@@ -2690,6 +2690,54 @@ fn recorded_requests(mut stream: &[u8]) -> Vec<Recorded> {
     requests
 }
 
+/// Over plain HTTP the S3 client signs the SHA-256 of every body it stores
+/// (`x-amz-content-sha256`, the store's only check that the body arrived unaltered);
+/// `UNSIGNED-PAYLOAD`, which leaves that second hash of every stored byte out, is
+/// sent only over HTTPS, where TLS protects the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_bodies_are_hashed_and_signed_over_plain_http() {
+    use countersign_gatekeeper::config::{Secret, StorageConfig};
+    use sha2::Digest as _;
+    let Some(Backend::PostgresS3 { s3_endpoint, .. }) = Backend::from_env() else {
+        return;
+    };
+    let bucket = format!("signed-{}", random_hex(6));
+    create_s3_bucket(&s3_endpoint, &bucket).await;
+    let (url, sent) = recording_forwarder(&s3_endpoint).await;
+    let store = countersign_gatekeeper::storage::build_object_store(
+        &StorageConfig::S3 {
+            endpoint: url,
+            region: "us-east-1".into(),
+            s3_bucket: bucket,
+            access_key_id: "testing".into(),
+            secret_access_key: Secret::new("testing"),
+            allow_http: true,
+        },
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    let body = b"a report, hashed by the S3 client".to_vec();
+    store
+        .put(&"objects/a".into(), body.clone().into())
+        .await
+        .unwrap();
+    let stream = sent.lock().unwrap().clone();
+    let requests = recorded_requests(&stream);
+    assert_eq!(requests.len(), 1, "{}", String::from_utf8_lossy(&stream));
+    let (headers, sent_body) = &requests[0];
+    assert_eq!(sent_body, &body);
+    let hash = headers
+        .iter()
+        .find(|(n, _)| n == "x-amz-content-sha256")
+        .map(|(_, v)| v.clone());
+    assert_eq!(
+        hash,
+        Some(countersign_core::text::hex(&<[u8; 32]>::from(
+            sha2::Sha256::digest(&body)
+        )))
+    );
+}
+
 /// Temporary KMS credentials: with a session token every KMS call carries it as
 /// `X-Amz-Security-Token`, among the SigV4 signed headers (the signature, recomputed
 /// from the request as it went over the wire, matches only with that token), and
