@@ -397,3 +397,32 @@ fn parse_range(s: &str) -> Result<ByteRange> {
         parse_decimal(last, "range")?,
     )
 }
+
+/// A request together with the exact canonical bytes it was parsed from. A server
+/// reads a request's fields (to bind its URL, to log them) before it verifies the
+/// signatures; [`crate::RequestVerifier::verify_parsed`] then takes this value and
+/// neither parses nor copies the bytes again. Only [`ParsedRequest::parse`] makes
+/// one, so the fields are always those of the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedRequest {
+    pub(crate) request: Request,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl ParsedRequest {
+    /// Parses canonical bytes ([`Request::parse`]) and keeps them.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
+        let request = Request::parse(&bytes)?;
+        Ok(Self { request, bytes })
+    }
+
+    /// The parsed request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The canonical bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}

@@ -81,7 +81,7 @@ pub mod tiles;
 pub mod transport;
 pub mod witness;
 
-pub use canonical::{BodyDigest, Method, Operation, Request};
+pub use canonical::{BodyDigest, Method, Operation, ParsedRequest, Request};
 pub use download::{Download, VerifiedDownload, verify_download};
 pub use error::{Error, ErrorCode, Result};
 pub use listing::{ListedObject, Listing, VerifiedListing};

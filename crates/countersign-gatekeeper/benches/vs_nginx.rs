@@ -11,6 +11,14 @@
 //!   `/proc/PID/task/*/status`), p50 and p99, and the p50 the gatekeeper adds to
 //!   nginx's. The crypto a request needs at least (two strict verifications and one
 //!   signature) is timed in-process for reference.
+//! - **Counted per request** when `perf` works (`perf stat -p PID` over each wrk run):
+//!   the server's CPU time from `task-clock` (nanoseconds, not 10 ms ticks), its
+//!   context switches and its system calls (`raw_syscalls:sys_enter`), and any extra
+//!   events named in `COUNTERSIGN_BENCH_PERF_EVENTS` (e.g. a `perf probe` on `malloc`
+//!   to count allocations). Counted events are steadier than times on a loaded machine.
+//! - **Two builds side by side**: `COUNTERSIGN_BENCH_BASELINE` names an older
+//!   gatekeeper binary; it gets its own directory and the same requests, and runs in
+//!   every cell right after nginx and before the current build.
 //! - **Append throughput**: 16 tasks appending audit entries (each with a nonce) to a
 //!   ledger on SQLite and, when `COUNTERSIGN_TEST_PG_URL` is set, on PostgreSQL.
 //!
@@ -25,7 +33,9 @@
 //! `COUNTERSIGN_BENCH_NGINX` and `COUNTERSIGN_BENCH_WRK` (default `nginx` and `wrk`
 //! on `PATH`), `COUNTERSIGN_BENCH_MAX_RATE` (requests/s the pre-signed set is sized
 //! for, default 20000: a run that exhausts it reports `reused` > 0, and the reused
-//! requests are refused as replays).
+//! requests are refused as replays), `COUNTERSIGN_BENCH_METHODS` (default `GET,PUT`),
+//! `COUNTERSIGN_BENCH_APPEND` (`0` skips the append part), `COUNTERSIGN_BENCH_PERF`
+//! (`0` skips `perf stat`).
 
 // A benchmark is a developer tool, not a server: a panic is a failed run with a
 // message, so unwrap/expect/panic/indexing are fine here.
@@ -111,6 +121,83 @@ fn process_cost(pid: u32) -> Cost {
     Cost { ticks, switches }
 }
 
+/// `perf stat` attached to a process for the length of one wrk run.
+struct PerfStat {
+    child: Child,
+    out: PathBuf,
+}
+
+/// The events counted for every server: CPU time, context switches, system calls,
+/// then the extra events of `COUNTERSIGN_BENCH_PERF_EVENTS`.
+fn perf_events() -> Vec<String> {
+    let mut events: Vec<String> = ["task-clock", "context-switches", "raw_syscalls:sys_enter"]
+        .map(str::to_owned)
+        .into();
+    if let Ok(extra) = std::env::var("COUNTERSIGN_BENCH_PERF_EVENTS") {
+        events.extend(
+            extra
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    events
+}
+
+/// Whether `perf stat` can count this machine's software events (and is wanted).
+fn perf_available() -> bool {
+    std::env::var("COUNTERSIGN_BENCH_PERF").as_deref() != Ok("0")
+        && Command::new("perf")
+            .args(["stat", "-x,", "-e", &perf_events().join(","), "--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+impl PerfStat {
+    fn start(pid: u32, dir: &Path) -> Self {
+        let out = dir.join("perf-stat.csv");
+        let child = Command::new("perf")
+            .args(["stat", "-x,", "-e", &perf_events().join(","), "-o"])
+            .arg(&out)
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start perf");
+        // perf attaches to every thread before it counts.
+        std::thread::sleep(Duration::from_millis(300));
+        Self { child, out }
+    }
+
+    /// Stops counting (SIGINT makes perf print its totals) and returns each event's
+    /// count, in the order of [`perf_events`].
+    fn stop(mut self) -> Vec<f64> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        perf_events()
+            .iter()
+            .map(|event| {
+                text.lines()
+                    .map(|l| l.split(',').collect::<Vec<_>>())
+                    .find(|f| f.len() > 2 && f[2].starts_with(event.as_str()))
+                    .and_then(|f| f[0].parse::<f64>().ok())
+                    // perf prints task-clock in milliseconds.
+                    .map_or(
+                        f64::NAN,
+                        |v| if event == "task-clock" { v * 1e3 } else { v },
+                    )
+            })
+            .collect()
+    }
+}
+
 // --- servers --------------------------------------------------------------------------
 
 /// A child process killed when dropped.
@@ -126,7 +213,7 @@ impl Drop for Server {
     }
 }
 
-fn gatekeeper(dir: &Path, bucket: &Path) -> Server {
+fn gatekeeper(binary: &str, dir: &Path, bucket: &Path) -> Server {
     let [k1, k2] = vendor_keys();
     let config = format!(
         r#"gatekeeper_id = "{GK_ID}"
@@ -162,9 +249,7 @@ operations = ["GET", "PUT"]
         bucket = bucket.display(),
     );
     std::fs::write(dir.join("gatekeeper.toml"), config).unwrap();
-    let binary = std::env::var("COUNTERSIGN_BENCH_GATEKEEPER")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_countersign-gatekeeper").to_owned());
-    let mut child = Command::new(&binary)
+    let mut child = Command::new(binary)
         .arg("serve")
         .arg("--config")
         .arg(dir.join("gatekeeper.toml"))
@@ -289,6 +374,8 @@ struct Run {
     p99_us: f64,
     refused: u64,
     reused: u64,
+    /// Per request, the [`perf_events`] counts (empty without perf).
+    counted: Vec<f64>,
 }
 
 fn field(line: &str, name: &str) -> u64 {
@@ -309,12 +396,14 @@ fn wrk(
     body: Option<&Path>,
     connections: usize,
     secs: usize,
+    perf: bool,
 ) -> Run {
     let script = dir.join("replay.lua");
     std::fs::write(&script, WRK_SCRIPT).unwrap();
     let list = dir.join("requests.txt");
     std::fs::write(&list, lines.join("\n") + "\n").unwrap();
     let pid = server.child.id();
+    let counting = perf.then(|| PerfStat::start(pid, dir));
     let before = process_cost(pid);
     let out = Command::new(wrk_bin)
         .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
@@ -327,6 +416,7 @@ fn wrk(
         .output()
         .unwrap_or_else(|e| panic!("cannot run {wrk_bin}: {e}"));
     let after = process_cost(pid);
+    let counted = counting.map(PerfStat::stop).unwrap_or_default();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -347,6 +437,7 @@ fn wrk(
         p99_us: field(line, "p99_us") as f64,
         refused: field(line, "non2xx") + field(line, "socket_errors"),
         reused: requests.saturating_sub(lines.len() as u64),
+        counted: counted.into_iter().map(|c| c / n).collect(),
     }
 }
 
@@ -424,51 +515,115 @@ fn requests(secs: usize) -> usize {
     env_num("COUNTERSIGN_BENCH_MAX_RATE", 20_000) * secs
 }
 
-async fn http_vs_nginx(secs: usize, levels: &[usize]) {
-    let wrk_bin = find("COUNTERSIGN_BENCH_WRK", "wrk");
-    let nginx_bin = find("COUNTERSIGN_BENCH_NGINX", "nginx");
+/// A gatekeeper under test: its build, process and directory.
+struct Subject {
+    name: &'static str,
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+/// Starts the gatekeeper `binary` in a directory of its own and stores the object
+/// every GET reads; returns it with the stored file's path (relative to its bucket).
+async fn start_subject(name: &'static str, binary: &str, body: &[u8]) -> (Subject, String) {
     let dir = tempfile::Builder::new()
         .prefix("countersign-bench-")
         .tempdir()
         .unwrap();
     let bucket = dir.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
-    let gk = gatekeeper(dir.path(), &bucket);
-    let body = random_bytes(SMALL);
-    let body_file = dir.path().join("body");
-    std::fs::write(&body_file, &body).unwrap();
-    // The object every GET reads.
-    let (request, signature) = sign(put_op("small", &body));
+    let server = gatekeeper(binary, dir.path(), &bucket);
+    let (request, signature) = sign(put_op("small", body));
     let r = reqwest::Client::new()
-        .put(format!("{}/v1/objects/{BUCKET}/small", gk.base))
+        .put(format!("{}/v1/objects/{BUCKET}/small", server.base))
         .header("countersign-request", request)
         .header("countersign-signature", signature)
         .header("content-type", "application/octet-stream")
-        .body(body.clone())
+        .body(body.to_vec())
         .send()
         .await
         .unwrap();
     let status = r.status();
     assert!(
         status.is_success(),
-        "PUT small: {status} {}",
+        "PUT small ({name}): {status} {}",
         r.text().await.unwrap()
     );
     let file = stored_file(&bucket);
-    let ngx_dir = dir.path().join("nginx");
+    (Subject { name, dir, server }, file)
+}
+
+fn print_row(method: &str, c: usize, name: &str, r: &Run, base: &Run) {
+    let extra: String = r.counted.iter().map(|v| format!(" {v:>10.1}")).collect();
+    println!(
+        "{method:<4} {c:>3} {name:<10} {:>9.0} {:>7.3} {:>8.1} {:>9.2} {:>8.0} {:>8.0} {:>9} {:>8} {:>7}{extra}",
+        r.rps,
+        r.rps / base.rps,
+        r.cpu_us,
+        r.switches,
+        r.p50_us,
+        r.p99_us,
+        if name == "nginx" {
+            "-".to_owned()
+        } else {
+            format!("{:.0}", r.p50_us - base.p50_us)
+        },
+        r.refused,
+        if name == "nginx" {
+            "-".to_owned()
+        } else {
+            r.reused.to_string()
+        },
+    );
+}
+
+async fn http_vs_nginx(secs: usize, levels: &[usize], methods: &[String]) {
+    let wrk_bin = find("COUNTERSIGN_BENCH_WRK", "wrk");
+    let nginx_bin = find("COUNTERSIGN_BENCH_NGINX", "nginx");
+    let current = std::env::var("COUNTERSIGN_BENCH_GATEKEEPER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_countersign-gatekeeper").to_owned());
+    let body = random_bytes(SMALL);
+    let mut subjects = Vec::new();
+    if let Ok(baseline) = std::env::var("COUNTERSIGN_BENCH_BASELINE") {
+        subjects.push(start_subject("baseline", &baseline, &body).await);
+    }
+    subjects.push(start_subject("gatekeeper", &current, &body).await);
+    // nginx serves the current build's bucket directory.
+    let (last, file) = subjects.last().unwrap();
+    let bucket = last.dir.path().join("bucket");
+    let body_file = last.dir.path().join("body");
+    std::fs::write(&body_file, &body).unwrap();
+    let ngx_dir = last.dir.path().join("nginx");
     std::fs::create_dir_all(&ngx_dir).unwrap();
     let ngx = nginx(&nginx_bin, &ngx_dir, &bucket);
+    let perf = perf_available();
     println!(
         "1 KiB requests, wrk -t1 replaying pre-signed requests, {secs} s per run; \
          nginx serves the gatekeeper's stored file `{file}` ({} bytes) from the same directory",
-        std::fs::metadata(bucket.join(&file)).unwrap().len()
+        std::fs::metadata(bucket.join(file)).unwrap().len()
     );
     println!(
-        "crypto alone (2 verify_strict + 1 receipt signature): {:.0} µs/request\n",
+        "crypto alone (2 verify_strict + 1 receipt signature): {:.0} µs/request",
         crypto_us()
     );
+    if perf {
+        println!(
+            "counted per request by perf stat: {} (task-clock in µs)",
+            perf_events().join(", ")
+        );
+    } else {
+        println!("perf stat: not available (or COUNTERSIGN_BENCH_PERF=0): no counted columns");
+    }
+    println!();
+    let counted_heads: String = if perf {
+        perf_events()
+            .iter()
+            .map(|e| format!(" {:>10}", e.rsplit(':').next().unwrap_or(e)))
+            .collect()
+    } else {
+        String::new()
+    };
     println!(
-        "{:<4} {:>3} {:<10} {:>9} {:>7} {:>8} {:>9} {:>8} {:>8} {:>9} {:>8} {:>7}",
+        "{:<4} {:>3} {:<10} {:>9} {:>7} {:>8} {:>9} {:>8} {:>8} {:>9} {:>8} {:>7}{counted_heads}",
         "op",
         "c",
         "server",
@@ -483,60 +638,53 @@ async fn http_vs_nginx(secs: usize, levels: &[usize]) {
         "reused"
     );
     let mut run_no = 0;
-    for method in ["GET", "PUT"] {
+    for method in methods {
+        let method = method.as_str();
         for &c in levels {
             run_no += 1;
             let n = requests(secs);
-            let (gk_lines, ngx_lines): (Vec<String>, Vec<String>) = (0..n)
-                .map(|i| {
-                    let (path, op) = if method == "GET" {
-                        (
-                            format!("/v1/objects/{BUCKET}/small"),
-                            Operation::Get {
-                                key: ObjectKey::parse("small").unwrap(),
-                                range: None,
-                            },
-                        )
-                    } else {
-                        let key = format!("put/{run_no}/{i}");
-                        (format!("/v1/objects/{BUCKET}/{key}"), put_op(&key, &body))
-                    };
-                    let (req, sig) = sign(op);
-                    let ngx_path = if method == "GET" {
-                        format!("/{file}")
-                    } else {
-                        format!("/put/{run_no}/{i}")
-                    };
+            let mut ngx_lines = Vec::with_capacity(n);
+            let mut gk_lines = Vec::with_capacity(n);
+            for i in 0..n {
+                let (path, op) = if method == "GET" {
                     (
-                        format!("{method} {path} {req} {sig}"),
-                        format!("{method} {ngx_path} {req} {sig}"),
+                        format!("/v1/objects/{BUCKET}/small"),
+                        Operation::Get {
+                            key: ObjectKey::parse("small").unwrap(),
+                            range: None,
+                        },
                     )
-                })
-                .unzip();
+                } else {
+                    let key = format!("put/{run_no}/{i}");
+                    (format!("/v1/objects/{BUCKET}/{key}"), put_op(&key, &body))
+                };
+                let (req, sig) = sign(op);
+                let ngx_path = if method == "GET" {
+                    format!("/{file}")
+                } else {
+                    format!("/put/{run_no}/{i}")
+                };
+                gk_lines.push(format!("{method} {path} {req} {sig}"));
+                ngx_lines.push(format!("{method} {ngx_path} {req} {sig}"));
+            }
             let put_body = (method == "PUT").then_some(body_file.as_path());
-            let base = wrk(&wrk_bin, &ngx_dir, &ngx, &ngx_lines, put_body, c, secs);
-            let ours = wrk(&wrk_bin, dir.path(), &gk, &gk_lines, put_body, c, secs);
-            for (name, r) in [("nginx", &base), ("gatekeeper", &ours)] {
-                println!(
-                    "{method:<4} {c:>3} {name:<10} {:>9.0} {:>7.3} {:>8.1} {:>9.2} {:>8.0} {:>8.0} {:>9} {:>8} {:>7}",
-                    r.rps,
-                    r.rps / base.rps,
-                    r.cpu_us,
-                    r.switches,
-                    r.p50_us,
-                    r.p99_us,
-                    if name == "nginx" {
-                        "-".to_owned()
-                    } else {
-                        format!("{:.0}", r.p50_us - base.p50_us)
-                    },
-                    r.refused,
-                    if name == "nginx" {
-                        "-".to_owned()
-                    } else {
-                        r.reused.to_string()
-                    },
+            let base = wrk(
+                &wrk_bin, &ngx_dir, &ngx, &ngx_lines, put_body, c, secs, perf,
+            );
+            print_row(method, c, "nginx", &base, &base);
+            // Each build gets the same requests: their nonces are its own log's.
+            for (s, _) in &subjects {
+                let r = wrk(
+                    &wrk_bin,
+                    s.dir.path(),
+                    &s.server,
+                    &gk_lines,
+                    put_body,
+                    c,
+                    secs,
+                    perf,
                 );
+                print_row(method, c, s.name, &r, &base);
             }
         }
     }
@@ -635,8 +783,22 @@ fn main() {
                 .expect("COUNTERSIGN_BENCH_CONCURRENCY: numbers")
         })
         .collect();
+    let methods: Vec<String> = std::env::var("COUNTERSIGN_BENCH_METHODS")
+        .unwrap_or_else(|_| "GET,PUT".into())
+        .split(',')
+        .map(|m| m.trim().to_uppercase())
+        .inspect(|m| {
+            assert!(
+                m == "GET" || m == "PUT",
+                "COUNTERSIGN_BENCH_METHODS: GET and/or PUT"
+            )
+        })
+        .collect();
     rt.block_on(async {
-        http_vs_nginx(secs, &levels).await;
+        http_vs_nginx(secs, &levels, &methods).await;
+        if std::env::var("COUNTERSIGN_BENCH_APPEND").as_deref() == Ok("0") {
+            return;
+        }
         println!("\naudit append throughput, {secs} s, every entry with its nonce");
         println!("{:<11} {:>7} {:>10} {:>8} {:>8}", "database", "clients", "entries/s", "entries", "failed");
         let dir = tempfile::tempdir().unwrap();

@@ -34,7 +34,8 @@ use countersign_core::transport::{
     REQUEST_ID_HEADER, SIGNATURE_HEADER,
 };
 use countersign_core::{
-    Bucket, Decision, ErrorCode, Method, Receipt, Request, SignatureEntry, VerifiedRequest,
+    Bucket, Decision, ErrorCode, Method, ParsedRequest, Receipt, Request, SignatureEntry,
+    VerifiedRequest,
 };
 use sha2::Digest as _;
 use std::net::{IpAddr, SocketAddr};
@@ -170,6 +171,26 @@ fn raw_header(headers: &HeaderMap, name: &str) -> Vec<u8> {
         .join(&b","[..])
 }
 
+/// A fresh request id: 32 hex digits, the first 16 drawn from the OS once per
+/// process, the last 16 a counter. Ids are unique per process and (with
+/// overwhelming probability) across restarts and instances, and cost no system
+/// call per request; they name a request in logs and are not secrets (the counter
+/// tells a client how many requests came before its own, which every receipt's
+/// `audit-seq` tells it anyway).
+fn new_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        countersign_core::text::hex(&bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{n:016x}")
+}
+
 /// The bytes a URL component spells (`%XX` decoded; any byte may result).
 fn percent_decoded(s: &str) -> Vec<u8> {
     percent_encoding::percent_decode_str(s).collect()
@@ -203,7 +224,7 @@ impl Attempt {
             request_digest: None,
             nonce: None,
             bytes: 0,
-            request_id: crate::storage::new_storage_name(),
+            request_id: new_request_id(),
         }
     }
 
@@ -413,14 +434,16 @@ async fn run(
     body: Body,
 ) -> Result<Allowed, ApiError> {
     // The receipt of a denial names the request's bytes even before they are parsed.
-    attempt.request_digest = single_header(
+    // They are decoded once, here, and parsed in step 4; their SHA-256 is the one the
+    // receipt of any decision names.
+    let decoded = single_header(
         &parts.headers,
         REQUEST_HEADER,
         gk.config.limits.max_header_bytes,
     )
     .ok()
-    .and_then(|v| parse_b64(v, "").ok())
-    .map(|c| sha2::Sha256::digest(&c).into());
+    .and_then(|v| parse_b64(v, "").ok());
+    attempt.request_digest = decoded.as_ref().map(|c| sha2::Sha256::digest(c).into());
     // The policy in force now stays in force for this request, whatever reloads.
     let policy = gk.policy.load_full();
     // 1. Client address.
@@ -458,14 +481,19 @@ async fn run(
     let max = gk.config.limits.max_header_bytes;
     let request_b64 = single_header(&parts.headers, REQUEST_HEADER, max)?;
     let signatures_text = single_header(&parts.headers, SIGNATURE_HEADER, max)?;
-    let canonical = parse_b64(request_b64, "the countersign-request header")?;
-    let request = Request::parse(&canonical)?;
+    let canonical = match decoded {
+        Some(c) => c,
+        // Decoding failed above: this reports why.
+        None => parse_b64(request_b64, "the countersign-request header")?,
+    };
+    let parsed = ParsedRequest::parse(canonical)?;
+    let request = parsed.request();
     attempt.subject = request.subject().as_str().as_bytes().to_vec();
     attempt.bucket = request.bucket().as_str().as_bytes().to_vec();
     attempt.key = request.operation().key_text().as_bytes().to_vec();
     let signatures: Vec<SignatureEntry> = parse_list(signatures_text)?;
     // 5. The HTTP request must be the signed request.
-    bind(&target, &request, parts)?;
+    bind(&target, request, parts)?;
     if !matches!(target, Target::Audit(_)) && !gk.storage.has_bucket(request.bucket()) {
         return Err(ApiError::new(
             ErrorCode::InvalidBucket,
@@ -487,7 +515,8 @@ async fn run(
         )
     })?;
     let now = now_ms() / 1000;
-    let verified = verifier.verify(&canonical, &signatures, now)?;
+    let verified = verifier.verify_parsed(parsed, signatures, now)?;
+    let request = verified.request();
     attempt.nonce = Some(NonceUse {
         nonce: request.nonce().0,
         until: verified.replay_until(),
@@ -497,7 +526,7 @@ async fn run(
     // early, in the same call that reserves its key (`Reserved::begin`).
     // 8. The ACL (audit requests are governed by their own threshold).
     if operation != Operation::Audit {
-        policy.acl.check(&request)?;
+        policy.acl.check(request)?;
     }
     let left = request
         .expires_at()
@@ -735,6 +764,11 @@ pub async fn finish(
             deny(gk, &attempt, error, nonce).await
         }
         Ok(Allowed { auth, act }) => {
+            // The SHA-256 of the header's bytes, taken in `run`: for a verified
+            // request, the digest of its one canonical encoding.
+            let digest = attempt
+                .request_digest
+                .unwrap_or_else(|| auth.request().digest());
             let draft = attempt.draft(Decision::Allow);
             let latency = draft.latency_us;
             match append(gk, draft, attempt.nonce).await {
@@ -751,20 +785,14 @@ pub async fn finish(
                     let mut r =
                         ApiError::new(ErrorCode::Replayed, "this request's nonce was already used")
                             .into_response();
-                    sign_receipt(gk, auth.request().digest(), entry.decision, &entry, &mut r);
+                    sign_receipt(gk, digest, entry.decision, &entry, &mut r);
                     r
                 }
                 Ok(entry) => {
                     attempt.count(gk, None, latency);
                     match act.perform(gk, &auth, entry.seq, &attempt).await {
                         Ok(mut r) => {
-                            sign_receipt(
-                                gk,
-                                auth.request().digest(),
-                                Decision::Allow,
-                                &entry,
-                                &mut r,
-                            );
+                            sign_receipt(gk, digest, Decision::Allow, &entry, &mut r);
                             r
                         }
                         Err(error) => {
