@@ -88,6 +88,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 "audit search indexes",
                 include_str!("../migrations/sqlite/0005_audit_search_indexes.sql"),
             ),
+            (
+                6,
+                "audit search table",
+                include_str!("../migrations/sqlite/0006_audit_search_table.sql"),
+            ),
         ],
         Dialect::Postgres => &[
             (
@@ -114,6 +119,11 @@ pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
                 5,
                 "audit search indexes",
                 include_str!("../migrations/postgres/0005_audit_search_indexes.sql"),
+            ),
+            (
+                6,
+                "audit search table",
+                include_str!("../migrations/postgres/0006_audit_search_table.sql"),
             ),
         ],
     };
@@ -1037,6 +1047,13 @@ impl Ledger {
         object_key, subject, decision, error_code, bytes, latency_us, request, request_sha256,
         request_length, signatures, signatures_sha256, signatures_length";
 
+    /// [`Ledger::ENTRY_COLUMNS`] of the table aliased `a`.
+    const ENTRY_COLUMNS_A: &'static str =
+        "a.seq, a.prev_sha256, a.time_ms, a.gatekeeper, a.request_id, a.client_ip, a.operation,
+        a.bucket, a.object_key, a.subject, a.decision, a.error_code, a.bytes, a.latency_us,
+        a.request, a.request_sha256, a.request_length, a.signatures, a.signatures_sha256,
+        a.signatures_length";
+
     /// Up to `limit` entries with `seq >= from`, in order.
     pub async fn entries(&self, from: u64, limit: u32) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(self.sql(&format!(
@@ -1052,96 +1069,59 @@ impl Ledger {
     }
 
     /// Entries matching `filter`, in order, at most `filter.limit`.
+    ///
+    /// The entries the tree covers are found through `audit_search` and its indexes
+    /// (filled by [`Ledger::integrate`], see migration 6); the entries appended since,
+    /// at most one integration interval of them, are read from `audit_log` above the
+    /// tree size. The tree size is read first: `audit_search` only gains rows below a
+    /// later size and `audit_log` only gains rows, so no entry is missed or repeated
+    /// when the integrator runs in between.
     pub async fn search(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut clauses = vec!["seq >= ?".to_owned()];
-        if filter.from_ms.is_some() {
-            clauses.push("time_ms >= ?".into());
-        }
-        if filter.to_ms.is_some() {
-            clauses.push("time_ms < ?".into());
-        }
-        if filter.subject.is_some() {
-            clauses.push("subject = ?".into());
-        }
-        if filter.client_ip.is_some() {
-            clauses.push("client_ip = ?".into());
-        }
-        if filter.bucket.is_some() {
-            clauses.push("bucket = ?".into());
-        }
-        if filter.operation.is_some() {
-            clauses.push("operation = ?".into());
-        }
-        if filter.key.is_some() {
-            clauses.push("object_key = ?".into());
-        }
-        // A prefix is a byte range, so that the (object_key, seq) index
-        // serves it: `prefix <= key < prefix_end` (no upper bound when the prefix is
-        // all 0xff bytes; an empty prefix matches every key).
-        let prefix_range = filter
-            .key_prefix
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(|p| (p.as_bytes().to_vec(), prefix_end(p.as_bytes())));
-        if let Some((_, end)) = &prefix_range {
-            clauses.push("object_key >= ?".into());
-            if end.is_some() {
-                clauses.push("object_key < ?".into());
+        let limit = i64::from(filter.limit);
+        let after = to_i64(filter.after_seq, "seq")?;
+        let indexed = self
+            .within(async {
+                Ok(sqlx::query("SELECT size FROM tlog_state WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await?)
+            })
+            .await?
+            .map(|row| row.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        if after < indexed {
+            let sql = format!(
+                "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq
+                 WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
+                Self::ENTRY_COLUMNS_A,
+                search_clauses(filter, "s")
+            );
+            let q = sqlx::query(self.sql(&sql)).bind(after).bind(indexed);
+            let q = bind_search(q, filter).bind(limit);
+            let rows = self
+                .within(async { Ok(q.fetch_all(&self.pool).await?) })
+                .await?;
+            for row in &rows {
+                out.push(Self::entry_from_row(row)?);
             }
         }
-        if filter.decision.is_some() {
-            clauses.push("decision = ?".into());
-        }
-        if filter.error.is_some() {
-            clauses.push("error_code = ?".into());
-        }
-        let sql = self.sql(&format!(
-            "SELECT {} FROM audit_log WHERE {} ORDER BY seq LIMIT ?",
-            Self::ENTRY_COLUMNS,
-            clauses.join(" AND ")
-        ));
-        let mut q = sqlx::query(sql).bind(to_i64(filter.after_seq, "seq")?);
-        if let Some(v) = filter.from_ms {
-            q = q.bind(to_i64(v, "from")?);
-        }
-        if let Some(v) = filter.to_ms {
-            q = q.bind(to_i64(v, "to")?);
-        }
-        if let Some(v) = &filter.subject {
-            q = q.bind(v.as_bytes().to_vec());
-        }
-        if let Some(v) = &filter.client_ip {
-            q = q.bind(v.to_string());
-        }
-        if let Some(v) = &filter.bucket {
-            q = q.bind(v.as_bytes().to_vec());
-        }
-        if let Some(v) = &filter.operation {
-            q = q.bind(v.as_bytes().to_vec());
-        }
-        if let Some(v) = &filter.key {
-            q = q.bind(v.as_bytes().to_vec());
-        }
-        if let Some((start, end)) = prefix_range {
-            q = q.bind(start);
-            if let Some(end) = end {
-                q = q.bind(end);
+        let left = limit - i64::try_from(out.len()).unwrap_or(limit);
+        if left > 0 {
+            let sql = format!(
+                "SELECT {} FROM audit_log a WHERE a.seq >= ?{} ORDER BY a.seq LIMIT ?",
+                Self::ENTRY_COLUMNS_A,
+                search_clauses(filter, "a")
+            );
+            let q = sqlx::query(self.sql(&sql)).bind(after.max(indexed));
+            let q = bind_search(q, filter).bind(left);
+            let rows = self
+                .within(async { Ok(q.fetch_all(&self.pool).await?) })
+                .await?;
+            for row in &rows {
+                out.push(Self::entry_from_row(row)?);
             }
         }
-        if let Some(v) = &filter.decision {
-            q = q.bind(v.clone());
-        }
-        if let Some(v) = &filter.error {
-            q = q.bind(v.as_str().to_owned());
-        }
-        let q = q.bind(i64::from(filter.limit));
-        let rows = self
-            .within(async { Ok(q.fetch_all(&self.pool).await?) })
-            .await?;
-        let out = rows
-            .iter()
-            .map(Self::entry_from_row)
-            .collect::<Result<Vec<_>>>()?;
         Ok(out)
     }
 
@@ -1374,6 +1354,91 @@ fn sql(dialect: Dialect, q: &str) -> AssertSqlSafe<String> {
             out
         }
     })
+}
+
+/// The search's conditions on the table aliased `t` (`audit_search` or `audit_log`,
+/// which name the search columns alike), each after ` AND `; [`bind_search`] binds
+/// their values in the same order.
+fn search_clauses(filter: &AuditFilter, t: &str) -> String {
+    let mut clauses = Vec::new();
+    if filter.from_ms.is_some() {
+        clauses.push("time_ms >= ?");
+    }
+    if filter.to_ms.is_some() {
+        clauses.push("time_ms < ?");
+    }
+    if filter.subject.is_some() {
+        clauses.push("subject = ?");
+    }
+    if filter.client_ip.is_some() {
+        clauses.push("client_ip = ?");
+    }
+    if filter.bucket.is_some() {
+        clauses.push("bucket = ?");
+    }
+    if filter.operation.is_some() {
+        clauses.push("operation = ?");
+    }
+    if filter.key.is_some() {
+        clauses.push("object_key = ?");
+    }
+    // A prefix is a byte range, so that the (object_key, seq) index serves it:
+    // `prefix <= key < prefix_end` (no upper bound when the prefix is all 0xff bytes;
+    // an empty prefix matches every key).
+    if let Some(p) = filter.key_prefix.as_deref().filter(|p| !p.is_empty()) {
+        clauses.push("object_key >= ?");
+        if prefix_end(p.as_bytes()).is_some() {
+            clauses.push("object_key < ?");
+        }
+    }
+    if filter.decision.is_some() {
+        clauses.push("decision = ?");
+    }
+    if filter.error.is_some() {
+        clauses.push("error_code = ?");
+    }
+    clauses.iter().map(|c| format!(" AND {t}.{c}")).collect()
+}
+
+/// Binds the values of [`search_clauses`] in order.
+fn bind_search<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    filter: &AuditFilter,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    if let Some(v) = filter.from_ms {
+        q = q.bind(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+    if let Some(v) = filter.to_ms {
+        q = q.bind(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+    if let Some(v) = &filter.subject {
+        q = q.bind(v.as_bytes().to_vec());
+    }
+    if let Some(v) = &filter.client_ip {
+        q = q.bind(v.to_string());
+    }
+    if let Some(v) = &filter.bucket {
+        q = q.bind(v.as_bytes().to_vec());
+    }
+    if let Some(v) = &filter.operation {
+        q = q.bind(v.as_bytes().to_vec());
+    }
+    if let Some(v) = &filter.key {
+        q = q.bind(v.as_bytes().to_vec());
+    }
+    if let Some(p) = filter.key_prefix.as_deref().filter(|p| !p.is_empty()) {
+        q = q.bind(p.as_bytes().to_vec());
+        if let Some(end) = prefix_end(p.as_bytes()) {
+            q = q.bind(end);
+        }
+    }
+    if let Some(v) = &filter.decision {
+        q = q.bind(v.clone());
+    }
+    if let Some(v) = &filter.error {
+        q = q.bind(v.as_str().to_owned());
+    }
+    q
 }
 
 /// The least byte string greater than every string starting with `prefix`: the

@@ -297,8 +297,216 @@ fn ledger_draft() -> countersign_gatekeeper::ledger::AuditDraft {
     }
 }
 
+/// Binds `?` placeholders as `$n` on PostgreSQL.
+fn placeholders(dialect: Dialect, q: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => q.to_owned(),
+        Dialect::Postgres => {
+            let n = q.matches('?').count();
+            (1..=n).fold(q.to_owned(), |q, n| q.replacen('?', &format!("${n}"), 1))
+        }
+    }
+}
+
+/// A database at schema version 5 (the search indexes on `audit_log`) holding
+/// `entries`, of which the first `integrated` are in its Merkle tree (state and tiles
+/// as the integrator of version 5 stored them).
+async fn create_version_5_database(
+    url: &str,
+    dialect: Dialect,
+    entries: &[countersign_core::audit::AuditEntry],
+    integrated: usize,
+) {
+    use countersign_core::merkle::{TreeBuilder, leaf_hash};
+    use countersign_core::tiles::{TILE_HEIGHT, TILE_WIDTH};
+    let pool = raw_pool(url).await;
+    let five: Vec<_> = countersign_gatekeeper::ledger::migrations(dialect)
+        .iter()
+        .filter(|m| m.version <= 5)
+        .cloned()
+        .collect();
+    sqlx::migrate::Migrator::with_migrations(five)
+        .run(&pool)
+        .await
+        .unwrap();
+    let q = placeholders(
+        dialect,
+        "INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper,
+         client_ip, operation, bucket, object_key, subject, decision, error_code, bytes,
+         latency_us, request, request_sha256, request_length, signatures, signatures_sha256,
+         signatures_length, request_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    for e in entries {
+        sqlx::query(sqlx::AssertSqlSafe(q.clone()))
+            .bind(i64::try_from(e.seq).unwrap())
+            .bind(e.prev_sha256.to_vec())
+            .bind(e.hash().to_vec())
+            .bind(i64::try_from(e.time_ms).unwrap())
+            .bind(e.gatekeeper.as_str().to_owned())
+            .bind(e.client_ip.to_string())
+            .bind(e.operation.clone())
+            .bind(e.bucket.clone())
+            .bind(e.key.clone())
+            .bind(e.subject.clone())
+            .bind(e.decision.as_str().to_owned())
+            .bind(e.decision.error().map_or("", |c| c.as_str()).to_owned())
+            .bind(i64::try_from(e.bytes).unwrap())
+            .bind(i64::try_from(e.latency_us).unwrap())
+            .bind(e.request.stored().to_vec())
+            .bind(e.request.sha256().to_vec())
+            .bind(i64::try_from(e.request.length()).unwrap())
+            .bind(e.signatures.stored().to_vec())
+            .bind(e.signatures.sha256().to_vec())
+            .bind(i64::try_from(e.signatures.length()).unwrap())
+            .bind(e.request_id.clone())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let mut tree = TreeBuilder::new();
+    let mut tiles = std::collections::BTreeMap::<(u32, u64), Vec<u8>>::new();
+    for e in &entries[..integrated] {
+        tree.push_with(leaf_hash(&e.encode()), |level, index, hash| {
+            if level % TILE_HEIGHT == 0 {
+                tiles
+                    .entry((level / TILE_HEIGHT, index / TILE_WIDTH))
+                    .or_default()
+                    .extend_from_slice(hash);
+            }
+        })
+        .unwrap();
+    }
+    for ((level, index), hashes) in tiles {
+        sqlx::query(sqlx::AssertSqlSafe(placeholders(
+            dialect,
+            "INSERT INTO tlog_tiles (level, idx, hashes) VALUES (?, ?, ?)",
+        )))
+        .bind(i64::from(level))
+        .bind(i64::try_from(index).unwrap())
+        .bind(hashes)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(sqlx::AssertSqlSafe(placeholders(
+        dialect,
+        "INSERT INTO tlog_state (id, size, edge) VALUES (1, ?, ?)",
+    )))
+    .bind(i64::try_from(tree.size()).unwrap())
+    .bind(tree.edge().concat())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+async fn count(url: &str, table: &str) -> i64 {
+    use sqlx::Row as _;
+    let pool = raw_pool(url).await;
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get::<i64, _>(0);
+    pool.close().await;
+    n
+}
+
+/// Migration 6 moves the search columns of the integrated entries of a version-5
+/// database into `audit_search`; the search finds every old entry (integrated ones
+/// through the new table, the rest in the log's tail), the integrator goes on from
+/// the old tree and fills the table for the rest, and the tree verifies.
+async fn a_version_5_log_migrates_and_stays_searchable(backend: &Backend) {
+    use countersign_core::audit::{AuditEntry, CapturedHeader, GENESIS, verify_chain};
+    use countersign_core::merkle::{MemoryTree, leaf_hash};
+    use countersign_core::{Decision, ErrorCode};
+    use countersign_gatekeeper::audit::AuditFilter;
+    let dir = temp_dir();
+    let (url, dialect) = fresh_database(backend, dir.path()).await;
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    for i in 0..5u64 {
+        let entry = AuditEntry {
+            seq: i,
+            prev_sha256: entries.last().map_or(GENESIS, AuditEntry::hash),
+            time_ms: 1_700_000_000_000 + i,
+            gatekeeper: GatekeeperId::parse(GK).unwrap(),
+            request_id: Some(format!("{i:032x}").into_bytes()),
+            client_ip: format!("192.0.2.{}", i % 2).parse().unwrap(),
+            operation: b"GET".to_vec(),
+            bucket: b"reports".to_vec(),
+            key: format!("org-1/{i}.pdf").into_bytes(),
+            subject: b"user-1".to_vec(),
+            decision: if i % 2 == 1 {
+                Decision::Deny(ErrorCode::Expired)
+            } else {
+                Decision::Allow
+            },
+            bytes: i,
+            latency_us: 9,
+            request: CapturedHeader::whole(b"cmVx"),
+            signatures: CapturedHeader::whole(b"c2ln"),
+        };
+        entries.push(entry);
+    }
+    create_version_5_database(&url, dialect, &entries, 3).await;
+
+    let ledger = connect(&url).await.unwrap();
+    assert_eq!(
+        count(&url, "audit_search").await,
+        3,
+        "the integrated entries"
+    );
+    let search = |f: fn(&mut AuditFilter)| {
+        let mut filter = AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        };
+        f(&mut filter);
+        let ledger = ledger.clone();
+        async move { ledger.search(&filter).await.unwrap() }
+    };
+    assert_eq!(search(|f| f.subject = Some("user-1".into())).await, entries);
+    let denied: Vec<_> = entries.iter().filter(|e| e.seq % 2 == 1).cloned().collect();
+    assert_eq!(search(|f| f.decision = Some("deny".into())).await, denied);
+    assert_eq!(
+        search(|f| f.key_prefix = Some("org-1/4".into())).await,
+        entries[4..]
+    );
+    // A page that ends in the tree, then one that starts there.
+    let page = search(|f| f.limit = 2).await;
+    assert_eq!(page, entries[..2]);
+    let page = search(|f| {
+        f.after_seq = 2;
+        f.client_ip = "192.0.2.0".parse().ok();
+    })
+    .await;
+    assert_eq!(page, vec![entries[2].clone(), entries[4].clone()]);
+
+    // The next entry chains to the old ones; the integrator extends the old tree.
+    let next = ledger.append(ledger_draft(), None).await.unwrap();
+    entries.push(next);
+    assert_eq!(
+        verify_chain(&ledger.entries(0, 100).await.unwrap(), 0, GENESIS)
+            .unwrap()
+            .1,
+        6
+    );
+    let cp = ledger.integrate(100).await.unwrap().unwrap();
+    assert_eq!(cp.size, 6);
+    let tree = MemoryTree::from_leaves(entries.iter().map(|e| leaf_hash(&e.encode())).collect());
+    let text = countersign_core::note::SignedNote::parse(cp.note.as_bytes()).unwrap();
+    let body = countersign_core::note::Checkpoint::parse_body(text.text()).unwrap();
+    assert_eq!(body.root(), &tree.root(6).unwrap());
+    assert_eq!(count(&url, "audit_search").await, 6);
+    assert_eq!(search(|f| f.subject = Some("user-1".into())).await, entries);
+    assert_eq!(search(|f| f.subject = Some("user-2".into())).await, vec![]);
+    ledger.close().await;
+}
+
 both_backends!(
     upgrades_a_database_created_before_migrations,
     refuses_a_newer_or_altered_schema,
-    entries_written_before_the_request_id_keep_verifying
+    entries_written_before_the_request_id_keep_verifying,
+    a_version_5_log_migrates_and_stays_searchable
 );

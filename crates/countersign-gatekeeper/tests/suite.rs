@@ -1583,6 +1583,94 @@ async fn two_ledgers_appending_concurrently_make_one_chain(b: &Backend) {
     two.close().await;
 }
 
+/// The PostgreSQL sequencer's head re-read and its recovery from a connection killed
+/// mid-batch: two ledgers on one database append concurrently (each batch of one
+/// finds the head moved by the other), while every database connection but the
+/// killer's is terminated three times (a batch in flight is cut: its statement rolls
+/// back, its callers are told it failed). The log stays one gap-free chain that holds
+/// every acknowledged entry as returned, and both ledgers append again after each cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sequencer_survives_connections_killed_mid_batch() {
+    use std::sync::{Arc, Mutex};
+    let Some(b) = Backend::from_env() else {
+        return;
+    };
+    let h = Harness::new(&b).await;
+    let (one, two) = (h.ledger().await, h.ledger().await);
+    let start = tokio::time::Instant::now();
+    let until = start + std::time::Duration::from_secs(4);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (l, ledger) in [&one, &two].into_iter().enumerate() {
+        for t in 0..8u32 {
+            let (ledger, acked) = (ledger.clone(), Arc::clone(&acked));
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u32;
+                while tokio::time::Instant::now() < until {
+                    let mut nonce = [0u8; 16];
+                    nonce[..4].copy_from_slice(&t.to_be_bytes());
+                    nonce[4..8].copy_from_slice(&i.to_be_bytes());
+                    nonce[8] = u8::try_from(l + 1).unwrap();
+                    let nonce = countersign_gatekeeper::ledger::NonceUse {
+                        nonce,
+                        until: now() + 600,
+                    };
+                    let draft = ledger_draft(&format!("k{l}-{t}-{i}"));
+                    if let Ok(entry) = ledger.append(draft, Some(nonce)).await {
+                        assert_eq!(entry.decision, Decision::Allow);
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((tokio::time::Instant::now(), l, entry));
+                    }
+                    i += 1;
+                }
+            }));
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let killer = sqlx::AnyPool::connect(h.config.database_url.expose())
+        .await
+        .unwrap();
+    let mut kills = Vec::new();
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let killed = sqlx::query(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&killer)
+        .await
+        .unwrap();
+        assert!(sqlx::Row::get::<i64, _>(&killed, 0) > 0, "nothing to kill");
+        kills.push(tokio::time::Instant::now());
+    }
+    killer.close().await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let entries = h.all_entries().await;
+    countersign_core::audit::verify_chain(&entries, 0, countersign_core::audit::GENESIS).unwrap();
+    for (_, _, e) in &acked {
+        assert_eq!(
+            entries.get(usize::try_from(e.seq).unwrap()),
+            Some(e),
+            "an acknowledged entry is lost or changed"
+        );
+    }
+    for kill in &kills {
+        for l in 0..2 {
+            assert!(
+                acked.iter().any(|(at, who, _)| at > kill && *who == l),
+                "ledger {l} appended nothing after a cut"
+            );
+        }
+    }
+    one.close().await;
+    two.close().await;
+}
+
 // --- encryption at rest -------------------------------------------------------------
 
 const SEG: usize = countersign_core::at_rest::SEGMENT_BYTES;

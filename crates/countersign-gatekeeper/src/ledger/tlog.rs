@@ -108,6 +108,7 @@ impl Ledger {
                 if rows.is_empty() {
                     return Ok(None);
                 }
+                let start = tree.size();
                 // The tiles this batch changes: (tile level, tile index) -> hashes.
                 let mut tiles: BTreeMap<(u32, u64), Vec<u8>> = BTreeMap::new();
                 for row in &rows {
@@ -167,6 +168,25 @@ impl Ledger {
                     .await?;
                 }
                 let size = tree.size();
+                // The search columns of the entries just integrated, in the same
+                // transaction: `audit_search` holds exactly the entries below the tree
+                // size. A row already there (the tree was rebuilt from an earlier
+                // size) takes the values of the entry integrated now.
+                sqlx::query(self.sql(
+                    "INSERT INTO audit_search (seq, time_ms, client_ip, operation, bucket,
+                     object_key, subject, decision, error_code)
+                     SELECT seq, time_ms, client_ip, operation, bucket, object_key, subject,
+                     decision, error_code FROM audit_log WHERE seq >= ? AND seq < ?
+                     ON CONFLICT (seq) DO UPDATE SET time_ms = excluded.time_ms,
+                     client_ip = excluded.client_ip, operation = excluded.operation,
+                     bucket = excluded.bucket, object_key = excluded.object_key,
+                     subject = excluded.subject, decision = excluded.decision,
+                     error_code = excluded.error_code",
+                ))
+                .bind(to_i64(start, "tree size")?)
+                .bind(to_i64(size, "tree size")?)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(self.sql(
                     "INSERT INTO tlog_state (id, size, edge) VALUES (1, ?, ?)
                      ON CONFLICT (id) DO UPDATE SET size = excluded.size, edge = excluded.edge",
