@@ -1042,13 +1042,8 @@ impl Ledger {
         })
     }
 
+    /// The columns [`Ledger::entry_from_row`] reads, of `audit_log` aliased `a`.
     const ENTRY_COLUMNS: &'static str =
-        "seq, prev_sha256, time_ms, gatekeeper, request_id, client_ip, operation, bucket,
-        object_key, subject, decision, error_code, bytes, latency_us, request, request_sha256,
-        request_length, signatures, signatures_sha256, signatures_length";
-
-    /// [`Ledger::ENTRY_COLUMNS`] of the table aliased `a`.
-    const ENTRY_COLUMNS_A: &'static str =
         "a.seq, a.prev_sha256, a.time_ms, a.gatekeeper, a.request_id, a.client_ip, a.operation,
         a.bucket, a.object_key, a.subject, a.decision, a.error_code, a.bytes, a.latency_us,
         a.request, a.request_sha256, a.request_length, a.signatures, a.signatures_sha256,
@@ -1056,14 +1051,22 @@ impl Ledger {
 
     /// Up to `limit` entries with `seq >= from`, in order.
     pub async fn entries(&self, from: u64, limit: u32) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(self.sql(&format!(
-            "SELECT {} FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
+        let q = sqlx::query(self.sql(&format!(
+            "SELECT {} FROM audit_log a WHERE a.seq >= ? ORDER BY a.seq LIMIT ?",
             Self::ENTRY_COLUMNS
         )))
         .bind(to_i64(from, "seq")?)
         .bind(i64::from(limit));
+        self.fetch_entries(q).await
+    }
+
+    /// The entries of the rows `q` selects ([`Ledger::ENTRY_COLUMNS`]).
+    async fn fetch_entries(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Vec<AuditEntry>> {
         let rows = self
-            .within(async { Ok(rows.fetch_all(&self.pool).await?) })
+            .within(async { Ok(q.fetch_all(&self.pool).await?) })
             .await?;
         rows.iter().map(Self::entry_from_row).collect()
     }
@@ -1094,33 +1097,26 @@ impl Ledger {
             let sql = format!(
                 "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq
                  WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
-                Self::ENTRY_COLUMNS_A,
+                Self::ENTRY_COLUMNS,
                 search_clauses(filter, "s")
             );
             let q = sqlx::query(self.sql(&sql)).bind(after).bind(indexed);
-            let q = bind_search(q, filter).bind(limit);
-            let rows = self
-                .within(async { Ok(q.fetch_all(&self.pool).await?) })
+            out = self
+                .fetch_entries(bind_search(q, filter).bind(limit))
                 .await?;
-            for row in &rows {
-                out.push(Self::entry_from_row(row)?);
-            }
         }
         let left = limit - i64::try_from(out.len()).unwrap_or(limit);
         if left > 0 {
             let sql = format!(
                 "SELECT {} FROM audit_log a WHERE a.seq >= ?{} ORDER BY a.seq LIMIT ?",
-                Self::ENTRY_COLUMNS_A,
+                Self::ENTRY_COLUMNS,
                 search_clauses(filter, "a")
             );
             let q = sqlx::query(self.sql(&sql)).bind(after.max(indexed));
-            let q = bind_search(q, filter).bind(left);
-            let rows = self
-                .within(async { Ok(q.fetch_all(&self.pool).await?) })
-                .await?;
-            for row in &rows {
-                out.push(Self::entry_from_row(row)?);
-            }
+            out.extend(
+                self.fetch_entries(bind_search(q, filter).bind(left))
+                    .await?,
+            );
         }
         Ok(out)
     }

@@ -98,7 +98,7 @@ impl Ledger {
                     None => TreeBuilder::new(),
                 };
                 let rows = sqlx::query(self.sql(&format!(
-                    "SELECT {} FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
+                    "SELECT {} FROM audit_log a WHERE a.seq >= ? ORDER BY a.seq LIMIT ?",
                     Self::ENTRY_COLUMNS
                 )))
                 .bind(to_i64(tree.size(), "tree size")?)
