@@ -165,7 +165,7 @@ async fn main() {
         indexed.push(first_page(&ledger, f).await);
     }
     sqlx::raw_sql(DROP_INDEXES).execute(&raw).await.unwrap();
-    println!("first page (limit 100) of {n} entries: migration 5 indexes vs version 4 schema");
+    println!("first page (limit 100) of {n} entries: search indexes vs none");
     println!(
         "{:<30} {:>6} {:>12} {:>12} {:>8}",
         "filter", "rows", "indexed ms", "baseline ms", "ratio"
