@@ -915,7 +915,8 @@ mod tests {
         let result = o.open_in_place(&mut stored, &mut released);
         assert_eq!(result.unwrap_err().code(), ErrorCode::StoredObjectTampered);
         let first = HEADER_BYTES..HEADER_BYTES + SEGMENT_BYTES;
-        assert_eq!(released, [first.clone()]);
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0], first);
         assert_eq!(stored[first], plain[..SEGMENT_BYTES]);
     }
 
@@ -930,7 +931,8 @@ mod tests {
         let mut released = Vec::new();
         let result = o.open_in_place(&mut batch, &mut released);
         assert_eq!(result.unwrap_err().code(), ErrorCode::StoredObjectTampered);
-        assert_eq!(released, [HEADER_BYTES..HEADER_BYTES + SEGMENT_BYTES]);
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0], HEADER_BYTES..HEADER_BYTES + SEGMENT_BYTES);
         assert_eq!(
             batch[HEADER_BYTES..][..SEGMENT_BYTES],
             plain[..SEGMENT_BYTES]
