@@ -524,8 +524,10 @@ impl Opener {
     }
 
     /// Feeds the next stored bytes, appending released plaintext to `out`. A segment
-    /// that lies whole in `stored` is decrypted straight from `stored` into `out` (one
-    /// pass, no copy); only a segment cut by the end of `stored` is gathered first.
+    /// is decrypted straight into `out` (one pass, no copy of its plaintext): from
+    /// `stored` if it lies there whole, else once its ciphertext has been gathered
+    /// across calls. Only the first and last segment of a range, whose plaintext is
+    /// released in part, are opened in place and that part copied out.
     pub fn update(&mut self, mut stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
         if stored.len() as u64 > self.remaining {
             return Err(self.tampered("more stored bytes than the object has"));
@@ -548,25 +550,7 @@ impl Opener {
                 && self.releases_whole_segment(plain_len)
             {
                 let (segment, rest) = stored.split_at(full);
-                let (ciphertext, tag) = segment.split_at(plain_len);
-                let at = out.len();
-                // Zeroing a segment's worth of `out` costs far less than the copy into
-                // a segment buffer it replaces: the lines are in cache when the
-                // decryption writes them.
-                out.resize(at + plain_len, 0);
-                let opened = self.cipher.key.open_separate_gather(
-                    self.cipher.nonce(self.index),
-                    Aad::from(self.cipher.aad),
-                    ciphertext,
-                    tag,
-                    out.get_mut(at..).unwrap_or_default(),
-                );
-                if opened.is_err() {
-                    // Nothing of a segment that failed is released.
-                    out.truncate(at);
-                    return Err(self.tampered("authentication failed"));
-                }
-                self.index += 1;
+                self.open_whole_segment(segment, out)?;
                 stored = rest;
                 continue;
             }
@@ -588,7 +572,42 @@ impl Opener {
         self.plain.start <= seg_start && seg_start + plain_len as u64 <= self.plain.end
     }
 
+    /// Opens a segment whose plaintext this read releases whole, decrypting it from
+    /// `segment` (ciphertext and tag) straight into `out`.
+    fn open_whole_segment(&mut self, segment: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let (ciphertext, tag) = segment.split_at(segment.len().saturating_sub(TAG_BYTES));
+        let at = out.len();
+        // Zeroing a segment's worth of `out` costs far less than a copy of the
+        // plaintext: the lines are in cache when the decryption writes them.
+        out.resize(at + ciphertext.len(), 0);
+        let opened = self.cipher.key.open_separate_gather(
+            self.cipher.nonce(self.index),
+            Aad::from(self.cipher.aad),
+            ciphertext,
+            tag,
+            out.get_mut(at..).unwrap_or_default(),
+        );
+        if opened.is_err() {
+            // Nothing of a segment that failed is released.
+            out.truncate(at);
+            return Err(self.tampered("authentication failed"));
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Opens the segment gathered in `self.segment`.
     fn open_segment(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        let plain_len = self.segment.len().saturating_sub(TAG_BYTES);
+        if self.releases_whole_segment(plain_len) {
+            let segment = std::mem::take(&mut self.segment);
+            let opened = self.open_whole_segment(&segment, out);
+            self.segment = segment;
+            self.segment.clear();
+            return opened;
+        }
+        // The first or last segment of a range: only part of its plaintext is
+        // released, so it is opened in place and that part copied out.
         let nonce = self.cipher.nonce(self.index);
         let plain = self
             .cipher
@@ -734,15 +753,28 @@ mod tests {
         let r = stored_range(plain.len() as u64, &range);
         let end = (r.end as usize).min(stored.len());
         let stored = &stored[r.start as usize..end];
-        let fed: Result<Vec<u8>> = (|| {
+        let feed = |chunk: usize| -> Result<Vec<u8>> {
             let mut o = Opener::new(&DataKey::from_bytes([1; 32]), HEADER, &b, range.clone())?;
             let mut out = Vec::new();
-            for c in stored.chunks(chunk) {
+            for c in stored.chunks(chunk.max(1)) {
                 o.update(c, &mut out)?;
             }
             o.finish()?;
             Ok(out)
-        })();
+        };
+        let fed = feed(chunk);
+        // Chunks holding whole segments take the one-pass path, others gather.
+        for other in [
+            stored.len(),
+            STORED_SEGMENT_BYTES + 5,
+            3 * STORED_SEGMENT_BYTES,
+        ] {
+            match (&fed, feed(other)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, &b, "{range:?} in chunks of {other}"),
+                (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{range:?}"),
+                (a, b) => panic!("{range:?}: chunks of {chunk}: {a:?}, of {other}: {b:?}"),
+            }
+        }
         for segments in [1, 3] {
             let in_place = open_in_batches(&b, stored, range.clone(), segments);
             match (&fed, in_place) {
