@@ -696,11 +696,10 @@ impl Drop for Running {
 /// overlap with sending. It ends when the response is dropped (its receiver gone),
 /// and with it the file handle or the store's response body it holds.
 ///
-/// No plaintext byte is copied in user space on the way: a local file's piece is
-/// opened where it was read, each segment's plaintext sent as its own frame (the tags
-/// between them skipped, not moved over); a piece from S3 is decrypted from the
-/// response's chunks straight into the frame (only a segment cut by a chunk's end is
-/// gathered first); unencrypted chunks are passed on as they came. A segment's
+/// A local file's piece is opened where it was read and its plaintext moved together
+/// over the tags (one frame per piece); a piece from S3 is decrypted from the
+/// response's chunks straight into the frame (only the ciphertext of a segment cut by
+/// a chunk's end is gathered first); unencrypted chunks are passed on as they came. A segment's
 /// plaintext is sent only after its tag verified; a failure is sent after the frames
 /// that verified before it, and ends the stream: [`StorageError::Sealing`]
 /// (`stored_object_tampered`) for tampered or missing bytes, the store's own error
@@ -761,9 +760,19 @@ impl Producer {
                 (Some(o), Stored::Buffer(mut b)) => {
                     released.clear();
                     let result = o.open_in_place(&mut b, &mut released);
-                    let b = b.freeze();
-                    let frames = released.iter().map(|r| b.slice(r.clone())).collect();
-                    (frames, result.err().map(StorageError::Sealing))
+                    // The segments' plaintexts are moved together over the tags
+                    // between them and sent as one frame: sent as a frame each, hyper
+                    // wrote every 64 KiB frame with its own `writev` (16 per MiB
+                    // instead of 2), which cost more CPU than this move saves
+                    // (BENCHMARKS.md, "GET path: copies and system calls counted").
+                    let start = released.first().map_or(0, |r| r.start);
+                    let mut end = start;
+                    for r in &released {
+                        b.copy_within(r.clone(), end);
+                        end += r.len();
+                    }
+                    let frame = b.freeze().slice(start..end);
+                    (vec![frame], result.err().map(StorageError::Sealing))
                 }
                 (Some(o), Stored::Chunks(chunks)) => {
                     let mut out = Vec::with_capacity(got);
