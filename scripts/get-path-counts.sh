@@ -73,7 +73,7 @@ EOF
 pid=$!
 url=
 for _ in $(seq 1 200); do
-  url=$(sed -n 's/.*listening on \([0-9.:]*\).*/http:\/\/\1/p' "$work/gatekeeper.log" | head -1)
+  url=$(sed -n 's/.*listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$work/gatekeeper.log" | head -1)
   [ -n "$url" ] && break
   kill -0 "$pid" 2>/dev/null || { cat "$work/gatekeeper.log" >&2; exit 1; }
   sleep 0.1
