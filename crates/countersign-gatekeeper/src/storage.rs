@@ -696,10 +696,10 @@ impl Drop for Running {
 /// overlap with sending. It ends when the response is dropped (its receiver gone),
 /// and with it the file handle or the store's response body it holds.
 ///
-/// A local file's piece is opened where it was read and its plaintext moved together
-/// over the tags (one frame per piece); a piece from S3 is decrypted from the
-/// response's chunks straight into the frame (only the ciphertext of a segment cut by
-/// a chunk's end is gathered first); unencrypted chunks are passed on as they came. A segment's
+/// An encrypted piece is opened where it lies (a local file's piece where it was
+/// read; S3 chunks gathered into one buffer first) and its plaintext moved together
+/// over the tags, one frame per piece; unencrypted S3 chunks are passed on as they
+/// came, uncopied. A segment's
 /// plaintext is sent only after its tag verified; a failure is sent after the frames
 /// that verified before it, and ends the stream: [`StorageError::Sealing`]
 /// (`stored_object_tampered`) for tampered or missing bytes, the store's own error
@@ -757,7 +757,19 @@ impl Producer {
                 (Some(o), _) if got == 0 => {
                     (Vec::new(), o.finish().err().map(StorageError::Sealing))
                 }
-                (Some(o), Stored::Buffer(mut b)) => {
+                (Some(o), piece) => {
+                    // Decrypting from the chunks straight into the frame
+                    // (`Opener::update`) measured slower than gathering them and
+                    // opening in place (BENCHMARKS.md, "GET path: copies and system
+                    // calls counted"), so S3 chunks are gathered first.
+                    let mut b = match piece {
+                        Stored::Buffer(b) => b,
+                        Stored::Chunks(chunks) => {
+                            let mut b = BytesMut::with_capacity(got);
+                            chunks.iter().for_each(|c| b.extend_from_slice(c));
+                            b
+                        }
+                    };
                     released.clear();
                     let result = o.open_in_place(&mut b, &mut released);
                     // The segments' plaintexts are moved together over the tags
@@ -773,14 +785,6 @@ impl Producer {
                     }
                     let frame = b.freeze().slice(start..end);
                     (vec![frame], result.err().map(StorageError::Sealing))
-                }
-                (Some(o), Stored::Chunks(chunks)) => {
-                    let mut out = Vec::with_capacity(got);
-                    let result = chunks.iter().try_for_each(|c| o.update(c, &mut out));
-                    (
-                        vec![Bytes::from(out)],
-                        result.err().map(StorageError::Sealing),
-                    )
                 }
             };
             let frames: Vec<Bytes> = frames.into_iter().filter(|f| !f.is_empty()).collect();
