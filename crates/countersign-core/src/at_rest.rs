@@ -577,8 +577,8 @@ impl Opener {
     fn open_whole_segment(&mut self, segment: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let (ciphertext, tag) = segment.split_at(segment.len().saturating_sub(TAG_BYTES));
         let at = out.len();
-        // Zeroing a segment's worth of `out` costs far less than a copy of the
-        // plaintext: the lines are in cache when the decryption writes them.
+        // The decryption writes into an initialised slice (no `unsafe` for spare
+        // capacity), so the segment's share of `out` is zeroed first.
         out.resize(at + ciphertext.len(), 0);
         let opened = self.cipher.key.open_separate_gather(
             self.cipher.nonce(self.index),
@@ -638,9 +638,8 @@ impl Opener {
     /// holds the next stored bytes of this read, cut at a segment boundary as
     /// [`Opener::next_batch_len`] gives them. Each segment is decrypted in place, and
     /// the range of `batch` holding the plaintext it releases is appended to
-    /// `released` (one range per segment, the tags between them left out, so the
-    /// caller hands the ranges on as they are instead of moving the plaintext
-    /// together).
+    /// `released` (one range per segment, the tags between them left out): the caller
+    /// chooses between handing the ranges on as they lie and moving them together.
     ///
     /// On a failure, `released` holds only the segments that verified before it (none
     /// of the failing segment's bytes), and the read is over.
