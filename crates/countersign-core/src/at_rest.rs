@@ -523,7 +523,11 @@ impl Opener {
         self.stored.clone()
     }
 
-    /// Feeds the next stored bytes, appending released plaintext to `out`.
+    /// Feeds the next stored bytes, appending released plaintext to `out`. A segment
+    /// is decrypted straight into `out` (one pass, no copy of its plaintext): from
+    /// `stored` if it lies there whole, else once its ciphertext has been gathered
+    /// across calls. Only the first and last segment of a range, whose plaintext is
+    /// released in part, are opened in place and that part copied out.
     pub fn update(&mut self, mut stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
         if stored.len() as u64 > self.remaining {
             return Err(self.tampered("more stored bytes than the object has"));
@@ -539,7 +543,17 @@ impl Opener {
             stored = rest;
         }
         while !stored.is_empty() {
-            let full = self.cipher.plain_len(self.length, self.index) + TAG_BYTES;
+            let plain_len = self.cipher.plain_len(self.length, self.index);
+            let full = plain_len + TAG_BYTES;
+            if self.segment.is_empty()
+                && stored.len() >= full
+                && self.releases_whole_segment(plain_len)
+            {
+                let (segment, rest) = stored.split_at(full);
+                self.open_whole_segment(segment, out)?;
+                stored = rest;
+                continue;
+            }
             let want = full - self.segment.len();
             let (take, rest) = stored.split_at(want.min(stored.len()));
             self.segment.extend_from_slice(take);
@@ -551,7 +565,49 @@ impl Opener {
         Ok(())
     }
 
+    /// Whether this read releases all `plain_len` plaintext bytes of the current
+    /// segment (not only part of it, as the first or last segment of a range may).
+    fn releases_whole_segment(&self, plain_len: usize) -> bool {
+        let seg_start = self.index * SEGMENT_BYTES as u64;
+        self.plain.start <= seg_start && seg_start + plain_len as u64 <= self.plain.end
+    }
+
+    /// Opens a segment whose plaintext this read releases whole, decrypting it from
+    /// `segment` (ciphertext and tag) straight into `out`.
+    fn open_whole_segment(&mut self, segment: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let (ciphertext, tag) = segment.split_at(segment.len().saturating_sub(TAG_BYTES));
+        let at = out.len();
+        // The decryption writes into an initialised slice (no `unsafe` for spare
+        // capacity), so the segment's share of `out` is zeroed first.
+        out.resize(at + ciphertext.len(), 0);
+        let opened = self.cipher.key.open_separate_gather(
+            self.cipher.nonce(self.index),
+            Aad::from(self.cipher.aad),
+            ciphertext,
+            tag,
+            out.get_mut(at..).unwrap_or_default(),
+        );
+        if opened.is_err() {
+            // Nothing of a segment that failed is released.
+            out.truncate(at);
+            return Err(self.tampered("authentication failed"));
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Opens the segment gathered in `self.segment`.
     fn open_segment(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        let plain_len = self.segment.len().saturating_sub(TAG_BYTES);
+        if self.releases_whole_segment(plain_len) {
+            let segment = std::mem::take(&mut self.segment);
+            let opened = self.open_whole_segment(&segment, out);
+            self.segment = segment;
+            self.segment.clear();
+            return opened;
+        }
+        // The first or last segment of a range: only part of its plaintext is
+        // released, so it is opened in place and that part copied out.
         let nonce = self.cipher.nonce(self.index);
         let plain = self
             .cipher
@@ -578,30 +634,28 @@ impl Opener {
         usize::try_from(want.min(self.remaining)).unwrap_or(usize::MAX)
     }
 
-    /// Opens a batch of stored bytes where they lie, without copying them out: `batch`
+    /// Opens a batch of stored bytes where they lie, without moving them: `batch`
     /// holds the next stored bytes of this read, cut at a segment boundary as
-    /// [`Opener::next_batch_len`] gives them. Each segment is decrypted in place and
-    /// its plaintext moved down over the tags before it, so the plaintext this read
-    /// releases ends up contiguous in `batch`.
+    /// [`Opener::next_batch_len`] gives them. Each segment is decrypted in place, and
+    /// the range of `batch` holding the plaintext it releases is appended to
+    /// `released` (one range per segment, the tags between them left out): the caller
+    /// chooses between handing the ranges on as they lie and moving them together.
     ///
-    /// Returns the range of `batch` holding released plaintext, and the outcome: on a
-    /// failure, the range holds only the segments that verified before it (none of
-    /// the failing segment's bytes), and the read is over.
-    pub fn open_in_place(&mut self, batch: &mut [u8]) -> (Range<usize>, Result<()>) {
+    /// On a failure, `released` holds only the segments that verified before it (none
+    /// of the failing segment's bytes), and the read is over.
+    pub fn open_in_place(
+        &mut self,
+        batch: &mut [u8],
+        released: &mut Vec<Range<usize>>,
+    ) -> Result<()> {
         if !self.segment.is_empty() {
-            return (
-                0..0,
-                Err(Error::new(
-                    ErrorCode::Internal,
-                    "open_in_place after a partial segment was fed to update",
-                )),
-            );
+            return Err(Error::new(
+                ErrorCode::Internal,
+                "open_in_place after a partial segment was fed to update",
+            ));
         }
         if batch.len() as u64 > self.remaining {
-            return (
-                0..0,
-                Err(self.tampered("more stored bytes than the object has")),
-            );
+            return Err(self.tampered("more stored bytes than the object has"));
         }
         self.remaining -= batch.len() as u64;
         let mut read = 0;
@@ -609,49 +663,39 @@ impl Opener {
             let at = HEADER_BYTES - self.header_left;
             let n = self.header_left.min(batch.len());
             if self.header.get(at..at + n) != batch.get(..n) {
-                return (
-                    0..0,
-                    Err(self.tampered("the header differs from the index")),
-                );
+                return Err(self.tampered("the header differs from the index"));
             }
             self.header_left -= n;
             read = n;
         }
-        // Released plaintext is `start..write`; the next segment's plaintext goes to
-        // `write`.
-        let mut start = None;
-        let mut write = read;
         while read < batch.len() {
-            let plain_len = self.cipher.plain_len(self.length, self.index);
-            let end = read + plain_len + TAG_BYTES;
+            let end = read + self.cipher.plain_len(self.length, self.index) + TAG_BYTES;
             let nonce = self.cipher.nonce(self.index);
-            let opened = match batch.get_mut(write..end) {
+            let plain_len = match batch.get_mut(read..end) {
                 Some(in_out) => self
                     .cipher
                     .key
-                    .open_within(nonce, Aad::from(self.cipher.aad), in_out, read - write..)
+                    .open_in_place(nonce, Aad::from(self.cipher.aad), in_out)
                     .map(|p| p.len())
-                    .map_err(|_| tampered_segment(self.index, "authentication failed")),
+                    .map_err(|_| tampered_segment(self.index, "authentication failed"))?,
                 // A batch not cut at a segment boundary: the segment is incomplete.
-                None => Err(tampered_segment(
-                    self.index,
-                    "the stored object is truncated",
-                )),
-            };
-            let released = start.unwrap_or(write)..write;
-            let plain_len = match opened {
-                Ok(n) => n,
-                Err(e) => return (released, Err(e)),
+                None => {
+                    return Err(tampered_segment(
+                        self.index,
+                        "the stored object is truncated",
+                    ));
+                }
             };
             let seg_start = self.index * SEGMENT_BYTES as u64;
             let from = self.plain.start.saturating_sub(seg_start) as usize;
             let to = (self.plain.end - seg_start).min(plain_len as u64) as usize;
-            start.get_or_insert(write + from.min(to));
-            write += to;
+            if from < to {
+                released.push(read + from..read + to);
+            }
             read = end;
             self.index += 1;
         }
-        (start.unwrap_or(write)..write, Ok(()))
+        Ok(())
     }
 
     /// Ends the read: fails if the stored bytes stopped short (a truncated object).
@@ -708,15 +752,28 @@ mod tests {
         let r = stored_range(plain.len() as u64, &range);
         let end = (r.end as usize).min(stored.len());
         let stored = &stored[r.start as usize..end];
-        let fed: Result<Vec<u8>> = (|| {
+        let feed = |chunk: usize| -> Result<Vec<u8>> {
             let mut o = Opener::new(&DataKey::from_bytes([1; 32]), HEADER, &b, range.clone())?;
             let mut out = Vec::new();
-            for c in stored.chunks(chunk) {
+            for c in stored.chunks(chunk.max(1)) {
                 o.update(c, &mut out)?;
             }
             o.finish()?;
             Ok(out)
-        })();
+        };
+        let fed = feed(chunk);
+        // Chunks holding whole segments take the one-pass path, others gather.
+        for other in [
+            stored.len(),
+            STORED_SEGMENT_BYTES + 5,
+            3 * STORED_SEGMENT_BYTES,
+        ] {
+            match (&fed, feed(other)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, &b, "{range:?} in chunks of {other}"),
+                (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{range:?}"),
+                (a, b) => panic!("{range:?}: chunks of {chunk}: {a:?}, of {other}: {b:?}"),
+            }
+        }
         for segments in [1, 3] {
             let in_place = open_in_batches(&b, stored, range.clone(), segments);
             match (&fed, in_place) {
@@ -744,8 +801,11 @@ mod tests {
             }
             let mut batch = stored[..n].to_vec();
             stored = &stored[n..];
-            let (released, result) = o.open_in_place(&mut batch);
-            out.extend_from_slice(&batch[released]);
+            let mut released = Vec::new();
+            let result = o.open_in_place(&mut batch, &mut released);
+            for r in released {
+                out.extend_from_slice(&batch[r]);
+            }
             result?;
         }
         o.finish()?;
@@ -882,9 +942,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.next_batch_len(2), stored.len());
-        let (released, result) = o.open_in_place(&mut stored);
+        let mut released = Vec::new();
+        let result = o.open_in_place(&mut stored, &mut released);
         assert_eq!(result.unwrap_err().code(), ErrorCode::StoredObjectTampered);
-        assert_eq!(stored[released], plain[..SEGMENT_BYTES]);
+        let first = HEADER_BYTES..HEADER_BYTES + SEGMENT_BYTES;
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0], first);
+        assert_eq!(stored[first], plain[..SEGMENT_BYTES]);
     }
 
     #[test]
@@ -895,14 +959,21 @@ mod tests {
         let k = DataKey::from_bytes([1; 32]);
         let mut o = Opener::new(&k, HEADER, &b, 0..plain.len() as u64).unwrap();
         let mut batch = stored[..HEADER_BYTES + STORED_SEGMENT_BYTES + 10].to_vec();
-        let (released, result) = o.open_in_place(&mut batch);
+        let mut released = Vec::new();
+        let result = o.open_in_place(&mut batch, &mut released);
         assert_eq!(result.unwrap_err().code(), ErrorCode::StoredObjectTampered);
-        assert_eq!(batch[released], plain[..SEGMENT_BYTES]);
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0], HEADER_BYTES..HEADER_BYTES + SEGMENT_BYTES);
+        assert_eq!(
+            batch[HEADER_BYTES..][..SEGMENT_BYTES],
+            plain[..SEGMENT_BYTES]
+        );
         // After a partial update, open_in_place refuses rather than guess.
         let mut o = Opener::new(&k, HEADER, &b, 0..plain.len() as u64).unwrap();
         o.update(&stored[..100], &mut Vec::new()).unwrap();
         let mut rest = stored[100..].to_vec();
-        let (released, result) = o.open_in_place(&mut rest);
+        let mut released = Vec::new();
+        let result = o.open_in_place(&mut rest, &mut released);
         assert!(released.is_empty());
         assert_eq!(result.unwrap_err().code(), ErrorCode::Internal);
     }

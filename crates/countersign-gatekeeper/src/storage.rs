@@ -22,7 +22,7 @@
 
 use crate::config::{BucketConfig, StorageConfig};
 use crate::encryption::{BucketKeyring, ObjectCipher};
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use countersign_core::at_rest;
 use countersign_core::{BodyDigest, Bucket};
 use futures::stream::{BoxStream, StreamExt as _};
@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
@@ -123,6 +124,8 @@ pub struct Storage {
     /// The KEKs of each bucket with encryption on.
     keyrings: BTreeMap<Bucket, Arc<BucketKeyring>>,
     deadline: Duration,
+    /// GET read-ahead tasks running now (see [`Storage::gets_in_flight`]).
+    gets: Arc<AtomicUsize>,
 }
 
 fn build_store(config: &StorageConfig, deadline: Duration) -> Result<BucketStore, StorageError> {
@@ -262,7 +265,15 @@ impl Storage {
             buckets: map,
             keyrings,
             deadline,
+            gets: Arc::default(),
         })
+    }
+
+    /// The GET read-ahead tasks running now. Each holds its object's open file (local
+    /// store) or response body (S3) and ends, releasing them, when its response is
+    /// dropped: a client that goes away mid-body leaves none behind.
+    pub fn gets_in_flight(&self) -> usize {
+        self.gets.load(Ordering::Relaxed)
     }
 
     /// The KEKs of `bucket`, if it has encryption on.
@@ -408,9 +419,23 @@ impl Storage {
         };
         let stored_len = result.range.end - result.range.start;
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
-        tokio::spawn(produce(source, opener, stored_len, self.deadline, tx));
+        let producer = Producer {
+            source,
+            opener,
+            stored_len,
+            deadline: self.deadline,
+            tx,
+            _running: Running::new(&self.gets),
+        };
+        tokio::spawn(producer.run());
         Ok(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
+        })
+        .flat_map(|piece| {
+            futures::stream::iter(match piece {
+                Ok(frames) => frames.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            })
         })
         .boxed())
     }
@@ -540,7 +565,7 @@ impl Storage {
 }
 
 /// Plaintext bytes per piece of a GET: stored bytes are fetched, opened and handed
-/// to the response in pieces of this size (one body frame each).
+/// to the response in pieces of this size.
 const GET_PIECE_BYTES: usize = 1024 * 1024;
 /// Segments per piece of an encrypted GET.
 const GET_PIECE_SEGMENTS: usize = GET_PIECE_BYTES / at_rest::SEGMENT_BYTES;
@@ -566,10 +591,26 @@ enum Source {
     },
 }
 
+/// Stored bytes as they were read: one buffer (a local file) or the store's
+/// response chunks as they came (not copied together).
+enum Stored {
+    Buffer(BytesMut),
+    Chunks(Vec<Bytes>),
+}
+
+impl Stored {
+    fn len(&self) -> usize {
+        match self {
+            Self::Buffer(b) => b.len(),
+            Self::Chunks(c) => c.iter().map(Bytes::len).sum(),
+        }
+    }
+}
+
 impl Source {
-    /// The next `len` stored bytes in one buffer: fewer only if the store's data ends
-    /// first. Every read of the store must answer within `deadline`.
-    async fn piece(&mut self, len: usize, deadline: Duration) -> Result<BytesMut, StorageError> {
+    /// The next `len` stored bytes: fewer only if the store's data ends first. Every
+    /// read of the store must answer within `deadline`.
+    async fn piece(&mut self, len: usize, deadline: Duration) -> Result<Stored, StorageError> {
         match self {
             Self::File {
                 file,
@@ -608,19 +649,23 @@ impl Source {
                 })
                 .await?;
                 *at += buf.len() as u64;
-                Ok(buf)
+                Ok(Stored::Buffer(buf))
             }
             Self::Stream { stream, rest } => {
-                let mut buf = BytesMut::with_capacity(len);
+                let mut chunks = Vec::new();
+                let mut left = len;
                 loop {
-                    let take = rest.len().min(len - buf.len());
-                    buf.extend_from_slice(&rest.split_to(take));
-                    if buf.len() == len {
-                        return Ok(buf);
+                    if !rest.is_empty() {
+                        let take = rest.split_to(rest.len().min(left));
+                        left -= take.len();
+                        chunks.push(take);
+                    }
+                    if left == 0 {
+                        return Ok(Stored::Chunks(chunks));
                     }
                     match timed(deadline, async { stream.next().await.transpose() }).await? {
                         Some(chunk) => *rest = chunk,
-                        None => return Ok(buf),
+                        None => return Ok(Stored::Chunks(chunks)),
                     }
                 }
             }
@@ -628,68 +673,130 @@ impl Source {
     }
 }
 
-/// Fetches a GET's `stored_len` stored bytes piece by piece, opens each encrypted
-/// piece in place (no copy of its plaintext), and sends the pieces to the response,
-/// [`READ_AHEAD`] ahead of it: fetching and decrypting overlap with sending, and each
-/// piece is one body frame. It runs as a task of its own, and ends when the response
-/// is dropped (its receiver gone). A segment's plaintext is sent only after its tag
-/// verified; a failure is sent after the pieces that verified before it, and ends
-/// the stream: [`StorageError::Sealing`] (`stored_object_tampered`) for tampered or
-/// missing bytes, the store's own error otherwise.
-async fn produce(
-    mut source: Source,
-    mut opener: Option<at_rest::Opener>,
+/// Counts a running GET read-ahead task in [`Storage::gets_in_flight`] for as long as
+/// it lives (it is dropped with the task, however the task ends).
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A GET's read-ahead task: fetches the `stored_len` stored bytes piece by piece,
+/// opens each encrypted piece, and sends each piece to the response as a list of
+/// body frames, [`READ_AHEAD`] pieces ahead of it, so that fetching and decrypting
+/// overlap with sending. It ends when the response is dropped (its receiver gone),
+/// and with it the file handle or the store's response body it holds.
+///
+/// An encrypted piece is opened where it lies (a local file's piece where it was
+/// read; S3 chunks gathered into one buffer first) and its plaintext moved together
+/// over the tags, one frame per piece; unencrypted S3 chunks are passed on as they
+/// came, uncopied. A segment's plaintext is sent only after its tag verified; a
+/// failure is sent after the frames that verified before it, and ends the stream:
+/// [`StorageError::Sealing`] (`stored_object_tampered`) for tampered or missing
+/// bytes, the store's own error otherwise.
+struct Producer {
+    source: Source,
+    opener: Option<at_rest::Opener>,
     stored_len: u64,
     deadline: Duration,
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, StorageError>>,
-) {
-    let mut left = stored_len;
-    loop {
-        let want = match &opener {
-            Some(o) => o.next_batch_len(GET_PIECE_SEGMENTS),
-            None => usize::try_from(left).map_or(GET_PIECE_BYTES, |n| n.min(GET_PIECE_BYTES)),
-        };
-        let mut piece = if want == 0 {
-            BytesMut::new()
-        } else {
-            let read = tokio::select! {
-                r = source.piece(want, deadline) => r,
-                // The response was dropped: stop fetching.
-                () = tx.closed() => return,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<Bytes>, StorageError>>,
+    _running: Running,
+}
+
+impl Producer {
+    async fn run(mut self) {
+        let mut left = self.stored_len;
+        let mut released = Vec::new();
+        loop {
+            let want = match &self.opener {
+                Some(o) => o.next_batch_len(GET_PIECE_SEGMENTS),
+                None => usize::try_from(left).map_or(GET_PIECE_BYTES, |n| n.min(GET_PIECE_BYTES)),
             };
-            match read {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
+            let piece = if want == 0 {
+                Stored::Chunks(Vec::new())
+            } else {
+                let read = tokio::select! {
+                    r = self.source.piece(want, self.deadline) => r,
+                    // The response was dropped: stop fetching.
+                    () = self.tx.closed() => return,
+                };
+                match read {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = self.tx.send(Err(e)).await;
+                        return;
+                    }
                 }
+            };
+            let got = piece.len();
+            let done = want == 0 || got == 0;
+            left = left.saturating_sub(got as u64);
+            let (frames, failure) = match (&mut self.opener, piece) {
+                (None, piece) => (
+                    match piece {
+                        Stored::Buffer(b) => vec![b.freeze()],
+                        Stored::Chunks(c) => c,
+                    },
+                    (got < want).then(|| {
+                        StorageError::Store(object_store::Error::Generic {
+                            store: "countersign",
+                            source: format!("the stored object ended {left} bytes early").into(),
+                        })
+                    }),
+                ),
+                (Some(o), _) if got == 0 => {
+                    (Vec::new(), o.finish().err().map(StorageError::Sealing))
+                }
+                (Some(o), piece) => {
+                    // Decrypting from the chunks straight into the frame
+                    // (`Opener::update`) measured slower than gathering them and
+                    // opening in place (BENCHMARKS.md, "GET path: copies and system
+                    // calls counted"), so S3 chunks are gathered first.
+                    let mut b = match piece {
+                        Stored::Buffer(b) => b,
+                        Stored::Chunks(chunks) => {
+                            let mut b = BytesMut::with_capacity(got);
+                            chunks.iter().for_each(|c| b.extend_from_slice(c));
+                            b
+                        }
+                    };
+                    released.clear();
+                    let result = o.open_in_place(&mut b, &mut released);
+                    // The segments' plaintexts are moved together over the tags
+                    // between them and sent as one frame: sent as a frame each, hyper
+                    // wrote every 64 KiB frame with its own `writev` (16 per MiB
+                    // instead of 2), which cost more CPU than this move saves
+                    // (BENCHMARKS.md, "GET path: copies and system calls counted").
+                    let start = released.first().map_or(0, |r| r.start);
+                    let mut end = start;
+                    for r in &released {
+                        b.copy_within(r.clone(), end);
+                        end += r.len();
+                    }
+                    let frame = b.freeze().slice(start..end);
+                    (vec![frame], result.err().map(StorageError::Sealing))
+                }
+            };
+            let frames: Vec<Bytes> = frames.into_iter().filter(|f| !f.is_empty()).collect();
+            if !frames.is_empty() && self.tx.send(Ok(frames)).await.is_err() {
+                return;
             }
-        };
-        let done = want == 0 || piece.is_empty();
-        left = left.saturating_sub(piece.len() as u64);
-        let failure = match &mut opener {
-            None if piece.len() < want => Some(StorageError::Store(object_store::Error::Generic {
-                store: "countersign",
-                source: format!("the stored object ended {left} bytes early").into(),
-            })),
-            None => None,
-            Some(o) if piece.is_empty() => o.finish().err().map(StorageError::Sealing),
-            Some(o) => {
-                let (released, result) = o.open_in_place(&mut piece);
-                piece.truncate(released.end);
-                piece.advance(released.start);
-                result.err().map(StorageError::Sealing)
+            if let Some(e) = failure {
+                let _ = self.tx.send(Err(e)).await;
+                return;
             }
-        };
-        if !piece.is_empty() && tx.send(Ok(piece.freeze())).await.is_err() {
-            return;
-        }
-        if let Some(e) = failure {
-            let _ = tx.send(Err(e)).await;
-            return;
-        }
-        if done {
-            return;
+            if done {
+                return;
+            }
         }
     }
 }

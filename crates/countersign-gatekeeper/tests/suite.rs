@@ -96,6 +96,7 @@ suite!(
     tree_detects_a_rollback_to_an_older_backup,
     tree_with_two_instances_appending_and_integrating,
     encrypted_round_trips_at_segment_edges,
+    get_stops_reading_when_the_client_goes_away,
     tampered_ciphertext_is_refused,
     wrong_or_missing_kek,
     rotation_and_rewrap_keep_objects_readable,
@@ -1787,6 +1788,108 @@ async fn encrypted_round_trips_at_segment_edges(b: &Backend) {
                 String::from_utf8_lossy(needle)
             );
         }
+    }
+}
+
+/// Open files of this process under the bucket's `objects/` folder (a local store).
+fn open_object_files(h: &Harness) -> usize {
+    let BucketView::Dir(dir) = &h.bucket else {
+        return 0;
+    };
+    let objects = dir.join("objects");
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&objects))
+        .count()
+}
+
+/// Sends a GET over a real socket, reads its head and the first bytes of its body,
+/// then stops reading (the server blocks on a full socket) and returns the socket.
+async fn start_get(
+    port: u16,
+    request: &countersign_core::Request,
+    range: Option<(u64, u64)>,
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let c = request.encode();
+    let range = range.map_or(String::new(), |(a, b)| format!("range: bytes={a}-{b}\r\n"));
+    let text = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\n{range}countersign-request: {}\r\ncountersign-signature: {}\r\n\r\n",
+        url_of(request),
+        b64(&c),
+        vendor_sigs(&c, false)
+    );
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(text.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    while got.len() < 256 * 1024 {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let status = if range.is_empty() { "200" } else { "206" };
+    assert!(
+        got.starts_with(format!("HTTP/1.1 {status}").as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&got[..200])
+    );
+    s
+}
+
+/// A client that goes away mid-body (whole or ranged GET, encrypted or not) stops
+/// the GET's read-ahead task: no task, no open object file, and so no store
+/// response body (the task owns it) is left behind.
+async fn get_stops_reading_when_the_client_goes_away(b: &Backend) {
+    use countersign_gatekeeper::server::serve;
+    let h = Harness::new(b).await;
+    let (plain_state, _) =
+        countersign_gatekeeper::server::build_state(encryption_config(&h, "enabled = false"))
+            .await
+            .unwrap();
+    // Far more than the read-ahead plus both sockets' buffers can hold.
+    let body = marked(19 << 20);
+    store(&h, "gone/encrypted", &body).await;
+    let r = send_to(
+        &plain_state,
+        signed(&put("gone/plain", &body).request(), body.clone()),
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for (state, key) in [(&h.state, "gone/encrypted"), (&plain_state, "gone/plain")] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve(state.clone(), listener));
+        for range in [None, Some((3_000_000, 18_000_000))] {
+            let mut g = get(key);
+            g.op = Operation::Get {
+                key: ObjectKey::parse(key).unwrap(),
+                range: range.map(|(a, b)| ByteRange::new(a, b).unwrap()),
+            };
+            let socket = start_get(port, &g.request(), range).await;
+            // The client stalls: the task waits with its piece ready, holding the file.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert_eq!(state.storage.gets_in_flight(), 1, "{key} {range:?}");
+            if matches!(h.bucket, BucketView::Dir(_)) {
+                assert_eq!(open_object_files(&h), 1, "{key} {range:?}");
+            }
+            drop(socket);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while state.storage.gets_in_flight() > 0 || open_object_files(&h) > 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{key} {range:?}: {} read-ahead tasks and {} object files left",
+                    state.storage.gets_in_flight(),
+                    open_object_files(&h)
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        server.abort();
     }
 }
 
