@@ -260,7 +260,7 @@ impl RawWebhook {
         let burst_threshold = range(
             "burst_threshold",
             self.burst_threshold.map(u64::from),
-            5,
+            6,
             1,
             u64::from(MAX_BURST_THRESHOLD),
         );
@@ -450,7 +450,7 @@ impl Notifier {
             hook.outcomes.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 "webhook {}: event {} dropped: the delivery queue is full",
-                hook.config.url.as_str(),
+                origin(&hook.config.url),
                 kind.as_str()
             );
         }
@@ -619,7 +619,7 @@ async fn deliver(
             outcomes.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 "webhook {}: event {id} not delivered after {} attempts: {last_error}",
-                config.url.as_str(),
+                origin(&config.url),
                 config.max_attempts
             );
         }
@@ -658,6 +658,12 @@ async fn check(state: Weak<Gatekeeper>, i: usize) {
         }
         holding = now_holding;
     }
+}
+
+/// The scheme, host and port of a webhook's URL: what logs name (its path or query
+/// may hold a token).
+fn origin(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
 }
 
 fn random_hex() -> String {

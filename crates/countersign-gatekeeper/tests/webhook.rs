@@ -300,3 +300,30 @@ async fn bad_webhook_settings_are_refused_with_their_key() {
         assert!(e.message.contains(words), "{e}");
     }
 }
+
+#[tokio::test]
+async fn integration_lag_is_sent_once_when_it_starts() {
+    let (url, got) = receiver().await;
+    let extra = webhook(
+        &url,
+        "events = [\"integration_lag\", \"checkpoint_too_old\"]\nintegration_lag_max_secs = 1\ncheck_interval_secs = 1",
+    );
+    // The harness runs no integrator: entries stay outside every checkpoint.
+    let h = Harness::with_extra(&Backend::SqliteLocal, &extra).await;
+    assert_eq!(
+        h.send(signed(&list("a/").request(), vec![])).await.status(),
+        StatusCode::OK
+    );
+    let first = wait_for(&got, 1).await;
+    assert_eq!(first.len(), 1);
+    let (headers, body) = &first[0];
+    verify(headers, body);
+    let event: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(event["type"], "countersign.alert.integration_lag");
+    assert_eq!(event["data"]["max_secs"], 1);
+    assert!(event["data"]["age_secs"].as_u64().unwrap() >= 2, "{event}");
+    assert_eq!(event["data"]["entries_waiting"], 1);
+    // It still holds, but it was already sent.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(got.lock().unwrap().len(), 1);
+}
