@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need and is not yet on the machine (a
 # fresh Debian machine with only the Rust toolchain): the wasm32 target, rustfmt and
-# clippy, Chromium and ChromeDriver, Node.js, sqlite3 and promtool (Debian's prometheus package,
+# clippy, Chromium and ChromeDriver, Node.js, Python 3 and promtool (Debian's prometheus package,
 # for the alerting rules' tests) from apt (as root, or through sudo),
 # wasm-bindgen-cli at exactly Cargo.lock's wasm-bindgen version, and the node packages.
 # Safe to run again; it skips what is present. (moto and PostgreSQL, needed only by the
@@ -21,9 +21,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
-command -v python3 >/dev/null || missing+=(python3) # tests/e2e/console.mjs alters the SQLite log with it
-# The browser tests rewrite an audit row of a stopped gatekeeper's SQLite file.
-command -v sqlite3 >/dev/null || missing+=(sqlite3)
+# The test services (scripts/services.sh), and tests/support/sqlite.mjs: the browser
+# and console tests read and rewrite a gatekeeper's SQLite file with Python's sqlite3.
+command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   step "apt: ${missing[*]}"
   as_root apt-get update

@@ -8,21 +8,26 @@
 //       `countersign audit verify --url` on the same log and gatekeeper, rounds
 //       interleaved.
 //
+//   (c) the console's first page: a fresh `LogView.open`, the first signed search page
+//       (100 rows, no filter) and `proveEntries` on it, as www/audit.js does on load.
+//
 //   scripts/build-npm.sh
-//   node tests/bench/console-bench.mjs [--entries N] [--rounds R]
+//   node tests/bench/console-bench.mjs [--entries N] [--rounds R] [--fill ledger]
 //
 // The log (default 100,000 entries) is filled with unsigned GETs, each refused and
-// logged, 32 at a time. The admin flavor comes from packages/client/admin; the
+// logged, 32 at a time; with `--fill ledger`, before the gatekeeper starts, by the
+// `fill_log` example (the same entries appended through the ledger from 64 tasks, then
+// integrated: a minute for 1,000,000 instead of ten; it is built in release mode). The admin flavor comes from packages/client/admin; the
 // gatekeeper and the CLI are the Cargo `COUNTERSIGN_TEST_GATEKEEPER_PROFILE` builds
 // (`debug` unless set; the CLI's `release` build is used when it exists).
 import { createServer } from "node:http";
 import { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname, extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { freePort, gatekeeperProfile, publicKeyOfSeed, startGatekeeper, targetDir } from "../support/servers.mjs";
+import { freePort, gatekeeperProfile, publicKeyOfSeed, startGatekeeper, targetDir, writeGatekeeperConfig } from "../support/servers.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "../..");
@@ -33,6 +38,7 @@ const arg = (name, fallback) => {
 };
 const entries = arg("--entries", 100_000);
 const rounds = arg("--rounds", 3);
+const fillWithLedger = args.includes("--fill") && args[args.indexOf("--fill") + 1] === "ledger";
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 const admin = join(repo, "packages/client/admin");
@@ -67,6 +73,17 @@ window.bench = {
     }
     return { cold, warm, verified: checks.filter((c) => c.status === "verified").length, treeSize: view.treeSize };
   },
+  async firstPage(o) {
+    const t0 = performance.now();
+    const view = await cs.LogView.open(o);
+    const t1 = performance.now();
+    const rows = await this.search(o, "limit=100");
+    const t2 = performance.now();
+    const checks = await view.proveEntries(rows);
+    const t3 = performance.now();
+    view.free();
+    return { total: t3 - t0, open: t1 - t0, search: t2 - t1, prove: t3 - t2, verified: checks.filter((c) => c.status === "verified").length, rows: rows.length };
+  },
   async verify(o) {
     const r = await cs.verifyLog({ ...o, subject: "console-bench", keyId: "bench-admin", sign });
     return { entries: r.entries, bundles: r.bundles, millis: r.millis };
@@ -90,9 +107,7 @@ await new Promise((r) => server.listen(pagePort, "127.0.0.1", r));
 
 const seed = new Uint8Array(32).fill(31);
 const adminPublic = publicKeyOfSeed(seed);
-const gk = await startGatekeeper({
-  id: "gk.bench",
-  config: `
+const gkConfig = `
 [[keys]]
 key_id = "bench-vendor"
 role = "vendor"
@@ -109,14 +124,24 @@ path = "buckets/reports"
 
 [cors]
 origins = ["http://127.0.0.1:${pagePort}"]
-`,
-});
+`;
+let filledBefore = false;
+let dir;
+if (fillWithLedger) {
+  dir = mkdtempSync(join(tmpdir(), "countersign-console-bench-gk-"));
+  const file = writeGatekeeperConfig({ id: "gk.bench", config: gkConfig, dir });
+  const t = performance.now();
+  const out = execFileSync("cargo", ["run", "--quiet", "--release", "-p", "countersign-gatekeeper", "--example", "fill_log", "--", file, String(entries)], { cwd: repo, stdio: ["ignore", "pipe", "inherit"] });
+  console.log(`fill_log: ${out.toString().trim()} (${((performance.now() - t) / 1000).toFixed(1)} s with the build)`);
+  filledBefore = true;
+}
+const gk = await startGatekeeper({ id: "gk.bench", config: gkConfig, dir });
 const work = mkdtempSync(join(tmpdir(), "countersign-console-bench-"));
 let browser;
 try {
   // Fill the log.
   let t = performance.now();
-  let next = 0;
+  let next = filledBefore ? entries : 0;
   await Promise.all(
     Array.from({ length: 32 }, async () => {
       while (next < entries) {
@@ -157,6 +182,17 @@ try {
     warms = warms.concat(p.warm);
   }
   console.log(`(a) proveEntries, page of ${rows.length} rows, log of ${entries} entries: cold ${median(colds).toFixed(1)} ms, warm ${median(warms).toFixed(1)} ms (medians of ${rounds} and ${warms.length} runs)`);
+
+  // (c) The console's first page, from a fresh LogView each round.
+  const firsts = [];
+  for (let r = 0; r < rounds; r++) {
+    const f = await tab.evaluate((o) => window.bench.firstPage(o), options);
+    if (f.verified !== f.rows) throw new Error(`only ${f.verified} of ${f.rows} first-page rows verified`);
+    firsts.push(f);
+    console.log(`    round ${r + 1}: first page ${f.total.toFixed(1)} ms (open ${f.open.toFixed(1)}, search ${f.search.toFixed(1)}, prove ${f.rows} rows ${f.prove.toFixed(1)})`);
+  }
+  const mid = [...firsts].sort((a, b) => a.total - b.total)[firsts.length >> 1];
+  console.log(`(c) first proven page of ${mid.rows} rows, log of ${entries} entries: ${mid.total.toFixed(1)} ms (open ${mid.open.toFixed(1)}, search ${mid.search.toFixed(1)}, prove ${mid.prove.toFixed(1)}; median of ${rounds})`);
 
   // (b) verifyLog vs the native CLI, interleaved rounds.
   const cli = existsSync(cliRelease) ? cliRelease : join(targetDir(), gatekeeperProfile, "countersign");

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { freePort, gatekeeperProfile, publicKeyOfSeed, repo, startGatekeeper, targetDir } from "../support/servers.mjs";
+import { sqlite } from "../support/sqlite.mjs";
 import { startTamperProxy } from "./tamper-proxy.mjs";
 
 const profileArgs = gatekeeperProfile === "debug" ? [] : ["--profile", gatekeeperProfile];
@@ -77,7 +78,7 @@ const tampered = await (async () => {
   for (let i = 0; i < 300; i++) await (await fetch(`${first.url}/v1/objects/reports/org-1/missing-${i}`)).arrayBuffer();
   await waitForCheckpoint(first.url, 300);
   await first.stop({ keep: true });
-  execFileSync("sqlite3", [join(first.dir, "gatekeeper.sqlite"), `UPDATE audit_log SET decision = 'allow', error_code = '' WHERE seq = ${TAMPERED_SEQ}`]);
+  sqlite(join(first.dir, "gatekeeper.sqlite"), "UPDATE audit_log SET decision = 'allow', error_code = '' WHERE seq = ?", [TAMPERED_SEQ]);
   return startGatekeeper({ id: "gk.tampered", config: baseConfig, dir: first.dir });
 })();
 

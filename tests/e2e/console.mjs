@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { launch } from "../support/browser.mjs";
 import { freePort, repo, targetDir } from "../support/servers.mjs";
+import { sqlite } from "../support/sqlite.mjs";
 
 const ENTRIES = Number(process.env.CONSOLE_ENTRIES ?? 3000);
 const DENIED_IPS = ["127.0.0.5", "127.0.0.6"];
@@ -51,17 +52,8 @@ const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 const dir = mkdtempSync(join(tmpdir(), "countersign-e2e-console-"));
 const db = join(dir, "gk", "gatekeeper.sqlite");
-/** Rows of `sql` from the gatekeeper's SQLite file (Python's sqlite3: no extra package). */
-function query(sql, params = []) {
-  const out = execFileSync("python3", ["-c", `
-import json, sqlite3, sys
-c = sqlite3.connect(sys.argv[1], timeout=30)
-rows = c.execute(sys.argv[2], json.loads(sys.argv[3])).fetchall()
-c.commit()
-print(json.dumps([[v.decode() if isinstance(v, bytes) else v for v in r] for r in rows]))
-`, db, sql, JSON.stringify(params)], { maxBuffer: 1 << 28 });
-  return JSON.parse(out.toString());
-}
+/** Rows of `sql` from the gatekeeper's SQLite file. */
+const query = (sql, params = []) => sqlite(db, sql, params);
 const seqs = (sql, params) => query(sql, params).map((r) => r[0]);
 
 const port = await freePort();

@@ -59,12 +59,18 @@ export const gatekeeperProfile = process.env.COUNTERSIGN_TEST_GATEKEEPER_PROFILE
  * `cargo build -p countersign-gatekeeper`, plus `--release` for the release profile).
  * `config` is TOML text appended to the generated head (id, data dir, key).
  */
+/** Writes `dir`/gatekeeper.toml as `startGatekeeper` runs it; returns its path. */
+export function writeGatekeeperConfig({ id = "gk.test", config = "", dir }) {
+  const file = join(dir, "gatekeeper.toml");
+  writeFileSync(file, `gatekeeper_id = "${id}"\ndata_dir = "${dir}"\n[key]\npath = "gatekeeper.key"\nkey_id = "gk-test-1"\n${config}`);
+  return file;
+}
+
 export async function startGatekeeper({ id = "gk.test", config = "", listen = "127.0.0.1", dir: reuse } = {}) {
   // `dir`: the data directory of a gatekeeper stopped with `stop({ keep: true })`.
   const dir = reuse ?? mkdtempSync(join(tmpdir(), "countersign-e2e-gk-"));
   const port = await freePort();
-  const file = join(dir, "gatekeeper.toml");
-  writeFileSync(file, `gatekeeper_id = "${id}"\ndata_dir = "${dir}"\n[key]\npath = "gatekeeper.key"\nkey_id = "gk-test-1"\n${config}`);
+  const file = writeGatekeeperConfig({ id, config, dir });
   const binary = join(targetDir(), gatekeeperProfile, "countersign-gatekeeper");
   const child = spawn(binary, ["serve", "--config", file, "--listen", `${listen}:${port}`], { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";

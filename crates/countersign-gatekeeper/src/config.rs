@@ -241,6 +241,8 @@ pub struct Config {
     pub publish_bucket: Option<crate::checkpoint_bucket::PublishBucketConfig>,
     /// The audit console at `/audit/` (`[console]`), off when `None`.
     pub console: Option<crate::http::console::ConsoleConfig>,
+    /// Signed webhook alerts (`[[webhooks]]`), none by default.
+    pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
 /// The operations a threshold can be set for.
@@ -308,6 +310,7 @@ impl Config {
             witnesses: WitnessPolicy::default(),
             publish_bucket: None,
             console: None,
+            webhooks: Vec::new(),
         };
         Ok(config)
     }
@@ -505,6 +508,8 @@ struct RawConfig {
     audit: Option<RawAudit>,
     log: Option<RawLog>,
     console: Option<crate::http::console::RawConsole>,
+    #[serde(default)]
+    webhooks: Vec<crate::webhook::RawWebhook>,
 }
 
 #[derive(Deserialize)]
@@ -1615,6 +1620,12 @@ impl RawConfig {
             .and_then(|b| b.validate(&data_dir, p));
         let witnesses = log.validate(p);
         let console = self.console.and_then(|c| c.validate(&data_dir, p));
+        let webhooks: Vec<_> = self
+            .webhooks
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.validate(i, &data_dir, p))
+            .collect();
         if !p.is_empty() {
             return None;
         }
@@ -1644,6 +1655,7 @@ impl RawConfig {
             witnesses,
             publish_bucket,
             console,
+            webhooks,
         })
     }
 }

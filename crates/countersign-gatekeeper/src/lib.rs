@@ -38,4 +38,5 @@ pub mod server;
 pub mod storage;
 pub mod transparency;
 pub mod upload;
+pub mod webhook;
 pub mod witnesses;

@@ -66,7 +66,9 @@ pub async fn build_state(config: Config) -> Result<(AppState, bool), StartError>
         .map_err(|e| StartError(format!("encryption at rest: {e}")))?;
     let gk = Gatekeeper::new(config, key, ledger, storage)
         .map_err(|e| StartError(format!("invalid policy: {e}")))?;
-    Ok((Arc::new(gk), created))
+    let state = Arc::new(gk);
+    crate::webhook::spawn(&state);
+    Ok((state, created))
 }
 
 /// Runs recovery now and then every `reconcile_interval_secs`, for as long as the

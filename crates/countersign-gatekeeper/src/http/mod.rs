@@ -76,6 +76,8 @@ pub struct Gatekeeper {
     pub storage: Storage,
     /// Counters.
     pub metrics: Metrics,
+    /// Signed webhook alerts (`[[webhooks]]`).
+    pub webhooks: crate::webhook::Notifier,
     /// Memory for upload buffers, in KiB permits.
     pub(crate) upload_memory: Arc<Semaphore>,
     /// Failures before verified signatures, per client address.
@@ -114,7 +116,10 @@ impl Gatekeeper {
             config.limits.preauth_failure_burst,
             config.limits.preauth_failures_per_sec,
         );
+        let webhooks =
+            crate::webhook::Notifier::new(config.gatekeeper_id.as_str(), &config.webhooks);
         Ok(Self {
+            webhooks,
             config,
             policy: ArcSwap::from_pointee(policy),
             reload_source: std::sync::OnceLock::new(),
@@ -307,14 +312,14 @@ async fn readyz(State(gk): State<AppState>) -> Response {
     )
 }
 
-/// The exposition, with the audit log's progress read from the database now (a
-/// database that does not answer shows as `countersign_audit_log_up 0`).
-async fn metrics(State(gk): State<AppState>) -> Response {
-    let progress = match gk.ledger.progress().await {
+/// The audit log's progress read from the database now (with the witnesses' quorum
+/// time when witnesses are configured); `None` if the database does not answer.
+pub(crate) async fn log_progress(gk: &AppState) -> Option<crate::metrics::LogProgress> {
+    match gk.ledger.progress().await {
         Ok(mut p) => {
             let policy = &gk.config.witnesses;
             if !policy.witnesses.is_empty() {
-                p.witness_quorum_ms = match log::newest_cosigned(&gk).await {
+                p.witness_quorum_ms = match log::newest_cosigned(gk).await {
                     Ok(c) => Some(
                         c.and_then(|c| c.quorum_time(policy.quorum))
                             .map(|t| t.saturating_mul(1000)),
@@ -331,11 +336,16 @@ async fn metrics(State(gk): State<AppState>) -> Response {
             tracing::warn!("metrics: cannot read the audit log's progress: {e}");
             None
         }
-    };
-    let mut r = gk
-        .metrics
-        .render(progress.as_ref(), now_ms())
-        .into_response();
+    }
+}
+
+/// The exposition, with the audit log's progress read from the database now (a
+/// database that does not answer shows as `countersign_audit_log_up 0`).
+async fn metrics(State(gk): State<AppState>) -> Response {
+    let progress = log_progress(&gk).await;
+    let mut text = gk.metrics.render(progress.as_ref(), now_ms());
+    gk.webhooks.render_metrics(&mut text);
+    let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -238,6 +238,9 @@ impl Attempt {
         let bucket = if served { name } else { "" };
         gk.metrics
             .record(&self.operation, bucket, code, self.client_ip, latency_us);
+        if let Some(code) = code {
+            gk.webhooks.observe(code, self.client_ip, now_ms());
+        }
     }
 
     /// Whether the request's signatures verified.
