@@ -46,6 +46,10 @@
 mod common;
 #[path = "load/mod.rs"]
 mod load;
+// Each benchmark uses a part of the shared process helpers.
+#[allow(dead_code)]
+#[path = "process/mod.rs"]
+mod process;
 #[path = "signing/mod.rs"]
 mod signing;
 
@@ -57,11 +61,14 @@ use countersign_core::{
     Receipt,
 };
 use load::{env_num, random_bytes, round};
+use process::{
+    Cost, NginxConfig, Server, clock_ticks_per_s, find_on_path, process_cost, spawn_gatekeeper,
+    thread_cost,
+};
 use signing::{BUCKET, GK_ID, sign, sign_raw, vendor_keys};
 use sqlx::Row as _;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -69,8 +76,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const SMALL_BYTES: usize = 4096;
 const LIST_OBJECT_BYTES: usize = 64;
-/// `USER_HZ`: the unit of `utime`/`stime` in `/proc/PID/stat` (100 on Linux).
-const TICKS_PER_SEC: f64 = 100.0;
 
 fn get_op(key: &ObjectKey) -> Operation {
     Operation::Get {
@@ -90,78 +95,6 @@ fn put_op(key: &ObjectKey, body: &[u8]) -> Operation {
 fn list_op(prefix: &str) -> Operation {
     Operation::List {
         prefix: ListPrefix::parse(prefix).unwrap(),
-    }
-}
-
-// --- what a process costs ----------------------------------------------------------
-
-/// CPU ticks and context switches of a process (all its threads) or of one thread.
-#[derive(Clone, Copy, Debug, Default)]
-struct Cost {
-    cpu_ticks: u64,
-    voluntary: u64,
-    involuntary: u64,
-}
-
-impl Cost {
-    fn minus(self, before: Self) -> Self {
-        Self {
-            cpu_ticks: self.cpu_ticks - before.cpu_ticks,
-            voluntary: self.voluntary - before.voluntary,
-            involuntary: self.involuntary - before.involuntary,
-        }
-    }
-    fn add(&mut self, d: Self) {
-        self.cpu_ticks += d.cpu_ticks;
-        self.voluntary += d.voluntary;
-        self.involuntary += d.involuntary;
-    }
-}
-
-/// `utime + stime` (fields 14 and 15) of a `/proc/.../stat` file. For a process they
-/// include its threads, also those that have exited.
-fn stat_ticks(path: &str) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap();
-    // The command name may hold spaces and parentheses: fields start after the last `)`.
-    let fields: Vec<&str> = text[text.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    // fields[0] is field 3 (state).
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn status_field(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim_start_matches(':').trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// A process's CPU ticks, and its context switches summed over its live threads
-/// (`/proc/PID/status` alone counts only the main thread; a thread that exits takes
-/// its counts with it, so this can only undercount).
-fn process_cost(pid: u32) -> Cost {
-    let mut cost = Cost {
-        cpu_ticks: stat_ticks(&format!("/proc/{pid}/stat")),
-        ..Cost::default()
-    };
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(t.path().join("status")) {
-                cost.voluntary += status_field(&text, "voluntary_ctxt_switches");
-                cost.involuntary += status_field(&text, "nonvoluntary_ctxt_switches");
-            }
-        }
-    }
-    cost
-}
-
-fn thread_cost() -> Cost {
-    let text = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-    Cost {
-        cpu_ticks: stat_ticks("/proc/thread-self/stat"),
-        voluntary: status_field(&text, "voluntary_ctxt_switches"),
-        involuntary: status_field(&text, "nonvoluntary_ctxt_switches"),
     }
 }
 
@@ -374,43 +307,17 @@ struct Gatekeeper {
     startup: (Cost, Duration),
 }
 
-/// Starts the binary and returns it with its address once it listens.
-fn spawn_gatekeeper(label: &str, dir: &Path) -> (Child, String) {
+/// Starts the binary (`COUNTERSIGN_BENCH_GATEKEEPER`, default this package's) and
+/// returns it with its address once it listens.
+fn start_gatekeeper(label: &str, dir: &Path) -> (Child, String) {
     let binary = std::env::var("COUNTERSIGN_BENCH_GATEKEEPER")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_countersign-gatekeeper").to_owned());
-    let mut child = Command::new(binary)
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.join("gatekeeper.toml"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the gatekeeper binary");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut base = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        // The log line has a timestamp, level and target before the message.
-        if let Some((_, addr)) = line.split_once("listening on ") {
-            base = Some(addr.trim().to_owned());
-            break;
-        }
-    }
-    let Some(base) = base else {
-        let status = child.wait().unwrap();
-        panic!("the gatekeeper ({label}) exited before listening: {status}");
-    };
-    let tag = label.to_owned();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            eprintln!("[gatekeeper {tag}] {line}");
-        }
-    });
-    (child, base)
+    spawn_gatekeeper(
+        &binary,
+        &dir.join("gatekeeper.toml"),
+        dir,
+        &format!("gatekeeper {label}"),
+    )
 }
 
 /// Waits until a process has used no CPU for 2 s; returns its whole cost so far and
@@ -494,7 +401,7 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
         );
         std::fs::write(dir.path().join("gatekeeper.toml"), config).unwrap();
         let t = Instant::now();
-        let (child, base) = spawn_gatekeeper(label, dir.path());
+        let (child, base) = start_gatekeeper(label, dir.path());
         let startup = settle(child.id(), t);
         Self {
             label: label.to_owned(),
@@ -513,7 +420,7 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
         let _ = self.child.wait();
         let pg_before = self.pg_count();
         let t = Instant::now();
-        let (child, base) = spawn_gatekeeper(&self.label, self.dir.path());
+        let (child, base) = start_gatekeeper(&self.label, self.dir.path());
         self.child = child;
         self.base = base;
         let (cost, wall) = settle(self.child.id(), t);
@@ -578,96 +485,38 @@ impl Drop for Gatekeeper {
     }
 }
 
-/// nginx with one process (no master) serving a directory on 127.0.0.1.
-struct Nginx {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(binary: &str, file: &[u8]) -> Option<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("countersign-bench-nginx-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("www");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("small"), file).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        // One process and an access log line per request; otherwise defaults.
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log {d}/access.log;\n  sendfile on;\n  tcp_nodelay on;\n  keepalive_requests 1000000;\n\
-               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }}\n}}\n",
-            root = root.display()
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("note: nginx ({binary}) did not start: {e}; skipping the nginx baseline");
-                return None;
-            }
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Self {
-                    child,
-                    base: format!("http://127.0.0.1:{port}"),
-                    _dir: dir,
-                });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                eprintln!("note: nginx exited ({status}); skipping the nginx baseline");
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        eprintln!("note: nginx did not listen; skipping the nginx baseline");
-        None
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// nginx (`COUNTERSIGN_BENCH_NGINX`, else `nginx` on `PATH` or in `/usr/sbin`), or
+/// `None` if it is set to `off` or not found.
 fn find_nginx() -> Option<String> {
     match std::env::var("COUNTERSIGN_BENCH_NGINX") {
         Ok(v) if v == "off" => None,
         Ok(v) => Some(v),
-        Err(_) => std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("nginx"))
-                .find(|p| p.is_file())
-                .map(|p| p.display().to_string())
-        }),
+        Err(_) => find_on_path("nginx"),
+    }
+}
+
+/// nginx with one process (no master) serving `file` as `/small` on 127.0.0.1, with
+/// an access log line per request; `None` (and a note) if it does not start.
+fn start_nginx(binary: &str, file: &[u8]) -> Option<(Server, tempfile::TempDir)> {
+    let dir = tempfile::Builder::new()
+        .prefix("countersign-bench-nginx-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("small"), file).unwrap();
+    let config = NginxConfig {
+        access_log: true,
+        worker_connections: 1024,
+        keepalive_requests: Some(1_000_000),
+        webdav_put: false,
+    };
+    match Server::nginx(binary, dir.path(), &root, &config) {
+        Ok(server) => Some((server, dir)),
+        Err(e) => {
+            eprintln!("note: {e}; skipping the nginx baseline");
+            None
+        }
     }
 }
 
@@ -725,7 +574,7 @@ impl Samples {
         v[i].as_secs_f64() * 1000.0
     }
     fn cpu_us(&self) -> f64 {
-        self.cost.cpu_ticks as f64 / TICKS_PER_SEC * 1e6 / self.n()
+        self.cost.cpu_ticks as f64 / clock_ticks_per_s() as f64 * 1e6 / self.n()
     }
     fn switches(&self) -> (f64, f64) {
         (
@@ -885,7 +734,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
     }
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let small = random_bytes(SMALL_BYTES);
-    let nginx = find_nginx().and_then(|b| Nginx::start(&b, &small));
+    let nginx = find_nginx().and_then(|b| start_nginx(&b, &small));
     if nginx.is_none() {
         eprintln!("note: no nginx baseline (set COUNTERSIGN_BENCH_NGINX to its binary)");
     }
@@ -933,7 +782,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
                         (wall, vec![wall / ops as u32; ops], cost, None)
                     }
                     T::Nginx => {
-                        let ngx = nginx.as_ref().unwrap();
+                        let ngx = &nginx.as_ref().unwrap().0;
                         let pid = ngx.child.id();
                         let before = process_cost(pid);
                         let (wall, lat) = get_round(
@@ -1325,7 +1174,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             "{:<22} {:>8} {:>10.0} {:>10.0} {:>10}",
             gk.label,
             "1 or 0",
-            gk.startup.0.cpu_ticks as f64 * 1000.0 / TICKS_PER_SEC,
+            gk.startup.0.cpu_ticks as f64 * 1000.0 / clock_ticks_per_s() as f64,
             gk.startup.1.as_secs_f64() * 1000.0,
             "-"
         );
@@ -1335,7 +1184,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
             "{:<22} {:>8} {:>10.0} {:>10.0} {:>10}",
             gks[*g].label,
             list_objects + 1,
-            cost.cpu_ticks as f64 * 1000.0 / TICKS_PER_SEC,
+            cost.cpu_ticks as f64 * 1000.0 / clock_ticks_per_s() as f64,
             wall.as_secs_f64() * 1000.0,
             pg.map(|p| p.round_trips.to_string())
                 .unwrap_or_else(|| "-".into())

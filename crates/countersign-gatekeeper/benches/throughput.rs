@@ -44,6 +44,10 @@
 mod common;
 #[path = "load/mod.rs"]
 mod load;
+// Each benchmark uses a part of the shared process helpers.
+#[allow(dead_code)]
+#[path = "process/mod.rs"]
+mod process;
 
 use bytes::Bytes;
 use common::{create_pg_database, create_s3_bucket, now, random_hex};
@@ -59,9 +63,8 @@ use countersign_gatekeeper::storage::build_object_store;
 use futures::StreamExt as _;
 use load::{env_num, random_bytes, round};
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use process::{NginxConfig, Server, find_on_path, process_cost, reset_peak_rss, status_kib};
 use sha2::{Digest as _, Sha256};
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,25 +121,10 @@ fn put_op(key: &ObjectKey, digest: BodyDigest) -> Operation {
     }
 }
 
-/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of `/proc` CPU
-/// times.
-fn clock_ticks_per_s() -> u64 {
-    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *HZ.get_or_init(|| {
-        let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    })
-}
-
 /// A gatekeeper process on 127.0.0.1, killed when dropped.
 struct Gatekeeper {
     label: String,
-    child: Child,
-    base: String,
+    server: Server,
     _dir: tempfile::TempDir,
 }
 
@@ -205,87 +193,34 @@ operations = ["GET", "HEAD", "PUT", "LIST"]
         std::fs::write(&path, config).unwrap();
         let binary = std::env::var("COUNTERSIGN_BENCH_GATEKEEPER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_countersign-gatekeeper").to_owned());
-        let mut child = Command::new(binary)
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start the gatekeeper binary");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut base = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            // The log line has a timestamp, level and target before the message.
-            if let Some((_, addr)) = line.split_once("listening on ") {
-                base = Some(addr.trim().to_owned());
-                break;
-            }
-        }
-        let Some(base) = base else {
-            let status = child.wait().unwrap();
-            panic!("the gatekeeper ({label}) exited before listening: {status}");
-        };
-        let tag = label.to_owned();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                eprintln!("[gatekeeper {tag}] {line}");
-            }
-        });
         Self {
             label: label.to_owned(),
-            child,
-            base,
+            server: Server::gatekeeper(&binary, &path, dir.path(), &format!("gatekeeper {label}")),
             _dir: dir,
         }
     }
 
     fn url(&self, key: &ObjectKey) -> String {
-        format!("{}/v1/objects/{BUCKET}/{}", self.base, key.to_url_path())
+        format!(
+            "{}/v1/objects/{BUCKET}/{}",
+            self.server.base,
+            key.to_url_path()
+        )
     }
 
     /// A `/proc/<pid>/status` field in KiB.
     fn status_kib(&self, field: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| {
-                v.trim_start_matches(':')
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.child.id()))
+        status_kib(self.server.child.id(), field)
     }
 
     /// CPU time the process has used (user + system), from `/proc/<pid>/stat`.
     fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name (which is in parentheses): utime and stime
-        // are fields 14 and 15 of the line, in clock ticks.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 1000 / clock_ticks_per_s())
+        process_cost(self.server.child.id()).cpu_time()
     }
 
-    /// Resets the peak RSS to the current RSS (Linux `clear_refs` 5).
+    /// Resets the peak RSS to the current RSS.
     fn reset_peak(&self) -> bool {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
-    }
-}
-
-impl Drop for Gatekeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        reset_peak_rss(self.server.child.id())
     }
 }
 
@@ -470,83 +405,28 @@ fn nginx_binary() -> Option<String> {
     match std::env::var("COUNTERSIGN_BENCH_NGINX") {
         Ok(v) if v == "none" => None,
         Ok(v) => Some(v),
-        Err(_) => {
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            let found = std::env::split_paths(&path)
-                .chain([std::path::PathBuf::from("/usr/sbin")])
-                .map(|p| p.join("nginx"))
-                .find(|p| p.is_file())
-                .expect("no nginx found: install it (apt-get install nginx), or set COUNTERSIGN_BENCH_NGINX=none");
-            Some(found.display().to_string())
-        }
+        Err(_) => Some(find_on_path("nginx").expect(
+            "no nginx found: install it (apt-get install nginx), or set COUNTERSIGN_BENCH_NGINX=none",
+        )),
     }
 }
 
-/// nginx, one process and worker, serving the files of a directory on 127.0.0.1 the
-/// way a user would serve a static file (`sendfile on`, as `vs_nginx` runs it);
-/// killed when dropped.
-struct Nginx {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(binary: &str, root: &std::path::Path) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("countersign-bench-nginx-")
-            .tempdir()
-            .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  sendfile on;\n  tcp_nodelay on;\n\
-               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }}\n}}\n",
-            root = root.display()
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let mut child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self {
-                    child,
-                    base: format!("http://127.0.0.1:{port}"),
-                    _dir: dir,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("nginx did not listen on 127.0.0.1:{port}");
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// nginx, one process and worker, serving the files of `root` the way a user would
+/// serve a static file (`sendfile on`, as `vs_nginx` runs it), no access log; its
+/// config and logs in a directory of its own.
+fn start_nginx(binary: &str, root: &std::path::Path) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("countersign-bench-nginx-")
+        .tempdir()
+        .unwrap();
+    let config = NginxConfig {
+        access_log: false,
+        worker_connections: 64,
+        keepalive_requests: None,
+        webdav_put: false,
+    };
+    let server = Server::nginx(binary, dir.path(), root, &config).unwrap_or_else(|e| panic!("{e}"));
+    (server, dir)
 }
 
 /// Reads a file to its end with a 1 MiB buffer (the local store's direct baseline).
@@ -917,7 +797,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
         );
         let nginx = nginx_bin
             .as_deref()
-            .map(|bin| Nginx::start(bin, direct_dir.path()));
+            .map(|bin| start_nginx(bin, direct_dir.path()));
         let sides = if nginx.is_some() { 4 } else { 3 };
         let mut get = LargeRow::default();
         for rep in 0..reps {
@@ -927,7 +807,7 @@ async fn run(s3_endpoint: &str, pg_url: Option<&str>) {
                         .direct
                         .push(read_file(&direct_file, body.digest.length).await),
                     3 => {
-                        let url = format!("{}/object", nginx.as_ref().unwrap().base);
+                        let url = format!("{}/object", nginx.as_ref().unwrap().0.base);
                         get.nginx
                             .push(get_url(client.get(url), body.digest.length).await);
                     }

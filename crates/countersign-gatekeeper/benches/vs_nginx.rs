@@ -52,6 +52,10 @@ mod common;
 #[allow(dead_code)]
 #[path = "load/mod.rs"]
 mod load;
+// Each benchmark uses a part of the shared process helpers.
+#[allow(dead_code)]
+#[path = "process/mod.rs"]
+mod process;
 #[path = "signing/mod.rs"]
 mod signing;
 
@@ -64,8 +68,8 @@ use countersign_core::{
 };
 use countersign_gatekeeper::ledger::{AuditDraft, CheckpointSigner, Ledger, NonceUse};
 use load::{env_num, random_bytes};
+use process::{NginxConfig, Server, find_on_path, process_cost};
 use signing::{BUCKET, GK_ID, sign, vendor_keys};
-use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,8 +78,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const SMALL: usize = 1024;
-/// `USER_HZ`: the unit of `utime`/`stime` in `/proc/PID/stat`.
-const TICKS_PER_SEC: f64 = 100.0;
 
 fn put_op(key: &str, body: &[u8]) -> Operation {
     Operation::Put {
@@ -86,40 +88,6 @@ fn put_op(key: &str, body: &[u8]) -> Operation {
 }
 
 // --- what a process costs ----------------------------------------------------------
-
-#[derive(Clone, Copy, Default)]
-struct Cost {
-    ticks: u64,
-    switches: u64,
-}
-
-/// CPU ticks of a process (its threads included, live or exited) and the context
-/// switches of its live threads.
-fn process_cost(pid: u32) -> Cost {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name may hold spaces: the fields start after the last `)`.
-    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    let mut switches = 0;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
-            for l in s.lines() {
-                if let Some(v) = l
-                    .strip_prefix("voluntary_ctxt_switches:")
-                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
-                {
-                    switches += v.trim().parse::<u64>().unwrap_or(0);
-                }
-            }
-        }
-    }
-    Cost { ticks, switches }
-}
 
 /// `perf stat` attached to a process for the length of one wrk run.
 struct PerfStat {
@@ -200,19 +168,6 @@ impl PerfStat {
 
 // --- servers --------------------------------------------------------------------------
 
-/// A child process killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn gatekeeper(binary: &str, dir: &Path, bucket: &Path) -> Server {
     let [k1, k2] = vendor_keys();
     let config = format!(
@@ -249,86 +204,19 @@ operations = ["GET", "PUT"]
         bucket = bucket.display(),
     );
     std::fs::write(dir.join("gatekeeper.toml"), config).unwrap();
-    let mut child = Command::new(binary)
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.join("gatekeeper.toml"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = lines
-        .by_ref()
-        .map_while(Result::ok)
-        // The log line has a timestamp, level and target before the message.
-        .find_map(|l| {
-            l.split_once("listening on ")
-                .map(|(_, a)| a.trim().to_owned())
-        })
-        .expect("the gatekeeper exited before listening");
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            eprintln!("[gatekeeper] {line}");
-        }
-    });
-    Server { child, base }
+    Server::gatekeeper(binary, &dir.join("gatekeeper.toml"), dir, "gatekeeper")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// nginx, one process, serving `root` (GET) and taking PUTs under `/put/` into it.
+/// nginx, one process, serving `root` (GET) and taking PUTs under `/put/` into it;
+/// defaults otherwise, an access log line per request included.
 fn nginx(binary: &str, dir: &Path, root: &Path) -> Server {
-    let port = free_port();
-    let d = dir.display();
-    // Defaults otherwise, an access log line per request included.
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n  access_log {d}/access.log;\n  sendfile on;\n  tcp_nodelay on;\n  keepalive_requests 1000000;\n\
-           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-           uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{ listen 127.0.0.1:{port}; root {root};\n\
-             location / {{ }}\n\
-             location /put/ {{ dav_methods PUT; create_full_put_path on; }} }}\n}}\n",
-        root = root.display()
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let mut child = Command::new(binary)
-        .arg("-p")
-        .arg(dir)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .arg("-c")
-        .arg(&conf_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Server {
-                child,
-                base: format!("http://127.0.0.1:{port}"),
-            };
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("nginx did not listen on 127.0.0.1:{port}");
+    let config = NginxConfig {
+        access_log: true,
+        worker_connections: 1024,
+        keepalive_requests: Some(1_000_000),
+        webdav_put: true,
+    };
+    Server::nginx(binary, dir, root, &config).unwrap_or_else(|e| panic!("{e}"))
 }
 
 // --- wrk ------------------------------------------------------------------------------
@@ -431,8 +319,8 @@ fn wrk(
     let n = requests.max(1) as f64;
     Run {
         rps: requests as f64 / (field(line, "duration_us") as f64 / 1e6),
-        cpu_us: (after.ticks - before.ticks) as f64 / TICKS_PER_SEC * 1e6 / n,
-        switches: (after.switches - before.switches) as f64 / n,
+        cpu_us: after.minus(before).cpu_time().as_secs_f64() * 1e6 / n,
+        switches: after.minus(before).switches() as f64 / n,
         p50_us: field(line, "p50_us") as f64,
         p99_us: field(line, "p99_us") as f64,
         refused: field(line, "non2xx") + field(line, "socket_errors"),
@@ -442,19 +330,12 @@ fn wrk(
 }
 
 fn find(var: &str, name: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        std::env::var_os("PATH")
-            .and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .chain([PathBuf::from("/usr/sbin")])
-                    .map(|p| p.join(name))
-                    .find(|p| p.is_file())
-            })
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| {
-                panic!("no `{name}` found: install it (apt-get install {name}) or set {var}")
-            })
-    })
+    std::env::var(var)
+        .ok()
+        .or_else(|| find_on_path(name))
+        .unwrap_or_else(|| {
+            panic!("no `{name}` found: install it (apt-get install {name}) or set {var}")
+        })
 }
 
 /// The stored file of the object `small`: the bucket directory's only regular file
