@@ -1,5 +1,5 @@
 //! Small requests through the gatekeeper next to nginx, the way a newcomer would
-//! measure them, and the audit log's append throughput.
+//! measure them.
 //!
 //! - **1 KiB GET and PUT**: the gatekeeper (SQLite + local directory) and Debian's
 //!   nginx (one process, no master) serving the same directory (PUT through nginx's
@@ -19,14 +19,12 @@
 //! - **Two builds side by side**: `COUNTERSIGN_BENCH_BASELINE` names an older
 //!   gatekeeper binary; it gets its own directory and the same requests, and runs in
 //!   every cell right after nginx and before the current build.
-//! - **Append throughput**: 16 tasks appending audit entries (each with a nonce) to a
-//!   ledger on SQLite and, when `COUNTERSIGN_TEST_PG_URL` is set, on PostgreSQL.
 //!
 //! ```text
 //! scripts/bench-vs-nginx.sh
 //! ```
 //!
-//! Environment: `COUNTERSIGN_BENCH_SECS` (seconds per wrk run and per append run,
+//! Environment: `COUNTERSIGN_BENCH_SECS` (seconds per wrk run,
 //! default 5), `COUNTERSIGN_BENCH_CONCURRENCY` (default `1,16`),
 //! `COUNTERSIGN_BENCH_GATEKEEPER` (the gatekeeper binary; default the one this
 //! package builds: point it at another build to compare two versions),
@@ -34,8 +32,8 @@
 //! on `PATH`), `COUNTERSIGN_BENCH_MAX_RATE` (requests/s the pre-signed set is sized
 //! for, default 20000: a run that exhausts it reports `reused` > 0, and the reused
 //! requests are refused as replays), `COUNTERSIGN_BENCH_METHODS` (default `GET,PUT`),
-//! `COUNTERSIGN_BENCH_APPEND` (`0` skips the append part), `COUNTERSIGN_BENCH_PERF`
-//! (`0` skips `perf stat`).
+//! `COUNTERSIGN_BENCH_PERF` (`0` skips `perf stat`). Audit append throughput is
+//! measured by the `audit_append` bench.
 
 // A benchmark is a developer tool, not a server: a panic is a failed run with a
 // message, so unwrap/expect/panic/indexing are fine here.
@@ -59,22 +57,17 @@ mod process;
 #[path = "signing/mod.rs"]
 mod signing;
 
-use common::{create_pg_database, now};
-use countersign_core::audit::CapturedHeader;
+use common::now;
 use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::text::b64;
 use countersign_core::{
     BodyDigest, ContentType, Decision, GatekeeperId, KeyId, ObjectKey, Operation, Receipt,
 };
-use countersign_gatekeeper::ledger::{AuditDraft, CheckpointSigner, Ledger, NonceUse};
 use load::{env_num, random_bytes};
 use process::{NginxConfig, Server, find_on_path, process_cost};
 use signing::{BUCKET, GK_ID, sign, vendor_keys};
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const SMALL: usize = 1024;
@@ -571,84 +564,6 @@ async fn http_vs_nginx(secs: usize, levels: &[usize], methods: &[String]) {
     }
 }
 
-// --- append throughput -------------------------------------------------------------------
-
-async fn append_throughput(label: &str, url: &str, secs: usize, clients: usize) {
-    let ledger = Ledger::connect(
-        url,
-        CheckpointSigner {
-            gatekeeper: GatekeeperId::parse(GK_ID).unwrap(),
-            key: SigningKey::from_bytes(&[9; 32]),
-            key_id: KeyId::parse("gk").unwrap(),
-        },
-        1000,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let request = CapturedHeader::whole(&random_bytes(400));
-    let signatures = CapturedHeader::whole(&random_bytes(180));
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (ledger, stop, done, failed) = (
-                ledger.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&done),
-                Arc::clone(&failed),
-            );
-            let (request, signatures) = (request.clone(), signatures.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let draft = AuditDraft {
-                        time_ms: now() * 1000,
-                        request_id: b"bench".to_vec(),
-                        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                        operation: b"GET".to_vec(),
-                        bucket: BUCKET.as_bytes().to_vec(),
-                        key: b"small".to_vec(),
-                        subject: b"bench-client".to_vec(),
-                        decision: Decision::Allow,
-                        bytes: SMALL as u64,
-                        latency_us: 100,
-                        request: request.clone(),
-                        signatures: signatures.clone(),
-                    };
-                    let nonce = NonceUse {
-                        nonce: random_bytes(16).try_into().unwrap(),
-                        until: now() + 900,
-                    };
-                    match ledger.append(draft, Some(nonce)).await {
-                        Ok(e) if e.decision == Decision::Allow => {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(secs as u64)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let took = t.elapsed().as_secs_f64();
-    let n = done.load(Ordering::Relaxed);
-    println!(
-        "{label:<11} {clients:>7} {:>10.0} {:>8} {:>8}",
-        n as f64 / took,
-        n,
-        failed.load(Ordering::Relaxed)
-    );
-    ledger.close().await;
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -677,20 +592,5 @@ fn main() {
         .collect();
     rt.block_on(async {
         http_vs_nginx(secs, &levels, &methods).await;
-        if std::env::var("COUNTERSIGN_BENCH_APPEND").as_deref() == Ok("0") {
-            return;
-        }
-        println!("\naudit append throughput, {secs} s, every entry with its nonce");
-        println!("{:<11} {:>7} {:>10} {:>8} {:>8}", "database", "clients", "entries/s", "entries", "failed");
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("append.sqlite").display());
-        append_throughput("SQLite", &sqlite, secs, 16).await;
-        match std::env::var("COUNTERSIGN_TEST_PG_URL") {
-            Ok(pg) => {
-                let url = create_pg_database(&pg).await;
-                append_throughput("PostgreSQL", &url, secs, 16).await;
-            }
-            Err(_) => println!("PostgreSQL: skipped (set COUNTERSIGN_TEST_PG_URL, or run under scripts/services.sh)"),
-        }
     });
 }
