@@ -15,6 +15,7 @@ pub use encryptions::Encryption;
 pub use object_keys::KeyUse;
 
 use crate::audit::AuditFilter;
+use crate::encryption::WrappedKey;
 use countersign_core::audit::{AuditEntry, CapturedHeader, Checkpoint, GENESIS};
 use countersign_core::{Decision, ErrorCode, GatekeeperId, KeyId, ed25519_dalek::SigningKey};
 use rusqlite::OptionalExtension as _;
@@ -899,6 +900,18 @@ impl Ledger {
 
     /// A stored object's index row.
     pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<IndexedObject>> {
+        Ok(self.object_to_read(bucket, key).await?.map(|(o, _)| o))
+    }
+
+    /// A stored object's index row with the wrapped data key it is encrypted under
+    /// (`None` for an object stored in plaintext), read together: one database call
+    /// (one hand-over to the SQLite thread) and one snapshot, so the key is the one
+    /// of the storage name the row names.
+    pub async fn object_to_read(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(IndexedObject, Option<WrappedKey>)>> {
         if let Writer::Sqlite(thread) = &self.writer {
             let (bucket, key) = (bucket.to_owned(), key.to_owned());
             return thread
@@ -907,19 +920,25 @@ impl Ledger {
                         .prepare_cached(OBJECT)?
                         .query_row(rusqlite::params![bucket, key], |r| {
                             Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, i64>(1)?,
-                                r.get::<_, Vec<u8>>(2)?,
-                                r.get::<_, String>(3)?,
-                                r.get::<_, i64>(4)?,
-                                r.get::<_, Vec<u8>>(5)?,
-                                r.get::<_, String>(6)?,
+                                (
+                                    r.get::<_, String>(0)?,
+                                    r.get::<_, i64>(1)?,
+                                    r.get::<_, Vec<u8>>(2)?,
+                                    r.get::<_, String>(3)?,
+                                    r.get::<_, i64>(4)?,
+                                    r.get::<_, Vec<u8>>(5)?,
+                                    r.get::<_, String>(6)?,
+                                ),
+                                wrapped_key(r.get(7)?, r.get(8)?, r.get(9)?),
                             ))
                         })
                         .optional()?;
                     row.map(
-                        |(storage_name, size, sha256, content_type, stored_at, manifest, sigs)| {
-                            Ok(IndexedObject {
+                        |(
+                            (storage_name, size, sha256, content_type, stored_at, manifest, sigs),
+                            data_key,
+                        )| {
+                            let object = IndexedObject {
                                 bucket,
                                 key,
                                 storage_name,
@@ -929,7 +948,8 @@ impl Ledger {
                                 stored_at: to_u64(stored_at, "stored_at")?,
                                 manifest,
                                 manifest_signatures: sigs,
-                            })
+                            };
+                            Ok((object, data_key))
                         },
                     )
                     .transpose()
@@ -942,8 +962,16 @@ impl Ledger {
                 .bind(key.to_owned())
                 .fetch_optional(&self.pool)
                 .await?;
-            row.map(|row| IndexedObject::from_row(bucket, key.to_owned(), &row))
-                .transpose()
+            row.map(|row| {
+                let object = IndexedObject::from_row(bucket, key.to_owned(), &row)?;
+                let data_key = wrapped_key(
+                    row.try_get("kek_id")?,
+                    row.try_get("wrapped")?,
+                    row.try_get("header")?,
+                );
+                Ok((object, data_key))
+            })
+            .transpose()
         })
         .await
     }
@@ -1164,8 +1192,27 @@ const RELEASE: &str = "DELETE FROM objects
 const COMMIT: &str = "UPDATE objects SET state = 'stored', size = ?, sha256 = ?, content_type = ?,
      stored_at = ?, manifest = ?, manifest_signatures = ?, upload_id = ''
      WHERE bucket = ? AND object_key = ? AND storage_name = ? AND state = 'pending'";
-const OBJECT: &str = "SELECT storage_name, size, sha256, content_type, stored_at, manifest,
-     manifest_signatures FROM objects WHERE bucket = ? AND object_key = ? AND state = 'stored'";
+/// A stored object's row and its wrapped data key, if any (`object_keys` is keyed by
+/// bucket and storage name).
+const OBJECT: &str = "SELECT o.storage_name, o.size, o.sha256, o.content_type, o.stored_at,
+     o.manifest, o.manifest_signatures, k.kek_id, k.wrapped, k.header
+     FROM objects o LEFT JOIN object_keys k
+       ON k.bucket = o.bucket AND k.storage_name = o.storage_name
+     WHERE o.bucket = ? AND o.object_key = ? AND o.state = 'stored'";
+
+/// The wrapped data key of an [`OBJECT`] row: all three columns, or none (no
+/// `object_keys` row: stored in plaintext).
+fn wrapped_key(
+    kek_id: Option<String>,
+    wrapped: Option<Vec<u8>>,
+    header: Option<Vec<u8>>,
+) -> Option<WrappedKey> {
+    Some(WrappedKey {
+        kek_id: kek_id?,
+        wrapped: wrapped?,
+        header: header?,
+    })
+}
 
 /// A pooled PostgreSQL connection idle this long is pinged before it is used.
 const IDLE_PING: Duration = Duration::from_secs(1);

@@ -5,7 +5,7 @@
 //! `Content-Security-Policy: sandbox`, so an uploaded `text/html` cannot run script
 //! in whatever page opens it.
 
-use crate::encryption::ObjectCipher;
+use crate::encryption::{ObjectCipher, WrappedKey};
 use crate::error::ApiError;
 use crate::http::Gatekeeper;
 use crate::http::pipeline::{Attempt, Authorized};
@@ -26,11 +26,14 @@ use std::ops::Range;
 #[derive(Debug)]
 pub struct Found {
     object: IndexedObject,
+    /// The wrapped data key, read with the row (`None`: stored in plaintext).
+    data_key: Option<WrappedKey>,
     span: Range<u64>,
     ranged: bool,
 }
 
-/// Looks the object up and checks the signed range against its size.
+/// Looks the object up (with its wrapped data key, in the same database call) and
+/// checks the signed range against its size.
 pub async fn prepare(
     gk: &Gatekeeper,
     auth: &Authorized,
@@ -42,9 +45,9 @@ pub async fn prepare(
         countersign_core::Operation::Head { key } => (key, None),
         _ => return Err(ApiError::new(ErrorCode::Internal, "GET or HEAD expected")),
     };
-    let object = gk
+    let (object, data_key) = gk
         .ledger
-        .object(auth.bucket().as_str(), key.as_str())
+        .object_to_read(auth.bucket().as_str(), key.as_str())
         .await
         .map_err(|e| {
             tracing::warn!("index lookup failed: {e}");
@@ -72,27 +75,21 @@ pub async fn prepare(
     }
     Ok(Found {
         object,
+        data_key,
         span,
         ranged: range.is_some(),
     })
 }
 
-/// The cipher that opens `object`, if it is stored encrypted: its data key is
-/// unwrapped by the bucket's keyring (`key_unavailable` if the KEK is missing or
-/// wrong, never garbage).
+/// The cipher that opens `object`, if it is stored encrypted (`wrapped` is its data
+/// key as the index records it): the data key is unwrapped by the bucket's keyring
+/// (`key_unavailable` if the KEK is missing or wrong, never garbage).
 async fn object_cipher(
     gk: &Gatekeeper,
     auth: &Authorized,
     object: &IndexedObject,
+    wrapped: Option<&WrappedKey>,
 ) -> Result<Option<ObjectCipher>, ApiError> {
-    let wrapped = gk
-        .ledger
-        .object_key(auth.bucket().as_str(), &object.storage_name)
-        .await
-        .map_err(|e| {
-            tracing::warn!("data key lookup failed: {e}");
-            ApiError::audit_unavailable()
-        })?;
     let Some(wrapped) = wrapped else {
         return Ok(None);
     };
@@ -103,7 +100,7 @@ async fn object_cipher(
         )
     })?;
     let (key, header) = ring
-        .open(&wrapped, auth.bucket(), &object.storage_name)
+        .open(wrapped, auth.bucket(), &object.storage_name)
         .await?;
     let object_key = ObjectKey::parse(&object.key)?;
     let body = BodyDigest {
@@ -172,7 +169,7 @@ pub async fn respond(
     found: Found,
     late: AuditDraft,
 ) -> Result<Response, ApiError> {
-    let cipher = object_cipher(gk, auth, &found.object).await?;
+    let cipher = object_cipher(gk, auth, &found.object, found.data_key.as_ref()).await?;
     let mut stream = gk
         .storage
         .get(
