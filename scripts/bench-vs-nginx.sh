@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # 1 KiB GET and PUT through the gatekeeper (SQLite + local directory) next to Debian's
 # nginx (one process) serving the same directory, both loaded by wrk replaying
-# pre-signed requests; then the audit log's append throughput on SQLite and
-# PostgreSQL. Installs nginx and wrk if they are missing (Debian, as root).
+# pre-signed requests (audit append throughput is `--bench audit_append`). Installs
+# nginx and wrk if they are missing (Debian, as root).
 #
 #   scripts/bench-vs-nginx.sh
 #
