@@ -380,6 +380,14 @@ impl Storage {
             return Ok(futures::stream::empty().boxed());
         }
         let b = self.bucket(bucket)?;
+        if let Some(root) = &b.local_root
+            && stored.end - stored.start <= WORKER_READ_BYTES
+            && is_storage_name(storage_name)
+        {
+            let path = root.join(OBJECTS_DIR).join(storage_name);
+            let items = read_small_local(&path, stored, opener, expected)?;
+            return Ok(futures::stream::iter(items).boxed());
+        }
         let options = GetOptions::new().with_range(Some(stored));
         let result = match self
             .within(b.store.get_opts(&object_path(storage_name), options))
@@ -571,6 +579,9 @@ const GET_PIECE_BYTES: usize = 1024 * 1024;
 const GET_PIECE_SEGMENTS: usize = GET_PIECE_BYTES / at_rest::SEGMENT_BYTES;
 /// Pieces ready ahead of the one the response is sending.
 const READ_AHEAD: usize = 2;
+/// Stored bytes up to which a local GET reads its file on the request's worker
+/// thread (see [`read_small_local`]).
+const WORKER_READ_BYTES: u64 = 64 * 1024;
 
 /// Where a GET's stored bytes come from.
 enum Source {
@@ -717,10 +728,7 @@ impl Producer {
         let mut left = self.stored_len;
         let mut released = Vec::new();
         loop {
-            let want = match &self.opener {
-                Some(o) => o.next_batch_len(GET_PIECE_SEGMENTS),
-                None => usize::try_from(left).map_or(GET_PIECE_BYTES, |n| n.min(GET_PIECE_BYTES)),
-            };
+            let want = piece_len(self.opener.as_ref(), left);
             let piece = if want == 0 {
                 Stored::Chunks(Vec::new())
             } else {
@@ -737,56 +745,8 @@ impl Producer {
                     }
                 }
             };
-            let got = piece.len();
-            let done = want == 0 || got == 0;
-            left = left.saturating_sub(got as u64);
-            let (frames, failure) = match (&mut self.opener, piece) {
-                (None, piece) => (
-                    match piece {
-                        Stored::Buffer(b) => vec![b.freeze()],
-                        Stored::Chunks(c) => c,
-                    },
-                    (got < want).then(|| {
-                        StorageError::Store(object_store::Error::Generic {
-                            store: "countersign",
-                            source: format!("the stored object ended {left} bytes early").into(),
-                        })
-                    }),
-                ),
-                (Some(o), _) if got == 0 => {
-                    (Vec::new(), o.finish().err().map(StorageError::Sealing))
-                }
-                (Some(o), piece) => {
-                    // Decrypting from the chunks straight into the frame
-                    // (`Opener::update`) measured slower than gathering them and
-                    // opening in place (BENCHMARKS.md, "GET path: copies and system
-                    // calls counted"), so S3 chunks are gathered first.
-                    let mut b = match piece {
-                        Stored::Buffer(b) => b,
-                        Stored::Chunks(chunks) => {
-                            let mut b = BytesMut::with_capacity(got);
-                            chunks.iter().for_each(|c| b.extend_from_slice(c));
-                            b
-                        }
-                    };
-                    released.clear();
-                    let result = o.open_in_place(&mut b, &mut released);
-                    // The segments' plaintexts are moved together over the tags
-                    // between them and sent as one frame: sent as a frame each, hyper
-                    // wrote every 64 KiB frame with its own `writev` (16 per MiB
-                    // instead of 2), which cost more CPU than this move saves
-                    // (BENCHMARKS.md, "GET path: copies and system calls counted").
-                    let start = released.first().map_or(0, |r| r.start);
-                    let mut end = start;
-                    for r in &released {
-                        b.copy_within(r.clone(), end);
-                        end += r.len();
-                    }
-                    let frame = b.freeze().slice(start..end);
-                    (vec![frame], result.err().map(StorageError::Sealing))
-                }
-            };
-            let frames: Vec<Bytes> = frames.into_iter().filter(|f| !f.is_empty()).collect();
+            let (frames, failure, done) =
+                settle(self.opener.as_mut(), piece, want, &mut left, &mut released);
             if !frames.is_empty() && self.tx.send(Ok(frames)).await.is_err() {
                 return;
             }
@@ -797,6 +757,164 @@ impl Producer {
             if done {
                 return;
             }
+        }
+    }
+}
+
+/// The stored bytes of a GET's next piece: whole segments of an encrypted object,
+/// up to [`GET_PIECE_BYTES`] of a plain one; 0 once a plain read has all its bytes
+/// (an encrypted one then still gets an empty piece, for [`settle`] to finish it).
+fn piece_len(opener: Option<&at_rest::Opener>, left: u64) -> usize {
+    match opener {
+        Some(o) => o.next_batch_len(GET_PIECE_SEGMENTS),
+        None => usize::try_from(left).map_or(GET_PIECE_BYTES, |n| n.min(GET_PIECE_BYTES)),
+    }
+}
+
+/// What a fetched piece (`want` stored bytes asked for) gives the response: its
+/// body frames (an encrypted piece opened in place: only segments whose tag
+/// verified), the failure to send after them, and whether the read is over. `left`
+/// counts the stored bytes still to come; `released` is scratch space.
+fn settle(
+    opener: Option<&mut at_rest::Opener>,
+    piece: Stored,
+    want: usize,
+    left: &mut u64,
+    released: &mut Vec<Range<usize>>,
+) -> (Vec<Bytes>, Option<StorageError>, bool) {
+    let got = piece.len();
+    let done = want == 0 || got == 0;
+    *left = left.saturating_sub(got as u64);
+    let (frames, failure) = match (opener, piece) {
+        (None, piece) => (
+            match piece {
+                Stored::Buffer(b) => vec![b.freeze()],
+                Stored::Chunks(c) => c,
+            },
+            (got < want).then(|| {
+                StorageError::Store(object_store::Error::Generic {
+                    store: "countersign",
+                    source: format!("the stored object ended {left} bytes early").into(),
+                })
+            }),
+        ),
+        (Some(o), _) if got == 0 => (Vec::new(), o.finish().err().map(StorageError::Sealing)),
+        (Some(o), piece) => {
+            // Decrypting from the chunks straight into the frame
+            // (`Opener::update`) measured slower than gathering them and
+            // opening in place (BENCHMARKS.md, "GET path: copies and system
+            // calls counted"), so S3 chunks are gathered first.
+            let mut b = match piece {
+                Stored::Buffer(b) => b,
+                Stored::Chunks(chunks) => {
+                    let mut b = BytesMut::with_capacity(got);
+                    chunks.iter().for_each(|c| b.extend_from_slice(c));
+                    b
+                }
+            };
+            released.clear();
+            let result = o.open_in_place(&mut b, released);
+            // The segments' plaintexts are moved together over the tags
+            // between them and sent as one frame: sent as a frame each, hyper
+            // wrote every 64 KiB frame with its own `writev` (16 per MiB
+            // instead of 2), which cost more CPU than this move saves
+            // (BENCHMARKS.md, "GET path: copies and system calls counted").
+            let start = released.first().map_or(0, |r| r.start);
+            let mut end = start;
+            for r in released.iter() {
+                b.copy_within(r.clone(), end);
+                end += r.len();
+            }
+            let frame = b.freeze().slice(start..end);
+            (vec![frame], result.err().map(StorageError::Sealing))
+        }
+    };
+    let frames = frames.into_iter().filter(|f| !f.is_empty()).collect();
+    (frames, failure, done)
+}
+
+/// Reads the `stored` bytes of a small local object on the calling worker thread and
+/// settles them as the read-ahead task would, into the items of the GET's stream.
+/// A file shorter than the range is refused before any byte, as the store refuses
+/// a range past a file's end: `stored_object_tampered` if the object is encrypted
+/// (`expected`: its stored length), a store error otherwise.
+///
+/// Why on the worker: the file is in the page cache after its upload or its first
+/// read, and an `open` and a read of up to [`WORKER_READ_BYTES`] then take a few
+/// microseconds, where the store's local backend goes through tokio's blocking pool
+/// twice (the `open` with its `statx`, then the read), and the read-ahead task once
+/// more: hand-overs between threads, each with its futex wake-ups. The trade-off: a
+/// disk that stalls (a cold read from a slow or failing disk) holds this worker, and
+/// the tasks queued on it, for that long, and the store's deadline cannot cut a
+/// system call short. Hence the bound of one small read; larger objects stream from
+/// the blocking pool.
+fn read_small_local(
+    path: &std::path::Path,
+    stored: Range<u64>,
+    mut opener: Option<at_rest::Opener>,
+    expected: Option<u64>,
+) -> Result<Vec<Result<Bytes, StorageError>>, StorageError> {
+    use std::io::{Read as _, Seek as _};
+    let io_error = |e: std::io::Error| {
+        StorageError::Store(match e.kind() {
+            std::io::ErrorKind::NotFound => object_store::Error::NotFound {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            },
+            _ => object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(std::io::Error::new(
+                    e.kind(),
+                    format!("{} at byte {}: {e}", path.display(), stored.start),
+                )),
+            },
+        })
+    };
+    let len = stored.end - stored.start;
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.seek(std::io::SeekFrom::Start(stored.start))
+        .and_then(|_| (&mut file).take(len).read_to_end(&mut buf))
+        .map_err(io_error)?;
+    if (buf.len() as u64) < len {
+        let size = file.metadata().map_err(io_error)?.len();
+        return Err(match expected {
+            Some(expected) => StorageError::Sealing(countersign_core::Error::new(
+                countersign_core::ErrorCode::StoredObjectTampered,
+                format!("encrypted object: {size} stored bytes where {expected} belong"),
+            )),
+            None => StorageError::Store(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: format!(
+                    "{}: range {}..{} past the end of a {size}-byte file",
+                    path.display(),
+                    stored.start,
+                    stored.end
+                )
+                .into(),
+            }),
+        });
+    }
+    // No copy: the `Bytes` of a vector is unique, and a `BytesMut` splits in place.
+    let mut rest = BytesMut::from(Bytes::from(buf));
+    let (mut left, mut released, mut items) = (len, Vec::new(), Vec::with_capacity(2));
+    loop {
+        let want = piece_len(opener.as_ref(), left);
+        let piece = rest.split_to(want.min(rest.len()));
+        let (frames, failure, done) = settle(
+            opener.as_mut(),
+            Stored::Buffer(piece),
+            want,
+            &mut left,
+            &mut released,
+        );
+        items.extend(frames.into_iter().map(Ok));
+        if let Some(e) = failure {
+            items.push(Err(e));
+            return Ok(items);
+        }
+        if done {
+            return Ok(items);
         }
     }
 }

@@ -98,6 +98,7 @@ suite!(
     encrypted_round_trips_at_segment_edges,
     get_stops_reading_when_the_client_goes_away,
     tampered_ciphertext_is_refused,
+    small_damaged_objects_are_refused_before_any_byte,
     wrong_or_missing_kek,
     rotation_and_rewrap_keep_objects_readable,
     refused_uploads_leave_no_data_key,
@@ -1975,6 +1976,75 @@ async fn tampered_ciphertext_is_refused(b: &Backend) {
     write_stored(&h, &file, t).await;
     let r = h.send(signed(&get("t/empty").request(), vec![])).await;
     assert_eq!(tampered_code(r).await, "stored_object_tampered");
+}
+
+/// Objects small enough to be read in one piece (on a local bucket, on the request's
+/// worker thread: `storage.rs`, `read_small_local`) are refused as the streamed path
+/// refuses large ones, before any byte and audited: a flipped byte, a truncated
+/// file or another object's bytes are `stored_object_tampered`, a missing file and
+/// a truncated plaintext file `storage_unavailable`; the honest bytes read again.
+async fn small_damaged_objects_are_refused_before_any_byte(b: &Backend) {
+    let h = Harness::new(b).await;
+    // Built before any encrypted object exists (the bucket's KEK is then not needed).
+    let (plain, _) =
+        countersign_gatekeeper::server::build_state(encryption_config(&h, "enabled = false"))
+            .await
+            .unwrap();
+    let body = marked(1000);
+    store(&h, "s/a", &body).await;
+    store(&h, "s/b", &marked(1000)).await;
+    let file = object_file(&h, "s/a").await;
+    let honest = read_stored(&h, &file).await;
+    let refused = |r: axum::http::Response<axum::body::Body>, status: StatusCode, code| async move {
+        assert_eq!(r.status(), status);
+        assert_eq!(error_code(r).await, code);
+    };
+    let mut flipped = honest.clone();
+    flipped[24 + 500] ^= 1;
+    let other = read_stored(&h, &object_file(&h, "s/b").await).await;
+    for damaged in [flipped, honest[..honest.len() - 10].to_vec(), other] {
+        write_stored(&h, &file, damaged).await;
+        let r = h.send(signed(&get("s/a").request(), vec![])).await;
+        refused(r, StatusCode::BAD_GATEWAY, "stored_object_tampered").await;
+        assert_eq!(
+            h.last_entry().await.decision,
+            Decision::Deny(ErrorCode::StoredObjectTampered)
+        );
+    }
+    write_stored(&h, &file, honest).await;
+    let r = h.send(signed(&get("s/a").request(), vec![])).await;
+    assert_eq!(body_bytes(r).await, body);
+    let BucketView::Dir(dir) = &h.bucket else {
+        return;
+    };
+    std::fs::remove_file(dir.join(&file)).unwrap();
+    let r = h.send(signed(&get("s/a").request(), vec![])).await;
+    refused(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+    assert_eq!(
+        h.last_entry().await.decision,
+        Decision::Deny(ErrorCode::StorageUnavailable)
+    );
+    // A plaintext object cut short: refused, not answered with the bytes left.
+    let put_plain = signed(&put("s/plain", &body).request(), body.clone());
+    let r = send_to(&plain, put_plain, "127.0.0.1").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let plain_file = dir.join(object_file(&h, "s/plain").await);
+    std::fs::write(&plain_file, &body[..900]).unwrap();
+    let r = send_to(
+        &plain,
+        signed(&get("s/plain").request(), vec![]),
+        "127.0.0.1",
+    )
+    .await;
+    refused(r, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable").await;
+    std::fs::write(&plain_file, &body).unwrap();
+    let r = send_to(
+        &plain,
+        signed(&get("s/plain").request(), vec![]),
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(body_bytes(r).await, body);
 }
 
 fn s64(n: usize) -> u64 {
