@@ -13,9 +13,11 @@ export async function loaded(page, action) {
 
 /**
  * Reloads the console (its key already in IndexedDB) and waits for the first page of
- * rows. Returns `ms`, the wall time from the reload to the rows shown; `proofMs`, the
- * page's own measure of `proveEntries` (from its status line); and `phases`, the
- * page's `performance.measure` entries named `countersign:console:*` and
+ * rows. Returns `ms`, the wall time from the reload to the rows shown, as this process
+ * sees it; `pageMs`, the page's own measure of it (`countersign:console:first-page`,
+ * from the navigation's start; `undefined` for a page without it); `proofMs`, the
+ * page's measure of `proveEntries` (from its status line); and `phases`, the page's
+ * `performance.measure` entries named `countersign:console:*` and
  * `countersign:logView:*` (name, start and duration in ms from the navigation).
  */
 export async function firstPage(page) {
@@ -27,7 +29,8 @@ export async function firstPage(page) {
   const phases = await page.evaluate(() => performance.getEntriesByType("measure")
     .filter((m) => /^countersign:(console|logView):/.test(m.name))
     .map((m) => ({ name: m.name, start: m.startTime, duration: m.duration })));
-  return { ms, proofMs, phases };
+  const pageMs = phases.find((p) => p.name === "countersign:console:first-page")?.duration;
+  return { ms, pageMs, proofMs, phases };
 }
 
 /** `phases` of `firstPage` as one line: each name (without `countersign:`) with its
