@@ -19,12 +19,20 @@ let pages = []; // after_seq of each page shown so far (the stack "previous" wal
 let next = null; // next_after_seq of the page shown
 let filter = new URLSearchParams();
 let generation = 0; // the newest search shown; an older one still in flight is dropped
+let opening = Promise.resolve(false); // the newest openLog(): true once `view` is verified
+let firstShown = false;
 
 function el(tag, text, className) {
   const e = document.createElement(tag);
   if (text !== undefined && text !== null) e.textContent = String(text);
   if (className) e.className = className;
   return e;
+}
+
+/** Records the User Timing measure `countersign:console:<name>` from `start` to now:
+ *  the phases of loading a page, for the browser's profiler and the console benchmark. */
+function measure(name, start) {
+  performance.measure(`countersign:console:${name}`, { start, end: performance.now() });
 }
 
 function status(text, failed = false) {
@@ -172,10 +180,12 @@ function newestCosignatureTime(note) {
 
 async function openLog() {
   $("checkpoint-error").hidden = true;
+  const started = performance.now();
   try {
     const opened = await LogView.open({ gatekeeperUrl: location.origin, ...settings });
     view?.free();
     view = opened;
+    measure("checkpoint", started);
   } catch (e) {
     $("checkpoint-error").textContent = `The checkpoint could not be verified: ${describe(e)}`;
     $("checkpoint-error").hidden = false;
@@ -227,18 +237,24 @@ function describeView() {
 
 async function show(afterSeq) {
   const mine = ++generation;
-  if (!view) {
-    status("The log's checkpoint did not verify, so no entry can be proven: nothing is shown (see above).", true);
-    return;
-  }
   const limit = Math.min(1000, Math.max(1, Number(new FormData($("filters")).get("limit")) || 100));
   const p = new URLSearchParams(filter);
   p.set("limit", String(limit));
   if (afterSeq !== null) p.set("after_seq", String(afterSeq));
   status("Searching…");
+  // The search runs while the checkpoint is still being fetched and verified (on the
+  // first load): the rows wait for it only to be proven.
+  const searchStarted = performance.now();
+  const searched = search(p);
+  searched.then(() => measure("search", searchStarted), () => {});
+  await opening;
+  if (!view) {
+    if (mine === generation) status("The log's checkpoint did not verify, so no entry can be proven: nothing is shown (see above).", true);
+    return;
+  }
   let answer;
   try {
-    answer = await search(p);
+    answer = await searched;
   } catch (e) {
     if (mine !== generation) return;
     status(`The gatekeeper refused the search: ${describe(e)}`, true);
@@ -248,6 +264,7 @@ async function show(afterSeq) {
   const started = performance.now();
   const checks = await view.proveEntries(answer.entries.map((r) => r.entry));
   const proofMs = performance.now() - started;
+  measure("prove", started);
   if (mine !== generation) {
     checks.forEach((c) => c.free());
     return;
@@ -262,6 +279,10 @@ async function show(afterSeq) {
   const failed = answer.entries.length - $("rows").querySelectorAll("tr.verified-row, tr.pending-row").length;
   status(`${answer.entries.length} entries; inclusion proofs checked in ${proofMs.toFixed(0)} ms${failed ? `; ${failed} FAILED` : ""}.`, failed > 0);
   document.body.dataset.loaded = String(Date.now());
+  if (!firstShown) {
+    firstShown = true;
+    measure("first-page", 0);
+  }
 }
 
 function link(text, onClick) {
@@ -526,10 +547,12 @@ async function signedIn(record) {
   $("toml").textContent = tomlSnippet(record);
   $("register").open = Boolean(record.generated);
   $("app").hidden = false;
-  $("verify-log").disabled = !view;
   filter = filterFromForm();
   pages = [null];
-  if (view) await show(null);
+  const shown = show(null);
+  await opening;
+  if (admin === record) $("verify-log").disabled = !view;
+  await shown;
 }
 
 function signedOut() {
@@ -590,7 +613,8 @@ function wire() {
     show(pages[pages.length - 1]);
   });
   $("refresh").addEventListener("click", async () => {
-    if ((await openLog()) && admin) await show(pages[pages.length - 1] ?? null);
+    opening = openLog();
+    if ((await opening) && admin) await show(pages[pages.length - 1] ?? null);
   });
   $("verify-log").addEventListener("click", verifyWholeLog);
   $("draw-chart").addEventListener("click", drawChart);
@@ -601,18 +625,24 @@ function wire() {
 
 async function main() {
   wire();
+  // What does not depend on another step starts at once: the key from IndexedDB, the
+  // wasm start-up and console.json; then the checkpoint and the first search together
+  // (`show` waits for the checkpoint only to prove the rows).
+  const started = performance.now();
+  const key = loadKey().catch(() => undefined);
+  key.then(() => measure("key", started));
   try {
-    await init();
-    const r = await fetch("/audit/console.json", { cache: "no-store" });
+    const [, r] = await Promise.all([init(), fetch("/audit/console.json", { cache: "no-store" })]);
     if (!r.ok) throw new Error(`GET /audit/console.json answered ${r.status}`);
     settings = await r.json();
   } catch (e) {
     status(`The console could not start: ${describe(e)}`, true);
     return;
   }
+  measure("start", started);
   $("gatekeeper").textContent = settings.gatekeeperId;
-  await openLog();
-  const record = await loadKey().catch(() => undefined);
+  opening = openLog();
+  const record = await key;
   if (record) await signedIn(record);
   else signedOut();
 }

@@ -22,6 +22,7 @@ import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { launch } from "../support/browser.mjs";
+import { describePhases, firstPage, loaded } from "../support/console.mjs";
 import { freePort, repo, targetDir } from "../support/servers.mjs";
 import { sqlite } from "../support/sqlite.mjs";
 
@@ -144,14 +145,6 @@ async function reloadPolicy() {
   check(last.includes("SIGHUP: policy reloaded"), "the policy with the console's key is reloaded", last);
 }
 
-/** Waits for the page to finish the search it started with `action`. */
-async function loaded(page, action) {
-  const before = await page.evaluate(() => document.body.dataset.loaded ?? "");
-  const statusBefore = await page.textContent("#status");
-  await action();
-  await page.waitForFunction(([b, s]) => (document.body.dataset.loaded ?? "") !== b || (document.querySelector("#status").className === "failed" && document.querySelector("#status").textContent !== s), [before, statusBefore], { timeout: 120000 });
-}
-
 const rowsOf = (page) => page.$$eval("#rows tr", (trs) => trs.map((tr) => ({
   seq: Number(tr.dataset.seq),
   status: tr.dataset.status,
@@ -229,15 +222,12 @@ role = "customer-admin"
 public_key = "${publicKey}"
 `);
   await reloadPolicy();
-  const firstPage = Date.now();
-  await loaded(page, () => page.reload());
-  await page.waitForSelector("#rows tr");
-  const loadMs = Date.now() - firstPage;
+  const first = await firstPage(page);
   let rows = await rowsOf(page);
   check(same(rows.map((r) => r.seq), seqs("SELECT seq FROM audit_log ORDER BY seq LIMIT 100")), "the key survives a reload (IndexedDB); the first page holds entries 0-99", JSON.stringify(rows.map((r) => r.seq).slice(0, 5)));
   check(rows.length === 100 && rows.every((r) => r.status === "verified"), "every row of the first page is proven included (verified)", JSON.stringify(rows.filter((r) => r.status !== "verified").slice(0, 3)));
-  const proofMs = /checked in (\d+) ms/.exec(await page.textContent("#status"))?.[1];
-  console.log(`page load to the first page of ${rows.length} verified rows: ${loadMs} ms, of which proving the page's entries ${proofMs} ms (log of ${total} entries)`);
+  console.log(`page load to the first page of ${rows.length} verified rows: ${first.ms} ms, of which proving the page's entries ${first.proofMs} ms (log of ${total} entries)`);
+  console.log(`     (phases, ms from the navigation: ${describePhases(first.phases)})`);
   await page.screenshot({ path: join(shots, "console-timeline.png"), fullPage: true });
 
   // (b) Filters and paging.

@@ -3,8 +3,8 @@
 //!
 //! - [`LogView`]: the log's signed (and optionally witness-cosigned) checkpoint, and
 //!   inclusion proofs against it for the entries a page displays, each entry parsed
-//!   from its exact bytes (never re-encoded), with the hash tiles cached and fetched
-//!   several at a time;
+//!   from its exact bytes (never re-encoded): the hash tiles of all of a page's
+//!   proofs are named first and fetched in one round, each once, and cached;
 //! - [`verify_log`]: the whole log, bundle by bundle, through the core's
 //!   [`TileLogVerifier`] — what `countersign audit verify --url` runs natively — with
 //!   a few bundles fetched ahead and memory bounded by them.
@@ -23,7 +23,7 @@
 use crate::admin::{AuditAction, AuditRequest};
 use crate::error::{CountersignError, describe, make_errors_extend_error};
 use crate::http::{json_error, network, protocol_error, read_body};
-use crate::logged::{TileCache, fetch, open_under, performance_now};
+use crate::logged::{TileCache, fetch, measure, open_under, performance_now};
 use crate::options::Fields;
 use countersign_core::audit::{AuditEntry, escape};
 use countersign_core::log_verify::TileLogVerifier;
@@ -31,7 +31,9 @@ use countersign_core::logged::{Step, log_origin, open_checkpoint};
 use countersign_core::merkle::{Hash, HashSource, inclusion_proof, leaf_hash, verify_inclusion};
 use countersign_core::note::{Checkpoint, MAX_NOTE_BYTES, NoteVerifier};
 use countersign_core::text::{hex, parse_b64};
-use countersign_core::tiles::{MAX_BUNDLE_ENTRY, TILE_WIDTH, TileHashes, TileKind, TilePath};
+use countersign_core::tiles::{
+    MAX_BUNDLE_ENTRY, TILE_WIDTH, TileHashes, TileKind, TilePath, tile_for_node,
+};
 use countersign_core::transport::{REQUEST_HEADER, SIGNATURE_HEADER};
 use countersign_core::{ErrorCode, GatekeeperId, KeyId, Keyring, Policy, Role, Subject};
 use futures::StreamExt;
@@ -212,6 +214,26 @@ impl<S: HashSource> HashSource for Remembered<'_, S> {
 }
 
 impl View {
+    /// The hash tiles the inclusion proofs of leaves `seqs` need that are not cached,
+    /// each named once: what a page's proofs fetch, all at once.
+    fn tiles_to_fetch(&self, seqs: impl Iterator<Item = u64>) -> Vec<TilePath> {
+        let size = self.checkpoint.size();
+        let tiles = self.tiles.borrow();
+        let nodes = self.nodes.borrow();
+        let mut plan = TilePlan {
+            size,
+            tiles: &tiles,
+            nodes: &nodes,
+            cached: Vec::new(),
+            need: Vec::new(),
+        };
+        for seq in seqs {
+            // A proof that cannot be planned fails the same way when it is computed.
+            let _ = inclusion_proof(&mut plan, seq, size);
+        }
+        plan.need
+    }
+
     /// The inclusion proof of leaf `index` from the tiles fetched so far, or the next
     /// tile it needs (as [`countersign_core::logged::inclusion_from_tiles`], with the
     /// nodes remembered across proofs).
@@ -246,6 +268,35 @@ impl View {
             (Err(_), Some(path)) => Ok(Step::Need(path)),
             (Err(e), None) => Err(e),
         }
+    }
+}
+
+/// A [`HashSource`] that hashes nothing: a dry run of proofs, noting each hash tile
+/// they read that is neither cached nor behind a node the view remembers. Which nodes
+/// an inclusion proof reads depends only on the leaf's index and the tree size, never
+/// on the hashes, so the dry run names every tile before any is fetched.
+struct TilePlan<'a> {
+    size: u64,
+    tiles: &'a TileCache,
+    nodes: &'a HashMap<(u32, u64), Hash>,
+    /// Tiles found in the cache (a short list: spares the cache's lookups).
+    cached: Vec<TilePath>,
+    need: Vec<TilePath>,
+}
+
+impl HashSource for TilePlan<'_> {
+    fn node(&mut self, level: u32, index: u64) -> countersign_core::Result<Hash> {
+        if !self.nodes.contains_key(&(level, index)) {
+            let (tile, _, _) = tile_for_node(level, index, self.size)?;
+            if !self.cached.contains(&tile) && !self.need.contains(&tile) {
+                if self.tiles.get(&tile).is_some() {
+                    self.cached.push(tile);
+                } else {
+                    self.need.push(tile);
+                }
+            }
+        }
+        Ok([0; 32])
     }
 }
 
@@ -319,8 +370,9 @@ impl LogView {
     /// Checks `entries` (`AuditRecord.entry` values: base64url of each entry's exact
     /// bytes, e.g. one search page): each is parsed (never re-encoded) and proven
     /// included at leaf index = its `seq` against this checkpoint, fetching the hash
-    /// tiles the proofs need (cached, several at once). Resolves with one `EntryCheck`
-    /// per input, in order; a bad entry is a `failed` row, never a rejection. Rejects
+    /// tiles the proofs need that are not cached (all at once, each once). Resolves
+    /// with one `EntryCheck` per input, in order; a bad entry is a `failed` row, never
+    /// a rejection. Rejects
     /// only when a tile cannot be fetched (`network`, `not_found`).
     #[wasm_bindgen(js_name = proveEntries, unchecked_return_type = "Promise<EntryCheck[]>")]
     pub fn prove_entries(&self, entries: Vec<String>) -> Promise {
@@ -523,46 +575,40 @@ async fn proof_of(view: &View, seq: u64) -> Result<countersign_core::Result<Vec<
     }
 }
 
+/// Fetches the hash tiles `paths` into the view's cache, [`TILE_FETCHES`] at a time.
+async fn fetch_tiles(view: &View, paths: Vec<TilePath>) -> Result<()> {
+    let mut fetched = futures::stream::iter(paths)
+        .map(|path| async move {
+            let body = fetch(
+                &view.log.base_url,
+                "countersign:logView:tile",
+                &path.to_string(),
+                TILE_WIDTH * 32,
+            )
+            .await?;
+            Ok::<_, CountersignError>((path, body))
+        })
+        .buffer_unordered(TILE_FETCHES);
+    while let Some(next) = fetched.next().await {
+        let (path, body) = next?;
+        view.tiles.borrow_mut().insert(path, body);
+    }
+    Ok(())
+}
+
 async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck>> {
     let size = view.checkpoint.size();
+    let start = performance_now();
     let rows: Vec<Row> = entries.iter().map(|e| row(view, e)).collect();
+    let need = view.tiles_to_fetch(rows.iter().filter_map(|row| match row {
+        Row::Prove(entry, _) => Some(entry.seq),
+        Row::Done(_) => None,
+    }));
+    measure("countersign:logView:plan", start);
+    // One round: every tile the page's proofs need, each fetched once.
+    fetch_tiles(view, need).await?;
+    let start = performance_now();
     let mut busy = Busy::new();
-    // Rounds: every tile the proofs still need, fetched several at once, until no
-    // proof needs another (at most two per tile level and entry).
-    loop {
-        let mut need: Vec<TilePath> = Vec::new();
-        for row in &rows {
-            if let Row::Prove(entry, _) = row {
-                busy.pause_if_long().await;
-                if let Ok(Step::Need(path)) = view.step(entry.seq)
-                    && !need.contains(&path)
-                {
-                    need.push(path);
-                }
-            }
-        }
-        if need.is_empty() {
-            break;
-        }
-        let fetched: Vec<Result<Vec<u8>>> = futures::stream::iter(need.iter())
-            .map(|path| async move {
-                let path = path.to_string();
-                fetch(
-                    &view.log.base_url,
-                    "countersign:logView:tile",
-                    &path,
-                    TILE_WIDTH * 32,
-                )
-                .await
-            })
-            .buffered(TILE_FETCHES)
-            .collect()
-            .await;
-        let mut tiles = view.tiles.borrow_mut();
-        for (path, body) in need.into_iter().zip(fetched) {
-            tiles.insert(path, body?);
-        }
-    }
     let mut any_failed = false;
     let mut checks = Vec::with_capacity(rows.len());
     for row in rows {
@@ -597,6 +643,7 @@ async fn prove_entries(view: &View, entries: &[String]) -> Result<Vec<EntryCheck
             }
         });
     }
+    measure("countersign:logView:prove", start);
     // A gatekeeper may serve a wrong tile: after a failed proof no tile is kept.
     let mut tiles = view.tiles.borrow_mut();
     if any_failed {

@@ -188,7 +188,7 @@ extern "C" {
 
 /// Records `performance.measure(name, {start, end: now})` for the page's profiler (and
 /// the browser test, which splits a proof's time with it).
-fn measure(name: &str, start: f64) {
+pub(crate) fn measure(name: &str, start: f64) {
     let end = performance_now();
     let options = js_sys::Object::new();
     let _ = js_sys::Reflect::set(&options, &"start".into(), &start.into());

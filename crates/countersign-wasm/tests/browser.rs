@@ -539,6 +539,26 @@ extern "C" {
     fn clear_measures();
 }
 
+#[cfg(feature = "admin")]
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = performance, js_name = clearResourceTimings)]
+    fn clear_resource_timings();
+}
+
+/// The page's `performance.getEntriesByType("resource")`.
+#[cfg(feature = "admin")]
+fn resource_entries() -> Array {
+    let performance = Reflect::get(&js_sys::global(), &"performance".into()).unwrap();
+    let by_type: js_sys::Function = Reflect::get(&performance, &"getEntriesByType".into())
+        .unwrap()
+        .into();
+    by_type
+        .call1(&performance, &"resource".into())
+        .unwrap()
+        .into()
+}
+
 /// How `runs` proofs that took `ms` each on average split, from `proveLogged`'s
 /// `performance.measure` entries: fetches of the checkpoint, fetches of tiles, and the
 /// rest (in wasm); and how many fetches of each there were.
@@ -981,9 +1001,33 @@ async fn log_view_marks_each_displayed_entry() {
 
     // A page of 100 rows: cold (tiles fetched), then warm (tiles cached).
     let page: Array = entries.iter().map(|e| JsValue::from_str(e)).collect();
+    clear_measures();
+    clear_resource_timings();
     let start = now_ms();
     let checks = Array::from(&call(&view, "proveEntries", &page).await.unwrap());
     let cold = now_ms() - start;
+    // The tiles of all 100 proofs: one round, each tile fetched once, all before the
+    // proofs are computed (the plan named every tile the proofs read).
+    let fetches = performance_entries("countersign:logView:tile");
+    let proving = performance_entries("countersign:logView:prove").get(0);
+    assert!(fetches.length() > 0, "a cold view fetches tiles");
+    let proving_starts = get(&proving, "startTime").as_f64().unwrap();
+    for fetch in fetches.iter() {
+        let end =
+            get(&fetch, "startTime").as_f64().unwrap() + get(&fetch, "duration").as_f64().unwrap();
+        assert!(
+            end <= proving_starts,
+            "a tile fetched while proving: the plan missed it"
+        );
+    }
+    let urls: Vec<String> = resource_entries()
+        .iter()
+        .filter_map(|e| get(&e, "name").as_string())
+        .filter(|u| u.contains("/v1/log/tile/"))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = urls.iter().collect();
+    assert_eq!(urls.len(), fetches.length() as usize);
+    assert_eq!(distinct.len(), urls.len(), "a tile fetched twice: {urls:?}");
     let runs = 20;
     let start = now_ms();
     for _ in 0..runs {
