@@ -1676,20 +1676,22 @@ async fn postgres_sequencer_survives_connections_killed_mid_batch() {
 /// to the database but `pool`'s one has ended (a backend publishes its counts when it
 /// exits; while it lives, up to 10 s late).
 async fn pg_scans(pool: &sqlx::AnyPool, tables: [&str; 2]) -> [(i64, i64); 2] {
-    let others = "SELECT COUNT(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND pid <> pg_backend_pid()";
     let until = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while sqlx::Row::get::<i64, _>(&sqlx::query(others).fetch_one(pool).await.unwrap(), 0) > 0 {
-        if tokio::time::Instant::now() > until {
-            let open: Vec<(String, String)> = sqlx::query_as(
-                "SELECT COALESCE(backend_type, ''), COALESCE(query, '') FROM pg_stat_activity
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            )
-            .fetch_all(pool)
-            .await
-            .unwrap();
-            panic!("connections left open: {open:?}");
+    loop {
+        let open: Vec<(String, String)> = sqlx::query_as(
+            "SELECT COALESCE(backend_type, ''), COALESCE(query, '') FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if open.is_empty() {
+            break;
         }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "connections left open: {open:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let mut counts = [(0, 0); 2];

@@ -19,11 +19,11 @@
 //! instance appended since this one's last batch — the statement writes nothing;
 //! when a nonce was already used, or another instance's rows committed while it
 //! waited for the lock (its snapshot predates them), it fails on the unique `nonce`
-//! or `seq` and writes nothing either. The batch is then written once more in a transaction
-//! that holds the lock across reading the head, recording the nonces (a used one
-//! makes its entry a `replayed` denial) and inserting. Any other failure fails the
-//! whole batch (every caller is answered `audit_unavailable`), closes the connection
-//! and forgets the head; the next batch reconnects and re-reads it.
+//! or `seq` and writes nothing either. The batch is then written once more in a
+//! transaction that holds the lock across reading the head, recording the nonces (a
+//! used one makes its entry a `replayed` denial) and inserting. Any other failure
+//! fails the whole batch (every caller is answered `audit_unavailable`), closes the
+//! connection and forgets the head; the next batch reconnects and re-reads it.
 
 use super::{
     APPEND_LOCK_KEY, AppendJob, AuditEntry, CheckpointSigner, LedgerError, MAX_BATCH, Pending,
