@@ -1673,6 +1673,121 @@ async fn postgres_sequencer_survives_connections_killed_mid_batch() {
     two.close().await;
 }
 
+/// Sequential and index scans PostgreSQL counted on `tables`, once every connection
+/// to the database but `pool`'s one has ended (a backend publishes its counts when it
+/// exits; while it lives, up to 10 s late).
+async fn pg_scans(pool: &sqlx::AnyPool, tables: [&str; 2]) -> [(i64, i64); 2] {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let open: Vec<(String, String)> = sqlx::query_as(
+            "SELECT COALESCE(backend_type, ''), COALESCE(query, '') FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "connections left open: {open:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut counts = [(0, 0); 2];
+    for (count, table) in counts.iter_mut().zip(tables) {
+        let row = sqlx::query(
+            "SELECT COALESCE(seq_scan, 0), COALESCE(idx_scan, 0) FROM pg_stat_user_tables
+             WHERE relname = $1",
+        )
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        *count = (sqlx::Row::get(&row, 0), sqlx::Row::get(&row, 1));
+    }
+    counts
+}
+
+/// The PostgreSQL sequencer's appends never read the `nonces` table but for the
+/// first batch (written in the locked transaction, whose `ON CONFLICT` probes the
+/// primary key once): a used nonce is found by that key on insertion, so the cost
+/// does not grow with the recorded nonces, whatever plan PostgreSQL caches. They read
+/// `audit_log` only through its index, and a used nonce still makes its entry a
+/// `replayed` denial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_appends_do_not_scan_the_nonces() {
+    let Some(b) = Backend::from_env() else {
+        return;
+    };
+    let h = Harness::new(&b).await;
+    // Only the ledgers below use the database.
+    h.state.ledger.close().await;
+    sqlx::any::install_default_drivers();
+    let stats = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(h.config.database_url.expose())
+        .await
+        .unwrap();
+    let tables = ["nonces", "audit_log"];
+    h.ledger().await.close().await;
+    let before = pg_scans(&stats, tables).await;
+    let ledger = h.ledger().await;
+    let first = ledger
+        .append(ledger_draft("first"), nonce_use(0))
+        .await
+        .unwrap();
+    assert_eq!(first.decision, Decision::Allow);
+    // 16 concurrent appenders, 25 appends each: batches of many entries, well below
+    // the 1,024 appends after which the expired nonces are swept.
+    let tasks: Vec<_> = (0..16u8)
+        .map(|t| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                for i in 0..25u8 {
+                    let mut nonce = [t; 16];
+                    nonce[0] = 0xa0;
+                    nonce[15] = i;
+                    let fresh = countersign_gatekeeper::ledger::NonceUse {
+                        nonce,
+                        until: now() + 600,
+                    };
+                    let entry = ledger
+                        .append(ledger_draft(&format!("k{t}-{i}")), Some(fresh))
+                        .await
+                        .unwrap();
+                    assert_eq!(entry.decision, Decision::Allow);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    ledger.close().await;
+    drop(ledger);
+    let [nonces, log] = pg_scans(&stats, tables).await;
+    assert_eq!(nonces.0, before[0].0, "appends scanned the nonces table");
+    assert!(
+        nonces.1 - before[0].1 <= 1,
+        "appends read the nonces table through an index {} times",
+        nonces.1 - before[0].1
+    );
+    assert_eq!(log.0, before[1].0, "appends scanned audit_log sequentially");
+    let ledger = h.ledger().await;
+    let replay = ledger
+        .append(ledger_draft("again"), nonce_use(0))
+        .await
+        .unwrap();
+    assert_eq!(replay.decision, Decision::Deny(ErrorCode::Replayed));
+    ledger.close().await;
+    let entries = h.all_entries().await;
+    assert_eq!(entries.len(), 402);
+    countersign_core::audit::verify_chain(&entries, 0, countersign_core::audit::GENESIS).unwrap();
+    stats.close().await;
+}
+
 // --- encryption at rest -------------------------------------------------------------
 
 const SEG: usize = countersign_core::at_rest::SEGMENT_BYTES;

@@ -4,20 +4,26 @@
 //! on a connection of its own (no pool checkout, so no ping). Usually a batch is one
 //! statement, one round trip: the chain head this instance's previous batch left is
 //! kept in memory, and the statement ([`WRITE`]) takes the append lock, checks that
-//! the log still ends at that head and that none of the batch's nonces is recorded,
-//! and only then inserts the nonces, the entries and any hash-chain checkpoint due.
-//! It runs outside a transaction block, so PostgreSQL commits it as a whole or not
-//! at all.
+//! the log still ends at that head, and only then inserts the nonces, the entries
+//! and any hash-chain checkpoint due. It runs outside a transaction block, so
+//! PostgreSQL commits it as a whole or not at all.
 //!
-//! When that check cannot pass — the first batch (no head in memory), another
-//! instance appended since this one's last batch, a nonce was already used — the
-//! statement writes nothing; when another instance's rows committed while it waited
-//! for the lock (its snapshot predates them), it fails on the unique `seq` or `nonce`
-//! and writes nothing either. The batch is then written once more in a transaction
-//! that holds the lock across reading the head, recording the nonces (a used one
-//! makes its entry a `replayed` denial) and inserting. Any other failure fails the
-//! whole batch (every caller is answered `audit_unavailable`), closes the connection
-//! and forgets the head; the next batch reconnects and re-reads it.
+//! A used nonce is found by the primary key of `nonces` as the statement inserts it
+//! (unique violation), not by reading the table first: the check is then always one
+//! probe of that index, whatever plan PostgreSQL caches for the statement. (A read
+//! `nonce = ANY(…)` was planned, while the table was small, as a sequential scan
+//! that the cached plan kept as the table grew: each batch compared its nonces with
+//! every recorded one.)
+//!
+//! When the head check cannot pass — the first batch (no head in memory), another
+//! instance appended since this one's last batch — the statement writes nothing;
+//! when a nonce was already used, or another instance's rows committed while it
+//! waited for the lock (its snapshot predates them), it fails on the unique `nonce`
+//! or `seq` and writes nothing either. The batch is then written once more in a
+//! transaction that holds the lock across reading the head, recording the nonces (a
+//! used one makes its entry a `replayed` denial) and inserting. Any other failure
+//! fails the whole batch (every caller is answered `audit_unavailable`), closes the
+//! connection and forgets the head; the next batch reconnects and re-reads it.
 
 use super::{
     APPEND_LOCK_KEY, AppendJob, AuditEntry, CheckpointSigner, LedgerError, MAX_BATCH, Pending,
@@ -35,15 +41,14 @@ type Head = Option<(u64, [u8; 32])>;
 
 /// Writes a batch: `$1` the append lock's key; `$2`, `$3` the head the entries were
 /// chained to (checked only if `$30`); `$4`, `$5` the nonces to record and their
-/// expiry (checked unused only if `$30`); `$6`–`$26` the entries' columns; `$27`–`$29`
-/// the checkpoints due. Returns whether it wrote (`false`: the check failed, nothing
-/// was written).
+/// expiry (a used one fails the statement on the primary key); `$6`–`$26` the
+/// entries' columns; `$27`–`$29` the checkpoints due. Returns whether it wrote
+/// (`false`: the head check failed, nothing was written).
 const WRITE: &str = "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($1)::text AS taken),
 head AS MATERIALIZED (SELECT seq, entry_sha256 FROM audit_log ORDER BY seq DESC LIMIT 1),
 go AS MATERIALIZED (SELECT (SELECT taken FROM lock) IS NOT NULL AND (NOT $30::bool OR (
         (SELECT seq FROM head) IS NOT DISTINCT FROM $2::int8
-    AND (SELECT entry_sha256 FROM head) IS NOT DISTINCT FROM $3::bytea
-    AND NOT EXISTS (SELECT 1 FROM nonces WHERE nonce = ANY($4::bytea[])))) AS ok),
+    AND (SELECT entry_sha256 FROM head) IS NOT DISTINCT FROM $3::bytea)) AS ok),
 new_nonces AS (INSERT INTO nonces (nonce, expires_at)
     SELECT * FROM unnest($4::bytea[], $5::int8[]) WHERE (SELECT ok FROM go) RETURNING 1),
 entries AS (INSERT INTO audit_log (seq, prev_sha256, entry_sha256, time_ms, gatekeeper,
@@ -240,7 +245,8 @@ impl Sequencer {
 }
 
 /// Runs [`WRITE`]: with `check` (the head `rows` were chained to), only if the log
-/// still ends there and none of `nonces` is used; without, unconditionally.
+/// still ends there; without, unconditionally. A used nonce of `nonces` fails it
+/// with a unique violation.
 async fn write(
     conn: &mut PgConnection,
     rows: &[Row],
