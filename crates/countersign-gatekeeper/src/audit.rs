@@ -22,6 +22,9 @@ pub struct AuditFilter {
     pub to_ms: Option<u64>,
     /// Exact subject.
     pub subject: Option<String>,
+    /// A group, as its members were in the policy the filter was resolved against:
+    /// the subject is one of them.
+    pub group: Option<GroupMembers>,
     /// Exact client address.
     pub client_ip: Option<IpAddr>,
     /// Exact bucket.
@@ -39,6 +42,17 @@ pub struct AuditFilter {
     pub error: Option<ErrorCode>,
     /// Most entries returned.
     pub limit: u32,
+}
+
+/// A group filter resolved against a policy's `[groups]`: the group's name and the
+/// subjects it had then, in order. Entries record subjects, not groups, so this is
+/// what a group filter selects by (`docs/API.md`, "Audit search").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GroupMembers {
+    /// The group's name, as `[groups]` spells it.
+    pub name: String,
+    /// Its members, sorted.
+    pub members: Vec<String>,
 }
 
 /// One line of an export, or one search result: an entry or a checkpoint.
