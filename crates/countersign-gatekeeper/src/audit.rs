@@ -6,7 +6,7 @@ use countersign_core::audit::{AuditEntry, escape};
 use countersign_core::log_verify::{LogVerifier, trust_for_note};
 use countersign_core::signature::PublicKey;
 use countersign_core::text::{b64, hex};
-use countersign_core::{ErrorCode, Policy, signature::parse_list};
+use countersign_core::{ErrorCode, Policy, Subject, signature::parse_list};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::net::IpAddr;
@@ -51,8 +51,18 @@ pub struct AuditFilter {
 pub struct GroupMembers {
     /// The group's name, as `[groups]` spells it.
     pub name: String,
-    /// Its members, sorted.
+    /// Its members, sorted (`[groups]` holds each group as a set).
     pub members: Vec<String>,
+}
+
+impl GroupMembers {
+    /// `name` with `members`.
+    pub fn new<'a>(name: &str, members: impl IntoIterator<Item = &'a Subject>) -> Self {
+        Self {
+            name: name.to_owned(),
+            members: members.into_iter().map(|s| s.as_str().to_owned()).collect(),
+        }
+    }
 }
 
 /// One line of an export, or one search result: an entry or a checkpoint.

@@ -989,15 +989,29 @@ async fn audit_search_by_group(b: &Backend) {
             && message.contains("on-leave, radiology, staff"),
         "{message}"
     );
-    // Group membership is policy: a vendor key cannot read it.
-    expect_denied(
-        &h,
-        admin_request(&h, "/v1/audit/search?group=radiology", "vendor"),
-        "127.0.0.1",
-        ErrorCode::ThresholdNotMet,
-        true,
-    )
-    .await;
+    // The groups a console can offer, and their members.
+    let r = h.send(admin_request(&h, "/v1/audit/groups", "admin")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"groups": [
+            {"name": "on-leave", "members": []},
+            {"name": "radiology", "members": ["user-1", "user-staff"]},
+            {"name": "staff", "members": ["user-staff"]},
+        ]})
+    );
+    // Group membership is policy: a vendor key can neither read it nor filter by it.
+    for path in ["/v1/audit/search?group=radiology", "/v1/audit/groups"] {
+        expect_denied(
+            &h,
+            admin_request(&h, path, "vendor"),
+            "127.0.0.1",
+            ErrorCode::ThresholdNotMet,
+            true,
+        )
+        .await;
+    }
 }
 
 async fn audit_api_and_chain(b: &Backend) {

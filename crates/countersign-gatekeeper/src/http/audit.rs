@@ -24,6 +24,9 @@ pub enum Endpoint {
     Search,
     /// `/v1/audit/export`: the whole log and its checkpoints as JSONL.
     Export,
+    /// `/v1/audit/groups`: the `[groups]` of the policy in force, for the group
+    /// filter.
+    Groups,
     /// `/v1/audit/reload` (POST): read the configuration file again and swap the
     /// policy in (see [`crate::reload`]).
     Reload,
@@ -38,6 +41,7 @@ impl Endpoint {
         match s {
             "search" => Some(Self::Search),
             "export" => Some(Self::Export),
+            "groups" => Some(Self::Groups),
             "reload" => Some(Self::Reload),
             _ => TilePath::parse(s)
                 .ok()
@@ -49,7 +53,9 @@ impl Endpoint {
     /// The HTTP method of the endpoint.
     pub fn method(self) -> axum::http::Method {
         match self {
-            Self::Search | Self::Export | Self::Entries(_) => axum::http::Method::GET,
+            Self::Search | Self::Export | Self::Groups | Self::Entries(_) => {
+                axum::http::Method::GET
+            }
             Self::Reload => axum::http::Method::POST,
         }
     }
@@ -58,7 +64,7 @@ impl Endpoint {
     /// action, so a signature for reading the log cannot trigger a reload.
     pub fn signed_prefix(self) -> &'static str {
         match self {
-            Self::Search | Self::Export | Self::Entries(_) => "",
+            Self::Search | Self::Export | Self::Groups | Self::Entries(_) => "",
             Self::Reload => "reload",
         }
     }
@@ -70,6 +76,9 @@ pub struct Query {
     endpoint: Endpoint,
     filter: AuditFilter,
     subject: String,
+    /// For [`Endpoint::Groups`]: every group and its members, from the request's
+    /// policy snapshot.
+    groups: Vec<GroupMembers>,
 }
 
 /// Parses the filter, resolving a `group` against `groups` (the `[groups]` of the
@@ -84,6 +93,13 @@ pub fn prepare(
         endpoint,
         filter: parse_filter(parts.uri.query().unwrap_or(""), groups)?,
         subject: subject.to_owned(),
+        groups: match endpoint {
+            Endpoint::Groups => groups
+                .iter()
+                .map(|(name, members)| GroupMembers::new(name, members))
+                .collect(),
+            _ => Vec::new(),
+        },
     })
 }
 
@@ -111,6 +127,10 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
             };
             Ok(json_response(StatusCode::OK, &answer))
         }
+        Endpoint::Groups => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "groups": query.groups }),
+        )),
         Endpoint::Export => {
             let lines = export_jsonl(&gk.ledger, now_ms() / 1000, true)
                 .await
@@ -318,10 +338,7 @@ fn resolve_group(
             ),
         ));
     }
-    Ok(GroupMembers {
-        name: name.to_owned(),
-        members: members.iter().map(|s| s.as_str().to_owned()).collect(),
-    })
+    Ok(GroupMembers::new(name, members))
 }
 
 /// The whole audit log as JSONL, streamed a page of entries at a time in constant
