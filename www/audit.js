@@ -148,7 +148,7 @@ async function search(params, endpoint = "search", field = "entries") {
   }
   const json = await r.json().catch(() => null);
   if (!r.ok || !json || !Array.isArray(json[field])) {
-    const e = json?.error ?? { code: `http_${r.status}`, message: `the gatekeeper's answer to ${endpoint} is not what it sends` };
+    const e = json?.error ?? { code: `http_${r.status}`, message: `the gatekeeper's answer to /v1/audit/${endpoint} has no ${field} list` };
     throw codedError(e.code, e.message);
   }
   return json;

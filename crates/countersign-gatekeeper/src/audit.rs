@@ -45,9 +45,9 @@ pub struct AuditFilter {
 }
 
 /// A group filter resolved against a policy's `[groups]`: the group's name and the
-/// subjects it had then, in order. Entries record subjects, not groups, so this is
-/// what a group filter selects by (`docs/API.md`, "Audit search").
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// subjects it had then. Entries record subjects, not groups, so this is what a group
+/// filter selects by (`docs/API.md`, "Audit search").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupMembers {
     /// The group's name, as `[groups]` spells it.
     pub name: String,

@@ -1098,12 +1098,25 @@ impl Ledger {
             .unwrap_or(0);
         let mut out = Vec::new();
         if after < indexed {
-            let sql = format!(
-                "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq
-                 WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
-                Self::ENTRY_COLUMNS,
-                search_clauses(filter, "s")
-            );
+            // A group's `subject IN (…)` reads each member's (subject, seq) index
+            // range and sorts the matches by seq: the page's seqs are chosen from the
+            // covering index first, so only the page's rows are read from `audit_log`
+            // (joined before the sort, every match's row would be).
+            let sql = if filter.group.is_some() {
+                format!(
+                    "SELECT {} FROM audit_log a WHERE a.seq IN (SELECT s.seq FROM audit_search s
+                     WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?) ORDER BY a.seq",
+                    Self::ENTRY_COLUMNS,
+                    search_clauses(filter, "s")
+                )
+            } else {
+                format!(
+                    "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq
+                     WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
+                    Self::ENTRY_COLUMNS,
+                    search_clauses(filter, "s")
+                )
+            };
             let q = sqlx::query(self.sql(&sql)).bind(after).bind(indexed);
             out = self
                 .fetch_entries(bind_search(q, filter).bind(limit))
