@@ -1102,19 +1102,20 @@ impl Ledger {
             // range and sorts the matches by seq: the page's seqs are chosen from the
             // covering index first, so only the page's rows are read from `audit_log`
             // (joined before the sort, every match's row would be).
+            let page = format!(
+                "s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
+                search_clauses(filter, "s")
+            );
             let sql = if filter.group.is_some() {
                 format!(
-                    "SELECT {} FROM audit_log a WHERE a.seq IN (SELECT s.seq FROM audit_search s
-                     WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?) ORDER BY a.seq",
-                    Self::ENTRY_COLUMNS,
-                    search_clauses(filter, "s")
+                    "SELECT {} FROM audit_log a WHERE a.seq IN
+                     (SELECT s.seq FROM audit_search s WHERE {page}) ORDER BY a.seq",
+                    Self::ENTRY_COLUMNS
                 )
             } else {
                 format!(
-                    "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq
-                     WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
-                    Self::ENTRY_COLUMNS,
-                    search_clauses(filter, "s")
+                    "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq WHERE {page}",
+                    Self::ENTRY_COLUMNS
                 )
             };
             let q = sqlx::query(self.sql(&sql)).bind(after).bind(indexed);
