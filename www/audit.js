@@ -138,8 +138,9 @@ async function importKeyFile(text, subject) {
 
 const sign = async (message) => new Uint8Array(await crypto.subtle.sign("Ed25519", admin.privateKey, message));
 
-/** GET /v1/audit/search with `params`, as a fresh signed request. */
-async function search(params) {
+/** GET /v1/audit/search (or another read-only audit `endpoint`) with `params`, as a
+ *  fresh signed request; the answer must hold the array `field`. */
+async function search(params, endpoint = "search", field = "entries") {
   const req = new AuditRequest({ gatekeeperId: settings.gatekeeperId, subject: admin.subject, keyId: admin.keyId, action: "read" });
   let headers;
   try {
@@ -149,13 +150,13 @@ async function search(params) {
   }
   let r;
   try {
-    r = await fetch(`/v1/audit/search?${params}`, { headers, cache: "no-store" });
+    r = await fetch(`/v1/audit/${endpoint}?${params}`, { headers, cache: "no-store" });
   } catch (e) {
     throw codedError("network", `the gatekeeper could not be reached: ${e.message}`);
   }
   const json = await r.json().catch(() => null);
-  if (!r.ok || !json || !Array.isArray(json.entries)) {
-    const e = json?.error ?? { code: `http_${r.status}`, message: "the gatekeeper's answer is not a search result" };
+  if (!r.ok || !json || !Array.isArray(json[field])) {
+    const e = json?.error ?? { code: `http_${r.status}`, message: `the gatekeeper's answer to /v1/audit/${endpoint} has no ${field} list` };
     throw codedError(e.code, e.message);
   }
   return json;
@@ -212,7 +213,7 @@ function filterFromForm() {
   };
   time("from", "from_ms");
   time("to", "to_ms");
-  for (const name of ["subject", "ip", "bucket", "key_prefix", "key", "operation", "decision", "error"]) {
+  for (const name of ["subject", "group", "ip", "bucket", "key_prefix", "key", "operation", "decision", "error"]) {
     const v = String(form.get(name) ?? "").trim();
     if (v) p.set(name, v);
   }
@@ -221,17 +222,24 @@ function filterFromForm() {
 
 function setForm(values) {
   const f = $("filters");
-  for (const name of ["subject", "ip", "bucket", "key_prefix", "key", "operation", "decision", "error", "from", "to"]) {
+  for (const name of ["subject", "group", "ip", "bucket", "key_prefix", "key", "operation", "decision", "error", "from", "to"]) {
     f.elements[name].value = values[name] ?? "";
   }
 }
 
-function describeView() {
+/** The membership a group filter used (the search answer's `group`), in words. */
+function describeGroup(group) {
+  const members = group.members.length ? group.members.join(", ") : "no members";
+  return `group ${group.name} = ${members} (its members in the gatekeeper's policy now, not when the entries were written)`;
+}
+
+function describeView(group) {
   const key = filter.get("key");
   const subject = filter.get("subject");
   if (key !== null && filter.has("bucket")) return `Who touched ${filter.get("bucket")}/${key}: every access, in order.`;
-  if (subject !== null) return `Everything ${subject} did or tried.`;
-  const terms = [...filter].map(([k, v]) => `${k} = ${v}`);
+  if (subject !== null && !group) return `Everything ${subject} did or tried.`;
+  const terms = [...filter].filter(([k]) => k !== "group").map(([k, v]) => `${k} = ${v}`);
+  if (group) return `Everything done or tried by ${describeGroup(group)}${terms.length ? `, where ${terms.join(", ")}` : ""}.`;
   return terms.length ? `Filter: ${terms.join(", ")}.` : "All entries.";
 }
 
@@ -275,7 +283,7 @@ async function show(afterSeq) {
   $("next").disabled = next === null;
   $("prev").disabled = pages.length < 2;
   $("page-info").textContent = `page ${pages.length}`;
-  $("view-title").textContent = describeView();
+  $("view-title").textContent = describeView(answer.group);
   const failed = answer.entries.length - $("rows").querySelectorAll("tr.verified-row, tr.pending-row").length;
   status(`${answer.entries.length} entries; inclusion proofs checked in ${proofMs.toFixed(0)} ms${failed ? `; ${failed} FAILED` : ""}.`, failed > 0);
   document.body.dataset.loaded = String(Date.now());
@@ -465,12 +473,22 @@ async function exportAs(format) {
   if (format === "csv") parts.push(CSV_COLUMNS.map(csvField).join(",") + "\r\n");
   let after = null;
   let n = 0;
+  let group; // the first page's membership: every page must have used the same
   try {
     for (;;) {
       const p = new URLSearchParams(filter);
       p.set("limit", String(EXPORT_PAGE));
       if (after !== null) p.set("after_seq", String(after));
       const answer = await search(p);
+      if (answer.group) {
+        if (group === undefined) {
+          group = answer.group;
+          // The JSONL export records what the group meant: a first line without `seq`.
+          if (format !== "csv") parts.unshift(JSON.stringify({ group }) + "\n");
+        } else if (JSON.stringify(group) !== JSON.stringify(answer.group)) {
+          throw codedError("group_changed", `the members of group ${group.name} changed during the export (the policy was reloaded): export again`);
+        }
+      }
       for (const r of answer.entries) {
         parts.push(format === "csv" ? CSV_COLUMNS.map((c) => csvField(r[c])).join(",") + "\r\n" : JSON.stringify(r) + "\n");
       }
@@ -493,7 +511,8 @@ async function exportAs(format) {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(a.href), 60000);
   $("export-status").className = "";
-  $("export-status").textContent = `Exported ${n} entries (${format === "csv" ? "CSV" : "JSONL, with each entry's bytes"}): the search's records as the gatekeeper returned them.`;
+  const recorded = group ? ` The filter's ${describeGroup(group)}${format === "csv" ? "" : " is the file's first line"}.` : "";
+  $("export-status").textContent = `Exported ${n} entries (${format === "csv" ? "CSV" : "JSONL, with each entry's bytes"}): the search's records as the gatekeeper returned them.${recorded}`;
 }
 
 // ---- verify the whole log ---------------------------------------------------------
@@ -530,6 +549,25 @@ async function verifyWholeLog() {
   }
 }
 
+// ---- the groups the gatekeeper's policy defines ----------------------------------
+
+/** Fills the group field's suggestions from GET /v1/audit/groups (the policy in force;
+ *  a typed name works without them: the search itself resolves it). */
+async function loadGroups() {
+  let answer;
+  try {
+    answer = await search(new URLSearchParams(), "groups", "groups");
+  } catch {
+    return; // the search reports a refused key; the suggestions are only a help
+  }
+  $("group-names").replaceChildren(...answer.groups.map((g) => {
+    const o = el("option");
+    o.value = g.name;
+    o.label = `${g.name} (${g.members.length} member${g.members.length === 1 ? "" : "s"})`;
+    return o;
+  }));
+}
+
 // ---- sign-in ----------------------------------------------------------------------
 
 function tomlSnippet(record) {
@@ -553,6 +591,9 @@ async function signedIn(record) {
   await opening;
   if (admin === record) $("verify-log").disabled = !view;
   await shown;
+  // The group names are suggestions for the filter form: fetched after the first
+  // page, so that they do not delay it.
+  loadGroups();
 }
 
 function signedOut() {

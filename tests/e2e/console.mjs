@@ -13,6 +13,9 @@
 // (d) an entry altered in the SQLite file is shown FAILED with its reason, and "verify
 //     whole log" fails;
 // (e) JSONL and CSV exports hold exactly the filter's entries (CSV formula-safe);
+// (g) the group filter: a group's members in the policy in force (offered from
+//     /v1/audit/groups), with another filter, in the export, after a reload that
+//     changes the group, and an unknown group refused with its code;
 // (f) a vendor (non-admin) key file imported into the page: the gatekeeper's refusal
 //     code is shown.
 // Screenshots go to target/e2e/console-*.png.
@@ -84,6 +87,9 @@ store = "local"
 [network]
 deny_ips = [${DENIED_IPS.map((ip) => `"${ip}/32"`).join(", ")}]
 
+[groups]
+radiology = ["alice", "bob"]
+
 [[acl]]
 effect = "allow"
 subjects = ["*"]
@@ -136,13 +142,13 @@ async function deniedRequests(count) {
   for (const a of agents) a.destroy();
 }
 
-async function reloadPolicy() {
+async function reloadPolicy(what = "the policy with the console's key is reloaded") {
   const outcomes = () => log.split("\n").filter((l) => /SIGHUP: policy (reloaded|reload refused)/.test(l));
   const before = outcomes().length;
   gk.kill("SIGHUP");
   await waitUntil("policy reload", () => outcomes().length > before, 20);
   const last = outcomes().pop();
-  check(last.includes("SIGHUP: policy reloaded"), "the policy with the console's key is reloaded", last);
+  check(last.includes("SIGHUP: policy reloaded"), what, last);
 }
 
 const rowsOf = (page) => page.$$eval("#rows tr", (trs) => trs.map((tr) => ({
@@ -266,6 +272,34 @@ public_key = "${publicKey}"
   await loaded(page, () => page.click('#rows button.link:text-is("alice")'));
   rows = await rowsOf(page);
   check(same(rows.map((r) => r.seq), seqs("SELECT seq FROM audit_log WHERE CAST(subject AS TEXT) = 'alice' ORDER BY seq")) && rows.length === 2, "per-subject view", `${rows.length} rows`);
+
+  // (g) The group filter: the members of the group in the policy in force.
+  const groupRows = (members, extra = "", params = []) => seqs(`SELECT seq FROM audit_log WHERE CAST(subject AS TEXT) IN (${members.map(() => "?").join(", ")})${extra} ORDER BY seq LIMIT 100`, [...members, ...params]);
+  const offered = await page.$$eval("#group-names option", (os) => os.map((o) => o.value));
+  check(same(offered, ["radiology"]), "the group field offers the policy's groups (GET /v1/audit/groups)", JSON.stringify(offered));
+  await filterBy(page, { group: "radiology" });
+  rows = await rowsOf(page);
+  check(same(rows.map((r) => r.seq), groupRows(["alice", "bob"])) && rows.length === 3, "group filter: exactly the members' entries", JSON.stringify(rows.map((r) => r.cells[3])));
+  check(rows.every((r) => r.status === "verified"), "group filter: every row proven included");
+  const title = await page.textContent("#view-title");
+  check(title.includes("group radiology = alice, bob") && title.includes("policy now"), "the view names the membership the filter used", title);
+  await page.screenshot({ path: join(shots, "console-group.png"), fullPage: true });
+  await filterBy(page, { group: "radiology", key: OBJECTS[1], bucket: "local" });
+  rows = await rowsOf(page);
+  check(same(rows.map((r) => r.seq), groupRows(["alice", "bob"], " AND CAST(object_key AS TEXT) = ?", [OBJECTS[1]])) && rows.length === 1, "group filter with a key filter (AND)", JSON.stringify(rows.map((r) => r.cells[3])));
+  await filterBy(page, { group: "radiology" });
+  const groupExport = (await download(page, "#export-jsonl")).trim().split("\n").map((l) => JSON.parse(l));
+  const header = groupExport[0];
+  check(same(Object.keys(header), ["group"]) && header.group.name === "radiology" && same(header.group.members, ["alice", "bob"]) && same(groupExport.slice(1).map((r) => r.seq), groupRows(["alice", "bob"])), "JSONL export of a group filter: the membership first, then the members' entries", JSON.stringify(header));
+  writeFileSync(configFile, readFileSync(configFile, "utf8").replace('radiology = ["alice", "bob"]', 'radiology = ["alice", "bob", "carol"]'));
+  await reloadPolicy("the policy with carol in radiology is reloaded");
+  await filterBy(page, { group: "radiology" });
+  rows = await rowsOf(page);
+  check(same(rows.map((r) => r.seq), groupRows(["alice", "bob", "carol"])) && rows.length === 4, "after the reload the same group filter includes carol's earlier entry", JSON.stringify(rows.map((r) => r.cells[3])));
+  check((await page.textContent("#view-title")).includes("group radiology = alice, bob, carol"), "the view names the new membership");
+  await filterBy(page, { group: "cardiology" });
+  const unknownGroup = await page.textContent("#status");
+  check(unknownGroup.includes("invalid_field") && unknownGroup.includes("group `cardiology` is not defined") && (await page.$$("#rows tr")).length === 0, "an unknown group is refused with its code, not shown as an empty result", unknownGroup);
 
   // The chart of denied attempts for a filter.
   await filterBy(page, { decision: "deny" });

@@ -1,6 +1,6 @@
 //! The first page (100 entries) of `GET /v1/audit/search` on a SQLite log of
 //! `COUNTERSIGN_BENCH_SEARCH_ENTRIES` entries (default 1,000,000), for the filters the
-//! audit console uses, with the search indexes (migration 5, on `audit_search` since
+//! audit console uses (a group filter as the members it expands to), with the search indexes (migration 5, on `audit_search` since
 //! migration 6) and side by side without them (the baseline).
 //!
 //! ```text
@@ -22,7 +22,7 @@
 use countersign_core::ErrorCode;
 use countersign_core::ed25519_dalek::SigningKey;
 use countersign_core::{GatekeeperId, KeyId};
-use countersign_gatekeeper::audit::AuditFilter;
+use countersign_gatekeeper::audit::{AuditFilter, GroupMembers};
 use countersign_gatekeeper::ledger::{CheckpointSigner, Ledger};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,14 @@ fn filter(f: impl FnOnce(&mut AuditFilter)) -> AuditFilter {
     };
     f(&mut out);
     out
+}
+
+/// A group filter over `count` subjects `{prefix}0`, `{prefix}1`, …
+fn group(prefix: &str, count: usize) -> Option<GroupMembers> {
+    Some(GroupMembers {
+        name: format!("{prefix}{count}"),
+        members: (0..count).map(|i| format!("{prefix}{i}")).collect(),
+    })
 }
 
 /// The median time of the first page of `f`, and the page's size.
@@ -158,6 +166,32 @@ async fn main() {
         (
             "subject with no entry",
             filter(|f| f.subject = Some("nobody".into())),
+        ),
+        (
+            "group of 10 subjects",
+            filter(|f| f.group = group("user-", 10)),
+        ),
+        (
+            "group of 300 subjects",
+            filter(|f| f.group = group("user-", 300)),
+        ),
+        (
+            "group of 10 + decision=deny",
+            filter(|f| {
+                f.group = group("user-", 10);
+                f.decision = Some("deny".into());
+            }),
+        ),
+        (
+            "group of 10 in the 2nd half",
+            filter(|f| {
+                f.group = group("user-", 10);
+                f.from_ms = Some(mid);
+            }),
+        ),
+        (
+            "group of 10 with no entry",
+            filter(|f| f.group = group("nobody-", 10)),
         ),
     ];
     let mut indexed = Vec::new();

@@ -6,7 +6,7 @@ use countersign_core::audit::{AuditEntry, escape};
 use countersign_core::log_verify::{LogVerifier, trust_for_note};
 use countersign_core::signature::PublicKey;
 use countersign_core::text::{b64, hex};
-use countersign_core::{ErrorCode, Policy, signature::parse_list};
+use countersign_core::{ErrorCode, Policy, Subject, signature::parse_list};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::net::IpAddr;
@@ -22,6 +22,9 @@ pub struct AuditFilter {
     pub to_ms: Option<u64>,
     /// Exact subject.
     pub subject: Option<String>,
+    /// A group, as its members were in the policy the filter was resolved against:
+    /// the subject is one of them.
+    pub group: Option<GroupMembers>,
     /// Exact client address.
     pub client_ip: Option<IpAddr>,
     /// Exact bucket.
@@ -39,6 +42,27 @@ pub struct AuditFilter {
     pub error: Option<ErrorCode>,
     /// Most entries returned.
     pub limit: u32,
+}
+
+/// A group filter resolved against a policy's `[groups]`: the group's name and the
+/// subjects it had then. Entries record subjects, not groups, so this is what a group
+/// filter selects by (`docs/API.md`, "Audit search").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupMembers {
+    /// The group's name, as `[groups]` spells it.
+    pub name: String,
+    /// Its members, sorted (`[groups]` holds each group as a set).
+    pub members: Vec<String>,
+}
+
+impl GroupMembers {
+    /// `name` with `members`.
+    pub fn new<'a>(name: &str, members: impl IntoIterator<Item = &'a Subject>) -> Self {
+        Self {
+            name: name.to_owned(),
+            members: members.into_iter().map(|s| s.as_str().to_owned()).collect(),
+        }
+    }
 }
 
 /// One line of an export, or one search result: an entry or a checkpoint.

@@ -1108,6 +1108,10 @@ impl Ledger {
     /// later size and `audit_log` only gains rows, so no entry is missed or repeated
     /// when the integrator runs in between.
     pub async fn search(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        if filter.group.as_ref().is_some_and(|g| g.members.is_empty()) {
+            // A group without members selects nothing (and `IN ()` is not SQL).
+            return Ok(Vec::new());
+        }
         let limit = i64::from(filter.limit);
         let after = to_i64(filter.after_seq, "seq")?;
         let indexed = self
@@ -1122,12 +1126,26 @@ impl Ledger {
             .unwrap_or(0);
         let mut out = Vec::new();
         if after < indexed {
-            let sql = format!(
-                "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq
-                 WHERE s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
-                Self::ENTRY_COLUMNS,
+            // A group's `subject IN (…)` reads each member's (subject, seq) index
+            // range and sorts the matches by seq: the page's seqs are chosen from the
+            // covering index first, so only the page's rows are read from `audit_log`
+            // (joined before the sort, every match's row would be).
+            let page = format!(
+                "s.seq >= ? AND s.seq < ?{} ORDER BY s.seq LIMIT ?",
                 search_clauses(filter, "s")
             );
+            let sql = if filter.group.is_some() {
+                format!(
+                    "SELECT {} FROM audit_log a WHERE a.seq IN
+                     (SELECT s.seq FROM audit_search s WHERE {page}) ORDER BY a.seq",
+                    Self::ENTRY_COLUMNS
+                )
+            } else {
+                format!(
+                    "SELECT {} FROM audit_search s JOIN audit_log a ON a.seq = s.seq WHERE {page}",
+                    Self::ENTRY_COLUMNS
+                )
+            };
             let q = sqlx::query(self.sql(&sql)).bind(after).bind(indexed);
             out = self
                 .fetch_entries(bind_search(q, filter).bind(limit))
@@ -1403,6 +1421,13 @@ fn sql(dialect: Dialect, q: &str) -> AssertSqlSafe<String> {
 /// which name the search columns alike), each after ` AND `; [`bind_search`] binds
 /// their values in the same order.
 fn search_clauses(filter: &AuditFilter, t: &str) -> String {
+    // `subject IN (?, …)`, one placeholder per member (at most
+    // `http::audit::MAX_GROUP_MEMBERS`, well below either database's limit on bound
+    // values); the (subject, seq) index serves each member.
+    let group = filter.group.as_ref().map(|g| {
+        let marks = vec!["?"; g.members.len()].join(", ");
+        format!("subject IN ({marks})")
+    });
     let mut clauses = Vec::new();
     if filter.from_ms.is_some() {
         clauses.push("time_ms >= ?");
@@ -1412,6 +1437,9 @@ fn search_clauses(filter: &AuditFilter, t: &str) -> String {
     }
     if filter.subject.is_some() {
         clauses.push("subject = ?");
+    }
+    if let Some(g) = &group {
+        clauses.push(g.as_str());
     }
     if filter.client_ip.is_some() {
         clauses.push("client_ip = ?");
@@ -1456,6 +1484,9 @@ fn bind_search<'q>(
     }
     if let Some(v) = &filter.subject {
         q = q.bind(v.as_bytes().to_vec());
+    }
+    for m in filter.group.iter().flat_map(|g| &g.members) {
+        q = q.bind(m.as_bytes().to_vec());
     }
     if let Some(v) = &filter.client_ip {
         q = q.bind(v.to_string());

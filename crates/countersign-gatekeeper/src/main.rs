@@ -183,6 +183,10 @@ enum AuditCommand {
         /// Exact subject.
         #[arg(long)]
         subject: Option<String>,
+        /// Entries of the members of this group, as `[groups]` of the configuration
+        /// read now defines it (not as it was when the entries were written).
+        #[arg(long)]
+        group: Option<String>,
         /// Exact client IP.
         #[arg(long)]
         ip: Option<String>,
@@ -585,6 +589,7 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             from_ms,
             to_ms,
             subject,
+            group,
             ip,
             bucket,
             operation,
@@ -605,6 +610,7 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             }
             for (k, v) in [
                 ("subject", subject),
+                ("group", group),
                 ("ip", ip),
                 ("bucket", bucket),
                 ("operation", operation),
@@ -617,7 +623,20 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                 }
             }
             query.push(format!("limit={limit}"));
-            let filter = parse_filter(&query.join("&")).map_err(|e| e.message)?;
+            let filter =
+                parse_filter(&query.join("&"), &config.acl.groups).map_err(|e| e.message)?;
+            if let Some(g) = &filter.group {
+                // On stderr, so that stdout stays the entries' JSONL.
+                eprintln!(
+                    "group `{}` in the configuration read now: {}",
+                    g.name,
+                    if g.members.is_empty() {
+                        "no members".to_owned()
+                    } else {
+                        g.members.join(", ")
+                    }
+                );
+            }
             let entries = ledger
                 .search(&filter)
                 .await

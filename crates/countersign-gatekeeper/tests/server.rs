@@ -999,6 +999,12 @@ async fn config_path_from_the_environment() {
 /// A customer-admin reload request (POST, signed as LIST of the audit bucket with
 /// the prefix `reload`).
 fn reload_request(prefix: &str) -> axum::http::Request<axum::body::Body> {
+    audit_request("POST", "/v1/audit/reload", prefix)
+}
+
+/// A customer-admin request for `path` (signed as LIST of the audit bucket with
+/// `prefix`).
+fn audit_request(method: &str, path: &str, prefix: &str) -> axum::http::Request<axum::body::Body> {
     let mut r = list(prefix);
     r.bucket = "countersign-audit".into();
     r.subject = "it-admin".into();
@@ -1009,7 +1015,115 @@ fn reload_request(prefix: &str) -> axum::http::Request<axum::body::Body> {
         "admin1",
         &c,
     )]);
-    raw("POST", "/v1/audit/reload", &b64(&c), &sigs, vec![])
+    raw(method, path, &b64(&c), &sigs, vec![])
+}
+
+/// A group filter means the group's members in the policy in force when the search
+/// runs: a reload that changes `[groups]` changes what the same search returns, and
+/// the answer names the membership it used. `audit search --group` resolves the
+/// group from the configuration file it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_search_by_group_follows_the_reloaded_groups() {
+    use countersign_gatekeeper::reload::ReloadSource;
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (bucket, database, _) = backend_config(&Backend::SqliteLocal, &h.dir).await;
+    let original = config_text(&bucket, &database, "");
+    let path = h.dir.join("gatekeeper.toml");
+    std::fs::write(&path, &original).unwrap();
+    let source = ReloadSource {
+        path: path.clone(),
+        data_dir: Some(h.dir.clone()),
+    };
+    h.state.reload_source.set(source).unwrap();
+    for subject in ["user-1", "user-staff", "user-2"] {
+        let mut r = get("public/x");
+        r.subject = subject.into();
+        h.send(signed(&r.request(), vec![])).await;
+    }
+    let subjects_found = |query: &'static str| {
+        let h = &h;
+        async move {
+            let r = h
+                .send(audit_request(
+                    "GET",
+                    &format!("/v1/audit/search?{query}"),
+                    "",
+                ))
+                .await;
+            let status = r.status();
+            let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+            assert_eq!(status, 200, "{v}");
+            let subjects: Vec<String> = v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["subject"].as_str().unwrap().to_owned())
+                .collect();
+            (subjects, v["group"]["members"].clone())
+        }
+    };
+    let (found, members) = subjects_found("group=staff&bucket=reports").await;
+    assert_eq!(found, ["user-staff"]);
+    assert_eq!(members, serde_json::json!(["user-staff"]));
+
+    // user-2 joins staff: the same search now finds user-2's earlier entry too.
+    let changed = original.replace(
+        "staff = [\"user-staff\"]",
+        "staff = [\"user-staff\", \"user-2\"]",
+    );
+    assert_ne!(changed, original);
+    std::fs::write(&path, &changed).unwrap();
+    assert_eq!(h.send(reload_request("reload")).await.status(), 200);
+    let (found, members) = subjects_found("group=staff&bucket=reports").await;
+    assert_eq!(found, ["user-staff", "user-2"]);
+    assert_eq!(members, serde_json::json!(["user-2", "user-staff"]));
+
+    // The command line resolves the group from the file it reads.
+    let dir = h.dir.to_str().unwrap();
+    let cfg = path.to_str().unwrap();
+    let cli = |group: &str| {
+        run_bin(
+            &[
+                "audit",
+                "search",
+                "--config",
+                cfg,
+                "--data-dir",
+                dir,
+                "--group",
+                group,
+                "--bucket",
+                "reports",
+            ],
+            &[],
+        )
+    };
+    let out = cli("staff");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_subjects: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["subject"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(cli_subjects, ["user-staff", "user-2"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("group `staff` in the configuration read now: user-2, user-staff")
+    );
+    let out = cli("radiologie");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("group `radiologie` is not defined"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

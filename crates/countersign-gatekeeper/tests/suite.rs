@@ -69,6 +69,7 @@ suite!(
     request_mismatch,
     audit_unavailable_fails_closed,
     audit_api_and_chain,
+    audit_search_by_group,
     list_pagination,
     forwarded_for_reads_every_line,
     repeated_headers_are_malformed,
@@ -872,6 +873,146 @@ fn admin_request(h: &Harness, path: &str, signer: &str) -> axum::http::Request<a
         _ => vendor_sigs(&c, false),
     };
     raw("GET", path, &b64(&c), &sigs, vec![])
+}
+
+/// `group=` selects the entries whose subject is one of the group's members in the
+/// policy in force, with the other filters and paging, in both parts of the search
+/// (the indexed entries and the tail the tree does not cover yet).
+async fn audit_search_by_group(b: &Backend) {
+    let h = Harness::new(b).await;
+    let as_subject = |key: &str, subject: &str| {
+        let mut r = get(key);
+        r.subject = subject.into();
+        signed(&r.request(), vec![])
+    };
+    store(&h, "a/b", b"x").await; // user-1
+    for (key, subject) in [
+        ("a/b", "user-1"),          // allowed
+        ("public/x", "user-staff"), // allowed by the staff rule, not found
+        ("a/b", "user-staff"),      // access_denied
+        ("a/b", "user-2"),          // access_denied, not a member
+        ("secret/s", "user-1"),     // access_denied
+    ] {
+        h.send(as_subject(key, subject)).await;
+    }
+    // Refused before the signed request is read: no subject, so in no group.
+    h.send_from(as_subject("a/b", "user-1"), "127.0.0.2").await;
+    let search = |q: &str| {
+        let h = &h;
+        let q = format!("/v1/audit/search?{q}");
+        async move {
+            let r = h.send(admin_request(h, &q, "admin")).await;
+            assert_eq!(r.status(), StatusCode::OK, "{q}");
+            serde_json::from_slice::<serde_json::Value>(&body_bytes(r).await).unwrap()
+        }
+    };
+    let seqs = |v: &serde_json::Value| -> Vec<u64> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let expected = |deny_only: bool| {
+        let h = &h;
+        async move {
+            h.all_entries()
+                .await
+                .iter()
+                .filter(|e| e.subject == b"user-1" || e.subject == b"user-staff")
+                .filter(|e| !deny_only || e.decision != countersign_core::Decision::Allow)
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Twice: first from the un-integrated tail, then from the indexes.
+    for integrated in [false, true] {
+        if integrated {
+            h.state.ledger.integrate(10_000).await.unwrap();
+        }
+        let members = expected(false).await;
+        assert_eq!(members.len(), 5, "{integrated}");
+        let v = search("group=radiology").await;
+        assert_eq!(seqs(&v), members, "{integrated}");
+        assert_eq!(
+            v["group"],
+            serde_json::json!({"name": "radiology", "members": ["user-1", "user-staff"]})
+        );
+        assert!(search("subject=user-1").await.get("group").is_none());
+        // With another filter (AND), and with a subject outside the group.
+        let v = search("group=radiology&decision=deny").await;
+        assert_eq!(seqs(&v), expected(true).await);
+        assert!(seqs(&v).len() >= 2, "{v}");
+        let v = search("group=radiology&subject=user-staff").await;
+        assert_eq!(v["entries"].as_array().unwrap().len(), 2, "{v}");
+        assert!(seqs(&search("group=radiology&subject=user-2").await).is_empty());
+        assert!(seqs(&search("group=staff&subject=user-1").await).is_empty());
+        // Paging: a page at a time gives the same entries.
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let v = search(&format!("group=radiology&limit=2&after_seq={after}")).await;
+            paged.extend(seqs(&v));
+            match v["next_after_seq"].as_u64() {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        assert_eq!(paged, members);
+        // A group without members selects nothing and says so.
+        let v = search("group=on-leave").await;
+        assert!(seqs(&v).is_empty());
+        assert_eq!(v["group"]["members"], serde_json::json!([]));
+    }
+    // An unknown group, or two groups, is an error, not an empty answer.
+    for q in ["group=radiologie", "group=", "group=staff&group=radiology"] {
+        expect_denied(
+            &h,
+            admin_request(&h, &format!("/v1/audit/search?{q}"), "admin"),
+            "127.0.0.1",
+            ErrorCode::InvalidField,
+            true,
+        )
+        .await;
+    }
+    let r = h
+        .send(admin_request(
+            &h,
+            "/v1/audit/search?group=radiologie",
+            "admin",
+        ))
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("group `radiologie` is not defined")
+            && message.contains("on-leave, radiology, staff"),
+        "{message}"
+    );
+    // The groups a console can offer, and their members.
+    let r = h.send(admin_request(&h, "/v1/audit/groups", "admin")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body_bytes(r).await).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"groups": [
+            {"name": "on-leave", "members": []},
+            {"name": "radiology", "members": ["user-1", "user-staff"]},
+            {"name": "staff", "members": ["user-staff"]},
+        ]})
+    );
+    // Group membership is policy: a vendor key can neither read it nor filter by it.
+    for path in ["/v1/audit/search?group=radiology", "/v1/audit/groups"] {
+        expect_denied(
+            &h,
+            admin_request(&h, path, "vendor"),
+            "127.0.0.1",
+            ErrorCode::ThresholdNotMet,
+            true,
+        )
+        .await;
+    }
 }
 
 async fn audit_api_and_chain(b: &Backend) {

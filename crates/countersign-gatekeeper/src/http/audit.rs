@@ -2,7 +2,7 @@
 //! signed as LIST of bucket `countersign-audit` with an empty prefix; and the policy
 //! reload, a POST signed as LIST of that bucket with the prefix `reload`.
 
-use crate::audit::{AuditFilter, AuditLine, AuditRecord};
+use crate::audit::{AuditFilter, AuditLine, AuditRecord, GroupMembers};
 use crate::error::ApiError;
 use crate::http::{Gatekeeper, json_response, now_ms};
 use crate::ledger::{Ledger, LedgerError};
@@ -11,9 +11,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use countersign_core::ErrorCode;
+use countersign_core::Subject;
 use countersign_core::text::{b64, hex as b16};
 use countersign_core::tiles::{TILE_WIDTH, TileKind, TilePath, encode_bundle};
 use futures::{Stream, TryStreamExt as _};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The audit endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +24,9 @@ pub enum Endpoint {
     Search,
     /// `/v1/audit/export`: the whole log and its checkpoints as JSONL.
     Export,
+    /// `/v1/audit/groups`: the `[groups]` of the policy in force, for the group
+    /// filter.
+    Groups,
     /// `/v1/audit/reload` (POST): read the configuration file again and swap the
     /// policy in (see [`crate::reload`]).
     Reload,
@@ -36,6 +41,7 @@ impl Endpoint {
         match s {
             "search" => Some(Self::Search),
             "export" => Some(Self::Export),
+            "groups" => Some(Self::Groups),
             "reload" => Some(Self::Reload),
             _ => TilePath::parse(s)
                 .ok()
@@ -47,7 +53,9 @@ impl Endpoint {
     /// The HTTP method of the endpoint.
     pub fn method(self) -> axum::http::Method {
         match self {
-            Self::Search | Self::Export | Self::Entries(_) => axum::http::Method::GET,
+            Self::Search | Self::Export | Self::Groups | Self::Entries(_) => {
+                axum::http::Method::GET
+            }
             Self::Reload => axum::http::Method::POST,
         }
     }
@@ -56,7 +64,7 @@ impl Endpoint {
     /// action, so a signature for reading the log cannot trigger a reload.
     pub fn signed_prefix(self) -> &'static str {
         match self {
-            Self::Search | Self::Export | Self::Entries(_) => "",
+            Self::Search | Self::Export | Self::Groups | Self::Entries(_) => "",
             Self::Reload => "reload",
         }
     }
@@ -68,14 +76,30 @@ pub struct Query {
     endpoint: Endpoint,
     filter: AuditFilter,
     subject: String,
+    /// For [`Endpoint::Groups`]: every group and its members, from the request's
+    /// policy snapshot.
+    groups: Vec<GroupMembers>,
 }
 
-/// Parses the filter; `subject` is the signed request's.
-pub fn prepare(endpoint: Endpoint, parts: &Parts, subject: &str) -> Result<Query, ApiError> {
+/// Parses the filter, resolving a `group` against `groups` (the `[groups]` of the
+/// request's policy snapshot); `subject` is the signed request's.
+pub fn prepare(
+    endpoint: Endpoint,
+    parts: &Parts,
+    subject: &str,
+    groups: &BTreeMap<String, BTreeSet<Subject>>,
+) -> Result<Query, ApiError> {
     Ok(Query {
         endpoint,
-        filter: parse_filter(parts.uri.query().unwrap_or(""))?,
+        filter: parse_filter(parts.uri.query().unwrap_or(""), groups)?,
         subject: subject.to_owned(),
+        groups: match endpoint {
+            Endpoint::Groups => groups
+                .iter()
+                .map(|(name, members)| GroupMembers::new(name, members))
+                .collect(),
+            _ => Vec::new(),
+        },
     })
 }
 
@@ -93,11 +117,20 @@ pub async fn respond(gk: &Gatekeeper, query: Query) -> Result<Response, ApiError
                 None
             };
             let records: Vec<_> = entries.iter().map(AuditRecord::from_entry).collect();
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({"entries": records, "next_after_seq": next}),
-            ))
+            // A group filter's answer names the membership it used, so a saved
+            // answer says what the group meant when it was searched.
+            let answer = match &query.filter.group {
+                Some(group) => serde_json::json!({
+                    "entries": records, "next_after_seq": next, "group": group
+                }),
+                None => serde_json::json!({"entries": records, "next_after_seq": next}),
+            };
+            Ok(json_response(StatusCode::OK, &answer))
         }
+        Endpoint::Groups => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "groups": query.groups }),
+        )),
         Endpoint::Export => {
             let lines = export_jsonl(&gk.ledger, now_ms() / 1000, true)
                 .await
@@ -178,8 +211,16 @@ async fn entry_bundle(ledger: &Ledger, tile: TilePath) -> Result<Response, ApiEr
     Ok(r)
 }
 
-/// Parses search/export query parameters.
-pub fn parse_filter(query: &str) -> Result<AuditFilter, ApiError> {
+/// Most members a group may have to be a search filter: each is a bound value of the
+/// search's statements, and SQLite takes at most 32,766 of those.
+pub const MAX_GROUP_MEMBERS: usize = 10_000;
+
+/// Parses search/export query parameters; a `group` is resolved against `groups`
+/// (`invalid_field` if it is not one of them).
+pub fn parse_filter(
+    query: &str,
+    groups: &BTreeMap<String, BTreeSet<Subject>>,
+) -> Result<AuditFilter, ApiError> {
     let mut f = AuditFilter {
         limit: 100,
         ..AuditFilter::default()
@@ -210,6 +251,13 @@ pub fn parse_filter(query: &str) -> Result<AuditFilter, ApiError> {
             "from_ms" => f.from_ms = Some(num(&v)?),
             "to_ms" => f.to_ms = Some(num(&v)?),
             "subject" => f.subject = Some(v),
+            "group" if f.group.is_some() => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
+                    "`group` may be given once (a search selects one group's members)",
+                ));
+            }
+            "group" => f.group = Some(resolve_group(&v, groups)?),
             "ip" => {
                 f.client_ip = Some(v.parse().map_err(|_| {
                     ApiError::new(ErrorCode::InvalidField, "`ip` must be an IP address")
@@ -261,6 +309,36 @@ pub fn parse_filter(query: &str) -> Result<AuditFilter, ApiError> {
         }
     }
     Ok(f)
+}
+
+/// The members `name` has in `groups`: `invalid_field` naming the defined groups if
+/// it has none such, or if it is too large to filter by.
+fn resolve_group(
+    name: &str,
+    groups: &BTreeMap<String, BTreeSet<Subject>>,
+) -> Result<GroupMembers, ApiError> {
+    let Some(members) = groups.get(name) else {
+        let defined: Vec<&str> = groups.keys().map(String::as_str).collect();
+        let defined = if defined.is_empty() {
+            "none is defined".to_owned()
+        } else {
+            format!("defined: {}", defined.join(", "))
+        };
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            format!("group `{name}` is not defined in [groups] of the policy in force ({defined})"),
+        ));
+    };
+    if members.len() > MAX_GROUP_MEMBERS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            format!(
+                "group `{name}` has {} members; a group filter takes at most {MAX_GROUP_MEMBERS}",
+                members.len()
+            ),
+        ));
+    }
+    Ok(GroupMembers::new(name, members))
 }
 
 /// The whole audit log as JSONL, streamed a page of entries at a time in constant

@@ -551,6 +551,7 @@ async fn run(
             *endpoint,
             parts,
             auth.verified().request().subject().as_str(),
+            &policy.acl.groups,
         )?),
         (_, Operation::Audit) => {
             return Err(ApiError::new(ErrorCode::Internal, "audit target expected"));

@@ -255,6 +255,8 @@ deny_ips = ["127.0.0.2/32"]
 
 [groups]
 staff = ["user-staff"]
+radiology = ["user-1", "user-staff"]
+on-leave = []
 
 [[acl]]
 effect = "allow"
