@@ -310,6 +310,24 @@ public_key = "${publicKey}"
   check(verified.startsWith("Verified") && verified.includes("entries/s"), "verify whole log succeeds", verified);
   console.log(verified);
 
+  // ---- (g) Verify an export file (export-verify): the log exported by the gatekeeper's
+  // CLI verifies in the page; the same file with one entry line removed is refused.
+  const exportFile = join(dir, "export.jsonl");
+  run("countersign-gatekeeper", ["audit", "export", "--config", configFile, "--out", exportFile]);
+  const verifyExport = async (file) => {
+    await page.setInputFiles("#verify-export-file", file);
+    await page.waitForFunction(() => /Verified|does NOT verify/.test(document.querySelector("#verify-export-result").textContent) && !document.querySelector("#verify-export-file").disabled, null, { timeout: 300000 });
+    return page.textContent("#verify-export-result");
+  };
+  const exported = await verifyExport(exportFile);
+  check(exported.startsWith("Verified export.jsonl") && exported.includes("match the signed tree checkpoint"), "an export file verifies in the page", exported);
+  const exportLines = readFileSync(exportFile, "utf8").split("\n");
+  const cutFile = join(dir, "cut.jsonl");
+  writeFileSync(cutFile, exportLines.filter((l, i) => i !== exportLines.findIndex((m) => m.startsWith('{"type":"entry","seq":2,'))).join("\n"));
+  const cut = await verifyExport(cutFile);
+  check(cut.includes("does NOT verify") && cut.includes("audit_chain_broken") && cut.includes("line "), "an export with an entry removed is refused, naming the line", cut);
+  // ---- end of (g)
+
   // (d) An entry altered in the database.
   const victim = ipDenied[5];
   query("UPDATE audit_log SET client_ip = '10.66.66.66' WHERE seq = ?", [victim]);
