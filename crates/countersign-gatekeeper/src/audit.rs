@@ -3,12 +3,13 @@
 //! database or from an exported file, without trusting the server.
 
 use countersign_core::audit::{AuditEntry, escape};
-use countersign_core::export::ExportVerifier;
+use countersign_core::export::{ExportVerifier, MAX_EXPORT_LINE};
 use countersign_core::signature::PublicKey;
 use countersign_core::text::{b64, hex};
 use countersign_core::{ErrorCode, Policy};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
+use std::io::BufRead as _;
 use std::net::IpAddr;
 
 /// Search filters; every field narrows the result.
@@ -186,7 +187,8 @@ pub fn verify_export(
     let mut line = Vec::new();
     for n in 1u64.. {
         line.clear();
-        if export
+        // At most one byte past the longest line: the verifier refuses a longer one.
+        if std::io::Read::take(&mut export, MAX_EXPORT_LINE as u64 + 1)
             .read_until(b'\n', &mut line)
             .map_err(|e| format!("cannot read the export: {e}"))?
             == 0
