@@ -140,13 +140,7 @@ impl<'a> ExportVerifier<'a> {
             self.bytes += 1;
         }
         if self.partial.len() + bytes.len() > MAX_EXPORT_LINE {
-            return self.fail(Error::new(
-                ErrorCode::Malformed,
-                format!(
-                    "line {} of the export is longer than {MAX_EXPORT_LINE} bytes",
-                    self.lines + 1
-                ),
-            ));
+            return self.fail(too_long(self.lines + 1));
         }
         self.partial.extend_from_slice(bytes);
         self.bytes += bytes.len() as u64;
@@ -160,13 +154,7 @@ impl<'a> ExportVerifier<'a> {
         self.lines += 1;
         self.bytes += line.len() as u64;
         if line.len() > MAX_EXPORT_LINE {
-            return self.fail(Error::new(
-                ErrorCode::Malformed,
-                format!(
-                    "line {} of the export is longer than {MAX_EXPORT_LINE} bytes",
-                    self.lines
-                ),
-            ));
+            return self.fail(too_long(self.lines));
         }
         match self.verify_line(line) {
             Ok(entry) => Ok(entry),
@@ -256,6 +244,12 @@ struct ExportLine {
 }
 
 const MEMBERS: [&str; 4] = ["entry", "checkpoint", "signatures", "note"];
+
+fn too_long(line: u64) -> Error {
+    malformed(format!(
+        "line {line} of the export is longer than {MAX_EXPORT_LINE} bytes"
+    ))
+}
 
 fn malformed(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::Malformed, message)
