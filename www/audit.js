@@ -689,3 +689,62 @@ async function main() {
 }
 
 main();
+
+// ---- verify an export file (self-contained: the file is read in chunks and fed to
+// the client's ExportVerifier, the same code as `countersign audit verify EXPORT`) --
+
+import { ExportVerifier } from "./client/countersign.js";
+
+async function verifyExportFile(file) {
+  const bar = $("verify-export-progress");
+  const result = $("verify-export-result");
+  const input = $("verify-export-file");
+  result.className = "";
+  if (!settings) {
+    result.className = "failed";
+    result.textContent = "The console has not loaded the gatekeeper's keys yet: try again in a moment.";
+    return;
+  }
+  input.disabled = true;
+  bar.hidden = false;
+  bar.value = 0;
+  result.textContent = `Verifying ${file.name}…`;
+  const started = performance.now();
+  let verifier;
+  try {
+    verifier = new ExportVerifier({ keys: settings.keys, logWitnesses: settings.logWitnesses, logQuorum: settings.logQuorum });
+    const reader = file.stream().getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      try {
+        verifier.push(r.value);
+      } catch (e) {
+        await reader.cancel();
+        throw e;
+      }
+      bar.value = file.size > 0 ? verifier.bytes / file.size : 1;
+    }
+    // finish() uses the verifier up, whether it returns or throws.
+    const last = verifier;
+    verifier = undefined;
+    const report = last.finish();
+    const secs = (performance.now() - started) / 1000;
+    const tree = report.treeSize === undefined
+      ? "the file has no signed tree checkpoint, so only the hash chain and its signed checkpoints were checked"
+      : `the first ${report.treeSize.toLocaleString("en")} entries match the signed tree checkpoint (root ${report.rootHash})${report.cosignedBy.length ? `, cosigned by ${report.cosignedBy.join(", ")}` : ""}`;
+    result.className = "verified";
+    result.textContent = `Verified ${file.name}: ${report.entries.toLocaleString("en")} entries chained, ${report.chainCheckpoints} signed checkpoints, ${tree}; head ${report.headHash}. ${secs.toFixed(1)} s.`;
+  } catch (e) {
+    result.className = "failed";
+    result.textContent = `${file.name} does NOT verify: ${describe(e)}`;
+  } finally {
+    verifier?.free();
+    bar.hidden = true;
+    input.disabled = false;
+    input.value = "";
+  }
+}
+
+$("verify-export-file").addEventListener("change", (ev) => {
+  const file = ev.target.files?.[0];
+  if (file) verifyExportFile(file);
+});

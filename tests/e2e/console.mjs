@@ -17,7 +17,9 @@
 //     /v1/audit/groups), with another filter, in the export, after a reload that
 //     changes the group, and an unknown group refused with its code;
 // (f) a vendor (non-admin) key file imported into the page: the gatekeeper's refusal
-//     code is shown.
+//     code is shown;
+// (h) an export file made by the gatekeeper's CLI verifies in the page ("verify an
+//     export file"), and the same file with an entry removed is refused.
 // Screenshots go to target/e2e/console-*.png.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
@@ -333,6 +335,23 @@ public_key = "${publicKey}"
   const verified = await page.textContent("#verify-result");
   check(verified.startsWith("Verified") && verified.includes("entries/s"), "verify whole log succeeds", verified);
   console.log(verified);
+
+  // (h) Verify an export file: the log exported by the gatekeeper's
+  // CLI verifies in the page; the same file with one entry line removed is refused.
+  const exportFile = join(dir, "export.jsonl");
+  run("countersign-gatekeeper", ["audit", "export", "--config", configFile, "--out", exportFile]);
+  const verifyExport = async (file) => {
+    await page.setInputFiles("#verify-export-file", file);
+    await page.waitForFunction(() => /Verified|does NOT verify/.test(document.querySelector("#verify-export-result").textContent) && !document.querySelector("#verify-export-file").disabled, null, { timeout: 300000 });
+    return page.textContent("#verify-export-result");
+  };
+  const exported = await verifyExport(exportFile);
+  check(exported.startsWith("Verified export.jsonl") && exported.includes("match the signed tree checkpoint"), "an export file verifies in the page", exported);
+  const exportLines = readFileSync(exportFile, "utf8").split("\n");
+  const cutFile = join(dir, "cut.jsonl");
+  writeFileSync(cutFile, exportLines.filter((l, i) => i !== exportLines.findIndex((m) => m.startsWith('{"type":"entry","seq":2,'))).join("\n"));
+  const cut = await verifyExport(cutFile);
+  check(cut.includes("does NOT verify") && cut.includes("audit_chain_broken") && cut.includes("line "), "an export with an entry removed is refused, naming the line", cut);
 
   // (d) An entry altered in the database.
   const victim = ipDenied[5];

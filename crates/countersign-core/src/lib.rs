@@ -66,6 +66,7 @@ pub mod audit;
 pub mod canonical;
 pub mod download;
 pub mod error;
+pub mod export;
 pub mod listing;
 pub mod log_verify;
 pub mod logged;

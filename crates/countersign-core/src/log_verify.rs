@@ -47,6 +47,7 @@ use crate::signature::{PublicKey, SignatureEntry};
 use crate::text::preview;
 use crate::tiles::{TILE_WIDTH, TileKind, TilePath, parse_bundle};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// The trust in a log whose checkpoints `key` signs, the log named by the note
 /// itself (its origin, `<gatekeeper id>/audit`): whoever holds only the gatekeeper's
@@ -77,6 +78,8 @@ pub struct LogReport {
     pub head: [u8; 32],
     /// The size of the tree checkpoint the entries matched, if one was given.
     pub tree_size: Option<u64>,
+    /// That checkpoint's root: the Merkle tree of the first `tree_size` entries.
+    pub tree_root: Option<Hash>,
     /// Witnesses whose cosignatures on the tree checkpoint verified.
     pub cosigned_by: Vec<String>,
 }
@@ -84,7 +87,7 @@ pub struct LogReport {
 /// The one-pass verifier; see the module documentation.
 #[derive(Debug)]
 pub struct LogVerifier<'a> {
-    gatekeeper: &'a Policy,
+    gatekeeper: Cow<'a, Policy>,
     next_seq: u64,
     head: [u8; 32],
     tree: TreeBuilder,
@@ -94,6 +97,7 @@ pub struct LogVerifier<'a> {
     /// The log's origin, once a tree checkpoint named it.
     origin: Option<String>,
     tree_size: Option<u64>,
+    tree_root: Option<Hash>,
     cosigned_by: Vec<String>,
 }
 
@@ -104,6 +108,16 @@ fn broken(message: String) -> Error {
 impl<'a> LogVerifier<'a> {
     /// A verifier of a log whose chain checkpoints `gatekeeper` must have signed.
     pub fn new(gatekeeper: &'a Policy) -> Self {
+        Self::with(Cow::Borrowed(gatekeeper))
+    }
+
+    /// As [`Self::new`], holding the policy (for a verifier that outlives its caller's
+    /// frame, such as the browser client's).
+    pub fn owning(gatekeeper: Policy) -> LogVerifier<'static> {
+        LogVerifier::with(Cow::Owned(gatekeeper))
+    }
+
+    fn with(gatekeeper: Cow<'a, Policy>) -> Self {
         Self {
             gatekeeper,
             next_seq: 0,
@@ -113,8 +127,14 @@ impl<'a> LogVerifier<'a> {
             tree_checkpoint: None,
             origin: None,
             tree_size: None,
+            tree_root: None,
             cosigned_by: Vec::new(),
         }
+    }
+
+    /// Entries given so far.
+    pub fn entries(&self) -> u64 {
+        self.next_seq
     }
 
     /// Opens the signed tree checkpoint under `trust` (see [`open_checkpoint`]); the
@@ -166,7 +186,7 @@ impl<'a> LogVerifier<'a> {
 
     /// A signed chain checkpoint; it must name the entry just given.
     pub fn chain_checkpoint(&mut self, bytes: &[u8], signatures: &[SignatureEntry]) -> Result<()> {
-        let c = ChainCheckpoint::verify(bytes, signatures, self.gatekeeper)?;
+        let c = ChainCheckpoint::verify(bytes, signatures, &self.gatekeeper)?;
         if self.next_seq == 0 || c.seq != self.next_seq - 1 {
             return Err(broken(format!(
                 "the checkpoint of entry {} is not placed right after that entry (after entry {} of {})",
@@ -201,6 +221,7 @@ impl<'a> LogVerifier<'a> {
             )));
         }
         self.tree_size = Some(checkpoint.size());
+        self.tree_root = Some(root);
         self.tree_checkpoint = None;
         Ok(())
     }
@@ -219,6 +240,7 @@ impl<'a> LogVerifier<'a> {
             chain_checkpoints: self.chain_checkpoints,
             head: self.head,
             tree_size: self.tree_size,
+            tree_root: self.tree_root,
             cosigned_by: self.cosigned_by,
         })
     }
@@ -427,7 +449,7 @@ fn tile_of(path: &TilePath) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::audit::CapturedHeader;
@@ -440,7 +462,7 @@ mod tests {
     use crate::{GatekeeperId, Role};
 
     /// A log of `n` entries as bytes, chained.
-    fn log(n: u64) -> Vec<Vec<u8>> {
+    pub(crate) fn log(n: u64) -> Vec<Vec<u8>> {
         let mut prev = GENESIS;
         (0..n)
             .map(|seq| {
@@ -468,14 +490,14 @@ mod tests {
             .collect()
     }
 
-    struct Keys {
-        chain: SigningKey,
-        policy: Policy,
-        note: NoteSigner,
-        trust: LogTrust,
+    pub(crate) struct Keys {
+        pub(crate) chain: SigningKey,
+        pub(crate) policy: Policy,
+        pub(crate) note: NoteSigner,
+        pub(crate) trust: LogTrust,
     }
 
-    fn keys() -> Keys {
+    pub(crate) fn keys() -> Keys {
         let chain = SigningKey::from_bytes(&[3; 32]);
         let keyring = Keyring::new([AuthorizedKey {
             key_id: KeyId::parse("gk-1").unwrap(),
@@ -500,7 +522,7 @@ mod tests {
         }
     }
 
-    fn tree_note(k: &Keys, entries: &[Vec<u8>], size: u64) -> Vec<u8> {
+    pub(crate) fn tree_note(k: &Keys, entries: &[Vec<u8>], size: u64) -> Vec<u8> {
         let tree = MemoryTree::from_leaves(entries.iter().map(|e| leaf_hash(e)).collect());
         let cp = TreeCheckpoint::new("gk.acme/audit", size, tree.root(size).unwrap(), Vec::new())
             .unwrap();
@@ -510,7 +532,11 @@ mod tests {
             .into_bytes()
     }
 
-    fn chain_checkpoint(k: &Keys, entries: &[Vec<u8>], seq: u64) -> (Vec<u8>, SignatureEntry) {
+    pub(crate) fn chain_checkpoint(
+        k: &Keys,
+        entries: &[Vec<u8>],
+        seq: u64,
+    ) -> (Vec<u8>, SignatureEntry) {
         ChainCheckpoint {
             gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
             seq,
@@ -849,6 +875,7 @@ mod tests {
             chain_checkpoints: 0,
             head: GENESIS,
             tree_size: None,
+            tree_root: None,
             cosigned_by: Vec::new(),
         }
     }

@@ -3,12 +3,13 @@
 //! database or from an exported file, without trusting the server.
 
 use countersign_core::audit::{AuditEntry, escape};
-use countersign_core::log_verify::{LogVerifier, trust_for_note};
+use countersign_core::export::{ExportVerifier, MAX_EXPORT_LINE};
 use countersign_core::signature::PublicKey;
 use countersign_core::text::{b64, hex};
-use countersign_core::{ErrorCode, Policy, Subject, signature::parse_list};
+use countersign_core::{ErrorCode, Policy, Subject};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
+use std::io::BufRead as _;
 use std::net::IpAddr;
 
 /// Search filters; every field narrows the result.
@@ -195,65 +196,49 @@ pub struct VerifyReport {
     pub head: String,
 }
 
-/// Verifies an export line by line, in constant memory (`docs/PROTOCOL.md`,
-/// "Verifying an export"): the tree checkpoint first, signed with `log_key`; the
-/// entries from seq 0 as their exact bytes (a record whose readable fields differ
-/// from its bytes is refused), chained; each chain checkpoint right after its entry,
-/// signed under the `gatekeeper` policy; the tree of the first entries against the
-/// tree checkpoint; and no checkpoint beyond the last entry.
+/// Verifies an export read from `export`, in constant memory (`docs/PROTOCOL.md`,
+/// "Verifying an export"), with the core's [`ExportVerifier`]: the tree checkpoint
+/// signed with `log_key`, the chain checkpoints under the `gatekeeper` policy, the
+/// entries as their exact bytes. Stricter than the protocol asks, the readable members
+/// of each entry line must be an [`AuditRecord`] saying what its bytes say. The error
+/// is `<code>: line N of the export: <sentence>`.
 pub fn verify_export(
-    lines: impl IntoIterator<Item = Result<AuditLine, String>>,
+    mut export: impl std::io::BufRead,
     gatekeeper: &Policy,
     log_key: PublicKey,
 ) -> Result<VerifyReport, String> {
-    let mut verifier = LogVerifier::new(gatekeeper);
-    for line in lines {
-        match line? {
-            AuditLine::Entry(r) => {
-                r.to_entry()?;
-                let bytes = countersign_core::text::parse_b64(&r.entry, "entry")
-                    .map_err(|e| format!("entry {}: {e}", r.seq))?;
-                if hex(&<[u8; 32]>::from(sha2::Sha256::digest(&bytes))) != r.entry_sha256 {
-                    return Err(format!(
-                        "entry {}: its recorded hash does not match its content: the entry was altered",
-                        r.seq
-                    ));
-                }
-                verifier.entry(&bytes).map_err(|e| e.message().to_owned())?;
-            }
-            AuditLine::Checkpoint {
-                checkpoint,
-                signatures,
-            } => {
-                let bytes = countersign_core::text::parse_b64(&checkpoint, "checkpoint")
-                    .map_err(|e| e.to_string())?;
-                let sigs = parse_list(&signatures).map_err(|e| e.to_string())?;
-                verifier
-                    .chain_checkpoint(&bytes, &sigs)
-                    .map_err(|e| format!("a checkpoint does not verify: {}", e.message()))?;
-            }
-            AuditLine::TreeCheckpoint { note } => {
-                let trust = trust_for_note(note.as_bytes(), log_key, Vec::new(), 0)
-                    .map_err(|e| format!("the tree checkpoint: {}", e.message()))?;
-                verifier
-                    .tree_checkpoint(note.as_bytes(), &trust)
-                    .map_err(|e| format!("the tree checkpoint does not verify: {}", e.message()))?;
+    let mut verifier = ExportVerifier::new(gatekeeper, vec![log_key], Vec::new(), 0);
+    let mut line = Vec::new();
+    for n in 1u64.. {
+        line.clear();
+        // At most one byte past the longest line: the verifier refuses a longer one.
+        if std::io::Read::take(&mut export, MAX_EXPORT_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read the export: {e}"))?
+            == 0
+        {
+            break;
+        }
+        let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
+        if let Some(entry) = verifier.line(bytes).map_err(|e| e.to_string())? {
+            let readable = match serde_json::from_slice::<AuditLine>(bytes) {
+                Ok(AuditLine::Entry(r)) => Some(r),
+                _ => None,
+            };
+            if readable.is_none_or(|r| *r != AuditRecord::from_entry(&entry)) {
+                return Err(format!(
+                    "{}: line {n} of the export: the readable members of entry {} differ from its bytes: the record was altered",
+                    ErrorCode::AuditChainBroken,
+                    entry.seq
+                ));
             }
         }
     }
-    let report = verifier.finish().map_err(|e| e.message().to_owned())?;
+    let report = verifier.finish().map_err(|e| e.to_string())?;
     Ok(VerifyReport {
         entries: report.entries,
         checkpoints: report.chain_checkpoints,
         tree_size: report.tree_size,
         head: hex(&report.head),
     })
-}
-
-/// The lines of a JSONL export, parsed one at a time (blank lines skipped).
-pub fn jsonl_lines<'t>(text: &'t str) -> impl Iterator<Item = Result<AuditLine, String>> + 't {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
 }

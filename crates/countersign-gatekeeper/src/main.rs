@@ -513,20 +513,11 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
             let policy = gatekeeper_policy(&key_id, &pk).map_err(|e| e.to_string())?;
             match (file, config) {
                 (Some(f), _) => {
-                    use std::io::BufRead as _;
                     let file = std::fs::File::open(&f)
                         .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                    let lines = std::io::BufReader::new(file)
-                        .lines()
-                        .enumerate()
-                        .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
-                        .map(|(i, l)| {
-                            let l = l.map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                            serde_json::from_str(&l).map_err(|e| format!("line {}: {e}", i + 1))
-                        });
                     let log_key = countersign_core::signature::PublicKey::from_bytes(&pk)
                         .map_err(|e| e.to_string())?;
-                    let report = verify_export(lines, &policy, log_key)
+                    let report = verify_export(std::io::BufReader::new(file), &policy, log_key)
                         .map_err(|e| format!("audit log INVALID: {e}"))?;
                     let tree = report.tree_size.map_or_else(
                         || "no tree checkpoint in the file".to_owned(),

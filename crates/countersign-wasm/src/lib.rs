@@ -48,6 +48,8 @@ mod client;
 #[cfg(feature = "admin")]
 mod console;
 mod error;
+#[cfg(feature = "admin")]
+mod export;
 mod http;
 mod listing;
 mod logged;
@@ -60,6 +62,8 @@ pub use client::{GatekeeperClient, PutResult, VerifiedObject};
 #[cfg(feature = "admin")]
 pub use console::{EntryCheck, LogView, verify_log};
 pub use error::CountersignError;
+#[cfg(feature = "admin")]
+pub use export::ExportVerifier;
 pub use listing::ListPage;
 pub use logged::{LogProof, LogReceipt};
 pub use primitives::{Ed25519PublicKey, sha256, verify_ed25519_strict};

@@ -1335,3 +1335,162 @@ async fn witness_quorum_of_real_witness_processes() {
             .contains("2 of the 3")
     );
 }
+
+// ---- Verifying an export file (admin flavor): ExportVerifier ----
+
+#[cfg(feature = "admin")]
+/// The admin-signed `GET /v1/audit/export` of a gatekeeper, as bytes.
+async fn audit_export(url: &str, id: &str) -> Vec<u8> {
+    let req = audit_request(id, "test-admin", "read").unwrap();
+    let sig = webcrypto_sign(&webcrypto_key(ADMIN_SEED).await, &req).await;
+    let headers = Object::new();
+    set(&headers, "Countersign-Request", req.request_header());
+    set(
+        &headers,
+        "Countersign-Signature",
+        req.signature_header(&sig).unwrap(),
+    );
+    let init = Object::new();
+    set(&init, "headers", headers);
+    let fetch: js_sys::Function = get(&js_sys::global(), "fetch").into();
+    let response = settle(
+        fetch
+            .call2(
+                &JsValue::NULL,
+                &format!("{url}/v1/audit/export").into(),
+                &init,
+            )
+            .unwrap()
+            .into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&response, "status").as_f64(), Some(200.0));
+    let body: js_sys::Function = get(&response, "arrayBuffer").into();
+    let buffer = settle(body.call0(&response).unwrap().into()).await.unwrap();
+    Uint8Array::new(&buffer).to_vec()
+}
+
+#[cfg(feature = "admin")]
+/// `new ExportVerifier({ keys: [gatekeeper key] })` fed `export` in `chunk`-byte
+/// pieces (as `file.stream()` would give them), then `finish()`.
+fn verify_export(export: &[u8], gk_key: &str, chunk: usize) -> Result<JsValue, JsValue> {
+    let (key_id, public) = gk_key.split_once(':').unwrap();
+    let o = Object::new();
+    set(
+        &o,
+        "keys",
+        Array::of1(&key_entry(key_id, "gatekeeper", public)),
+    );
+    let mut v = countersign_wasm::ExportVerifier::new(o.into()).map_err(JsValue::from)?;
+    for piece in export.chunks(chunk) {
+        v.push(piece).map_err(JsValue::from)?;
+        assert!(v.bytes() <= export.len() as f64);
+    }
+    assert_eq!(v.bytes(), export.len() as f64);
+    v.finish().map_err(JsValue::from)
+}
+
+#[cfg(feature = "admin")]
+#[wasm_bindgen_test]
+async fn an_export_file_verifies_in_chunks_and_a_tampered_one_is_refused() {
+    let Some((url, id, gk_key)) = gatekeeper() else {
+        return;
+    };
+    // An entry covered by the tree checkpoint, so that the export opens with one.
+    let client = GatekeeperClient::new(
+        options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-42",
+        )
+        .into(),
+    )
+    .unwrap();
+    let put = settle(client.put_object(
+        format!("org-1/{:x}/exported.txt", js_sys::Date::now() as u64),
+        b"e".to_vec(),
+        "text/plain".into(),
+    ))
+    .await
+    .unwrap();
+    view_covering(
+        &log_view_options(url, id, gk_key),
+        receipt_of(&put).audit_seq(),
+    )
+    .await;
+    let export = audit_export(url, id).await;
+    let text = String::from_utf8(export.clone()).unwrap();
+    let entries = text
+        .lines()
+        .filter(|l| l.starts_with("{\"type\":\"entry\""))
+        .count() as f64;
+    let report = verify_export(&export, gk_key, export.len()).unwrap();
+    assert_eq!(get(&report, "entries").as_f64(), Some(entries));
+    let tree = get(&report, "treeSize").as_f64().unwrap();
+    assert!(tree > receipt_of(&put).audit_seq() && tree <= entries);
+    assert_eq!(get(&report, "rootHash").as_string().unwrap().len(), 64);
+    assert!(get(&report, "chainCheckpoints").as_f64().unwrap() >= 1.0);
+    assert_eq!(get(&report, "bytes").as_f64(), Some(export.len() as f64));
+    // Any chunking gives the same report.
+    let whole = js_sys::JSON::stringify(&report).unwrap();
+    for chunk in [1, 7, 1000, 65536] {
+        let r = verify_export(&export, gk_key, chunk).unwrap();
+        assert_eq!(js_sys::JSON::stringify(&r).unwrap(), whole, "chunk {chunk}");
+    }
+
+    // The export with one middle entry line removed: refused, naming the line.
+    let lines: Vec<&str> = text.lines().collect();
+    let middle = lines
+        .iter()
+        .position(|l| l.contains("\"type\":\"entry\",\"seq\":1,"))
+        .unwrap();
+    let mut removed = lines.clone();
+    removed.remove(middle);
+    let err = verify_export(removed.join("\n").as_bytes(), gk_key, 4096).unwrap_err();
+    assert_eq!(code_of(&err), "audit_chain_broken");
+    let message = get(&err, "message").as_string().unwrap();
+    assert!(
+        message.starts_with(&format!("line {} of the export: ", middle + 1)),
+        "{message}"
+    );
+    // Another gatekeeper's key: the tree checkpoint is refused on line 1.
+    let other = format!(
+        "other-key:{}",
+        b64(&SigningKey::from_bytes(&[5; 32]).verifying_key().to_bytes())
+    );
+    let err = verify_export(&export, &other, 4096).unwrap_err();
+    assert!(
+        get(&err, "message")
+            .as_string()
+            .unwrap()
+            .starts_with("line 1 of the export: "),
+        "{err:?}"
+    );
+    // Not an export at all, and options without a gatekeeper key.
+    let err = verify_export(b"<html>\n", gk_key, 4096).unwrap_err();
+    assert_eq!(code_of(&err), "malformed");
+    let err = countersign_wasm::ExportVerifier::new(Object::new().into()).err();
+    assert_eq!(err.map(|e| e.code()).as_deref(), Some("bad_options"));
+
+    // The log of the gatekeeper whose SQLite row was rewritten, exported: the entry
+    // after the rewritten one no longer chains to it.
+    let (Some(t_url), Some(t_key), Some(seq)) = (
+        option_env!("COUNTERSIGN_TEST_TAMPERED_URL"),
+        option_env!("COUNTERSIGN_TEST_TAMPERED_KEY"),
+        option_env!("COUNTERSIGN_TEST_TAMPERED_SEQ"),
+    ) else {
+        return;
+    };
+    let tampered = audit_export(t_url, "gk.tampered").await;
+    let err = verify_export(&tampered, t_key, 65536).unwrap_err();
+    assert_eq!(code_of(&err), "audit_chain_broken");
+    let message = get(&err, "message").as_string().unwrap();
+    let next: u64 = seq.parse::<u64>().unwrap() + 1;
+    assert!(
+        message.contains(&format!("audit entry {next} does not chain")),
+        "{message}"
+    );
+}

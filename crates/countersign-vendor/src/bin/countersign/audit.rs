@@ -212,79 +212,30 @@ fn prove(a: ProveArgs) -> Result<u8, Failure> {
     ))
 }
 
-/// One export line: its type and the fields a verifier reads (the readable fields of
-/// an entry are not trusted: the entry is its bytes).
-#[derive(serde::Deserialize)]
-struct ExportLine {
-    #[serde(rename = "type")]
-    kind: String,
-    entry: Option<String>,
-    checkpoint: Option<String>,
-    signatures: Option<String>,
-    note: Option<String>,
-}
-
+/// `audit verify EXPORT`: the export read in chunks and verified by the core's
+/// [`ExportVerifier`](countersign_core::export::ExportVerifier).
 fn verify(a: VerifyArgs) -> Result<u8, Failure> {
-    use countersign_core::log_verify::{LogVerifier, trust_for_note};
-    use countersign_core::text::parse_b64;
-    use std::io::BufRead as _;
+    use countersign_core::export::ExportVerifier;
+    use std::io::Read as _;
     let (keys, witnesses) = a.log.load()?;
     let policy = role_policy(keys.clone(), &Role::gatekeeper(), 1)?;
     let export = a.export.as_deref().unwrap_or("-");
-    let input: Box<dyn std::io::BufRead> = if export == "-" {
+    let mut input: Box<dyn std::io::Read> = if export == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        let file = std::fs::File::open(export).map_err(|e| Failure::io(export, &e))?;
-        Box::new(std::io::BufReader::new(file))
+        Box::new(std::fs::File::open(export).map_err(|e| Failure::io(export, &e))?)
     };
-    let malformed = |n: usize, what: &str| {
-        Failure::from(countersign_core::Error::new(
-            countersign_core::ErrorCode::Malformed,
-            format!("line {n} of the export: {what}"),
-        ))
-    };
-    let mut verifier = LogVerifier::new(&policy);
-    for (i, line) in input.lines().enumerate() {
-        let n = i + 1;
-        let line = line.map_err(|e| Failure::io(export, &e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let l: ExportLine =
-            serde_json::from_str(&line).map_err(|e| malformed(n, &e.to_string()))?;
-        match (l.kind.as_str(), l.entry, l.checkpoint, l.signatures, l.note) {
-            ("entry", Some(entry), ..) => {
-                verifier.entry(&parse_b64(&entry, "entry")?)?;
-            }
-            ("checkpoint", _, Some(body), Some(sigs), _) => {
-                let sigs = countersign_core::signature::parse_list(&sigs)?;
-                verifier.chain_checkpoint(&parse_b64(&body, "checkpoint")?, &sigs)?;
-            }
-            ("tree_checkpoint", .., Some(note)) => {
-                // The first of the gatekeeper's keys that signed it.
-                let mut result = Err(countersign_core::Error::new(
-                    countersign_core::ErrorCode::UnknownKey,
-                    "none of the --gatekeeper-key keys signed the tree checkpoint",
-                ));
-                for k in &keys {
-                    let trust = trust_for_note(
-                        note.as_bytes(),
-                        k.public_key,
-                        witnesses.clone(),
-                        a.log.quorum,
-                    )?;
-                    result = verifier.tree_checkpoint(note.as_bytes(), &trust);
-                    if !matches!(&result, Err(e) if e.code() == countersign_core::ErrorCode::UnknownKey)
-                    {
-                        break;
-                    }
-                }
-                result?;
-            }
-            (kind, ..) => {
-                return Err(malformed(n, &format!("a `{kind}` line without its fields")));
-            }
-        }
+    let log_keys = keys.iter().map(|k| k.public_key).collect();
+    let mut verifier = ExportVerifier::new(&policy, log_keys, witnesses, a.log.quorum);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::io(export, &e)),
+        };
+        verifier.chunk(buf.get(..n).unwrap_or_default())?;
     }
     let report = verifier.finish()?;
     let tree = match report.tree_size {
