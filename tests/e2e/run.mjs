@@ -63,8 +63,22 @@ function spawnServer(name, args, url, logs) {
   };
 }
 
-/** Gatekeeper + seeded sample reports + vendor app on `vendorHost`. */
-async function startStack({ vendorHost = "127.0.0.1", network = "" } = {}) {
+/** Gatekeeper + seeded sample reports + vendor app on `vendorHost`. Both ports are
+ *  chosen before the gatekeeper starts (its config names the app's origin), so the
+ *  seeding's own client connections may take the app's port as their ephemeral port
+ *  meanwhile: a stack whose server then cannot listen is started again on new ports. */
+async function startStack(options = {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(options);
+    } catch (e) {
+      if (attempt === 3 || !/Address already in use/.test(e.message)) throw e;
+      console.log(`     (a port was taken before its server listened: starting again, attempt ${attempt + 1})`);
+    }
+  }
+}
+
+async function startStackOnce({ vendorHost = "127.0.0.1", network = "" } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "countersign-e2e-"));
   const [gkPort, appPort] = [await freePort(), await freePort()];
   const gkUrl = `http://127.0.0.1:${gkPort}`;
