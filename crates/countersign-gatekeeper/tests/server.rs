@@ -1018,23 +1018,29 @@ fn audit_request(method: &str, path: &str, prefix: &str) -> axum::http::Request<
     raw(method, path, &b64(&c), &sigs, vec![])
 }
 
+/// A SQLite harness whose configuration is written to `gatekeeper.toml` in its
+/// directory and made its reload source: the harness, the file, and its text.
+async fn reloadable_harness() -> (Harness, std::path::PathBuf, String) {
+    let h = Harness::new(&Backend::SqliteLocal).await;
+    let (bucket, database, _) = backend_config(&Backend::SqliteLocal, &h.dir).await;
+    let original = config_text(&bucket, &database, "");
+    let path = h.dir.join("gatekeeper.toml");
+    std::fs::write(&path, &original).unwrap();
+    let source = countersign_gatekeeper::reload::ReloadSource {
+        path: path.clone(),
+        data_dir: Some(h.dir.clone()),
+    };
+    h.state.reload_source.set(source).unwrap();
+    (h, path, original)
+}
+
 /// A group filter means the group's members in the policy in force when the search
 /// runs: a reload that changes `[groups]` changes what the same search returns, and
 /// the answer names the membership it used. `audit search --group` resolves the
 /// group from the configuration file it reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_search_by_group_follows_the_reloaded_groups() {
-    use countersign_gatekeeper::reload::ReloadSource;
-    let h = Harness::new(&Backend::SqliteLocal).await;
-    let (bucket, database, _) = backend_config(&Backend::SqliteLocal, &h.dir).await;
-    let original = config_text(&bucket, &database, "");
-    let path = h.dir.join("gatekeeper.toml");
-    std::fs::write(&path, &original).unwrap();
-    let source = ReloadSource {
-        path: path.clone(),
-        data_dir: Some(h.dir.clone()),
-    };
-    h.state.reload_source.set(source).unwrap();
+    let (h, path, original) = reloadable_harness().await;
     for subject in ["user-1", "user-staff", "user-2"] {
         let mut r = get("public/x");
         r.subject = subject.into();
@@ -1128,20 +1134,10 @@ async fn audit_search_by_group_follows_the_reloaded_groups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_swaps_the_acl_atomically() {
-    use countersign_gatekeeper::reload::ReloadSource;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
-    let h = Harness::new(&Backend::SqliteLocal).await;
-    let (bucket, database, _) = backend_config(&Backend::SqliteLocal, &h.dir).await;
-    let original = config_text(&bucket, &database, "");
-    let path = h.dir.join("gatekeeper.toml");
-    std::fs::write(&path, &original).unwrap();
-    let source = ReloadSource {
-        path: path.clone(),
-        data_dir: Some(h.dir.clone()),
-    };
-    h.state.reload_source.set(source).unwrap();
+    let (h, path, original) = reloadable_harness().await;
 
     // Load: user-1 reads a missing object (404 = allowed) in a loop on 4 clients.
     let stop = Arc::new(AtomicBool::new(false));

@@ -560,13 +560,7 @@ async fn proof_of(view: &View, seq: u64) -> Result<countersign_core::Result<Vec<
     loop {
         match view.step(seq) {
             Ok(Step::Need(path)) => {
-                let body = fetch(
-                    &view.log.base_url,
-                    "countersign:logView:tile",
-                    &path.to_string(),
-                    TILE_WIDTH * 32,
-                )
-                .await?;
+                let body = fetch_tile(view, &path).await?;
                 view.tiles.borrow_mut().insert(path, body);
             }
             Ok(Step::Proof(proof)) => return Ok(Ok(proof)),
@@ -575,19 +569,23 @@ async fn proof_of(view: &View, seq: u64) -> Result<countersign_core::Result<Vec<
     }
 }
 
+/// One hash tile of the view's log.
+async fn fetch_tile(view: &View, path: &TilePath) -> Result<Vec<u8>> {
+    fetch(
+        &view.log.base_url,
+        "countersign:logView:tile",
+        &path.to_string(),
+        TILE_WIDTH * 32,
+    )
+    .await
+}
+
 /// Fetches the hash tiles `paths` into the view's cache, [`TILE_FETCHES`] at a time.
 async fn fetch_tiles(view: &View, paths: Vec<TilePath>) -> Result<()> {
     let mut fetched = futures::stream::iter(paths)
-        .map(|path| async move {
-            let body = fetch(
-                &view.log.base_url,
-                "countersign:logView:tile",
-                &path.to_string(),
-                TILE_WIDTH * 32,
-            )
-            .await?;
-            Ok::<_, CountersignError>((path, body))
-        })
+        .map(
+            |path| async move { Ok::<_, CountersignError>((path, fetch_tile(view, &path).await?)) },
+        )
         .buffer_unordered(TILE_FETCHES);
     while let Some(next) = fetched.next().await {
         let (path, body) = next?;

@@ -919,6 +919,33 @@ async fn search_entries(url: &str, id: &str, query: &str) -> Vec<String> {
 }
 
 #[cfg(feature = "admin")]
+/// Stores `org-1/<time>/<name>.txt` (body `body`) as user-42 and waits until the
+/// log's checkpoint covers its entry; returns the entry's sequence number.
+async fn put_covered(url: &str, id: &str, gk_key: &str, name: &str, body: &[u8]) -> f64 {
+    let client = GatekeeperClient::new(
+        options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-42",
+        )
+        .into(),
+    )
+    .unwrap();
+    let put = settle(client.put_object(
+        format!("org-1/{:x}/{name}.txt", js_sys::Date::now() as u64),
+        body.to_vec(),
+        "text/plain".into(),
+    ))
+    .await
+    .unwrap();
+    let seq = receipt_of(&put).audit_seq();
+    view_covering(&log_view_options(url, id, gk_key), seq).await;
+    seq
+}
+
+#[cfg(feature = "admin")]
 /// A `LogView` whose checkpoint covers entry `seq`, retried while the log has not
 /// integrated it yet.
 async fn view_covering(options: &Object, seq: f64) -> JsValue {
@@ -1131,29 +1158,7 @@ async fn verify_log_checks_the_whole_log() {
         return;
     };
     // At least one entry, covered by the checkpoint.
-    let client = GatekeeperClient::new(
-        options(
-            url,
-            id,
-            gk_key,
-            signer(VENDOR_SEED, VENDOR_KEY_ID),
-            "user-42",
-        )
-        .into(),
-    )
-    .unwrap();
-    let put = settle(client.put_object(
-        format!("org-1/{:x}/verified.txt", js_sys::Date::now() as u64),
-        b"v".to_vec(),
-        "text/plain".into(),
-    ))
-    .await
-    .unwrap();
-    view_covering(
-        &log_view_options(url, id, gk_key),
-        receipt_of(&put).audit_seq(),
-    )
-    .await;
+    put_covered(url, id, gk_key, "verified", b"v").await;
     let options = verify_log_options(url, id, gk_key, "test-admin", ADMIN_SEED);
     let progress = std::rc::Rc::new(std::cell::RefCell::new(Vec::<(f64, f64)>::new()));
     let seen = progress.clone();
@@ -1398,29 +1403,7 @@ async fn an_export_file_verifies_in_chunks_and_a_tampered_one_is_refused() {
         return;
     };
     // An entry covered by the tree checkpoint, so that the export opens with one.
-    let client = GatekeeperClient::new(
-        options(
-            url,
-            id,
-            gk_key,
-            signer(VENDOR_SEED, VENDOR_KEY_ID),
-            "user-42",
-        )
-        .into(),
-    )
-    .unwrap();
-    let put = settle(client.put_object(
-        format!("org-1/{:x}/exported.txt", js_sys::Date::now() as u64),
-        b"e".to_vec(),
-        "text/plain".into(),
-    ))
-    .await
-    .unwrap();
-    view_covering(
-        &log_view_options(url, id, gk_key),
-        receipt_of(&put).audit_seq(),
-    )
-    .await;
+    let seq = put_covered(url, id, gk_key, "exported", b"e").await;
     let export = audit_export(url, id).await;
     let text = String::from_utf8(export.clone()).unwrap();
     let entries = text
@@ -1430,7 +1413,7 @@ async fn an_export_file_verifies_in_chunks_and_a_tampered_one_is_refused() {
     let report = verify_export(&export, gk_key, export.len()).unwrap();
     assert_eq!(get(&report, "entries").as_f64(), Some(entries));
     let tree = get(&report, "treeSize").as_f64().unwrap();
-    assert!(tree > receipt_of(&put).audit_seq() && tree <= entries);
+    assert!(tree > seq && tree <= entries);
     assert_eq!(get(&report, "rootHash").as_string().unwrap().len(), 64);
     assert!(get(&report, "chainCheckpoints").as_f64().unwrap() >= 1.0);
     assert_eq!(get(&report, "bytes").as_f64(), Some(export.len() as f64));
