@@ -114,6 +114,21 @@ fn signer(seed: [u8; 32], key_id: &'static str) -> JsValue {
     .into_js_value()
 }
 
+/// A client of the gatekeeper at `url` signing as the vendor for user-42.
+fn vendor_client(url: &str, id: &str, gk_key: &str) -> GatekeeperClient {
+    GatekeeperClient::new(
+        options(
+            url,
+            id,
+            gk_key,
+            signer(VENDOR_SEED, VENDOR_KEY_ID),
+            "user-42",
+        )
+        .into(),
+    )
+    .unwrap()
+}
+
 fn options(url: &str, id: &str, gk_key: &str, sign: JsValue, subject: &str) -> Object {
     let (gk_key_id, gk_public) = gk_key.split_once(':').unwrap();
     let vendor_public = b64(&SigningKey::from_bytes(&VENDOR_SEED)
@@ -296,17 +311,7 @@ async fn put_get_list_through_a_real_gatekeeper() {
     };
     wasm_bindgen_test::console_log!("testing against the gatekeeper at {url}");
     let run = format!("{:x}", js_sys::Date::now() as u64);
-    let client = GatekeeperClient::new(
-        options(
-            url,
-            id,
-            gk_key,
-            signer(VENDOR_SEED, VENDOR_KEY_ID),
-            "user-42",
-        )
-        .into(),
-    )
-    .unwrap();
+    let client = vendor_client(url, id, gk_key);
 
     let body = format!("screenshot bytes {run}").into_bytes();
     let key = format!("org-1/{run}/scan 1+ü.png");
@@ -607,17 +612,7 @@ async fn receipts_prove_their_requests_were_logged() {
         return;
     };
     let run = format!("{:x}", js_sys::Date::now() as u64);
-    let client = GatekeeperClient::new(
-        options(
-            url,
-            id,
-            gk_key,
-            signer(VENDOR_SEED, VENDOR_KEY_ID),
-            "user-42",
-        )
-        .into(),
-    )
-    .unwrap();
+    let client = vendor_client(url, id, gk_key);
     let key = format!("org-1/{run}/logged.txt");
     let put = settle(client.put_object(key.clone(), b"logged".to_vec(), "text/plain".into()))
         .await
@@ -672,19 +667,7 @@ async fn receipts_prove_their_requests_were_logged() {
         proof_split(runs, (now_ms() - start) / f64::from(runs));
     let cold_runs = 20;
     let fresh = (0..cold_runs)
-        .map(|_| {
-            GatekeeperClient::new(
-                options(
-                    url,
-                    id,
-                    gk_key,
-                    signer(VENDOR_SEED, VENDOR_KEY_ID),
-                    "user-42",
-                )
-                .into(),
-            )
-            .unwrap()
-        })
+        .map(|_| vendor_client(url, id, gk_key))
         .collect::<Vec<_>>();
     clear_measures();
     let start = now_ms();
@@ -922,17 +905,7 @@ async fn search_entries(url: &str, id: &str, query: &str) -> Vec<String> {
 /// Stores `org-1/<time>/<name>.txt` (body `body`) as user-42 and waits until the
 /// log's checkpoint covers its entry; returns the entry's sequence number.
 async fn put_covered(url: &str, id: &str, gk_key: &str, name: &str, body: &[u8]) -> f64 {
-    let client = GatekeeperClient::new(
-        options(
-            url,
-            id,
-            gk_key,
-            signer(VENDOR_SEED, VENDOR_KEY_ID),
-            "user-42",
-        )
-        .into(),
-    )
-    .unwrap();
+    let client = vendor_client(url, id, gk_key);
     let put = settle(client.put_object(
         format!("org-1/{:x}/{name}.txt", js_sys::Date::now() as u64),
         body.to_vec(),
