@@ -12,9 +12,48 @@
 //                      (and from the unsigned members), keeping the signature
 //   /first-page/…      LIST: drops the `after` cursor, so the gatekeeper answers (and
 //                      signs) the first page although the client asked for a later one
+//   /proof-path/…      GET /v1/log/proof/N: flips a bit of the audit path's first hash
+//   /proof-size/…      GET /v1/log/proof/N: says the path is for a tree one entry smaller
+//                      than the checkpoint's
+//   /proof-key/…       GET /v1/log/proof/N: the checkpoint signed by another key under the
+//                      log's key name, instead of the gatekeeper's signature
+//   /proof-cut/…       GET /v1/log/proof/N: the answer without its last 20 bytes
+import { createHash, createPrivateKey, createPublicKey, sign } from "node:crypto";
 import { request as httpRequest, createServer } from "node:http";
 
-const MODES = new Set(["pass", "longer", "endless", "hide", "first-page"]);
+const PROOF_MODES = ["proof-path", "proof-size", "proof-key", "proof-cut"];
+const MODES = new Set(["pass", "longer", "endless", "hide", "first-page", ...PROOF_MODES]);
+
+/** A note signature line of `text` by the Ed25519 key of seed 99…, named `name`. */
+function otherSignature(name, text) {
+  const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), Buffer.alloc(32, 99)]);
+  const key = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+  const pub = Buffer.from(createPublicKey(key).export({ format: "jwk" }).x, "base64url");
+  // The note key id: the first 4 bytes of SHA-256(name || "\n" || 0x01 || key).
+  const id = createHash("sha256").update(Buffer.concat([Buffer.from(`${name}\n`), Buffer.from([1]), pub])).digest().subarray(0, 4);
+  return `\u2014 ${name} ${Buffer.concat([id, sign(null, Buffer.from(text), key)]).toString("base64")}\n`;
+}
+
+/** A `countersign/v1/log-proof` answer (four document lines, then the note), tampered. */
+function tamperProof(mode, body) {
+  const text = body.toString("utf8");
+  const lines = text.split("\n");
+  const doc = lines.slice(0, 4);
+  const note = lines.slice(4).join("\n");
+  if (mode === "proof-path") {
+    const path = Buffer.from(doc[3].slice("path:".length), "base64url");
+    path[0] ^= 1;
+    doc[3] = `path:${path.toString("base64url")}`;
+  } else if (mode === "proof-size") {
+    doc[2] = `size:${Number(doc[2].slice("size:".length)) - 1}`;
+  } else if (mode === "proof-key") {
+    const signed = note.slice(0, note.indexOf("\n\n") + 1);
+    return `${doc.join("\n")}\n${signed}\n${otherSignature(signed.split("\n")[0], signed)}`;
+  } else {
+    return text.slice(0, -20);
+  }
+  return `${doc.join("\n")}\n${note}`;
+}
 
 /** Removes the second object line of a listing (base64url), fixing `count`. */
 function hideSecondObject(listing) {
@@ -43,7 +82,8 @@ export async function startTamperProxy(target) {
     }
     let path = `/${rest.join("/")}`;
     const isList = req.method === "GET" && path.includes("?");
-    const isObjectGet = req.method === "GET" && !isList;
+    const isProof = req.method === "GET" && path.startsWith("/v1/log/proof/");
+    const isObjectGet = req.method === "GET" && !isList && !isProof;
     if (mode === "first-page" && isList) {
       const [p, q] = path.split("?");
       path = `${p}?${q.split("&").filter((kv) => !kv.startsWith("after=")).join("&")}`;
@@ -55,7 +95,8 @@ export async function startTamperProxy(target) {
         const tamper =
           up.statusCode === 200 &&
           ((mode === "longer" || mode === "endless") && isObjectGet ||
-            mode === "hide" && isList);
+            mode === "hide" && isList ||
+            PROOF_MODES.includes(mode) && isProof);
         if (!tamper) {
           res.writeHead(up.statusCode, up.headers);
           up.pipe(res);
@@ -68,7 +109,12 @@ export async function startTamperProxy(target) {
           const out = { ...up.headers };
           delete out["content-length"];
           delete out["transfer-encoding"];
-          if (mode === "longer") {
+          if (PROOF_MODES.includes(mode)) {
+            const tampered = Buffer.from(tamperProof(mode, body));
+            log.push(`${mode}: ${path}`);
+            res.writeHead(200, { ...out, "content-length": String(tampered.length) });
+            res.end(tampered);
+          } else if (mode === "longer") {
             const longer = Buffer.concat([body, Buffer.from(" and more")]);
             log.push(`longer: ${path} ${body.length} -> ${longer.length} bytes`);
             res.writeHead(200, { ...out, "content-length": String(longer.length) });

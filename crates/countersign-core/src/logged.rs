@@ -5,9 +5,12 @@
 //! Whoever may read the entry itself (a customer admin) also checks that it records
 //! the receipt's request and decision ([`check_entry`]).
 //!
-//! The inclusion proof is computed by the client from the log's public hash tiles
-//! ([`inclusion_from_tiles`]), one tile at a time as the computation asks for it, so
-//! the same code serves blocking and asynchronous fetchers (native SDK, CLI, wasm).
+//! The inclusion proof comes either from the gatekeeper's proof endpoint in one
+//! round trip ([`LogProofAnswer`]: the served checkpoint and the audit path to its
+//! size, checked by [`verify_proof_answer`]; the wasm client), or is computed by the
+//! client from the log's public hash tiles ([`inclusion_from_tiles`]), one tile at a
+//! time as the computation asks for it, so the same code serves blocking and
+//! asynchronous fetchers (native SDK, CLI, the audit console).
 //!
 //! ```
 //! use countersign_core::logged::{Step, inclusion_from_tiles};
@@ -30,7 +33,7 @@ use crate::merkle::{
 };
 use crate::note::{Checkpoint, NoteVerifier, SignedNote};
 use crate::receipt::Receipt;
-use crate::text::b64;
+use crate::text::{Reader, Writer, b64, parse_b64, parse_decimal};
 use crate::tiles::{TileHashes, TilePath};
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -218,6 +221,138 @@ pub fn verify_logged(
         checkpoint,
         cosigned_by,
     })
+}
+
+/// The most hashes an answer's audit path holds: the depth of a tree of 2^64 leaves.
+pub const MAX_PROOF_HASHES: usize = 64;
+/// The most bytes of the `countersign/v1/log-proof` document that opens an answer.
+pub const MAX_PROOF_DOCUMENT_BYTES: usize = 3072;
+/// The most bytes of a `GET /v1/log/proof/<index>` answer: the document and a signed
+/// note of at most [`crate::note::MAX_NOTE_BYTES`].
+pub const MAX_PROOF_ANSWER_BYTES: usize = MAX_PROOF_DOCUMENT_BYTES + crate::note::MAX_NOTE_BYTES;
+
+/// The answer of `GET /v1/log/proof/<index>` (`docs/PROTOCOL.md`, "The proof
+/// endpoint"): the audit path of leaf `index` in the tree of `size` leaves, and the
+/// signed checkpoint of that tree as the log serves it. Nothing in it is trusted
+/// before [`verify_proof_answer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogProofAnswer {
+    /// The leaf index the path is for.
+    pub index: u64,
+    /// The tree size the path is for: the checkpoint's.
+    pub size: u64,
+    /// The RFC 6962 audit path `PATH(index, D[size])`, deepest hash first.
+    pub path: Vec<Hash>,
+    /// The signed checkpoint note, verbatim.
+    pub note: Vec<u8>,
+}
+
+impl LogProofAnswer {
+    /// The answer's bytes: the `countersign/v1/log-proof` document, then the note.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new("log-proof");
+        w.field("index", &self.index.to_string())
+            .field("size", &self.size.to_string())
+            .field("path", &b64(&self.path.concat()));
+        let mut out = w.finish();
+        out.extend_from_slice(&self.note);
+        out
+    }
+
+    /// Parses an answer strictly: `too_large` above [`MAX_PROOF_ANSWER_BYTES`] (or a
+    /// document above [`MAX_PROOF_DOCUMENT_BYTES`]), `non_canonical` /
+    /// `unsupported_version` for a document not in its one form, `invalid_field` for
+    /// an index not below the size or a path that is not whole hashes (at most
+    /// [`MAX_PROOF_HASHES`]), `malformed` for a missing note. The note itself is read
+    /// when the checkpoint is opened.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_PROOF_ANSWER_BYTES {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "a log proof answer may be at most {MAX_PROOF_ANSWER_BYTES} bytes, got {}",
+                    bytes.len()
+                ),
+            ));
+        }
+        // The document is the header and three fields: it ends at the fourth LF.
+        let end = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(3)
+            .map_or(bytes.len(), |(i, _)| i + 1);
+        let (document, note) = bytes.split_at(end);
+        let mut r = Reader::new(document, "log-proof", MAX_PROOF_DOCUMENT_BYTES)?;
+        let index = parse_decimal(r.field("index")?, "index")?;
+        let size = parse_decimal(r.field("size")?, "size")?;
+        let path = parse_b64(r.field("path")?, "the path")?;
+        r.end()?;
+        if index >= size {
+            return Err(Error::new(
+                ErrorCode::InvalidField,
+                format!("a proof of leaf {index} in a tree of {size} leaves"),
+            ));
+        }
+        if path.len() % 32 != 0 || path.len() > MAX_PROOF_HASHES * 32 {
+            return Err(Error::new(
+                ErrorCode::InvalidField,
+                format!(
+                    "the path is {} bytes, not at most {MAX_PROOF_HASHES} hashes of 32 bytes",
+                    path.len()
+                ),
+            ));
+        }
+        if note.is_empty() {
+            return Err(Error::new(
+                ErrorCode::Malformed,
+                "the log proof answer ends before its checkpoint",
+            ));
+        }
+        Ok(Self {
+            index,
+            size,
+            path: path
+                .chunks_exact(32)
+                .filter_map(|h| h.try_into().ok())
+                .collect(),
+            note: note.to_vec(),
+        })
+    }
+}
+
+/// Verifies a proof endpoint's answer for `receipt` under `trust`: the answer is
+/// for the receipt's leaf index (else `invalid_field`); its checkpoint opens under
+/// `trust` and covers the entry ([`open_checkpoint_for`]); the answer's size is the
+/// checkpoint's (else `invalid_field`: a path to another tree); and the path leads
+/// from the receipt's leaf to the checkpoint's root ([`verify_logged`]:
+/// `audit_chain_broken`).
+pub fn verify_proof_answer(
+    receipt: &Receipt,
+    answer: &LogProofAnswer,
+    trust: &LogTrust,
+) -> Result<LoggedReceipt> {
+    if answer.index != receipt.audit_seq {
+        return Err(Error::new(
+            ErrorCode::InvalidField,
+            format!(
+                "the log answered a proof of entry {}, not of entry {}",
+                answer.index, receipt.audit_seq
+            ),
+        ));
+    }
+    let (checkpoint, _, cosigned_by) = open_checkpoint_for(receipt, &answer.note, trust)?;
+    if answer.size != checkpoint.size() {
+        return Err(Error::new(
+            ErrorCode::InvalidField,
+            format!(
+                "the proof is for a tree of {} entries, its checkpoint signs {}",
+                answer.size,
+                checkpoint.size()
+            ),
+        ));
+    }
+    verify_logged(receipt, checkpoint, cosigned_by, &answer.path)
 }
 
 fn leaf_of(receipt: &Receipt) -> Result<Hash> {
@@ -513,5 +648,131 @@ mod tests {
             code(&receipt, &entries[3], b"another request"),
             ErrorCode::ReceiptMismatch
         );
+    }
+
+    #[test]
+    fn a_proof_answer_proves_in_one_piece_and_every_lie_is_refused() {
+        let request = b"countersign/v1/request\n...".to_vec();
+        let entries: Vec<AuditEntry> = (0..5)
+            .map(|i| entry(i, Decision::Allow, &request))
+            .collect();
+        let tree = MemoryTree::from_leaves(entries.iter().map(AuditEntry::leaf_hash).collect());
+        let signer =
+            NoteSigner::ed25519("gk.acme/audit", SigningKey::from_bytes(&[5; 32])).unwrap();
+        let sign = |size: u64, by: &NoteSigner| {
+            let cp = Checkpoint::new("gk.acme/audit", size, tree.root(size).unwrap(), Vec::new())
+                .unwrap();
+            SignedNote::sign(cp.body(), &[by])
+                .unwrap()
+                .encode()
+                .into_bytes()
+        };
+        let trust = LogTrust {
+            log_key: NoteVerifier::parse(&signer.verifier_key()).unwrap(),
+            witnesses: Vec::new(),
+            quorum: 0,
+        };
+        let receipt = receipt_for(&entries[3], &request);
+        let answer = LogProofAnswer {
+            index: 3,
+            size: 5,
+            path: tree.inclusion_proof(3, 5).unwrap(),
+            note: sign(5, &signer),
+        };
+        let bytes = answer.encode();
+        assert!(bytes.starts_with(b"countersign/v1/log-proof\nindex:3\nsize:5\npath:"));
+        assert_eq!(LogProofAnswer::parse(&bytes).unwrap(), answer);
+        let logged = verify_proof_answer(&receipt, &answer, &trust).unwrap();
+        assert_eq!((logged.leaf_index, logged.checkpoint.size()), (3, 5));
+
+        let refused =
+            |a: &LogProofAnswer| verify_proof_answer(&receipt, a, &trust).unwrap_err().code();
+        // A proof of another entry, a path to another size than the checkpoint's, a
+        // path for another tree under a size that matches, a truncated or a longer path.
+        let mut other = answer.clone();
+        other.index = 2;
+        other.path = tree.inclusion_proof(2, 5).unwrap();
+        assert_eq!(refused(&other), ErrorCode::InvalidField);
+        let mut resized = answer.clone();
+        resized.size = 4;
+        resized.path = tree.inclusion_proof(3, 4).unwrap();
+        assert_eq!(refused(&resized), ErrorCode::InvalidField);
+        let mut stale = answer.clone();
+        stale.path = tree.inclusion_proof(3, 4).unwrap();
+        assert_eq!(refused(&stale), ErrorCode::AuditChainBroken);
+        let mut short = answer.clone();
+        short.path.pop();
+        assert_eq!(refused(&short), ErrorCode::AuditChainBroken);
+        let mut long = answer.clone();
+        long.path.push([0; 32]);
+        assert_eq!(refused(&long), ErrorCode::AuditChainBroken);
+        let mut wrong = answer.clone();
+        wrong.path[0][0] ^= 1;
+        assert_eq!(refused(&wrong), ErrorCode::AuditChainBroken);
+        // A checkpoint signed by another key, one that does not cover the entry yet,
+        // one with no signature at all.
+        let other_key =
+            NoteSigner::ed25519("gk.acme/audit", SigningKey::from_bytes(&[8; 32])).unwrap();
+        let mut forged = answer.clone();
+        forged.note = sign(5, &other_key);
+        assert_eq!(refused(&forged), ErrorCode::UnknownKey);
+        let mut early = LogProofAnswer {
+            index: 3,
+            size: 3,
+            path: Vec::new(),
+            note: sign(3, &signer),
+        };
+        assert_eq!(
+            LogProofAnswer::parse(&early.encode()).unwrap_err().code(),
+            ErrorCode::InvalidField
+        );
+        early.size = 4;
+        assert_eq!(refused(&early), ErrorCode::NotFound);
+        let mut unsigned = answer.clone();
+        unsigned.note = tree_body(&tree, 5).into_bytes();
+        assert_eq!(refused(&unsigned), ErrorCode::Malformed);
+
+        // The bytes: each way of not being the one form.
+        let parse = |b: &[u8]| LogProofAnswer::parse(b).unwrap_err().code();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let doc_end = text.match_indices('\n').nth(3).unwrap().0 + 1;
+        assert_eq!(parse(&bytes[..doc_end]), ErrorCode::Malformed);
+        assert_eq!(parse(&bytes[..doc_end - 1]), ErrorCode::NonCanonical);
+        assert_eq!(parse(&bytes[..20]), ErrorCode::NonCanonical);
+        assert_eq!(parse(b""), ErrorCode::NonCanonical);
+        assert_eq!(
+            parse(text.replacen("/v1/", "/v2/", 1).as_bytes()),
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(
+            parse(text.replacen("index:3", "index:03", 1).as_bytes()),
+            ErrorCode::NonCanonical
+        );
+        assert_eq!(
+            parse(text.replacen("size:5\n", "", 1).as_bytes()),
+            ErrorCode::NonCanonical
+        );
+        let odd = format!(
+            "countersign/v1/log-proof\nindex:3\nsize:5\npath:{}\n",
+            b64(&[1; 33])
+        );
+        assert_eq!(parse(format!("{odd}x").as_bytes()), ErrorCode::InvalidField);
+        let deep = format!(
+            "countersign/v1/log-proof\nindex:3\nsize:5\npath:{}\n",
+            b64(&[1; 65 * 32])
+        );
+        assert_eq!(
+            parse(format!("{deep}x").as_bytes()),
+            ErrorCode::InvalidField
+        );
+        let mut huge = bytes.clone();
+        huge.resize(MAX_PROOF_ANSWER_BYTES + 1, b'a');
+        assert_eq!(parse(&huge), ErrorCode::TooLarge);
+    }
+
+    fn tree_body(tree: &MemoryTree, size: u64) -> String {
+        Checkpoint::new("gk.acme/audit", size, tree.root(size).unwrap(), Vec::new())
+            .unwrap()
+            .body()
     }
 }

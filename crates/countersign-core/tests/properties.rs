@@ -165,3 +165,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A proof endpoint's answer reads back as written, and no bytes make the reader
+    /// panic.
+    #[test]
+    fn log_proof_answers_round_trip_and_never_panic(
+        size in 1u64..1 << 53,
+        at in any::<prop::sample::Index>(),
+        path in prop::collection::vec(any::<[u8; 32]>(), 0..=64),
+        note in prop::collection::vec(any::<u8>(), 1..300),
+        noise in prop::collection::vec(any::<u8>(), 0..400),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use countersign_core::logged::LogProofAnswer;
+        let answer = LogProofAnswer { index: at.index(size as usize) as u64, size, path, note };
+        let bytes = answer.encode();
+        prop_assert_eq!(LogProofAnswer::parse(&bytes).unwrap(), answer);
+        let _ = LogProofAnswer::parse(&bytes[..cut.index(bytes.len())]);
+        let _ = LogProofAnswer::parse(&noise);
+    }
+}

@@ -104,3 +104,47 @@ fn the_audit_example_is_what_the_code_writes() {
         assert_eq!(AuditEntry::parse(&entry.encode()).unwrap(), entry);
     }
 }
+
+/// The proof endpoint's example answer in `docs/PROTOCOL.md` ("The proof endpoint"):
+/// leaf 3 of a tree of the five leaves `leaf_hash([i])`, its checkpoint signed by the
+/// note key `gk.acme/audit` of seed `[5; 32]`. The document shows exactly these bytes,
+/// and they verify.
+#[test]
+fn the_log_proof_example_is_what_the_code_writes() {
+    use countersign_core::logged::{LogProofAnswer, LogTrust, verify_proof_answer};
+    use countersign_core::merkle::{MemoryTree, leaf_hash};
+    use countersign_core::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
+    let tree = MemoryTree::from_leaves((0..5u8).map(|i| leaf_hash(&[i])).collect());
+    let signer = NoteSigner::ed25519("gk.acme/audit", SigningKey::from_bytes(&[5; 32])).unwrap();
+    let checkpoint =
+        Checkpoint::new("gk.acme/audit", 5, tree.root(5).unwrap(), Vec::new()).unwrap();
+    let answer = LogProofAnswer {
+        index: 3,
+        size: 5,
+        path: tree.inclusion_proof(3, 5).unwrap(),
+        note: SignedNote::sign(checkpoint.body(), &[&signer])
+            .unwrap()
+            .encode()
+            .into_bytes(),
+    };
+    let text = String::from_utf8(answer.encode()).unwrap();
+    assert!(
+        PROTOCOL.contains(&format!("```\n{text}```\n")),
+        "docs/PROTOCOL.md must show this answer:\n{text}"
+    );
+    let receipt = countersign_core::Receipt {
+        gatekeeper: GatekeeperId::parse("gk.acme").unwrap(),
+        request_sha256: [0; 32],
+        decision: Decision::Allow,
+        decided_at: 1_800_000_000,
+        audit_seq: 3,
+        leaf_sha256: Some(leaf_hash(&[3])),
+    };
+    let trust = LogTrust {
+        log_key: NoteVerifier::parse(&signer.verifier_key()).unwrap(),
+        witnesses: Vec::new(),
+        quorum: 0,
+    };
+    let parsed = LogProofAnswer::parse(text.as_bytes()).unwrap();
+    verify_proof_answer(&receipt, &parsed, &trust).unwrap();
+}

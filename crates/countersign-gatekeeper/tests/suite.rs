@@ -85,6 +85,7 @@ suite!(
     group_commit_append_outlives_its_dropped_caller,
     two_ledgers_appending_concurrently_make_one_chain,
     tree_checkpoints_and_tiles,
+    tree_proof_endpoint,
     tree_integrator_task_checkpoints_within_the_interval,
     tree_detects_a_rewritten_entry,
     tree_detects_a_deleted_entry,

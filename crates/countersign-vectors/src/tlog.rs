@@ -1,7 +1,8 @@
 //! Vectors of the transparency-log formats (`tests/vectors/tlog.json`): tree heads
 //! over exact entry bytes, inclusion and consistency proofs, signed checkpoints and
-//! cosignatures, tile paths and entry bundles. Each case pins its inputs and, when it
-//! expects `ok`, its outputs; [`tlog_outcome`] replays one.
+//! cosignatures, tile paths and entry bundles, answers of the proof endpoint. Each
+//! case pins its inputs and, when it expects `ok`, its outputs; [`tlog_outcome`]
+//! replays one.
 
 use countersign_core::merkle::{
     Hash, TreeBuilder, leaf_hash, verify_consistency, verify_inclusion,
@@ -42,6 +43,11 @@ pub enum TlogKind {
     TilePath,
     /// `bundle_hex` is an entry bundle; on `ok`, `entries_hex` are its entries.
     EntryBundle,
+    /// `answer` is a `GET /v1/log/proof/<index>` answer for a receipt of the log
+    /// `origin` (`<gatekeeper id>/audit`) naming leaf `index` with hash `leaf_hex`,
+    /// verified under the log key `verifier_keys[0]`; on `ok`, `size` and `root_hex`
+    /// are its checkpoint's.
+    LogProof,
 }
 
 /// One case; the fields used depend on the kind.
@@ -98,6 +104,9 @@ pub struct TlogCase {
     /// An entry bundle, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_hex: Option<String>,
+    /// A proof endpoint's answer, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     /// `"ok"` or the expected error code.
     pub expect: String,
 }
@@ -145,6 +154,7 @@ pub fn tlog_outcome(case: &TlogCase) -> Result<String, String> {
             &hashes(&case.proof_hex)?,
         ),
         TlogKind::Checkpoint => check_checkpoint(case)?,
+        TlogKind::LogProof => check_log_proof(case)?,
         TlogKind::TilePath => {
             let path = case.path.as_deref().ok_or("no path")?;
             match TilePath::parse(path) {
@@ -217,6 +227,43 @@ fn check_checkpoint(case: &TlogCase) -> Result<Result<(), countersign_core::Erro
         || times != case.cosignature_times
     {
         return Err(format!("{}: the checkpoint holds other values", case.name));
+    }
+    Ok(Ok(()))
+}
+
+fn check_log_proof(case: &TlogCase) -> Result<Result<(), countersign_core::Error>, String> {
+    use countersign_core::logged::{LogProofAnswer, LogTrust, verify_proof_answer};
+    let answer = case.answer.as_deref().ok_or("no answer")?;
+    let gatekeeper = case
+        .origin
+        .as_deref()
+        .and_then(|o| o.strip_suffix("/audit"))
+        .ok_or("no origin `<gatekeeper id>/audit`")?;
+    let receipt = countersign_core::Receipt {
+        gatekeeper: countersign_core::GatekeeperId::parse(gatekeeper).map_err(|e| e.to_string())?,
+        request_sha256: [0; 32],
+        decision: countersign_core::Decision::Allow,
+        decided_at: 0,
+        audit_seq: case.index.ok_or("no index")?,
+        leaf_sha256: Some(hash(&case.leaf_hex, "leaf_hex")?),
+    };
+    let log_key = NoteVerifier::parse(case.verifier_keys.first().ok_or("no verifier key")?)
+        .map_err(|e| e.to_string())?;
+    let trust = LogTrust {
+        log_key,
+        witnesses: Vec::new(),
+        quorum: 0,
+    };
+    let logged = match LogProofAnswer::parse(answer.as_bytes())
+        .and_then(|a| verify_proof_answer(&receipt, &a, &trust))
+    {
+        Ok(logged) => logged,
+        Err(e) => return Ok(Err(e)),
+    };
+    if Some(logged.checkpoint.size()) != case.size
+        || Some(countersign_core::text::hex(logged.checkpoint.root())) != case.root_hex
+    {
+        return Err(format!("{}: the proof is to another tree", case.name));
     }
     Ok(Ok(()))
 }

@@ -243,13 +243,14 @@ impl GatekeeperClient {
 
     /// Proves that the request of `receipt` (from `PutResult.receipt`,
     /// `VerifiedObject.receipt` or a refusal's `CountersignError.receipt`) was logged:
-    /// fetches the log's signed checkpoint and the hash tiles the inclusion proof
-    /// needs (public, no signing call), and checks the checkpoint's signature under
-    /// the configured gatekeeper keys, the witness quorum (`logWitnesses`,
-    /// `logQuorum`) and the inclusion of the receipt's leaf. Rejects with `not_found`
-    /// while the log has not integrated the entry yet (retry after its checkpoint
-    /// interval, 1 s by default), `audit_chain_broken` if the leaf is not in the signed
-    /// tree, `threshold_not_met` without the witness quorum.
+    /// fetches the log's signed checkpoint and the entry's inclusion proof in one
+    /// request (`GET /v1/log/proof/<index>`, public, no signing call), and checks the
+    /// checkpoint's signature under the configured gatekeeper keys, the witness quorum
+    /// (`logWitnesses`, `logQuorum`) and the inclusion of the receipt's leaf. Rejects
+    /// with `not_found` while the log has not integrated the entry yet (retry after
+    /// its checkpoint interval, 1 s by default), `audit_chain_broken` if the leaf is
+    /// not in the signed tree, `threshold_not_met` without the witness quorum,
+    /// `invalid_field` for a proof of another entry or tree size.
     #[wasm_bindgen(js_name = proveLogged, unchecked_return_type = "Promise<LogProof>")]
     pub fn prove_logged(&self, receipt: &LogReceipt) -> Promise {
         let config = self.config.clone();

@@ -1,19 +1,21 @@
 //! `client.proveLogged(receipt)`: proves that a request's audit entry is in the
-//! gatekeeper's log (`docs/PROTOCOL.md`, "Proving a receipt was logged"). The
-//! checkpoint and the hash tiles are public (`/v1/log/...`); the proof is computed and
-//! checked here, in wasm, against the checkpoint signed by the gatekeeper key the page
-//! configured (and the witnesses' cosignatures, if it asks for a quorum).
+//! gatekeeper's log (`docs/PROTOCOL.md`, "Proving a receipt was logged"). One public
+//! request, `GET /v1/log/proof/<index>`, answers the log's checkpoint and the entry's
+//! inclusion proof; both are checked here, in wasm, against the gatekeeper key the
+//! page configured (and the witnesses' cosignatures, if it asks for a quorum). The
+//! audit console (admin flavor) computes its proofs from the hash tiles instead.
 
 use crate::error::CountersignError;
 use crate::http::{discard_body, network, protocol_error, read_body};
 use crate::options::Config;
 use countersign_core::logged::{
-    LogTrust, LoggedReceipt, Step, inclusion_from_tiles, open_checkpoint_for, verify_logged,
+    LogProofAnswer, LogTrust, LoggedReceipt, MAX_PROOF_ANSWER_BYTES, verify_proof_answer,
 };
-use countersign_core::note::{Checkpoint, MAX_NOTE_BYTES, NoteVerifier};
+use countersign_core::note::NoteVerifier;
 use countersign_core::text::hex;
-use countersign_core::tiles::{TILE_WIDTH, TilePath};
-use countersign_core::{ErrorCode, GatekeeperId, Receipt};
+#[cfg(feature = "admin")]
+use countersign_core::tiles::TilePath;
+use countersign_core::{ErrorCode, Receipt};
 use gloo_net::http::Request as HttpRequest;
 use wasm_bindgen::prelude::*;
 
@@ -84,7 +86,7 @@ impl LogProof {
 
 /// GETs `/v1/log/<path>` of the gatekeeper at `base_url`, at most `max` bytes; 404 is
 /// `not_found` (not there yet). Each fetch is a `performance.measure` entry `name`
-/// (`countersign:proveLogged:tile`, …): the rest of a proof's time is spent in wasm.
+/// (`countersign:proveLogged:proof`, …): the rest of a proof's time is spent in wasm.
 pub(crate) async fn fetch(base_url: &str, name: &str, path: &str, max: u64) -> Result<Vec<u8>> {
     let start = performance_now();
     let body = fetch_body(base_url, path, max).await;
@@ -121,39 +123,23 @@ async fn fetch_body(base_url: &str, path: &str, max: u64) -> Result<Vec<u8>> {
     .await
 }
 
-/// What `proveLogged` keeps between proofs (`docs/PROTOCOL.md`, "Proving a receipt
-/// was logged", caching): the last checkpoint that verified, reused for
-/// [`CHECKPOINT_REUSE_MS`] while it covers the entry, and hash tiles, which are
-/// immutable (`tlog-tiles`), at most [`MAX_CACHED_TILES`].
-#[derive(Default)]
-pub(crate) struct ProofCache {
-    /// The checkpoint, whose cosigners verified, and when it was fetched (`Date.now()`).
-    checkpoint: Option<(GatekeeperId, Checkpoint, Vec<String>, f64)>,
-    tiles: TileCache,
-}
-
 /// Hash tiles fetched from one log, which are immutable (`tlog-tiles`): what
-/// `proveLogged` and `LogView.proveEntries` keep between proofs. A proof adds the
-/// tiles it fetches; [`TileCache::trim`] then keeps the newest `max`.
+/// `LogView.proveEntries` keeps between proofs. A proof adds the tiles it fetches;
+/// [`TileCache::trim`] then keeps the newest `max`.
+#[cfg(feature = "admin")]
 #[derive(Default)]
 pub(crate) struct TileCache {
     tiles: Vec<(TilePath, Vec<u8>)>,
 }
 
+#[cfg(feature = "admin")]
 impl TileCache {
-    /// The next tile the inclusion proof of leaf `index` in the tree of `size` needs,
-    /// or the proof.
-    pub(crate) fn step(&self, index: u64, size: u64) -> countersign_core::Result<Step> {
-        inclusion_from_tiles(index, size, &self.tiles)
-    }
-
     /// Adds a fetched tile.
     pub(crate) fn insert(&mut self, path: TilePath, body: Vec<u8>) {
         self.tiles.push((path, body));
     }
 
     /// The tile at `path`, if fetched.
-    #[cfg(feature = "admin")]
     pub(crate) fn get(&self, path: &TilePath) -> Option<&[u8]> {
         self.tiles
             .iter()
@@ -167,13 +153,6 @@ impl TileCache {
         self.tiles.drain(..excess);
     }
 }
-
-/// How long a verified checkpoint is reused, in ms: the gatekeeper's default
-/// checkpoint interval, so a proof is never against a checkpoint more than one
-/// interval older than the one the log serves.
-const CHECKPOINT_REUSE_MS: f64 = 1000.0;
-/// The most tiles kept (each at most 8 KiB): the oldest go first.
-const MAX_CACHED_TILES: usize = 64;
 
 #[wasm_bindgen]
 extern "C" {
@@ -195,39 +174,6 @@ pub(crate) fn measure(name: &str, start: f64) {
     let _ = js_sys::Reflect::set(&options, &"end".into(), &end.into());
     // Only a diagnostic: a browser without User Timing still proves.
     let _ = performance_measure(name, &options);
-}
-
-/// The checkpoint to prove `receipt` against: the cached one while it is fresh and
-/// covers the entry, else the log's newest, opened under the configured keys.
-async fn checkpoint_for(config: &Config, receipt: &Receipt) -> Result<(Checkpoint, Vec<String>)> {
-    let now = js_sys::Date::now();
-    if let Some((gatekeeper, checkpoint, cosigned_by, at)) = &config.proofs.borrow().checkpoint
-        && *gatekeeper == receipt.gatekeeper
-        && checkpoint.size() > receipt.audit_seq
-        && (0.0..CHECKPOINT_REUSE_MS).contains(&(now - at))
-    {
-        return Ok((checkpoint.clone(), cosigned_by.clone()));
-    }
-    let note = fetch(
-        &config.base_url,
-        "countersign:proveLogged:checkpoint",
-        "checkpoint",
-        MAX_NOTE_BYTES as u64,
-    )
-    .await?;
-    let (checkpoint, _, cosigned_by) = open_under(
-        &config.log_keys,
-        &config.witnesses,
-        config.quorum,
-        |trust| open_checkpoint_for(receipt, &note, trust),
-    )?;
-    config.proofs.borrow_mut().checkpoint = Some((
-        receipt.gatekeeper.clone(),
-        checkpoint.clone(),
-        cosigned_by.clone(),
-        now,
-    ));
-    Ok((checkpoint, cosigned_by))
 }
 
 /// Opens a checkpoint with `open` under each of the log keys in turn (any of the
@@ -256,38 +202,22 @@ pub(crate) fn open_under<T>(
     opened
 }
 
-/// Proves `receipt`'s entry is in the log, under the configured log keys.
+/// Proves `receipt`'s entry is in the log, under the configured log keys: one
+/// request (`GET /v1/log/proof/<index>`), whose answer is trusted for nothing.
 pub(crate) async fn prove(config: &Config, receipt: &Receipt) -> Result<LogProof> {
-    let (checkpoint, cosigned_by) = checkpoint_for(config, receipt).await?;
-    let mut tiles = std::mem::take(&mut config.proofs.borrow_mut().tiles);
-    let proof = loop {
-        match tiles.step(receipt.audit_seq, checkpoint.size()) {
-            Ok(Step::Need(path)) => match fetch(
-                &config.base_url,
-                "countersign:proveLogged:tile",
-                &path.to_string(),
-                TILE_WIDTH * 32,
-            )
-            .await
-            {
-                Ok(body) => tiles.insert(path, body),
-                Err(e) => break Err(e),
-            },
-            Ok(Step::Proof(proof)) => break Ok(proof),
-            Err(e) => break Err(e.into()),
-        }
-    };
-    let logged = proof.and_then(|proof| {
-        verify_logged(receipt, checkpoint, cosigned_by, &proof).map_err(Into::into)
-    });
-    // Tiles are immutable, but a gatekeeper may serve a wrong one: after a failed
-    // proof nothing cached is trusted to be useful.
-    let mut cache = config.proofs.borrow_mut();
-    if logged.is_ok() {
-        tiles.trim(MAX_CACHED_TILES);
-        cache.tiles = tiles;
-    } else {
-        *cache = ProofCache::default();
-    }
-    Ok(LogProof { logged: logged? })
+    let body = fetch(
+        &config.base_url,
+        "countersign:proveLogged:proof",
+        &format!("proof/{}", receipt.audit_seq),
+        MAX_PROOF_ANSWER_BYTES as u64,
+    )
+    .await?;
+    let answer = LogProofAnswer::parse(&body)?;
+    let logged = open_under(
+        &config.log_keys,
+        &config.witnesses,
+        config.quorum,
+        |trust| verify_proof_answer(receipt, &answer, trust),
+    )?;
+    Ok(LogProof { logged })
 }

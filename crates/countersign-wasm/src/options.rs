@@ -168,8 +168,6 @@ pub(crate) struct Config {
     pub witnesses: Vec<NoteVerifier>,
     /// How many of them must have cosigned the checkpoint.
     pub quorum: usize,
-    /// The checkpoint and tiles `proveLogged` keeps between proofs.
-    pub proofs: std::cell::RefCell<crate::logged::ProofCache>,
 }
 
 /// `getObjects` fetches this many objects at once unless told otherwise: what a
@@ -264,7 +262,6 @@ impl Config {
             log_keys,
             witnesses,
             quorum,
-            proofs: Default::default(),
         })
     }
 }

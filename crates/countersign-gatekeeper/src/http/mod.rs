@@ -181,6 +181,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys", get_route(keys))
         .route("/v1/log/checkpoint", get_route(log::checkpoint))
         .route("/v1/log/tile/{*rest}", get_route(log::tile))
+        .route("/v1/log/proof/{index}", get_route(log::proof))
         .route("/v1/objects/{*rest}", any(detached))
         .route("/v1/audit/{*rest}", any(detached))
         .fallback(fallback)

@@ -283,6 +283,90 @@ pub async fn tree_checkpoints_and_tiles(b: &Backend) {
     }
 }
 
+/// `GET /v1/log/proof/<index>`: the served checkpoint and the audit path to exactly
+/// its size, which the core verifies; an index the checkpoint does not cover yet is
+/// `not_found`, an index that is not a canonical decimal a 400.
+pub async fn tree_proof_endpoint(b: &Backend) {
+    use countersign_core::logged::{LogProofAnswer, LogTrust, verify_proof_answer};
+    let h = Harness::new(b).await;
+    let r = get(&h, "/v1/log/proof/0").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(r).await, "not_found");
+    append(&h.state, 300).await;
+    assert_eq!(integrate(&h).await, 300);
+    append(&h.state, 5).await;
+
+    let trust = LogTrust {
+        log_key: checkpoint_verifier(&h.config.gatekeeper_id, &h.state.public_key()).unwrap(),
+        witnesses: Vec::new(),
+        quorum: 0,
+    };
+    let served = body_bytes(get(&h, "/v1/log/checkpoint").await).await;
+    let entries = h.all_entries().await;
+    let prove = |e: &AuditEntry| countersign_core::Receipt {
+        gatekeeper: e.gatekeeper.clone(),
+        request_sha256: [0; 32],
+        decision: e.decision,
+        decided_at: 1_800_000_000,
+        audit_seq: e.seq,
+        leaf_sha256: Some(leaf_hash(&e.encode())),
+    };
+    for e in entries.iter().filter(|e| e.seq < 300).step_by(41) {
+        let r = get(&h, &format!("/v1/log/proof/{}", e.seq)).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", e.seq);
+        assert_eq!(
+            header(&r, "content-type").unwrap(),
+            "text/plain; charset=utf-8"
+        );
+        let answer = LogProofAnswer::parse(&body_bytes(r).await).unwrap();
+        // Exactly the served checkpoint, and a path to its size.
+        assert_eq!(answer.note, served);
+        assert_eq!((answer.index, answer.size), (e.seq, 300));
+        let logged = verify_proof_answer(&prove(e), &answer, &trust).unwrap();
+        assert_eq!(logged.checkpoint.size(), 300);
+        // The path is for this entry only.
+        let mut other = prove(e);
+        other.leaf_sha256 = Some(leaf_hash(b"another entry"));
+        assert_eq!(
+            verify_proof_answer(&other, &answer, &trust)
+                .unwrap_err()
+                .code(),
+            ErrorCode::AuditChainBroken
+        );
+    }
+    for (path, status, code) in [
+        ("/v1/log/proof/300", StatusCode::NOT_FOUND, "not_found"),
+        ("/v1/log/proof/304", StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/v1/log/proof/007",
+            StatusCode::BAD_REQUEST,
+            "non_canonical",
+        ),
+        ("/v1/log/proof/-1", StatusCode::BAD_REQUEST, "non_canonical"),
+        (
+            "/v1/log/proof/1e3",
+            StatusCode::BAD_REQUEST,
+            "non_canonical",
+        ),
+        (
+            "/v1/log/proof/9007199254740992",
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+    ] {
+        let r = get(&h, path).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(error_code(r).await, code, "{path}");
+    }
+    // Once integrated, the new entries prove at the new size.
+    assert_eq!(integrate(&h).await, 305);
+    let r = get(&h, "/v1/log/proof/304").await;
+    let answer = LogProofAnswer::parse(&body_bytes(r).await).unwrap();
+    assert_eq!(answer.size, 305);
+    let last = entries.iter().find(|e| e.seq == 304).unwrap();
+    verify_proof_answer(&prove(last), &answer, &trust).unwrap();
+}
+
 pub async fn tree_integrator_task_checkpoints_within_the_interval(b: &Backend) {
     let h = Harness::new(b).await;
     countersign_gatekeeper::transparency::spawn_integrator(h.state.clone());

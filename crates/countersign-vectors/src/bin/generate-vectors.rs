@@ -2458,7 +2458,7 @@ fn main() -> ExitCode {
     ));
     let tlog = match tlog_cases() {
         Ok(cases) => TlogVectorFile {
-            description: "The audit log as a transparency log: RFC 6962 tree heads and proofs, C2SP checkpoints and cosignatures, tlog-tiles paths and entry bundles.".into(),
+            description: "The audit log as a transparency log: RFC 6962 tree heads and proofs, C2SP checkpoints and cosignatures, tlog-tiles paths and entry bundles, answers of the proof endpoint.".into(),
             cases,
         },
         Err(e) => {
@@ -2862,6 +2862,127 @@ fn tlog_cases() -> Result<Vec<TlogCase>, String> {
             checkpoint(c, n, vec![log.verifier_key()]);
         },
     );
+
+    // Answers of the proof endpoint, for the receipt of leaf 7, against the checkpoint
+    // of 300 entries above.
+    let answer = |index: u64, size: u64, path: &[[u8; 32]], note: &str| {
+        countersign_core::logged::LogProofAnswer {
+            index,
+            size,
+            path: path.to_vec(),
+            note: note.as_bytes().to_vec(),
+        }
+        .encode()
+    };
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    let path7 = mem.inclusion_proof(7, 300).unwrap();
+    let good = text(answer(7, 300, &path7, &signed.encode()));
+    let log_proof = |c: &mut TlogCase, answer: String| {
+        c.answer = Some(answer);
+        c.origin = Some(origin.into());
+        c.verifier_keys = vec![log.verifier_key()];
+        c.index = Some(7);
+        c.leaf_hex = Some(hex(&leaf_hash(&entries[7])));
+        c.size = Some(300);
+        c.root_hex = Some(root(300));
+    };
+    let mut flipped = path7.clone();
+    flipped[0][0] ^= 1;
+    let other_signed = SignedNote::sign(cp.body(), &[&other])
+        .map_err(|e| e.to_string())?
+        .encode();
+    for (name, description, expect, a) in [
+        (
+            "log_proof",
+            "A proof endpoint answer (countersign/v1/log-proof: index, size, the audit path as unpadded base64url, then the signed checkpoint) that proves leaf 7.",
+            "ok",
+            good.clone(),
+        ),
+        (
+            "log_proof_wrong_hash",
+            "A bit of the path's first hash flipped.",
+            "audit_chain_broken",
+            text(answer(7, 300, &flipped, &signed.encode())),
+        ),
+        (
+            "log_proof_short_path",
+            "The path without its last hash.",
+            "audit_chain_broken",
+            text(answer(7, 300, &path7[..path7.len() - 1], &signed.encode())),
+        ),
+        (
+            "log_proof_other_size",
+            "The path to the tree of 299 entries, said to be for 299, with the checkpoint of 300.",
+            "invalid_field",
+            text(answer(
+                7,
+                299,
+                &mem.inclusion_proof(7, 299).unwrap(),
+                &signed.encode(),
+            )),
+        ),
+        (
+            "log_proof_other_index",
+            "A proof of leaf 8 for the receipt of leaf 7.",
+            "invalid_field",
+            text(answer(
+                8,
+                300,
+                &mem.inclusion_proof(8, 300).unwrap(),
+                &signed.encode(),
+            )),
+        ),
+        (
+            "log_proof_other_key",
+            "The checkpoint signed by another key under the log's name.",
+            "unknown_key",
+            text(answer(7, 300, &path7, &other_signed)),
+        ),
+        (
+            "log_proof_no_checkpoint",
+            "The document alone, without the note.",
+            "malformed",
+            text(answer(7, 300, &path7, "")),
+        ),
+        (
+            "log_proof_unsigned_checkpoint",
+            "The checkpoint's text without signature lines.",
+            "malformed",
+            text(answer(7, 300, &path7, &cp.body())),
+        ),
+        (
+            "log_proof_index_leading_zero",
+            "The index `07`: one encoding per number.",
+            "non_canonical",
+            good.replacen("index:7\n", "index:07\n", 1),
+        ),
+        (
+            "log_proof_version_2",
+            "A log-proof document of a version this one does not speak.",
+            "unsupported_version",
+            good.replacen("countersign/v1/", "countersign/v2/", 1),
+        ),
+        (
+            "log_proof_index_not_below_size",
+            "Index 300 in a tree of 300 entries.",
+            "invalid_field",
+            text(answer(300, 300, &[], &signed.encode())),
+        ),
+        (
+            "log_proof_partial_hash",
+            "A path of 33 bytes: not whole hashes.",
+            "invalid_field",
+            format!(
+                "countersign/v1/log-proof\nindex:7\nsize:300\npath:{}\n{}",
+                b64(&[7; 33]),
+                signed.encode()
+            ),
+        ),
+    ] {
+        add(name, description, TlogKind::LogProof, expect, &|c| {
+            log_proof(c, a.clone())
+        });
+    }
 
     for (path, tile) in [
         ("tile/0/000", [0i64, 0, 256]),
