@@ -1,9 +1,9 @@
 //! The AEAD candidates of encryption at rest on this CPU, single core, side by side:
 //! AES-256-GCM (AWS-LC and ring) and ChaCha20-Poly1305 (AWS-LC) sealing and opening
 //! bare 64 KiB segments (over a 64 MiB object, and over one 1 MiB piece reused, which
-//! stays in the cache as a GET's freshly read piece does), and the whole `at_rest` format (AES-256-GCM) sealing and opening a
-//! 64 MiB object in 1 MiB chunks, copies included, and opening it in place in 1 MiB
-//! batches (as the gatekeeper's GET does). Next to them, SHA-256 of the same bytes
+//! stays in the cache as a GET's freshly read piece does), and the whole `at_rest`
+//! format (AES-256-GCM) sealing and opening a 64 MiB object in 1 MiB chunks, copies
+//! included, and opening it in place in 1 MiB batches (as the gatekeeper's GET does). Next to them, SHA-256 of the same bytes
 //! with `sha2` (the manifest's hash) and with AWS-LC (what the S3 client signs a
 //! payload with).
 //!

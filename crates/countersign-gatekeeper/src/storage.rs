@@ -750,9 +750,8 @@ impl Drop for Running {
 ///
 /// An encrypted piece is opened where it lies (a local file's piece where it was
 /// read, on the blocking thread that read it; S3 chunks gathered into one buffer
-/// first, on this task) and its plaintext moved together
-/// over the tags, one frame per piece; unencrypted S3 chunks are passed on as they
-/// came, uncopied. A segment's plaintext is sent only after its tag verified; a
+/// first, on this task) and its plaintext moved together over the tags, one frame
+/// per piece; unencrypted S3 chunks are passed on as they came, uncopied. A segment's plaintext is sent only after its tag verified; a
 /// failure is sent after the frames that verified before it, and ends the stream:
 /// [`StorageError::Sealing`] (`stored_object_tampered`) for tampered or missing
 /// bytes, the store's own error otherwise.
