@@ -618,110 +618,69 @@ impl Stored {
     }
 }
 
-/// Reads the next `len` stored bytes of a local file from byte `from` (fewer only if
-/// the file ends first), on the calling thread.
-fn read_file_piece(
-    file: &std::fs::File,
-    path: &std::path::Path,
-    from: u64,
-    len: usize,
-) -> std::io::Result<BytesMut> {
-    use std::io::{Read as _, Seek as _};
-    // `read_to_end` fills the vector's spare capacity without zeroing it first (a
-    // buffer zeroed for `read_exact` cost a memset of every byte), and a shorter file
-    // gives a shorter piece.
-    let mut buf = Vec::with_capacity(len);
-    let mut file = file;
-    file.seek(std::io::SeekFrom::Start(from))
-        .and_then(|_| file.take(len as u64).read_to_end(&mut buf))
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("{} at byte {from}: {e}", path.display()))
-        })?;
-    // No copy: the `Bytes` of a vector is unique.
-    Ok(BytesMut::from(Bytes::from(buf)))
-}
-
 impl Source {
-    /// The next `len` stored bytes from the store's response: fewer only if its data
-    /// ends first. Every read must answer within `deadline`.
-    async fn stream_piece(
-        stream: &mut BoxStream<'static, object_store::Result<Bytes>>,
-        rest: &mut Bytes,
-        len: usize,
-        deadline: Duration,
-    ) -> Result<Stored, StorageError> {
-        let mut chunks = Vec::new();
-        let mut left = len;
-        loop {
-            if !rest.is_empty() {
-                let take = rest.split_to(rest.len().min(left));
-                left -= take.len();
-                chunks.push(take);
-            }
-            if left == 0 {
-                return Ok(Stored::Chunks(chunks));
-            }
-            match timed(deadline, async { stream.next().await.transpose() }).await? {
-                Some(chunk) => *rest = chunk,
-                None => return Ok(Stored::Chunks(chunks)),
-            }
-        }
-    }
-
-    /// Fetches the next `want` stored bytes and settles them (see [`settle`]).
-    ///
-    /// A local file's piece is read on the blocking pool and settled there too: an
-    /// encrypted piece is decrypted on the thread that read it, not on the runtime
-    /// worker that writes the response, so that the decryption of one piece overlaps
-    /// with the sending of the one before it instead of taking turns with it on one
-    /// thread. The opener travels to the blocking thread and back with each piece (if
-    /// the read does not come back in time, the GET ends with the error anyway).
-    async fn settled_piece(
-        &mut self,
-        opener: &mut Option<at_rest::Opener>,
-        want: usize,
-        left: &mut u64,
-        released: &mut Vec<Range<usize>>,
-        deadline: Duration,
-    ) -> Result<Settled, StorageError> {
-        let (file, path, at, end) = match self {
-            Source::File {
+    /// The next `len` stored bytes: fewer only if the store's data ends first. Every
+    /// read of the store must answer within `deadline`.
+    async fn piece(&mut self, len: usize, deadline: Duration) -> Result<Stored, StorageError> {
+        match self {
+            Self::File {
                 file,
                 path,
                 at,
                 end,
-            } => (file.clone(), path.clone(), at, *end),
-            Source::Stream { stream, rest } => {
-                let piece = Self::stream_piece(stream, rest, want, deadline).await?;
-                return Ok(settle(opener.as_mut(), piece, want, left, released));
-            }
-        };
-        let (from, len) = (
-            *at,
-            usize::try_from(end - *at).map_or(want, |n| n.min(want)),
-        );
-        let mut taken = opener.take();
-        let (mut l, mut r) = (*left, std::mem::take(released));
-        let task = tokio::task::spawn_blocking(move || {
-            let piece = read_file_piece(&file, &path, from, len)?;
-            let got = piece.len() as u64;
-            let settled = settle(taken.as_mut(), Stored::Buffer(piece), want, &mut l, &mut r);
-            Ok::<_, std::io::Error>((settled, got, taken, l, r))
-        });
-        let (settled, got, taken, l, r) = timed(deadline, async {
-            task.await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r)
-                .map_err(|e| object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
+            } => {
+                let len = usize::try_from(*end - *at).map_or(len, |n| n.min(len));
+                let (file, path, from) = (file.clone(), path.clone(), *at);
+                let read = tokio::task::spawn_blocking(move || {
+                    use std::io::{Read as _, Seek as _};
+                    // `read_to_end` fills the vector's spare capacity without zeroing
+                    // it first (a buffer zeroed for `read_exact` cost a memset of
+                    // every byte), and a shorter file gives a shorter piece.
+                    let mut buf = Vec::with_capacity(len);
+                    (&*file)
+                        .seek(std::io::SeekFrom::Start(from))
+                        .and_then(|_| (&*file).take(len as u64).read_to_end(&mut buf))
+                        .map_err(|e| {
+                            std::io::Error::new(
+                                e.kind(),
+                                format!("{} at byte {from}: {e}", path.display()),
+                            )
+                        })?;
+                    // No copy: the `Bytes` of a vector is unique.
+                    Ok(BytesMut::from(Bytes::from(buf)))
+                });
+                let buf = timed(deadline, async {
+                    read.await
+                        .map_err(std::io::Error::other)
+                        .and_then(|r| r)
+                        .map_err(|e| object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })
                 })
-        })
-        .await?;
-        *at += got;
-        *opener = taken;
-        (*left, *released) = (l, r);
-        Ok(settled)
+                .await?;
+                *at += buf.len() as u64;
+                Ok(Stored::Buffer(buf))
+            }
+            Self::Stream { stream, rest } => {
+                let mut chunks = Vec::new();
+                let mut left = len;
+                loop {
+                    if !rest.is_empty() {
+                        let take = rest.split_to(rest.len().min(left));
+                        left -= take.len();
+                        chunks.push(take);
+                    }
+                    if left == 0 {
+                        return Ok(Stored::Chunks(chunks));
+                    }
+                    match timed(deadline, async { stream.next().await.transpose() }).await? {
+                        Some(chunk) => *rest = chunk,
+                        None => return Ok(Stored::Chunks(chunks)),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -749,9 +708,9 @@ impl Drop for Running {
 /// and with it the file handle or the store's response body it holds.
 ///
 /// An encrypted piece is opened where it lies (a local file's piece where it was
-/// read, on the blocking thread that read it; S3 chunks gathered into one buffer
-/// first, on this task) and its plaintext moved together over the tags, one frame
-/// per piece; unencrypted S3 chunks are passed on as they came, uncopied. A segment's plaintext is sent only after its tag verified; a
+/// read; S3 chunks gathered into one buffer first) and its plaintext moved together
+/// over the tags, one frame per piece; unencrypted S3 chunks are passed on as they
+/// came, uncopied. A segment's plaintext is sent only after its tag verified; a
 /// failure is sent after the frames that verified before it, and ends the stream:
 /// [`StorageError::Sealing`] (`stored_object_tampered`) for tampered or missing
 /// bytes, the store's own error otherwise.
@@ -764,45 +723,30 @@ struct Producer {
     _running: Running,
 }
 
-/// What [`settle`] made of one piece: its body frames, the failure to send after
-/// them, and whether the read is over.
-type Settled = (Vec<Bytes>, Option<StorageError>, bool);
-
 impl Producer {
     async fn run(mut self) {
         let mut left = self.stored_len;
         let mut released = Vec::new();
         loop {
             let want = piece_len(self.opener.as_ref(), left);
-            let settled = if want == 0 {
-                settle(
-                    self.opener.as_mut(),
-                    Stored::Chunks(Vec::new()),
-                    want,
-                    &mut left,
-                    &mut released,
-                )
+            let piece = if want == 0 {
+                Stored::Chunks(Vec::new())
             } else {
                 let read = tokio::select! {
-                    r = self.source.settled_piece(
-                        &mut self.opener,
-                        want,
-                        &mut left,
-                        &mut released,
-                        self.deadline,
-                    ) => r,
+                    r = self.source.piece(want, self.deadline) => r,
                     // The response was dropped: stop fetching.
                     () = self.tx.closed() => return,
                 };
                 match read {
-                    Ok(settled) => settled,
+                    Ok(p) => p,
                     Err(e) => {
                         let _ = self.tx.send(Err(e)).await;
                         return;
                     }
                 }
             };
-            let (frames, failure, done) = settled;
+            let (frames, failure, done) =
+                settle(self.opener.as_mut(), piece, want, &mut left, &mut released);
             if !frames.is_empty() && self.tx.send(Ok(frames)).await.is_err() {
                 return;
             }
@@ -837,7 +781,7 @@ fn settle(
     want: usize,
     left: &mut u64,
     released: &mut Vec<Range<usize>>,
-) -> Settled {
+) -> (Vec<Bytes>, Option<StorageError>, bool) {
     let got = piece.len();
     let done = want == 0 || got == 0;
     *left = left.saturating_sub(got as u64);

@@ -2238,9 +2238,8 @@ async fn assert_cut_short_audited(h: &Harness, key: &str, sent: u64) {
     assert_eq!(tail[1].operation, tail[0].operation);
 }
 
-/// An encrypted GET is read and opened in 1 MiB pieces (16 segments each; on a local
-/// bucket each piece is decrypted on the blocking thread that read it): objects that
-/// end exactly at a piece's end or one byte past it round-trip, ranges across a
+/// An encrypted GET is read and opened in 1 MiB pieces (16 segments each): objects
+/// that end exactly at a piece's end or one byte past it round-trip, ranges across a
 /// piece boundary read, and a segment tampered in the middle of the second piece
 /// cuts the body right before its bytes (every byte of the segments before it out,
 /// none of its own), audited with that count, while a range after it still reads.
