@@ -2,7 +2,7 @@
 # What one large GET costs the gatekeeper process, counted rather than timed: system
 # calls by kind, context switches and CPU time per MiB, from `perf stat` attached to
 # the running gatekeeper for the length of one `countersign get`, and the CPU time of
-# its busiest thread (the one a single GET cannot go faster than). Encrypted and
+# its busiest thread (how much of the GET's work one thread carries). Encrypted and
 # unencrypted buckets side by side, on a local directory and, when
 # COUNTERSIGN_TEST_S3_ENDPOINT is set (run it under scripts/services.sh), on S3.
 #
