@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What one large GET costs the gatekeeper process, counted rather than timed: system
 # calls by kind, context switches and CPU time per MiB, from `perf stat` attached to
-# the running gatekeeper for the length of one `countersign get`. Encrypted and
+# the running gatekeeper for the length of one `countersign get`, and the CPU time of
+# its busiest thread (how much of the GET's work one thread carries). Encrypted and
 # unencrypted buckets side by side, on a local directory and, when
 # COUNTERSIGN_TEST_S3_ENDPOINT is set (run it under scripts/services.sh), on S3.
 #
@@ -92,7 +93,7 @@ cli_args() { # BUCKET
 }
 
 printf '%s MiB GET, per MiB, gatekeeper process (%s)\n' "$mib" "$gk"
-printf '%-7s %8s %8s' bucket "CPU ms" ctxsw
+printf '%-7s %8s %8s %8s' bucket "CPU ms" busiest ctxsw
 for c in "${calls[@]}"; do printf ' %8.8s' "$c"; done
 echo
 for b in "${buckets[@]}"; do
@@ -102,12 +103,15 @@ for b in "${buckets[@]}"; do
   # shellcheck disable=SC2046
   "$cli" get $(cli_args "$b") --out "$work/out" --force >/dev/null
   # shellcheck disable=SC2046
-  perf stat -p "$pid" -x, -o "$work/stat" -e "$events" -- \
+  perf stat --per-thread -p "$pid" -x, -o "$work/stat" -e "$events" -- \
     "$cli" get $(cli_args "$b") --out "$work/out" --force >/dev/null
   cmp -s "$work/object" "$work/out" || { echo "$b: the GET returned other bytes" >&2; exit 1; }
-  count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$work/stat"; }
-  printf '%-7s %8.3f %8.1f' "$b" "$(echo "$(count task-clock) / $mib" | bc -l)" \
-    "$(echo "$(count context-switches) / $mib" | bc -l)"
+  # One line per thread: `name-tid,value,unit,event,...`; a thread that did not run
+  # says `<not counted>`.
+  count() { awk -F, -v e="$1" '$4 == e && $2 + 0 == $2 { n += $2 } END { print n + 0 }' "$work/stat"; }
+  busiest=$(awk -F, '$4 == "task-clock" && $2 + 0 == $2 && $2 > m { m = $2 } END { print m + 0 }' "$work/stat")
+  printf '%-7s %8.3f %8.3f %8.1f' "$b" "$(echo "$(count task-clock) / $mib" | bc -l)" \
+    "$(echo "$busiest / $mib" | bc -l)" "$(echo "$(count context-switches) / $mib" | bc -l)"
   for c in "${calls[@]}"; do
     printf ' %8.1f' "$(echo "$(count "syscalls:sys_enter_$c") / $mib" | bc -l)"
   done

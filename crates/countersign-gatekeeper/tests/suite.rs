@@ -100,6 +100,7 @@ suite!(
     encrypted_round_trips_at_segment_edges,
     get_stops_reading_when_the_client_goes_away,
     tampered_ciphertext_is_refused,
+    encrypted_get_across_pieces,
     small_damaged_objects_are_refused_before_any_byte,
     wrong_or_missing_kek,
     rotation_and_rewrap_keep_objects_readable,
@@ -2188,26 +2189,8 @@ async fn tampered_ciphertext_is_refused(b: &Backend) {
     let got = axum::body::to_bytes(r.into_body(), usize::MAX).await;
     assert!(got.is_err(), "a tampered body must not complete");
     // ... and audited: the allow entry, then a second, denying one with the bytes
-    // released before the bad segment (written by a task of its own).
-    let mut tail = Vec::new();
-    for _ in 0..100 {
-        let entries = h.all_entries().await;
-        tail = entries[entries.len() - 2..].to_vec();
-        if tail[1].decision != Decision::Allow {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(tail[0].decision, Decision::Allow);
-    assert_eq!(
-        tail[1].decision,
-        Decision::Deny(ErrorCode::StoredObjectTampered)
-    );
-    assert_eq!(
-        (tail[1].key.as_slice(), tail[1].bytes),
-        (&b"t/a"[..], s64(2 * SEG))
-    );
-    assert_eq!(tail[1].operation, tail[0].operation);
+    // released before the bad segment.
+    assert_cut_short_audited(&h, "t/a", s64(2 * SEG)).await;
     // Truncated after segment 1.
     write_stored(&h, &file, honest[..24 + 2 * (SEG + 16)].to_vec()).await;
     let r = get_range(&h, "t/a", s64(2 * SEG), s64(3 * SEG) - 1).await;
@@ -2229,6 +2212,96 @@ async fn tampered_ciphertext_is_refused(b: &Backend) {
     write_stored(&h, &file, t).await;
     let r = h.send(signed(&get("t/empty").request(), vec![])).await;
     assert_eq!(tampered_code(r).await, "stored_object_tampered");
+}
+
+/// A GET whose body was cut by a tampered segment is audited twice: the allow entry,
+/// then a denying one (written by a task of its own) with `sent`, the bytes released
+/// before the bad segment.
+async fn assert_cut_short_audited(h: &Harness, key: &str, sent: u64) {
+    let mut tail = Vec::new();
+    for _ in 0..100 {
+        let entries = h.all_entries().await;
+        tail = entries[entries.len() - 2..].to_vec();
+        if tail[1].decision != Decision::Allow {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(tail[0].decision, Decision::Allow);
+    assert_eq!(
+        tail[1].decision,
+        Decision::Deny(ErrorCode::StoredObjectTampered)
+    );
+    assert_eq!(
+        (tail[1].key.as_slice(), tail[1].bytes),
+        (key.as_bytes(), sent)
+    );
+    assert_eq!(tail[1].operation, tail[0].operation);
+}
+
+/// An encrypted GET is read and opened in 1 MiB pieces (16 segments each): objects
+/// that end exactly at a piece's end or one byte past it round-trip, ranges across a
+/// piece boundary read, and a segment tampered in the middle of the second piece
+/// cuts the body right before its bytes (every byte of the segments before it out,
+/// none of its own), audited with that count, while a range after it still reads.
+async fn encrypted_get_across_pieces(b: &Backend) {
+    const PIECE: usize = 16 * SEG;
+    // Content that differs from segment to segment (251 is prime, SEG is not a
+    // multiple of it), so a segment out of place cannot compare equal.
+    let content = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 251) as u8).collect() };
+    let h = Harness::new(b).await;
+    for n in [PIECE, 2 * PIECE, 2 * PIECE + 1] {
+        let body = content(n);
+        store(&h, &format!("p/{n}"), &body).await;
+        let r = h
+            .send(signed(&get(&format!("p/{n}")).request(), vec![]))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{n}");
+        assert!(body_bytes(r).await == body, "size {n}");
+    }
+    let key = format!("p/{}", 2 * PIECE + 1);
+    let body = content(2 * PIECE + 1);
+    let p = s64(PIECE);
+    for (first, last) in [
+        (p - 1, p),
+        (p - 10, 2 * p),
+        (p, 2 * p - 1),
+        (2 * p - 1, 2 * p),
+    ] {
+        let r = get_range(&h, &key, first, last).await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{first}-{last}");
+        assert!(
+            body_bytes(r).await == body[first as usize..=last as usize],
+            "{first}-{last}"
+        );
+    }
+    let bad = 21;
+    let file = object_file(&h, &key).await;
+    let mut t = read_stored(&h, &file).await;
+    t[24 + bad * (SEG + 16) + SEG / 2] ^= 1;
+    write_stored(&h, &file, t).await;
+    let r = h.send(signed(&get(&key).request(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut frames = r.into_body().into_data_stream();
+    let (mut got, mut failed) = (Vec::new(), false);
+    while let Some(frame) = futures::StreamExt::next(&mut frames).await {
+        match frame {
+            Ok(bytes) => got.extend_from_slice(&bytes),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "a tampered body must not complete");
+    assert_eq!(got.len(), bad * SEG);
+    assert!(got == body[..bad * SEG]);
+    assert_cut_short_audited(&h, &key, s64(bad * SEG)).await;
+    let r = get_range(&h, &key, s64(bad * SEG + 5), s64(bad * SEG + 5)).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(error_code(r).await, "stored_object_tampered");
+    let r = get_range(&h, &key, s64((bad + 1) * SEG), 2 * p).await;
+    assert!(body_bytes(r).await == body[(bad + 1) * SEG..]);
 }
 
 /// Objects small enough to be read in one piece (on a local bucket, on the request's
