@@ -1,5 +1,5 @@
 //! The AEAD candidates of encryption at rest on this CPU, single core, side by side:
-//! AES-256-GCM (AWS-LC and ring) and ChaCha20-Poly1305 (AWS-LC) sealing and opening
+//! AES-256-GCM and ChaCha20-Poly1305 (AWS-LC) sealing and opening
 //! bare 64 KiB segments (over a 64 MiB object, and over one 1 MiB piece reused, which
 //! stays in the cache as a GET's freshly read piece does), and the whole `at_rest`
 //! format (AES-256-GCM) sealing and opening a 64 MiB object in 1 MiB chunks, copies
@@ -66,29 +66,8 @@ impl SegmentAead for LessSafeKey {
     }
 }
 
-impl SegmentAead for ring::aead::LessSafeKey {
-    fn seal(&self, i: usize, b: &mut Vec<u8>) {
-        let n = ring::aead::Nonce::assume_unique_for_key(nonce_bytes(i));
-        self.seal_in_place_append_tag(n, ring::aead::Aad::from([1u8; 56]), b)
-            .unwrap();
-    }
-    fn open(&self, i: usize, b: &mut [u8]) {
-        let n = ring::aead::Nonce::assume_unique_for_key(nonce_bytes(i));
-        black_box(
-            self.open_in_place(n, ring::aead::Aad::from([1u8; 56]), b)
-                .unwrap(),
-        );
-    }
-}
-
 fn aws_lc(alg: &'static Algorithm) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(alg, &[7; 32]).unwrap())
-}
-
-fn ring_aes() -> ring::aead::LessSafeKey {
-    ring::aead::LessSafeKey::new(
-        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[7; 32]).unwrap(),
-    )
 }
 
 /// Seals then opens `OBJECT_BYTES` as bare 64 KiB segments, over a working set of
@@ -187,11 +166,9 @@ fn main() {
     );
     let mut stored = vec![0u8; plain.len() + plain.len() / 1000 + 64];
     let mut out = vec![0u8; stored.len()];
-    let mut rows: [(&str, Vec<f64>, Vec<f64>); 7] = [
+    let mut rows: [(&str, Vec<f64>, Vec<f64>); 5] = [
         ("AES-256-GCM, bare 64 KiB segments", vec![], vec![]),
-        ("AES-256-GCM (ring), bare 64 KiB segments", vec![], vec![]),
         ("AES-256-GCM, bare, 1 MiB reused (cached)", vec![], vec![]),
-        ("AES-256-GCM (ring), bare, 1 MiB reused", vec![], vec![]),
         ("ChaCha20-Poly1305, bare 64 KiB segments", vec![], vec![]),
         ("at_rest v1 (AES-256-GCM), 1 MiB chunks", vec![], vec![]),
         ("at_rest v1, opened in place, 1 MiB batches", vec![], vec![]),
@@ -204,11 +181,9 @@ fn main() {
         for (i, row) in rows.iter_mut().enumerate() {
             let (s, o) = match i {
                 0 => bare(&aws_lc(&AES_256_GCM), OBJECT_BYTES),
-                1 => bare(&ring_aes(), OBJECT_BYTES),
-                2 => bare(&aws_lc(&AES_256_GCM), 1 << 20),
-                3 => bare(&ring_aes(), 1 << 20),
-                4 => bare(&aws_lc(&CHACHA20_POLY1305), OBJECT_BYTES),
-                5 => format(&plain, &binding, &mut stored, &mut out, false),
+                1 => bare(&aws_lc(&AES_256_GCM), 1 << 20),
+                2 => bare(&aws_lc(&CHACHA20_POLY1305), OBJECT_BYTES),
+                3 => format(&plain, &binding, &mut stored, &mut out, false),
                 _ => format(&plain, &binding, &mut stored, &mut out, true),
             };
             row.1.push(s);
