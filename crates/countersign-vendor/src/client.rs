@@ -708,7 +708,10 @@ impl Client {
     /// flushed to disk and renamed to `out` only after they verified; without
     /// `replace` an existing `out` is never replaced (`io`, checked again at the
     /// rename). On any error, and if this future is dropped, the temporary file is
-    /// removed.
+    /// removed. An `out` that exists and is neither a regular file nor a directory (a
+    /// device such as `/dev/null`, a FIFO, a socket, also through a symbolic link) is
+    /// never renamed over: the verified bytes are written into it, as
+    /// [`Self::get_into`] writes them, with or without `replace`.
     pub async fn get_to_file(
         &self,
         bucket: &Bucket,
@@ -717,6 +720,13 @@ impl Client {
         replace: bool,
         progress: Option<Progress>,
     ) -> Result<ObjectInfo> {
+        if std::fs::metadata(out).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let mut sink = std::fs::OpenOptions::new()
+                .write(true)
+                .open(out)
+                .map_err(|e| Error::io(out, e))?;
+            return self.get_into(bucket, key, &mut sink, progress).await;
+        }
         if !replace && out.exists() {
             return Err(Error::io(out, exists_error()));
         }

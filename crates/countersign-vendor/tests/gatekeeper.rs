@@ -215,6 +215,32 @@ fn put_and_get_through_a_real_gatekeeper() {
         0
     );
 
+    // A FIFO (like a device such as /dev/null) is written into, never renamed over,
+    // with or without --force, and only with verified bytes.
+    let fifo = d.join("out.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for extra in [&[][..], &["--force"][..]] {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let o = get(d, &gk, "vendor-1.key", object, "out.fifo", extra);
+        assert_eq!(
+            outcome(&o),
+            (0, String::new()),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(reader.join().unwrap() == data);
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &std::fs::symlink_metadata(&fifo).unwrap().file_type()
+        ));
+    }
+
     // Objects are never overwritten; missing objects are not found.
     let o = put(d, &gk, "vendor-1.key", object, "big.bin");
     assert_eq!(outcome(&o), (1, "already_exists".into()));

@@ -84,7 +84,8 @@ pub struct GetArgs {
     /// Object key.
     #[arg(long)]
     object: String,
-    /// Output file (`-` for stdout, written once verified).
+    /// Output file (`-` for stdout; an existing device or FIFO such as `/dev/null` is
+    /// written into, never replaced), written once verified.
     #[arg(long, short)]
     out: PathBuf,
     /// Replace the output file if it exists.
