@@ -61,7 +61,7 @@ async fn served_checkpoint(
         .map(|c| (c.size, c.note)))
 }
 
-/// `GET /v1/log/checkpoint`: the served checkpoint ([`served_checkpoint`]), a C2SP
+/// `GET /v1/log/checkpoint`: the served checkpoint (`served_checkpoint`), a C2SP
 /// signed note.
 pub async fn checkpoint(State(gk): State<AppState>) -> Response {
     match served_checkpoint(&gk).await {
