@@ -413,19 +413,7 @@ async fn listings_page_with_encoded_cursors_and_tampering_is_refused() {
     );
     let Some(proxy) = proxy else { return };
     let run = format!("{:x}", js_sys::Date::now() as u64);
-    let client = |base: &str| {
-        GatekeeperClient::new(
-            options(
-                base,
-                id,
-                gk_key,
-                signer(VENDOR_SEED, VENDOR_KEY_ID),
-                "user-42",
-            )
-            .into(),
-        )
-        .unwrap()
-    };
+    let client = |base: &str| vendor_client(base, id, gk_key);
     let direct = client(url);
     let via = |mode: &str| client(&format!("{proxy}/{mode}"));
 
